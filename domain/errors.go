@@ -1,0 +1,84 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind classifies a domain error so that adapters can map it (for example to
+// an HTTP status) without knowing where it came from.
+type Kind int
+
+// Error kinds.
+const (
+	KindInternal     Kind = iota // a bug or an unexpected failure
+	KindInvalid                  // the request or input is malformed
+	KindUnauthorized             // the request lacks required authentication
+	KindForbidden                // policy refuses the request
+	KindNotFound                 // the key (or other object) does not exist
+	KindConflict                 // the request conflicts with recorded state (watermark)
+	KindUnavailable              // a dependency (enclave, storage) cannot serve now
+	KindTooLarge                 // the input exceeds a size limit
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindInvalid:
+		return "invalid"
+	case KindUnauthorized:
+		return "unauthorized"
+	case KindForbidden:
+		return "forbidden"
+	case KindNotFound:
+		return "not found"
+	case KindConflict:
+		return "conflict"
+	case KindUnavailable:
+		return "unavailable"
+	case KindTooLarge:
+		return "too large"
+	}
+	return "internal"
+}
+
+// Error is a domain error of a given kind. Msg is safe to show to clients;
+// it never contains secret material.
+type Error struct {
+	Kind Kind
+	Msg  string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Msg == "" && e.Err != nil {
+		return e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error of kind k with a formatted message. A %w verb
+// wraps its argument as usual.
+func Errorf(k Kind, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	return &Error{Kind: k, Msg: err.Error(), Err: errors.Unwrap(err)}
+}
+
+// Wrap attaches kind k to err (nil stays nil).
+func Wrap(k Kind, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Kind: k, Err: err}
+}
+
+// KindOf returns the kind of the outermost *Error in err's chain, or
+// KindInternal when there is none.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindInternal
+}

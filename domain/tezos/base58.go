@@ -1,0 +1,110 @@
+package tezos
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/big"
+)
+
+const b58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+var b58Index = func() [256]int8 {
+	var t [256]int8
+	for i := range t {
+		t[i] = -1
+	}
+	for i := 0; i < len(b58Alphabet); i++ {
+		t[b58Alphabet[i]] = int8(i)
+	}
+	return t
+}()
+
+// ErrChecksum is returned when a base58check string's checksum does not match.
+var ErrChecksum = errors.New("base58check: bad checksum")
+
+func b58Encode(src []byte) string {
+	zeros := 0
+	for zeros < len(src) && src[zeros] == 0 {
+		zeros++
+	}
+	// log(256)/log(58) ~ 1.366
+	buf := make([]byte, (len(src)-zeros)*138/100+1)
+	high := len(buf) - 1
+	for _, b := range src[zeros:] {
+		carry := int(b)
+		j := len(buf) - 1
+		for ; j > high || carry != 0; j-- {
+			carry += 256 * int(buf[j])
+			buf[j] = byte(carry % 58)
+			carry /= 58
+		}
+		high = j
+	}
+	i := 0
+	for i < len(buf) && buf[i] == 0 {
+		i++
+	}
+	out := make([]byte, 0, zeros+len(buf)-i)
+	for k := 0; k < zeros; k++ {
+		out = append(out, '1')
+	}
+	for ; i < len(buf); i++ {
+		out = append(out, b58Alphabet[buf[i]])
+	}
+	return string(out)
+}
+
+func b58Decode(s string) ([]byte, error) {
+	n := new(big.Int)
+	zeros := 0
+	for zeros < len(s) && s[zeros] == '1' {
+		zeros++
+	}
+	radix := big.NewInt(58)
+	for i := 0; i < len(s); i++ {
+		v := b58Index[s[i]]
+		if v < 0 {
+			return nil, fmt.Errorf("base58: invalid character %q at position %d", s[i], i)
+		}
+		n.Mul(n, radix)
+		n.Add(n, big.NewInt(int64(v)))
+	}
+	body := n.Bytes()
+	out := make([]byte, zeros+len(body))
+	copy(out[zeros:], body)
+	return out, nil
+}
+
+func checksum(b []byte) []byte {
+	h := sha256.Sum256(b)
+	h = sha256.Sum256(h[:])
+	return h[:4]
+}
+
+// EncodeBase58Check encodes payload with the given version prefix and a
+// 4-byte double-SHA256 checksum.
+func EncodeBase58Check(prefix, payload []byte) string {
+	buf := make([]byte, 0, len(prefix)+len(payload)+4)
+	buf = append(buf, prefix...)
+	buf = append(buf, payload...)
+	buf = append(buf, checksum(buf)...)
+	return b58Encode(buf)
+}
+
+// decodeBase58Check returns the bytes (prefix included) of a base58check string.
+func decodeBase58Check(s string) ([]byte, error) {
+	raw, err := b58Decode(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) < 4 {
+		return nil, errors.New("base58check: too short")
+	}
+	body, sum := raw[:len(raw)-4], raw[len(raw)-4:]
+	if !bytes.Equal(checksum(body), sum) {
+		return nil, ErrChecksum
+	}
+	return body, nil
+}
