@@ -1,0 +1,252 @@
+package signer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sourcegraph/conc/pool"
+
+	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/ports"
+)
+
+// Vault is one named pair of an enclave and the storage of its sealed keys.
+type Vault struct {
+	Name    string
+	Enclave ports.Enclave
+	Store   ports.KeyStore
+}
+
+// Key is a key the service can sign with.
+type Key struct {
+	PKH       tezos.PublicKeyHash
+	PublicKey tezos.PublicKey
+	Vault     string
+}
+
+// Options tune the service.
+type Options struct {
+	// LoadConcurrency bounds how many stored keys are imported into the
+	// enclave at once at start (default 16).
+	LoadConcurrency int
+	// Logger receives progress and errors; nil discards.
+	Logger *slog.Logger
+}
+
+// Service is the signing and key lifecycle service.
+type Service struct {
+	vaults map[string]*Vault
+	order  []string
+	opts   Options
+	log    *slog.Logger
+
+	mu   sync.RWMutex
+	keys map[string]*Key // by tz address
+}
+
+// New returns a service over the given vaults. Vault names must be unique
+// and non-empty.
+func New(vaults []Vault, opts Options) (*Service, error) {
+	if opts.LoadConcurrency <= 0 {
+		opts.LoadConcurrency = 16
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{vaults: map[string]*Vault{}, opts: opts, log: log, keys: map[string]*Key{}}
+	for i := range vaults {
+		v := vaults[i]
+		if v.Name == "" {
+			return nil, domain.Errorf(domain.KindInvalid, "vault %d has no name", i)
+		}
+		if v.Enclave == nil || v.Store == nil {
+			return nil, domain.Errorf(domain.KindInvalid, "vault %q has no enclave or no key storage", v.Name)
+		}
+		if _, dup := s.vaults[v.Name]; dup {
+			return nil, domain.Errorf(domain.KindInvalid, "vault %q is defined twice", v.Name)
+		}
+		s.vaults[v.Name] = &v
+		s.order = append(s.order, v.Name)
+	}
+	return s, nil
+}
+
+// Vaults returns the vault names in configuration order.
+func (s *Service) Vaults() []string { return slices.Clone(s.order) }
+
+func (s *Service) vault(name string) (*Vault, error) {
+	if name == "" && len(s.order) == 1 {
+		return s.vaults[s.order[0]], nil
+	}
+	v, ok := s.vaults[name]
+	if !ok {
+		if name == "" {
+			return nil, domain.Errorf(domain.KindInvalid, "several vaults are configured (%s): name one", strings.Join(s.order, ", "))
+		}
+		return nil, domain.Errorf(domain.KindNotFound, "vault %q is not configured (have: %s)", name, strings.Join(s.order, ", "))
+	}
+	return v, nil
+}
+
+// Load imports every stored key of every vault into its enclave, a bounded
+// number at a time, and makes them available for signing. It fails if any
+// stored key cannot be loaded or does not match its recorded address.
+func (s *Service) Load(ctx context.Context) error {
+	for _, name := range s.order {
+		v := s.vaults[name]
+		stored, err := v.Store.List(ctx)
+		if err != nil {
+			return fmt.Errorf("vault %q: listing stored keys: %w", name, err)
+		}
+		start := time.Now()
+		s.log.Info("loading keys into the enclave", "vault", name, "keys", len(stored))
+		var (
+			mu     sync.Mutex
+			loaded = make([]*Key, 0, len(stored))
+			done   int
+		)
+		p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(s.opts.LoadConcurrency)
+		for _, sk := range stored {
+			p.Go(func(ctx context.Context) error {
+				pk, err := v.Enclave.Load(ctx, sk.Blob)
+				if err != nil {
+					return fmt.Errorf("vault %q: loading key %s: %w", name, sk.PKH, err)
+				}
+				if got := pk.Hash().String(); got != sk.PKH {
+					return domain.Errorf(domain.KindInternal, "vault %q: stored key %s opens as %s: storage entry does not match its key", name, sk.PKH, got)
+				}
+				mu.Lock()
+				loaded = append(loaded, &Key{PKH: pk.Hash(), PublicKey: pk, Vault: name})
+				done++
+				if len(stored) >= 100 && done%(len(stored)/10) == 0 {
+					s.log.Info("loading keys", "vault", name, "loaded", done, "of", len(stored))
+				}
+				mu.Unlock()
+				return nil
+			})
+		}
+		if err := p.Wait(); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		for _, k := range loaded {
+			s.keys[k.PKH.String()] = k
+		}
+		s.mu.Unlock()
+		s.log.Info("keys loaded", "vault", name, "keys", len(loaded), "duration", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+func (s *Service) register(vault string, sealed ports.SealedKey, st ports.KeyStore, ctx context.Context) (Key, error) {
+	pkh := sealed.PublicKey.Hash()
+	// Persist before the key becomes visible: a key the daemon signs with
+	// must survive a restart.
+	if err := st.Put(ctx, ports.StoredKey{PKH: pkh.String(), Blob: sealed.Blob}); err != nil {
+		return Key{}, fmt.Errorf("vault %q: storing key %s: %w", vault, pkh, err)
+	}
+	k := &Key{PKH: pkh, PublicKey: sealed.PublicKey, Vault: vault}
+	s.mu.Lock()
+	s.keys[pkh.String()] = k
+	s.mu.Unlock()
+	return *k, nil
+}
+
+// Generate creates n keys of type t in the named vault's enclave and stores
+// them. Keys created before a failure stay stored and are returned with the
+// error.
+func (s *Service) Generate(ctx context.Context, vault string, t tezos.KeyType, n int) ([]Key, error) {
+	if !t.Valid() {
+		return nil, domain.Errorf(domain.KindInvalid, "invalid key type %v", t)
+	}
+	if n < 1 {
+		return nil, domain.Errorf(domain.KindInvalid, "number of keys must be at least 1, got %d", n)
+	}
+	v, err := s.vault(vault)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Key, 0, n)
+	for range n {
+		sealed, err := v.Enclave.Generate(ctx, t)
+		if err != nil {
+			return out, fmt.Errorf("vault %q: generating a %v key: %w", v.Name, t, err)
+		}
+		if sealed.PublicKey.Type != t {
+			return out, domain.Errorf(domain.KindInternal, "vault %q: asked the enclave for a %v key, got %v", v.Name, t, sealed.PublicKey.Type)
+		}
+		k, err := s.register(v.Name, sealed, v.Store, ctx)
+		if err != nil {
+			return out, err
+		}
+		s.log.Info("key generated", "vault", v.Name, "pkh", k.PKH.String(), "type", t.String())
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// Import seals a plain private key in the named vault's enclave and stores
+// it. sk is zeroed before Import returns.
+func (s *Service) Import(ctx context.Context, vault string, sk tezos.PrivateKey) (Key, error) {
+	defer sk.Zero()
+	want, err := sk.Public()
+	if err != nil {
+		return Key{}, domain.Wrap(domain.KindInvalid, err)
+	}
+	v, err := s.vault(vault)
+	if err != nil {
+		return Key{}, err
+	}
+	sealed, err := v.Enclave.Import(ctx, sk)
+	if err != nil {
+		return Key{}, fmt.Errorf("vault %q: importing key %s: %w", v.Name, want.Hash(), err)
+	}
+	if !sealed.PublicKey.Equal(want) {
+		return Key{}, domain.Errorf(domain.KindInternal, "vault %q: enclave imported %s as %s", v.Name, want.Hash(), sealed.PublicKey.Hash())
+	}
+	k, err := s.register(v.Name, sealed, v.Store, ctx)
+	if err != nil {
+		return Key{}, err
+	}
+	s.log.Info("key imported", "vault", v.Name, "pkh", k.PKH.String(), "type", k.PKH.Type.String())
+	return k, nil
+}
+
+// List returns every available key, ordered by vault then address.
+func (s *Service) List() []Key {
+	s.mu.RLock()
+	out := make([]Key, 0, len(s.keys))
+	for _, k := range s.keys {
+		out = append(out, *k)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Vault != out[j].Vault {
+			return out[i].Vault < out[j].Vault
+		}
+		return out[i].PKH.String() < out[j].PKH.String()
+	})
+	return out
+}
+
+// Key returns the key with address pkh.
+func (s *Service) Key(pkh string) (Key, error) {
+	if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
+		return Key{}, domain.Wrap(domain.KindInvalid, err)
+	}
+	s.mu.RLock()
+	k, ok := s.keys[pkh]
+	s.mu.RUnlock()
+	if !ok {
+		return Key{}, domain.Errorf(domain.KindNotFound, "key %s not found", pkh)
+	}
+	return *k, nil
+}

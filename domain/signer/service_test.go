@@ -1,0 +1,129 @@
+package signer_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/signer"
+	"github.com/sigil-signer/sigil/domain/tezos"
+)
+
+func newService(t *testing.T) (*signer.Service, *fakeEnclave, *memStore) {
+	t.Helper()
+	enc, st := newFakeEnclave(), &memStore{}
+	s, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{})
+	require.NoError(t, err)
+	return s, enc, st
+}
+
+func TestGenerateSignAndReload(t *testing.T) {
+	ctx := context.Background()
+	s, enc, st := newService(t)
+	msg := []byte{0x03, 1, 2, 3}
+	var keys []signer.Key
+	for _, kt := range tezos.KeyTypes {
+		ks, err := s.Generate(ctx, "cs", kt, 2)
+		require.NoError(t, err)
+		require.Len(t, ks, 2)
+		keys = append(keys, ks...)
+	}
+	assert.Len(t, s.List(), 8)
+	assert.Len(t, st.keys, 8)
+	for _, k := range keys {
+		sig, err := s.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: msg})
+		require.NoError(t, err)
+		require.NoError(t, k.PublicKey.Verify(msg, sig, tezos.SignVersion2), k.PKH.String())
+	}
+
+	// A new service over the same storage and enclave finds every key.
+	s2, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{LoadConcurrency: 3})
+	require.NoError(t, err)
+	require.NoError(t, s2.Load(ctx))
+	assert.Equal(t, s.List(), s2.List())
+}
+
+func TestSignErrors(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := newService(t)
+	ks, err := s.Generate(ctx, "", tezos.BLS, 1)
+	require.NoError(t, err)
+	pkh := ks[0].PKH.String()
+
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: "tz1notanaddress", Message: []byte{3}})
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: "tz1burnburnburnburnburnburnburjAYjjX", Message: []byte{3}})
+	assert.Equal(t, domain.KindNotFound, domain.KindOf(err))
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: pkh})
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
+	v0 := uint8(0)
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: []byte{3}, Version: &v0})
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
+	assert.ErrorContains(t, err, "signing version 0")
+
+	v1 := uint8(1)
+	sig, err := s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: []byte{3}, Version: &v1})
+	require.NoError(t, err)
+	require.NoError(t, ks[0].PublicKey.Verify([]byte{3}, sig, 1))
+	require.Error(t, ks[0].PublicKey.Verify([]byte{3}, sig, 2))
+
+	pop, err := s.ProvePossession(ctx, pkh)
+	require.NoError(t, err)
+	require.NoError(t, ks[0].PublicKey.VerifyPossession(pop))
+
+	ed, err := s.Generate(ctx, "cs", tezos.Ed25519, 1)
+	require.NoError(t, err)
+	_, err = s.ProvePossession(ctx, ed[0].PKH.String())
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
+}
+
+func TestStorageFailureLeavesNoKey(t *testing.T) {
+	ctx := context.Background()
+	s, _, st := newService(t)
+	st.fail = errors.New("disk full")
+	_, err := s.Generate(ctx, "cs", tezos.Ed25519, 1)
+	require.ErrorContains(t, err, "disk full")
+	assert.Empty(t, s.List(), "a key that was not stored must not be usable")
+
+	sk, err := tezos.GeneratePrivateKey(tezos.Secp256k1, nil)
+	require.NoError(t, err)
+	_, err = s.Import(ctx, "cs", sk)
+	require.Error(t, err)
+	assert.Empty(t, s.List())
+	assert.Equal(t, make([]byte, 32), sk.Bytes, "Import zeroes the caller's secret")
+}
+
+func TestImportAndUnknownVault(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := newService(t)
+	sk, err := tezos.GeneratePrivateKey(tezos.P256, nil)
+	require.NoError(t, err)
+	want, _ := sk.Public()
+	k, err := s.Import(ctx, "cs", sk)
+	require.NoError(t, err)
+	assert.True(t, k.PublicKey.Equal(want))
+
+	_, err = s.Generate(ctx, "nope", tezos.Ed25519, 1)
+	assert.Equal(t, domain.KindNotFound, domain.KindOf(err))
+	_, err = s.Generate(ctx, "cs", tezos.Ed25519, 0)
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
+}
+
+func TestLoadRejectsMismatchedEntry(t *testing.T) {
+	ctx := context.Background()
+	s, enc, st := newService(t)
+	ks, err := s.Generate(ctx, "cs", tezos.Ed25519, 2)
+	require.NoError(t, err)
+	// Swap the blobs: each entry now opens as the other key.
+	st.keys[0].Blob, st.keys[1].Blob = st.keys[1].Blob, st.keys[0].Blob
+	s2, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{})
+	require.NoError(t, err)
+	err = s2.Load(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "does not match")
+	_ = ks
+}
