@@ -49,7 +49,13 @@ type Service struct {
 
 	mu   sync.RWMutex
 	keys map[string]*Key // by tz address
+
+	observer ports.SignObserver
 }
+
+// SetObserver installs an observer of signing attempts (metrics). Call it
+// before serving requests.
+func (s *Service) SetObserver(o ports.SignObserver) { s.observer = o }
 
 // New returns a service over the given vaults. Vault names must be unique
 // and non-empty.

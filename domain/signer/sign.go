@@ -3,9 +3,11 @@ package signer
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/ports"
 )
 
 // SignRequest is one request to sign Message with the key PKH.
@@ -15,6 +17,9 @@ type SignRequest struct {
 	// Version is the BLS signing version; nil means the latest (2). It is
 	// ignored for other key types.
 	Version *uint8
+	// Authentication is the client's signature over the request when
+	// authorized keys are configured; nil when the client sent none.
+	Authentication *tezos.Signature
 }
 
 // Sign signs a request with one of the service's keys.
@@ -34,7 +39,11 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "signing version %d is not supported for BLS keys (use 1 or 2)", version)
 	}
 	v := s.vaults[k.Vault]
+	start := time.Now()
 	sig, err := v.Enclave.Sign(ctx, k.PKH, req.Message, version)
+	if s.observer != nil {
+		s.observer.ObserveSign(ports.SignEvent{Vault: k.Vault, Address: req.PKH, Request: "generic", Duration: time.Since(start), Err: err})
+	}
 	if err != nil {
 		return tezos.Signature{}, fmt.Errorf("vault %q: signing with %s: %w", k.Vault, req.PKH, err)
 	}
@@ -60,3 +69,7 @@ func (s *Service) ProvePossession(ctx context.Context, pkh string) (tezos.Signat
 	}
 	return sig, nil
 }
+
+// AuthorizedKeys returns the hashes of the client keys allowed to send sign
+// requests; empty when requests need no authentication.
+func (s *Service) AuthorizedKeys() []tezos.PublicKeyHash { return nil }

@@ -1,0 +1,247 @@
+// Package httpapi is Sigil's HTTP adapter: the Tezos remote-signer API that
+// octez-client, octez-baker and Taquito speak (GET/POST /keys/{pkh},
+// GET /authorized_keys, GET /bls_prove_possession/{pkh}) with Signatory's
+// error JSON, and the utility endpoints (/healthz, /metrics). It translates
+// domain error kinds into HTTP status codes and nothing else: all decisions
+// are the domain's.
+package httpapi
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/signer"
+	"github.com/sigil-signer/sigil/domain/tezos"
+)
+
+// DefaultMaxBody bounds a sign request body (a hex JSON string). Tezos
+// operations are at most 32 KiB, so 1 MiB leaves ample room.
+const DefaultMaxBody = 1 << 20
+
+// Signer is what the HTTP API needs from the domain.
+type Signer interface {
+	Key(pkh string) (signer.Key, error)
+	Sign(ctx context.Context, req signer.SignRequest) (tezos.Signature, error)
+	ProvePossession(ctx context.Context, pkh string) (tezos.Signature, error)
+	AuthorizedKeys() []tezos.PublicKeyHash
+}
+
+// Observer receives one call per finished sign request (for metrics).
+type Observer interface {
+	SignHandled(address string, status int, requestType string, d time.Duration)
+}
+
+// Options configure the API handler.
+type Options struct {
+	MaxBody  int64
+	Logger   *slog.Logger
+	Observer Observer
+}
+
+// API serves the remote-signer endpoints.
+type API struct {
+	s    Signer
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns the remote-signer API over s.
+func New(s Signer, opts Options) *API {
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = DefaultMaxBody
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &API{s: s, opts: opts, log: log}
+}
+
+// Handler returns the main server's routes.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /keys/{pkh}", a.getKey)
+	mux.HandleFunc("POST /keys/{pkh}", a.sign)
+	mux.HandleFunc("GET /authorized_keys", a.authorizedKeys)
+	mux.HandleFunc("GET /bls_prove_possession/{pkh}", a.provePossession)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
+	k, err := a.s.Key(r.PathValue("pkh"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"public_key": k.PublicKey.String()})
+}
+
+func (a *API) sign(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	pkh := r.PathValue("pkh")
+	status, reqType := http.StatusOK, "unknown"
+	defer func() {
+		if a.opts.Observer != nil {
+			a.opts.Observer.SignHandled(pkh, status, reqType, time.Since(start))
+		}
+	}()
+	req, err := a.decodeSign(w, r)
+	if err == nil {
+		reqType = requestType(req.Message)
+		var sig tezos.Signature
+		sig, err = a.s.Sign(r.Context(), req)
+		if err == nil {
+			writeJSON(w, http.StatusOK, map[string]string{"signature": sig.String()})
+			return
+		}
+	}
+	status = a.fail(w, r, err)
+}
+
+func (a *API) decodeSign(w http.ResponseWriter, r *http.Request) (signer.SignRequest, error) {
+	req := signer.SignRequest{PKH: r.PathValue("pkh")}
+	q := r.URL.Query()
+	if v := q.Get("version"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 8)
+		if err != nil || n > 2 {
+			return req, domain.Errorf(domain.KindInvalid, "invalid version %q: want 0, 1 or 2", v)
+		}
+		ver := uint8(n)
+		req.Version = &ver
+	}
+	if auth := q.Get("authentication"); auth != "" {
+		sig, err := tezos.ParseSignature(auth)
+		if err != nil {
+			return req, domain.Errorf(domain.KindInvalid, "authentication: %w", err)
+		}
+		req.Authentication = &sig
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return req, domain.Errorf(domain.KindTooLarge, "request body exceeds %d bytes", a.opts.MaxBody)
+		}
+		return req, domain.Errorf(domain.KindInvalid, "reading request body: %w", err)
+	}
+	var hexMsg string
+	if err := json.Unmarshal(body, &hexMsg); err != nil {
+		return req, domain.Errorf(domain.KindInvalid, "request body must be a JSON string of hex bytes: %v", err)
+	}
+	msg, err := hex.DecodeString(hexMsg)
+	if err != nil {
+		return req, domain.Errorf(domain.KindInvalid, "request body is not valid hex: %v", err)
+	}
+	if len(msg) == 0 {
+		return req, domain.Errorf(domain.KindInvalid, "request body holds no bytes to sign")
+	}
+	req.Message = msg
+	return req, nil
+}
+
+// requestType names a request by its magic byte for the handler metric.
+func requestType(msg []byte) string {
+	if len(msg) == 0 {
+		return "unknown"
+	}
+	switch msg[0] {
+	case 0x11:
+		return "block"
+	case 0x12:
+		return "preattestation"
+	case 0x13:
+		return "attestation"
+	case 0x03:
+		return "generic"
+	case 0x05:
+		return "micheline"
+	}
+	return "unknown"
+}
+
+func (a *API) provePossession(w http.ResponseWriter, r *http.Request) {
+	sig, err := a.s.ProvePossession(r.Context(), r.PathValue("pkh"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"bls_prove_possession": sig.String()})
+}
+
+func (a *API) authorizedKeys(w http.ResponseWriter, _ *http.Request) {
+	keys := a.s.AuthorizedKeys()
+	if len(keys) == 0 {
+		writeJSON(w, http.StatusOK, struct{}{})
+		return
+	}
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.String()
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"authorized_keys": out})
+}
+
+// StatusFor maps a domain error to its HTTP status.
+func StatusFor(err error) int {
+	switch domain.KindOf(err) {
+	case domain.KindInvalid:
+		return http.StatusBadRequest
+	case domain.KindUnauthorized:
+		return http.StatusUnauthorized
+	case domain.KindForbidden:
+		return http.StatusForbidden
+	case domain.KindNotFound:
+		return http.StatusNotFound
+	case domain.KindConflict:
+		return http.StatusConflict
+	case domain.KindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case domain.KindUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) int {
+	status := StatusFor(err)
+	lvl := slog.LevelWarn
+	if status >= 500 {
+		lvl = slog.LevelError
+	}
+	a.log.Log(r.Context(), lvl, "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "error", err.Error())
+	writeError(w, status, err.Error())
+	return status
+}
+
+type errorBody struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	Msg  string `json:"msg"`
+}
+
+// writeError writes Signatory's error shape.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, []errorBody{{ID: "failure", Kind: "temporary", Msg: strings.TrimSpace(msg)}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
