@@ -38,6 +38,19 @@ type Options struct {
 	LoadConcurrency int
 	// Logger receives progress and errors; nil discards.
 	Logger *slog.Logger
+	// Policies maps a tz address to what it may sign. A key absent from it
+	// gets DefaultPolicy; with a nil DefaultPolicy it cannot sign.
+	Policies map[string]*Policy
+	// DefaultPolicy applies to keys absent from Policies (nil in
+	// production: unlisted keys cannot sign).
+	DefaultPolicy *Policy
+	// AuthorizedKeys are the server-wide client keys; when non-empty every
+	// sign request must be authenticated by one of them (or by one of its
+	// key's own AuthorizedKeys).
+	AuthorizedKeys []tezos.PublicKey
+	// Watermarks records consensus high watermarks. Consensus requests are
+	// refused when it is nil.
+	Watermarks ports.WatermarkStore
 }
 
 // Service is the signing and key lifecycle service.
@@ -51,6 +64,7 @@ type Service struct {
 	keys map[string]*Key // by tz address
 
 	observer ports.SignObserver
+	locks    keyLocks
 }
 
 // SetObserver installs an observer of signing attempts (metrics). Call it

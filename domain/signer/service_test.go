@@ -2,12 +2,14 @@ package signer_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sigil-signer/sigil/adapters/watermark/mem"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -16,15 +18,29 @@ import (
 func newService(t *testing.T) (*signer.Service, *fakeEnclave, *memStore) {
 	t.Helper()
 	enc, st := newFakeEnclave(), &memStore{}
-	s, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{})
+	s, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{
+		DefaultPolicy: signer.AllowAll(),
+		Watermarks:    mem.New(mem.Config{}),
+	})
 	require.NoError(t, err)
 	return s, enc, st
+}
+
+// transaction is a transaction forged by Taquito (domain/request/testdata).
+var transaction = mustHex("0301080f161d242b323940474e555c636a71787f868d949ba2a9b0b7bec5ccd3da6c000a11181f262d343b424950575e656c737a81888f8c0bbb97b102e852ac02c0843d0001141b222930373e454c535a61686f767d848b929900")
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func TestGenerateSignAndReload(t *testing.T) {
 	ctx := context.Background()
 	s, enc, st := newService(t)
-	msg := []byte{0x03, 1, 2, 3}
+	msg := transaction
 	var keys []signer.Key
 	for _, kt := range tezos.KeyTypes {
 		ks, err := s.Generate(ctx, "cs", kt, 2)
@@ -41,7 +57,7 @@ func TestGenerateSignAndReload(t *testing.T) {
 	}
 
 	// A new service over the same storage and enclave finds every key.
-	s2, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{LoadConcurrency: 3})
+	s2, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{LoadConcurrency: 3, DefaultPolicy: signer.AllowAll()})
 	require.NoError(t, err)
 	require.NoError(t, s2.Load(ctx))
 	assert.Equal(t, s.List(), s2.List())
@@ -54,22 +70,22 @@ func TestSignErrors(t *testing.T) {
 	require.NoError(t, err)
 	pkh := ks[0].PKH.String()
 
-	_, err = s.Sign(ctx, signer.SignRequest{PKH: "tz1notanaddress", Message: []byte{3}})
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: "tz1notanaddress", Message: transaction})
 	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
-	_, err = s.Sign(ctx, signer.SignRequest{PKH: "tz1burnburnburnburnburnburnburjAYjjX", Message: []byte{3}})
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: "tz1burnburnburnburnburnburnburjAYjjX", Message: transaction})
 	assert.Equal(t, domain.KindNotFound, domain.KindOf(err))
 	_, err = s.Sign(ctx, signer.SignRequest{PKH: pkh})
 	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
 	v0 := uint8(0)
-	_, err = s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: []byte{3}, Version: &v0})
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: transaction, Version: &v0})
 	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
 	assert.ErrorContains(t, err, "signing version 0")
 
 	v1 := uint8(1)
-	sig, err := s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: []byte{3}, Version: &v1})
+	sig, err := s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: transaction, Version: &v1})
 	require.NoError(t, err)
-	require.NoError(t, ks[0].PublicKey.Verify([]byte{3}, sig, 1))
-	require.Error(t, ks[0].PublicKey.Verify([]byte{3}, sig, 2))
+	require.NoError(t, ks[0].PublicKey.Verify(transaction, sig, 1))
+	require.Error(t, ks[0].PublicKey.Verify(transaction, sig, 2))
 
 	pop, err := s.ProvePossession(ctx, pkh)
 	require.NoError(t, err)

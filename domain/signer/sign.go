@@ -2,11 +2,15 @@ package signer
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/request"
 	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
 )
 
@@ -17,19 +21,53 @@ type SignRequest struct {
 	// Version is the BLS signing version; nil means the latest (2). It is
 	// ignored for other key types.
 	Version *uint8
-	// Authentication is the client's signature over the request when
+	// Authentication is the client's signature over AuthenticationData when
 	// authorized keys are configured; nil when the client sent none.
 	Authentication *tezos.Signature
 }
 
-// Sign signs a request with one of the service's keys.
+// keyLocks serializes watermarked requests per key; different keys never
+// wait on each other.
+type keyLocks struct{ m sync.Map }
+
+func (l *keyLocks) lock(pkh string) func() {
+	v, _ := l.m.LoadOrStore(pkh, &sync.Mutex{})
+	mu := v.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// Sign authenticates, classifies and checks a request against the key's
+// policy and, for consensus requests, its high watermark, then signs it in
+// the enclave. A consensus signature leaves only after its watermark is
+// durably recorded; an identical repeat of the last consensus request gets
+// the recorded signature again.
 func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, error) {
+	pkh, err := tezos.ParsePublicKeyHash(req.PKH)
+	if err != nil {
+		return tezos.Signature{}, domain.Wrap(domain.KindInvalid, err)
+	}
+	if len(req.Message) == 0 {
+		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "empty message")
+	}
+	pol := s.policyFor(req.PKH)
+	if err := s.authenticate(pkh, pol, req); err != nil {
+		return tezos.Signature{}, err
+	}
 	k, err := s.Key(req.PKH)
 	if err != nil {
 		return tezos.Signature{}, err
 	}
-	if len(req.Message) == 0 {
-		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "empty message")
+	r, err := request.Parse(req.Message)
+	if err != nil {
+		return tezos.Signature{}, err
+	}
+	if pol == nil {
+		return tezos.Signature{}, domain.Errorf(domain.KindForbidden, "%s is not listed in the tezos policy section: it may not sign", req.PKH)
+	}
+	if err := pol.check(req.PKH, r); err != nil {
+		s.log.Warn("sign request refused by policy", "pkh", req.PKH, "kind", string(r.Kind), "ops", r.Ops, "error", err.Error())
+		return tezos.Signature{}, err
 	}
 	version := tezos.SignVersion2
 	if req.Version != nil {
@@ -38,22 +76,150 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 	if k.PKH.Type == tezos.BLS && version != tezos.SignVersion1 && version != tezos.SignVersion2 && version != tezos.SignVersionLatest {
 		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "signing version %d is not supported for BLS keys (use 1 or 2)", version)
 	}
-	v := s.vaults[k.Vault]
-	start := time.Now()
-	sig, err := v.Enclave.Sign(ctx, k.PKH, req.Message, version)
-	if s.observer != nil {
-		s.observer.ObserveSign(ports.SignEvent{Vault: k.Vault, Address: req.PKH, Request: "generic", Duration: time.Since(start), Err: err})
+	attrs := []any{"pkh", req.PKH, "vault", k.Vault, "kind", string(r.Kind)}
+	if r.HasWatermark() {
+		attrs = append(attrs, "chain_id", r.ChainID.String(), "level", r.Level, "round", r.Round)
+	} else if len(r.Ops) > 0 {
+		attrs = append(attrs, "ops", r.Ops)
+	}
+	if pol.LogPayloads {
+		attrs = append(attrs, "payload", hex.EncodeToString(req.Message))
+	}
+
+	var sig tezos.Signature
+	if r.HasWatermark() {
+		sig, err = s.signWatermarked(ctx, k, r, req.Message, version)
+	} else {
+		sig, err = s.enclaveSign(ctx, k, r, req.Message, version)
 	}
 	if err != nil {
-		return tezos.Signature{}, fmt.Errorf("vault %q: signing with %s: %w", k.Vault, req.PKH, err)
+		s.log.Warn("sign request failed", append(attrs, "error", err.Error())...)
+		return tezos.Signature{}, err
 	}
-	if sig.Type != k.PKH.Type {
-		return tezos.Signature{}, domain.Errorf(domain.KindInternal, "vault %q: enclave returned a %v signature for a %v key", k.Vault, sig.Type, k.PKH.Type)
+	s.log.Info("signed", attrs...)
+	return sig, nil
+}
+
+// watermarkKind is the watermark a consensus request advances. An
+// attestation with DAL content and the tz4 forms share their plain kind's
+// watermark: a key must never sign two of them at one level and round.
+func watermarkKind(r *request.Request) string { return string(r.Kind) }
+
+func (s *Service) signWatermarked(ctx context.Context, k Key, r *request.Request, msg []byte, version uint8) (tezos.Signature, error) {
+	if s.opts.Watermarks == nil {
+		return tezos.Signature{}, domain.Errorf(domain.KindInternal, "no watermark store configured: refusing to sign %s", r.Kind)
+	}
+	wk := watermark.Key{ChainID: r.ChainID.String(), PKH: k.PKH.String(), Kind: watermarkKind(r)}
+	next := watermark.Mark{Level: r.Level, Round: r.Round, Digest: tezos.Digest(msg)}
+
+	unlock := s.locks.lock(wk.PKH)
+	defer unlock()
+
+	// Refuse or replay early from what this process knows, without
+	// touching the enclave. Marks only rise, so this is always safe.
+	if rec, ok, err := s.opts.Watermarks.Check(ctx, wk); err != nil {
+		return tezos.Signature{}, err
+	} else if ok {
+		d, err := watermark.Decide(wk, &rec, next)
+		if err != nil {
+			return tezos.Signature{}, err
+		}
+		if d == watermark.Replay {
+			s.log.Info("identical consensus request repeated: answering with the recorded signature", "pkh", wk.PKH, "kind", wk.Kind, "level", next.Level, "round", next.Round)
+			return parseRecorded(rec)
+		}
+	}
+	sig, err := s.enclaveSign(ctx, k, r, msg, version)
+	if err != nil {
+		return tezos.Signature{}, err
+	}
+	next.Signature = sig.String()
+	stored, err := s.opts.Watermarks.Commit(ctx, wk, next)
+	if err != nil {
+		return tezos.Signature{}, err
+	}
+	if stored.Signature != next.Signature {
+		return parseRecorded(stored)
 	}
 	return sig, nil
 }
 
-// ProvePossession returns a BLS proof of possession for a tz4 key.
+func parseRecorded(m watermark.Mark) (tezos.Signature, error) {
+	sig, err := tezos.ParseSignature(m.Signature)
+	if err != nil {
+		return tezos.Signature{}, domain.Errorf(domain.KindInternal, "recorded signature at %s is unreadable: %w", m, err)
+	}
+	return sig, nil
+}
+
+func (s *Service) enclaveSign(ctx context.Context, k Key, r *request.Request, msg []byte, version uint8) (tezos.Signature, error) {
+	v := s.vaults[k.Vault]
+	start := time.Now()
+	sig, err := v.Enclave.Sign(ctx, k.PKH, msg, version)
+	if err == nil && sig.Type != k.PKH.Type {
+		err = domain.Errorf(domain.KindInternal, "enclave returned a %v signature for a %v key", sig.Type, k.PKH.Type)
+	}
+	if s.observer != nil {
+		ev := ports.SignEvent{Vault: k.Vault, Address: k.PKH.String(), Request: string(r.Kind), Duration: time.Since(start), Err: err}
+		if r.HasWatermark() {
+			ev.ChainID = r.ChainID.String()
+		}
+		if len(r.Ops) > 0 {
+			ev.Ops = map[string]int{}
+			for _, op := range r.Ops {
+				ev.Ops[op]++
+			}
+		}
+		s.observer.ObserveSign(ev)
+	}
+	if err != nil {
+		return tezos.Signature{}, fmt.Errorf("vault %q: signing with %s: %w", k.Vault, k.PKH, err)
+	}
+	return sig, nil
+}
+
+// authenticate enforces authorized client keys: the key's own list if it has
+// one, else the server-wide list; no list means no authentication needed.
+func (s *Service) authenticate(pkh tezos.PublicKeyHash, pol *Policy, req SignRequest) error {
+	keys := s.opts.AuthorizedKeys
+	if pol != nil && len(pol.AuthorizedKeys) > 0 {
+		keys = pol.AuthorizedKeys
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if req.Authentication == nil {
+		return domain.Errorf(domain.KindUnauthorized, "authentication required: sign the request with an authorized key and pass it as ?authentication=")
+	}
+	data := authData(pkh, req.Message)
+	for _, ck := range keys {
+		if ck.Verify(data, *req.Authentication, tezos.SignVersion2) == nil {
+			s.log.Debug("request authenticated", "client", ck.Hash().String(), "pkh", req.PKH)
+			return nil
+		}
+	}
+	return domain.Errorf(domain.KindForbidden, "authentication failed: the signature is not from an authorized key")
+}
+
+// AuthorizedKeys returns the hashes of the server-wide authorized client
+// keys; empty when requests need no authentication.
+func (s *Service) AuthorizedKeys() []tezos.PublicKeyHash {
+	out := make([]tezos.PublicKeyHash, len(s.opts.AuthorizedKeys))
+	for i, k := range s.opts.AuthorizedKeys {
+		out[i] = k.Hash()
+	}
+	return out
+}
+
+func (s *Service) policyFor(pkh string) *Policy {
+	if p, ok := s.opts.Policies[pkh]; ok {
+		return p
+	}
+	return s.opts.DefaultPolicy
+}
+
+// ProvePossession returns a BLS proof of possession for a tz4 key whose
+// policy allows it.
 func (s *Service) ProvePossession(ctx context.Context, pkh string) (tezos.Signature, error) {
 	k, err := s.Key(pkh)
 	if err != nil {
@@ -62,6 +228,9 @@ func (s *Service) ProvePossession(ctx context.Context, pkh string) (tezos.Signat
 	if k.PKH.Type != tezos.BLS {
 		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "proof of possession is only defined for BLS (tz4) keys, %s is %v", pkh, k.PKH.Type)
 	}
+	if pol := s.policyFor(pkh); pol == nil || !pol.AllowProofOfPossession {
+		return tezos.Signature{}, domain.Errorf(domain.KindForbidden, "proof of possession is not allowed for %s: set allow_proof_of_possession in its policy", pkh)
+	}
 	v := s.vaults[k.Vault]
 	sig, err := v.Enclave.ProvePossession(ctx, k.PKH)
 	if err != nil {
@@ -69,7 +238,3 @@ func (s *Service) ProvePossession(ctx context.Context, pkh string) (tezos.Signat
 	}
 	return sig, nil
 }
-
-// AuthorizedKeys returns the hashes of the client keys allowed to send sign
-// requests; empty when requests need no authentication.
-func (s *Service) AuthorizedKeys() []tezos.PublicKeyHash { return nil }

@@ -1,0 +1,180 @@
+package signer_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sigil-signer/sigil/adapters/watermark/mem"
+	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/signer"
+	"github.com/sigil-signer/sigil/domain/tezos"
+)
+
+// attestation builds a tag-21 attestation sign request (0x13 ‖ chain id ‖
+// branch ‖ tag ‖ slot ‖ level ‖ round ‖ payload hash).
+func attestation(level, round int32, payload byte) []byte {
+	b := []byte{0x13, 0x7a, 0x06, 0xa7, 0x70}
+	b = append(b, make([]byte, 32)...) // branch
+	b = append(b, 21, 0, 1)            // tag, slot
+	b = binary.BigEndian.AppendUint32(b, uint32(level))
+	b = binary.BigEndian.AppendUint32(b, uint32(round))
+	ph := make([]byte, 32)
+	ph[0] = payload
+	return append(b, ph...)
+}
+
+func newPolicyService(t *testing.T, pol map[string]*signer.Policy, auth []tezos.PublicKey) (*signer.Service, *fakeEnclave, *memStore) {
+	enc, st := newFakeEnclave(), &memStore{}
+	s, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{
+		Policies: pol, AuthorizedKeys: auth, Watermarks: mem.New(mem.Config{}),
+	})
+	require.NoError(t, err)
+	return s, enc, st
+}
+
+func TestPolicy(t *testing.T) {
+	ctx := context.Background()
+	pols := map[string]*signer.Policy{}
+	s, _, _ := newPolicyService(t, pols, nil)
+	ks, err := s.Generate(ctx, "cs", tezos.Ed25519, 2)
+	require.NoError(t, err)
+	listed, unlisted := ks[0].PKH.String(), ks[1].PKH.String()
+	allow, err := signer.NormalizePolicy(map[string][]string{"generic": {"delegation"}, "endorsement": nil}, nil, nil)
+	require.NoError(t, err)
+	pols[listed] = &signer.Policy{Allow: allow}
+
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: unlisted, Message: transaction})
+	assert.Equal(t, domain.KindForbidden, domain.KindOf(err))
+	assert.ErrorContains(t, err, "not listed")
+
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: listed, Message: transaction})
+	assert.Equal(t, domain.KindForbidden, domain.KindOf(err))
+	assert.ErrorContains(t, err, `operation "transaction" is not allowed`)
+
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: listed, Message: append([]byte{0x11}, make([]byte, 8)...)})
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(err), "malformed block is a 400 before policy")
+
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: listed, Message: attestation(10, 0, 1)})
+	require.NoError(t, err, "endorsement is Signatory's old name for attestation")
+
+	pols[listed].Allow["generic"] = append(pols[listed].Allow["generic"], "transaction")
+	sig, err := s.Sign(ctx, signer.SignRequest{PKH: listed, Message: transaction})
+	require.NoError(t, err)
+	require.NoError(t, ks[0].PublicKey.Verify(transaction, sig, 2))
+
+	_, err = signer.NormalizePolicy(map[string][]string{"generic": {"transfer"}}, nil, nil)
+	assert.ErrorContains(t, err, `unknown operation kind "transfer"`)
+	_, err = signer.NormalizePolicy(map[string][]string{"blocks": nil}, nil, nil)
+	assert.ErrorContains(t, err, `unknown request kind "blocks"`)
+	legacy, err := signer.NormalizePolicy(nil, []string{"generic", "block"}, []string{"transaction"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"transaction"}, legacy["generic"])
+	assert.Contains(t, legacy, "block")
+
+	_, err = s.ProvePossession(ctx, listed)
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
+}
+
+func TestAuthentication(t *testing.T) {
+	ctx := context.Background()
+	client, err := tezos.GeneratePrivateKey(tezos.Secp256k1, nil)
+	require.NoError(t, err)
+	clientPK, _ := client.Public()
+	other, _ := tezos.GeneratePrivateKey(tezos.Ed25519, nil)
+	enc, st := newFakeEnclave(), &memStore{}
+	svc, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{
+		DefaultPolicy: signer.AllowAll(), AuthorizedKeys: []tezos.PublicKey{clientPK}, Watermarks: mem.New(mem.Config{}),
+	})
+	require.NoError(t, err)
+	ks, err := svc.Generate(ctx, "cs", tezos.P256, 1)
+	require.NoError(t, err)
+	k := ks[0]
+	assert.Equal(t, []tezos.PublicKeyHash{clientPK.Hash()}, svc.AuthorizedKeys())
+
+	_, err = svc.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction})
+	assert.Equal(t, domain.KindUnauthorized, domain.KindOf(err))
+
+	bad, _ := other.Sign(signer.AuthenticationData(k.PKH, transaction), 2)
+	_, err = svc.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: &bad})
+	assert.Equal(t, domain.KindForbidden, domain.KindOf(err))
+
+	wrongMsg, _ := client.Sign(signer.AuthenticationData(k.PKH, []byte{3, 4}), 2)
+	_, err = svc.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: &wrongMsg})
+	assert.Equal(t, domain.KindForbidden, domain.KindOf(err))
+
+	good, _ := client.Sign(signer.AuthenticationData(k.PKH, transaction), 2)
+	sig, err := svc.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: &good})
+	require.NoError(t, err)
+	require.NoError(t, k.PublicKey.Verify(transaction, sig, 2))
+}
+
+func TestWatermark(t *testing.T) {
+	ctx := context.Background()
+	s, enc, _ := newService(t)
+	ks, err := s.Generate(ctx, "cs", tezos.BLS, 1)
+	require.NoError(t, err)
+	pkh := ks[0].PKH.String()
+	sign := func(m []byte) (tezos.Signature, error) {
+		return s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: m})
+	}
+	first, err := sign(attestation(100, 1, 1))
+	require.NoError(t, err)
+	require.NoError(t, ks[0].PublicKey.Verify(attestation(100, 1, 1), first, 2))
+
+	again, err := sign(attestation(100, 1, 1))
+	require.NoError(t, err, "identical retry is answered, not refused")
+	assert.Equal(t, first, again)
+
+	for _, m := range [][]byte{attestation(100, 1, 2), attestation(100, 0, 1), attestation(99, 5, 1)} {
+		_, err = sign(m)
+		assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+		assert.ErrorContains(t, err, "level 100 round 1")
+	}
+	_, err = sign(attestation(100, 2, 1))
+	require.NoError(t, err)
+
+	// The enclave is not asked to sign a refused request.
+	enc.mu.Lock()
+	delete(enc.loaded, ks[0].PKH)
+	enc.mu.Unlock()
+	_, err = sign(attestation(100, 2, 9))
+	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+}
+
+func TestWatermarkConcurrent(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := newService(t)
+	ks, err := s.Generate(ctx, "cs", tezos.Ed25519, 1)
+	require.NoError(t, err)
+	pkh := ks[0].PKH.String()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		sigs = map[string]int{}
+		errs int
+	)
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sig, err := s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: attestation(7, 0, byte(i))})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				require.Equal(t, domain.KindConflict, domain.KindOf(err), fmt.Sprint(err))
+				errs++
+				return
+			}
+			sigs[sig.String()]++
+		}()
+	}
+	wg.Wait()
+	assert.Len(t, sigs, 1, "exactly one signature at one level/round")
+	assert.Equal(t, 63, errs)
+}
