@@ -66,7 +66,7 @@ func b58Decode(s string) ([]byte, error) {
 	for i := 0; i < len(s); i++ {
 		v := b58Index[s[i]]
 		if v < 0 {
-			return nil, fmt.Errorf("base58: invalid character %q at position %d", s[i], i)
+			return nil, fmt.Errorf("base58: invalid character at position %d", i) // the character is not echoed: the input may be a secret
 		}
 		n.Mul(n, radix)
 		n.Add(n, big.NewInt(int64(v)))
@@ -93,8 +93,16 @@ func EncodeBase58Check(prefix, payload []byte) string {
 	return b58Encode(buf)
 }
 
+// maxBase58Check bounds the strings decodeBase58Check accepts: the longest
+// form we parse (BLsig…) has 142 characters, and decoding is quadratic in
+// the length, so a bound keeps hostile input cheap.
+const maxBase58Check = 256
+
 // decodeBase58Check returns the bytes (prefix included) of a base58check string.
 func decodeBase58Check(s string) ([]byte, error) {
+	if len(s) > maxBase58Check {
+		return nil, fmt.Errorf("base58check: too long (%d characters)", len(s))
+	}
 	raw, err := b58Decode(s)
 	if err != nil {
 		return nil, err

@@ -3,5 +3,6 @@
 // public keys, key hashes, secret keys and signatures in Tezos base58check
 // forms, and signing/verification exactly as Tezos and the Confidential Space
 // enclave do it (Blake2b-256 prehash for ed25519 and ECDSA with low S, BLS by
-// signing version). It is pure: it depends only on general crypto libraries.
+// signing version), plus the import of secret keys from PEM/DER files
+// (PKCS#8, SEC 1). It is pure: it depends only on general crypto libraries.
 package tezos

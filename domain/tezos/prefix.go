@@ -12,8 +12,8 @@ var (
 	prefixP2pk = []byte{3, 178, 139, 127}
 	prefixBLpk = []byte{6, 149, 135, 204}
 
-	prefixEdskSeed = []byte{13, 15, 58, 7}   // 32-byte seed (54 characters)
-	prefixEdsk64   = []byte{43, 246, 78, 18} // 64-byte seed‖public key (98 characters)
+	prefixEdskSeed = []byte{13, 15, 58, 7}  // 32-byte seed (54 characters)
+	prefixEdsk64   = []byte{43, 246, 78, 7} // 64-byte seed‖public key (98 characters)
 	prefixSpsk     = []byte{17, 162, 224, 201}
 	prefixP2sk     = []byte{16, 81, 238, 189}
 	prefixBLsk     = []byte{3, 150, 192, 40}
