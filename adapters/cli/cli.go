@@ -1,0 +1,128 @@
+// Package cli is Sigil's command-line adapter: the cobra commands of the
+// `sigil` binary (serve, generate, import, list, version, …) with
+// Signatory's verbs and global flags. Each verb builds the application from
+// the same fx modules as the daemon and calls the domain service.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/dig"
+	"go.uber.org/fx"
+
+	"github.com/sigil-signer/sigil/app"
+	"github.com/sigil-signer/sigil/domain/signer"
+)
+
+// Version is set at build time with -ldflags "-X ...cli.Version=…".
+var Version = "dev"
+
+// DefaultConfigPath is where the configuration is read from by default.
+const DefaultConfigPath = "/etc/sigil.yaml"
+
+type globals struct {
+	opts app.Options
+}
+
+// NewRoot returns the root command.
+func NewRoot(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "sigil",
+		Short:         "A Tezos remote signer whose keys live in a Confidential Space enclave",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	f := root.PersistentFlags()
+	f.StringVar(&g.opts.BaseDir, "base-dir", "", "Base directory. Takes priority over one specified in config")
+	f.StringVarP(&g.opts.ConfigPath, "config", "c", DefaultConfigPath, "Config file path")
+	f.BoolVar(&g.opts.JSONLog, "json-log", false, "Use JSON structured logs")
+	f.StringVar(&g.opts.LogLevel, "log", "info", "Log level: [error, warn, info, debug, trace]")
+	g.opts.Stderr = stderr
+	root.AddCommand(
+		newServe(g),
+		newGenerate(g),
+		newImport(g),
+		newList(g),
+		newVersion(),
+	)
+	return root
+}
+
+// Execute runs the CLI and returns the process exit code.
+func Execute() int {
+	root := NewRoot(os.Stdout, os.Stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return 1
+	}
+	return 0
+}
+
+func newVersion() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Show the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(cmd.OutOrStdout(), "sigil %s\n", Version)
+			return nil
+		},
+	}
+}
+
+// runOnce builds the app from modules, starts it, runs fn with the signing
+// service and stops it.
+func runOnce(ctx context.Context, modules fx.Option, fn func(*signer.Service) error) error {
+	var svc *signer.Service
+	a := fx.New(modules, fx.Populate(&svc), fx.NopLogger)
+	if err := a.Err(); err != nil {
+		return unwrapFx(err)
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := a.Start(startCtx); err != nil {
+		return unwrapFx(err)
+	}
+	err := fn(svc)
+	stopCtx, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel2()
+	return errors.Join(err, a.Stop(stopCtx))
+}
+
+// runDaemon builds the app, starts it and waits for SIGINT/SIGTERM.
+func runDaemon(modules fx.Option) error {
+	a := fx.New(modules, fx.NopLogger)
+	if err := a.Err(); err != nil {
+		return unwrapFx(err)
+	}
+	startCtx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := a.Start(startCtx); err != nil {
+		return unwrapFx(err)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	stopCtx, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel2()
+	return a.Stop(stopCtx)
+}
+
+// unwrapFx strips fx's dependency-graph wording down to the root cause.
+func unwrapFx(err error) error {
+	if root := dig.RootCause(err); root != nil {
+		return root
+	}
+	return err
+}

@@ -1,0 +1,180 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+
+	"github.com/sigil-signer/sigil/adapters/config"
+	"github.com/sigil-signer/sigil/adapters/storage"
+	"github.com/sigil-signer/sigil/adapters/vault"
+	"github.com/sigil-signer/sigil/domain/signer"
+	"github.com/sigil-signer/sigil/ports"
+)
+
+// Options are the global command-line settings.
+type Options struct {
+	ConfigPath string // -c/--config
+	BaseDir    string // --base-dir, overrides base_dir
+	LogLevel   string // error|warn|info|debug|trace
+	JSONLog    bool
+	// AllowMissingConfig lets the configuration file be absent (dev mode).
+	AllowMissingConfig bool
+	// Stderr receives logs; nil means os.Stderr.
+	Stderr io.Writer
+}
+
+// Core provides configuration, logging, the vaults and the signing
+// service: what every verb needs.
+func Core(opts Options) fx.Option {
+	return fx.Options(
+		fx.Supply(opts),
+		fx.Provide(newLogger, loadConfig, openVaults, newSigner),
+		fx.WithLogger(func(log *slog.Logger) fxevent.Logger {
+			return &fxevent.SlogLogger{Logger: log.With("component", "fx")}
+		}),
+	)
+}
+
+// LevelTrace is below debug, for Signatory's "trace".
+const LevelTrace = slog.LevelDebug - 4
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "", "info":
+		return slog.LevelInfo, nil
+	case "error":
+		return slog.LevelError, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "debug":
+		return slog.LevelDebug, nil
+	case "trace":
+		return LevelTrace, nil
+	}
+	return 0, fmt.Errorf("invalid log level %q (want error, warn, info, debug or trace)", s)
+}
+
+func newLogger(opts Options) (*slog.Logger, error) {
+	lvl, err := parseLevel(opts.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	w := opts.Stderr
+	if w == nil {
+		w = os.Stderr
+	}
+	ho := &slog.HandlerOptions{Level: lvl}
+	if opts.JSONLog {
+		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, ho)), nil
+}
+
+func loadConfig(opts Options) (*config.Config, error) {
+	return config.Load(opts.ConfigPath, opts.AllowMissingConfig, opts.BaseDir)
+}
+
+// Vaults are the opened vaults, in name order.
+type Vaults []signer.Vault
+
+func openStorage(baseDir string, log *slog.Logger) vault.StorageOpener {
+	return func(ctx context.Context, driver string, decode func(any) error) (ports.KeyStore, error) {
+		if driver == "" {
+			driver = "file"
+		}
+		open, ok := storageDrivers[driver]
+		if !ok {
+			return nil, fmt.Errorf("unknown storage driver %q (known: %s)", driver, strings.Join(keys(storageDrivers), ", "))
+		}
+		return open(ctx, decode, storage.Env{BaseDir: baseDir, Logger: log.With("storage", driver)})
+	}
+}
+
+func openVaults(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (Vaults, error) {
+	if len(cfg.Vaults) == 0 {
+		return nil, errors.New("no vaults configured: add a `vaults:` section (see docs/configuration.md), or run `sigil serve --dev`")
+	}
+	names := keys(cfg.Vaults)
+	var out Vaults
+	ctx := context.Background()
+	for _, name := range names {
+		vc := cfg.Vaults[name]
+		open, ok := vaultDrivers[vc.Driver]
+		if !ok {
+			return nil, fmt.Errorf("vaults.%s.driver: unknown driver %q (known: %s)", name, vc.Driver, strings.Join(keys(vaultDrivers), ", "))
+		}
+		inst, err := open(ctx, name, vc.Decoder(), vault.Env{
+			BaseDir:     cfg.BaseDir,
+			Logger:      log.With("vault", name),
+			OpenStorage: openStorage(cfg.BaseDir, log),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("vaults.%s: %w", name, err)
+		}
+		if inst.Close != nil {
+			lc.Append(fx.StopHook(inst.Close))
+		}
+		out = append(out, signer.Vault{Name: name, Enclave: inst.Enclave, Store: inst.Store})
+	}
+	return out, nil
+}
+
+// SignerParams are the signing service's dependencies. The watermark store
+// is optional: verbs that never sign run without one.
+type SignerParams struct {
+	fx.In
+	Vaults     Vaults
+	Config     *config.Config
+	Log        *slog.Logger
+	Watermarks ports.WatermarkStore `optional:"true"`
+	Policy     *DefaultPolicy       `optional:"true"`
+}
+
+// DefaultPolicy, when provided, applies to keys absent from the tezos
+// section (development mode only).
+type DefaultPolicy struct{ Policy *signer.Policy }
+
+func newSigner(p SignerParams) (*signer.Service, error) {
+	pols := make(map[string]*signer.Policy, len(p.Config.Tezos))
+	for pkh, tp := range p.Config.Tezos {
+		allow, err := signer.NormalizePolicy(tp.Allow, tp.AllowedOperations, tp.AllowedKinds)
+		if err != nil {
+			return nil, fmt.Errorf("tezos.%s: %w", pkh, err)
+		}
+		pols[pkh] = &signer.Policy{
+			Allow:                  allow,
+			LogPayloads:            tp.LogPayloads,
+			AuthorizedKeys:         tp.AuthorizedKeys,
+			AllowProofOfPossession: tp.AllowProofOfPossession,
+		}
+	}
+	opts := signer.Options{
+		Logger:         p.Log,
+		Policies:       pols,
+		AuthorizedKeys: p.Config.Server.AuthorizedKeys,
+		Watermarks:     p.Watermarks,
+	}
+	if p.Policy != nil {
+		opts.DefaultPolicy = p.Policy.Policy
+	}
+	return signer.New(p.Vaults, opts)
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return slices.Clip(out)
+}

@@ -1,0 +1,115 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"go.uber.org/fx"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sigil-signer/sigil/adapters/config"
+	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/domain/signer"
+	"github.com/sigil-signer/sigil/domain/tezos"
+)
+
+// DevVault is the vault name the embedded development signer uses.
+const DevVault = "dev"
+
+// DevOptions configure the embedded development signer.
+type DevOptions struct {
+	// Out receives the banner with key addresses and the URL.
+	Out io.Writer
+}
+
+// devEnclave is the mock enclave running in-process on loopback.
+type devEnclave struct {
+	addr *net.TCPAddr
+}
+
+// Dev runs the whole signer on this machine with no cloud account: the mock
+// enclave in-process on loopback with the `local` KMS stand-in (an AES key
+// file under the base directory), file storage under the base directory,
+// listeners on loopback, and one key of each type created on first run.
+// Combine it with Core and Serve.
+func Dev(o DevOptions) fx.Option {
+	return fx.Options(
+		fx.Supply(o),
+		fx.Provide(startDevEnclave),
+		fx.Supply(&DefaultPolicy{Policy: signer.AllowAll()}),
+		fx.Decorate(devConfig),
+		fx.Invoke(devBootstrap),
+	)
+}
+
+func startDevEnclave(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (*devEnclave, error) {
+	if err := os.MkdirAll(cfg.BaseDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating base directory: %w", err)
+	}
+	kms, err := mockenclave.NewLocalKMS(filepath.Join(cfg.BaseDir, "enclave-kms.key"))
+	if err != nil {
+		return nil, err
+	}
+	srv := mockenclave.NewServer(mockenclave.Options{KMS: kms, Logger: log.With("component", "dev-enclave")})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go func() { _ = srv.Serve(ln) }()
+	lc.Append(fx.StopHook(srv.Close))
+	log.Info("embedded development enclave listening", "address", ln.Addr().String(), "kms", "local")
+	return &devEnclave{addr: ln.Addr().(*net.TCPAddr)}, nil
+}
+
+// devConfig points a (possibly empty) configuration at the embedded
+// enclave and keeps the listeners on loopback unless configured otherwise.
+func devConfig(cfg *config.Config, enc *devEnclave, opts Options) (*config.Config, error) {
+	c := *cfg
+	var node yaml.Node
+	if err := node.Encode(map[string]any{
+		"host":                enc.addr.IP.String(),
+		"port":                fmt.Sprint(enc.addr.Port),
+		"wip_provider_path":   "dev/local-kms",
+		"encryption_key_path": "dev/local-kms",
+	}); err != nil {
+		return nil, err
+	}
+	c.Vaults = map[string]*config.Vault{DevVault: {Driver: "confidentialspace", Config: node}}
+	if c.Server.Address == config.DefaultAddress {
+		c.Server.Address = "127.0.0.1:6732"
+	}
+	if c.Server.UtilityAddress == config.DefaultUtilityAddress {
+		c.Server.UtilityAddress = "127.0.0.1:9583"
+	}
+	return &c, nil
+}
+
+// devBootstrap creates one key of each type on first run and prints the
+// keys and the URL once the daemon is up.
+func devBootstrap(lc fx.Lifecycle, svc *signer.Service, ls *Listeners, o DevOptions) {
+	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		if len(svc.List()) == 0 {
+			for _, t := range tezos.KeyTypes {
+				if _, err := svc.Generate(ctx, DevVault, t, 1); err != nil {
+					return err
+				}
+			}
+		}
+		out := o.Out
+		if out == nil {
+			out = os.Stdout
+		}
+		fmt.Fprintf(out, "\nSigil development signer (embedded enclave, no cloud account)\n")
+		fmt.Fprintf(out, "  signer API:  http://%s\n  health:      http://%s/healthz\n\n", ls.API, ls.Utility)
+		for _, k := range svc.List() {
+			fmt.Fprintf(out, "  %-10s %s\n", k.PKH.Type, k.PKH)
+		}
+		fmt.Fprintf(out, "\nTry: curl http://%s/keys/%s\n\n", ls.API, svc.List()[0].PKH)
+		return nil
+	}))
+}

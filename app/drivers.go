@@ -1,0 +1,21 @@
+package app
+
+import (
+	"github.com/sigil-signer/sigil/adapters/confidentialspace"
+	"github.com/sigil-signer/sigil/adapters/storage"
+	"github.com/sigil-signer/sigil/adapters/storage/file"
+	"github.com/sigil-signer/sigil/adapters/storage/firestore"
+	"github.com/sigil-signer/sigil/adapters/vault"
+)
+
+// vaultDrivers maps a vault `driver:` name to its adapter.
+var vaultDrivers = map[string]vault.Opener{
+	"confidentialspace": confidentialspace.OpenVault,
+}
+
+// storageDrivers maps a key storage `driver:` name to its adapter.
+var storageDrivers = map[string]storage.Opener{
+	"file":      file.Open,
+	"gcp":       firestore.Open,
+	"firestore": firestore.Open,
+}
