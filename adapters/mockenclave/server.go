@@ -1,0 +1,496 @@
+// Package mockenclave is a working stand-in for the Confidential Space
+// enclave signer: a TCP server speaking the same framed CBOR protocol
+// (adapters/confidentialspace/rpc), with per-connection key chains, real key
+// generation and signing for all four Tezos key types (domain/tezos), and a
+// pluggable KMS stand-in (pass-through or local AES-256-GCM) that seals keys
+// into blobs. It exists for development and tests; it offers none of the
+// enclave's isolation.
+package mockenclave
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/domain/tezos"
+)
+
+// Options configures a Server.
+type Options struct {
+	// KMS seals and opens key blobs; nil means PassthroughKMS.
+	KMS KMS
+	// ReplyDelay is slept before each reply is written (load tests). It only
+	// delays the connection it applies to.
+	ReplyDelay time.Duration
+	// KMSDelay is slept around each Seal/Open call (load tests).
+	KMSDelay time.Duration
+	// MaxFrame bounds request frames; a larger announced length closes the
+	// connection. Default rpc.DefaultMaxFrame.
+	MaxFrame int
+	// Logger receives connection and request logs (never key material).
+	// Nil discards them.
+	Logger *slog.Logger
+}
+
+// Server serves the enclave protocol. Create it with NewServer.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	closed    bool
+	wg        sync.WaitGroup
+}
+
+// NewServer returns a server with opts.
+func NewServer(opts Options) *Server {
+	if opts.KMS == nil {
+		opts.KMS = PassthroughKMS{}
+	}
+	if opts.MaxFrame <= 0 {
+		opts.MaxFrame = rpc.DefaultMaxFrame
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		opts:      opts,
+		log:       log,
+		listeners: make(map[net.Listener]struct{}),
+		sessions:  make(map[*session]struct{}),
+	}
+}
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("mockenclave: server closed")
+
+// Serve accepts connections on l until Close, handling each in its own
+// goroutine. It always returns a non-nil error; after Close it is
+// ErrServerClosed.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		sess := &session{srv: s, conn: c}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return ErrServerClosed
+		}
+		s.sessions[sess] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			sess.serve()
+			s.mu.Lock()
+			delete(s.sessions, sess)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops every listener, closes every connection and waits for their
+// goroutines to end. Key chains are zeroed.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for sess := range s.sessions {
+		sess.conn.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// SessionInfo describes one live connection, for tests.
+type SessionInfo struct {
+	Remote      string
+	Initialized bool
+	Keys        []tezos.PublicKeyHash // the key chain, by handle
+}
+
+// Sessions reports the live connections and their key chains.
+func (s *Server) Sessions() []SessionInfo {
+	s.mu.Lock()
+	list := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		list = append(list, sess)
+	}
+	s.mu.Unlock()
+	out := make([]SessionInfo, 0, len(list))
+	for _, sess := range list {
+		sess.mu.Lock()
+		info := SessionInfo{Remote: sess.conn.RemoteAddr().String(), Initialized: sess.initialized}
+		for _, k := range sess.keys {
+			info.Keys = append(info.Keys, k.pkh)
+		}
+		sess.mu.Unlock()
+		out = append(out, info)
+	}
+	return out
+}
+
+type loadedKey struct {
+	sk  tezos.PrivateKey
+	pk  tezos.PublicKey
+	pkh tezos.PublicKeyHash
+}
+
+// session is one connection's state: the enclave keeps nothing global.
+type session struct {
+	srv  *Server
+	conn net.Conn
+
+	mu          sync.Mutex // guards initialized and keys for Sessions()
+	initialized bool
+	keys        []loadedKey
+}
+
+func (c *session) serve() {
+	log := c.srv.log.With("remote", c.conn.RemoteAddr().String())
+	log.Debug("connection opened")
+	defer func() {
+		c.conn.Close()
+		c.mu.Lock()
+		for i := range c.keys {
+			c.keys[i].sk.Zero()
+		}
+		c.keys = nil
+		c.mu.Unlock()
+		log.Debug("connection closed")
+	}()
+	for {
+		frame, err := rpc.ReadFrame(c.conn, c.srv.opts.MaxFrame)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				log.Info("closing connection", "reason", err.Error())
+			}
+			return
+		}
+		reply := c.handle(frame, log)
+		clear(frame) // may hold a plain private key
+		if d := c.srv.opts.ReplyDelay; d > 0 {
+			time.Sleep(d)
+		}
+		if err := rpc.WriteFrame(c.conn, reply); err != nil {
+			log.Info("write failed", "err", err.Error())
+			return
+		}
+	}
+}
+
+// handle runs one request and returns the encoded reply.
+func (c *session) handle(frame []byte, log *slog.Logger) []byte {
+	req, err := rpc.DecodeRequest(frame)
+	if err != nil {
+		log.Info("bad request", "err", err.Error())
+		return encodeErr(rpc.NewError("deserialization error", err.Error()))
+	}
+	method := req.Method()
+	ok, rerr := c.dispatch(req)
+	if req.ImportUnencrypted != nil {
+		req.ImportUnencrypted.Zero()
+	}
+	if rerr != nil {
+		log.Debug("request failed", "method", method, "err", rerr.Error())
+		return encodeErr(rerr)
+	}
+	log.Debug("request", "method", method)
+	b, err := rpc.EncodeOk(ok)
+	if err != nil {
+		return encodeErr(rpc.NewError("serialization error", err.Error()))
+	}
+	return b
+}
+
+func encodeErr(e *rpc.RPCError) []byte {
+	b, err := rpc.EncodeErr(e)
+	if err != nil { // cannot happen for text messages
+		b, _ = rpc.EncodeErr(rpc.NewError("internal error"))
+	}
+	return b
+}
+
+// Error messages follow the Rust enclave's Display texts.
+var (
+	errUninitialized      = rpc.NewError("uninitialized")
+	errAlreadyInitialized = rpc.NewError("already initialized")
+	errInvalidHandle      = rpc.NewError("signer error", "invalid handle")
+	errPopUnsupported     = rpc.NewError("signer error", "Proof of possession is not supported")
+	errSigningVersion     = rpc.NewError("signer error", "invalid signing version")
+)
+
+func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
+	if req.Initialize != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.initialized {
+			return nil, errAlreadyInitialized
+		}
+		if req.Initialize.WIPProviderPath == "" || req.Initialize.EncryptionKeyPath == "" {
+			return nil, rpc.NewError("encryption error", "invalid credentials: wip_provider_path and encryption_key_path are required")
+		}
+		c.initialized = true
+		return nil, nil
+	}
+	c.mu.Lock()
+	initialized := c.initialized
+	c.mu.Unlock()
+	if !initialized {
+		return nil, errUninitialized
+	}
+
+	switch {
+	case req.Import != nil:
+		k, err := c.open(req.Import)
+		if err != nil {
+			return nil, err
+		}
+		pkw, _ := rpc.TaggedFromPublicKey(k.pk)
+		return rpc.ImportResult{PublicKey: pkw, Handle: c.add(k)}, nil
+
+	case req.ImportUnencrypted != nil:
+		t, err := req.ImportUnencrypted.Tagged()
+		if err != nil {
+			return nil, rpc.NewError("deserialization error", err.Error())
+		}
+		sk, perr := t.PrivateKey() // copies; the request is zeroed by handle
+		if perr != nil {
+			return nil, rpc.NewError("deserialization error", perr.Error())
+		}
+		return c.sealAndMaybeAdd(sk, true)
+
+	case req.Generate != nil || req.GenerateAndImport != nil:
+		name := req.Generate
+		if name == nil {
+			name = req.GenerateAndImport
+		}
+		kt, err := name.Tezos()
+		if err != nil {
+			return nil, rpc.NewError("deserialization error", err.Error())
+		}
+		sk, err := tezos.GeneratePrivateKey(kt, nil)
+		if err != nil {
+			return nil, rpc.NewError("signer error", "key generation failed")
+		}
+		return c.sealAndMaybeAdd(sk, req.GenerateAndImport != nil)
+
+	case req.Sign != nil:
+		k, ok := c.key(req.Sign.Handle)
+		if !ok {
+			return nil, errInvalidHandle
+		}
+		return sign(k.sk, req.Sign.Message, req.Sign.Version)
+
+	case req.SignWith != nil:
+		k, err := c.open(req.SignWith.EncryptedPrivateKey)
+		if err != nil {
+			return nil, err
+		}
+		defer k.sk.Zero()
+		return sign(k.sk, req.SignWith.Message, req.SignWith.Version)
+
+	case req.PublicKey != nil:
+		k, ok := c.key(*req.PublicKey)
+		if !ok {
+			return nil, errInvalidHandle
+		}
+		pkw, _ := rpc.TaggedFromPublicKey(k.pk)
+		return pkw, nil
+
+	case req.PublicKeyFrom != nil:
+		k, err := c.open(req.PublicKeyFrom)
+		if err != nil {
+			return nil, err
+		}
+		k.sk.Zero()
+		pkw, _ := rpc.TaggedFromPublicKey(k.pk)
+		return pkw, nil
+
+	case req.ProvePossession != nil:
+		k, ok := c.key(*req.ProvePossession)
+		if !ok {
+			return nil, errInvalidHandle
+		}
+		if k.sk.Type != tezos.BLS {
+			return nil, errPopUnsupported
+		}
+		proof, err := k.sk.ProvePossession()
+		if err != nil {
+			return nil, rpc.NewError("signer error", "BLST error")
+		}
+		t, _ := rpc.TaggedFromSignature(proof)
+		return t, nil
+	}
+	return nil, rpc.NewError("deserialization error", "unknown request")
+}
+
+func sign(sk tezos.PrivateKey, msg []byte, version *uint8) (any, *rpc.RPCError) {
+	v := tezos.SignVersionLatest
+	if version != nil {
+		v = *version
+	}
+	sig, err := sk.Sign(msg, v)
+	if errors.Is(err, tezos.ErrInvalidSigningVersion) {
+		return nil, errSigningVersion
+	}
+	if err != nil {
+		return nil, rpc.NewError("signer error", "signature error")
+	}
+	t, terr := rpc.TaggedFromSignature(sig)
+	if terr != nil {
+		return nil, rpc.NewError("signer error", "signature error")
+	}
+	return t, nil
+}
+
+func (c *session) key(h uint64) (loadedKey, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h >= uint64(len(c.keys)) {
+		return loadedKey{}, false
+	}
+	return c.keys[h], true
+}
+
+func (c *session) add(k loadedKey) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.keys = append(c.keys, k)
+	return uint64(len(c.keys) - 1)
+}
+
+// open unseals a blob into a key; the caller owns (and zeroes) k.sk.
+func (c *session) open(blob []byte) (loadedKey, *rpc.RPCError) {
+	c.kmsDelay()
+	plain, err := c.srv.opts.KMS.Open(blob)
+	if err != nil {
+		return loadedKey{}, rpc.NewError("encryption error", err.Error())
+	}
+	defer clear(plain)
+	t, err := rpc.UnmarshalPrivateKey(plain)
+	if err != nil {
+		return loadedKey{}, rpc.NewError("deserialization error", "sealed blob does not hold a private key")
+	}
+	sk, err := t.PrivateKey()
+	clear(t.Bytes)
+	if err != nil {
+		return loadedKey{}, rpc.NewError("deserialization error", err.Error())
+	}
+	return newLoaded(sk)
+}
+
+func newLoaded(sk tezos.PrivateKey) (loadedKey, *rpc.RPCError) {
+	pk, err := sk.Public()
+	if err != nil {
+		sk.Zero()
+		return loadedKey{}, rpc.NewError("signer error", "invalid private key")
+	}
+	return loadedKey{sk: sk, pk: pk, pkh: pk.Hash()}, nil
+}
+
+// sealAndMaybeAdd seals sk; with add it also loads it and returns a
+// GenerateAndImportResult, else a GenerateResult (and zeroes sk).
+func (c *session) sealAndMaybeAdd(sk tezos.PrivateKey, add bool) (any, *rpc.RPCError) {
+	k, rerr := newLoaded(sk)
+	if rerr != nil {
+		return nil, rerr
+	}
+	w, err := rpc.NewPrivateKey(sk)
+	if err != nil {
+		sk.Zero()
+		return nil, rpc.NewError("serialization error", err.Error())
+	}
+	plain, err := rpc.MarshalPrivateKey(w)
+	w.Zero()
+	if err != nil {
+		sk.Zero()
+		return nil, rpc.NewError("serialization error", err.Error())
+	}
+	c.kmsDelay()
+	blob, err := c.srv.opts.KMS.Seal(plain)
+	clear(plain)
+	if err != nil {
+		sk.Zero()
+		return nil, rpc.NewError("encryption error", err.Error())
+	}
+	pkw, _ := rpc.TaggedFromPublicKey(k.pk)
+	if !add {
+		sk.Zero()
+		return rpc.GenerateResult{EncryptedPrivateKey: blob, PublicKey: pkw}, nil
+	}
+	return rpc.GenerateAndImportResult{EncryptedPrivateKey: blob, PublicKey: pkw, Handle: c.add(k)}, nil
+}
+
+func (c *session) kmsDelay() {
+	if d := c.srv.opts.KMSDelay; d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// ListenAndServe listens on addr and serves until ctx is done, then closes
+// the server. ready, if not nil, receives the bound address once listening.
+func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net.Addr)) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if ready != nil {
+		ready(l.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(l) }()
+	select {
+	case <-ctx.Done():
+		s.Close()
+		<-errc
+		return nil
+	case err := <-errc:
+		s.Close()
+		return err
+	}
+}

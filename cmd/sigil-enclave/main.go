@@ -1,0 +1,89 @@
+// Command sigil-enclave runs Sigil's mock Confidential Space enclave: a TCP
+// server of the enclave-signer protocol with real key generation and
+// signing, and a KMS stand-in (local AES-256-GCM key file, or pass-through
+// where blobs are plain keys). It is for development and load tests only: it
+// offers none of the isolation of a real enclave.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sigil-signer/sigil/adapters/mockenclave"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "sigil-enclave:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the enclave and serves until ctx is done. It prints exactly
+// "listening on ADDR" to stdout once the listener is bound.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sigil-enclave", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", ":2000", "TCP address to listen on")
+	kmsKind := fs.String("kms", "local", "KMS stand-in: local (AES-256-GCM key file) or passthrough (blobs are plain keys; tests only)")
+	keyFile := fs.String("kms-key-file", "./sigil-enclave-kms.key", "key file of the local KMS (created with mode 0600 if absent)")
+	replyDelay := fs.Duration("reply-delay", 0, "delay before every reply (load tests)")
+	kmsDelay := fs.Duration("kms-delay", 0, "delay around every KMS seal/open (load tests)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("invalid --log-level %q (want debug, info, warn or error)", *logLevel)
+	}
+	if *replyDelay < 0 || *kmsDelay < 0 {
+		return errors.New("delays must not be negative")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var kms mockenclave.KMS
+	switch *kmsKind {
+	case "local":
+		k, err := mockenclave.NewLocalKMS(*keyFile)
+		if err != nil {
+			return err
+		}
+		kms = k
+	case "passthrough":
+		log.Warn("passthrough KMS: sealed blobs hold plain private keys; never use real keys")
+		kms = mockenclave.PassthroughKMS{}
+	default:
+		return fmt.Errorf("invalid --kms %q (want local or passthrough)", *kmsKind)
+	}
+
+	srv := mockenclave.NewServer(mockenclave.Options{
+		KMS: kms, ReplyDelay: *replyDelay, KMSDelay: *kmsDelay, Logger: log,
+	})
+	err := srv.ListenAndServe(ctx, *listen, func(a net.Addr) {
+		fmt.Fprintf(stdout, "listening on %s\n", a)
+		log.Info("mock enclave started", "addr", a.String(), "kms", *kmsKind,
+			"reply_delay", replyDelay.String(), "kms_delay", kmsDelay.String())
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("mock enclave stopped")
+	return nil
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+)
+
+func TestRunServesAndStops(t *testing.T) {
+	for _, kms := range []string{"local", "passthrough"} {
+		t.Run(kms, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pr, pw := io.Pipe()
+			done := make(chan error, 1)
+			keyFile := filepath.Join(t.TempDir(), "kms.key")
+			go func() {
+				done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--kms", kms, "--kms-key-file", keyFile, "--log-level", "debug"}, pw, io.Discard)
+				pw.Close()
+			}()
+			line, err := bufio.NewReader(pr).ReadString('\n')
+			require.NoError(t, err)
+			require.True(t, strings.HasPrefix(line, "listening on 127.0.0.1:"), line)
+			addr := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+			go io.Copy(io.Discard, pr)
+
+			nc, err := net.Dial("tcp", addr)
+			require.NoError(t, err)
+			defer nc.Close()
+			b, err := rpc.EncodeRequest(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"}))
+			require.NoError(t, err)
+			require.NoError(t, rpc.WriteFrame(nc, b))
+			require.NoError(t, nc.SetReadDeadline(time.Now().Add(5*time.Second)))
+			frame, err := rpc.ReadFrame(nc, 0)
+			require.NoError(t, err)
+			require.NoError(t, rpc.DecodeReply(frame, nil))
+
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(5 * time.Second):
+				t.Fatal("run did not stop")
+			}
+		})
+	}
+}
+
+func TestRunRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--kms", "cloud"},
+		{"--log-level", "loud"},
+		{"--reply-delay", "-1s"},
+		{"--listen", "not an address"},
+		{"extra"},
+	} {
+		err := run(context.Background(), append(args, "--kms-key-file", filepath.Join(t.TempDir(), "k")), io.Discard, io.Discard)
+		require.Error(t, err, "%v", args)
+	}
+}
