@@ -2,13 +2,16 @@ package confidentialspace
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/vault"
 	"github.com/sigil-signer/sigil/domain"
 )
@@ -59,21 +62,8 @@ func OpenVault(ctx context.Context, name string, decode func(any) error, env vau
 			return vault.Instance{}, domain.Errorf(domain.KindInvalid, "confidential space: invalid config: %v", err)
 		}
 	}
-	cfg := Config{
-		Host:              envOr(vc.Host, "CONFIDENTIAL_SPACE_HOST"),
-		Port:              envOr(vc.Port, "CONFIDENTIAL_SPACE_PORT"),
-		WIPProviderPath:   envOr(vc.WIPProviderPath, "GCP_WIP_PROVIDER_PATH"),
-		EncryptionKeyPath: envOr(vc.EncryptionKeyPath, "GCP_KMS_ENCRYPTION_KEY_PATH"),
-		Connections:       vc.Connections,
-	}
-	var err error
-	if cfg.DialTimeout, err = parseDuration("dial_timeout", vc.DialTimeout); err != nil {
-		return vault.Instance{}, err
-	}
-	if cfg.RPCTimeout, err = parseDuration("rpc_timeout", vc.RPCTimeout); err != nil {
-		return vault.Instance{}, err
-	}
-	if err := cfg.normalize(); err != nil {
+	cfg, err := vc.clientConfig()
+	if err != nil {
 		return vault.Instance{}, err
 	}
 	if env.OpenStorage == nil {
@@ -84,13 +74,18 @@ func OpenVault(ctx context.Context, name string, decode func(any) error, env vau
 	if vc.Storage != nil {
 		driver = vc.Storage.Driver
 		if vc.Storage.Config.Kind != 0 {
-			node := vc.Storage.Config
-			sdecode = node.Decode
+			sdecode = config.StrictDecoder(&vc.Storage.Config)
 		}
 	}
 	store, err := env.OpenStorage(ctx, driver, sdecode)
 	if err != nil {
 		return vault.Instance{}, fmt.Errorf("storage: %w", err)
+	}
+	closeStore := func() error {
+		if c, ok := store.(io.Closer); ok {
+			return c.Close()
+		}
+		return nil
 	}
 	log := env.Logger
 	if log != nil {
@@ -98,9 +93,47 @@ func OpenVault(ctx context.Context, name string, decode func(any) error, env vau
 	}
 	enc, err := New(cfg, log)
 	if err != nil {
-		return vault.Instance{}, err
+		return vault.Instance{}, errors.Join(err, closeStore())
 	}
-	return vault.Instance{Enclave: enc, Store: store, Close: enc.Close}, nil
+	return vault.Instance{Enclave: enc, Store: store, Close: func() error {
+		return errors.Join(enc.Close(), closeStore())
+	}}, nil
+}
+
+// clientConfig applies Signatory's environment fallbacks and reports every
+// missing required field with its variable.
+func (vc VaultConfig) clientConfig() (Config, error) {
+	cfg := Config{
+		Host:              envOr(vc.Host, "CONFIDENTIAL_SPACE_HOST"),
+		Port:              envOr(vc.Port, "CONFIDENTIAL_SPACE_PORT"),
+		WIPProviderPath:   envOr(vc.WIPProviderPath, "GCP_WIP_PROVIDER_PATH"),
+		EncryptionKeyPath: envOr(vc.EncryptionKeyPath, "GCP_KMS_ENCRYPTION_KEY_PATH"),
+		Connections:       vc.Connections,
+	}
+	var missing []string
+	for _, f := range []struct{ v, field, env string }{
+		{cfg.Host, "host", "CONFIDENTIAL_SPACE_HOST"},
+		{cfg.WIPProviderPath, "wip_provider_path", "GCP_WIP_PROVIDER_PATH"},
+		{cfg.EncryptionKeyPath, "encryption_key_path", "GCP_KMS_ENCRYPTION_KEY_PATH"},
+	} {
+		if strings.TrimSpace(f.v) == "" {
+			missing = append(missing, fmt.Sprintf("%s (or $%s)", f.field, f.env))
+		}
+	}
+	if len(missing) > 0 {
+		return Config{}, domain.Errorf(domain.KindInvalid, "confidential space: missing %s", strings.Join(missing, ", "))
+	}
+	var err error
+	if cfg.DialTimeout, err = parseDuration("dial_timeout", vc.DialTimeout); err != nil {
+		return Config{}, err
+	}
+	if cfg.RPCTimeout, err = parseDuration("rpc_timeout", vc.RPCTimeout); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.normalize(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
 }
 
 var _ vault.Opener = OpenVault

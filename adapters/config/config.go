@@ -61,11 +61,27 @@ func (d *Driver) Decoder() func(any) error { return nodeDecoder(&d.Config) }
 // Decoder returns a function decoding the vault's raw config, or nil when absent.
 func (v *Vault) Decoder() func(any) error { return nodeDecoder(&v.Config) }
 
-func nodeDecoder(n *yaml.Node) func(any) error {
+func nodeDecoder(n *yaml.Node) func(any) error { return StrictDecoder(n) }
+
+// StrictDecoder returns a decoder of a raw YAML section that refuses unknown
+// fields, so a misspelt driver setting is never silently ignored; nil when
+// the section is absent.
+func StrictDecoder(n *yaml.Node) func(any) error {
 	if n == nil || n.Kind == 0 {
 		return nil
 	}
-	return n.Decode
+	return func(v any) error {
+		b, err := yaml.Marshal(n)
+		if err != nil {
+			return err
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(v); err != nil {
+			return fmt.Errorf("section at line %d: %w", n.Line, err)
+		}
+		return nil
+	}
 }
 
 // TezosPolicy is the per-key policy section (key: a tz address).

@@ -48,6 +48,8 @@ func TestSignatoryExample(t *testing.T) {
 	var raw struct {
 		Host    string `yaml:"host"`
 		Port    string `yaml:"port"`
+		WIP     string `yaml:"wip_provider_path"`
+		KMS     string `yaml:"encryption_key_path"`
 		Storage struct {
 			Driver string `yaml:"driver"`
 			Config string `yaml:"config"`
@@ -108,4 +110,22 @@ func TestLoad(t *testing.T) {
 	c, err = config.Load(p, false, "")
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:7000", c.Server.Address)
+}
+
+func TestDriverSectionsAreStrict(t *testing.T) {
+	c, err := config.Parse([]byte("watermark:\n  driver: file\n  config:\n    base_dirr: /x\nvaults:\n  cs:\n    driver: confidentialspace\n    config:\n      host: h\n      conections: 3\n"), "")
+	require.NoError(t, err)
+	var wm struct {
+		BaseDir string `yaml:"base_dir"`
+	}
+	err = c.Watermark.Decoder()(&wm)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "base_dirr")
+	var v struct {
+		Host        string `yaml:"host"`
+		Connections int    `yaml:"connections"`
+	}
+	err = c.Vaults["cs"].Decoder()(&v)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "conections")
 }
