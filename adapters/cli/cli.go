@@ -54,6 +54,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newGenerate(g),
 		newImport(g),
 		newList(g),
+		newWatermarks(g),
 		newVersion(),
 	)
 	return root
