@@ -1,0 +1,284 @@
+package file
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sigil-signer/sigil/adapters/watermark/watermarktest"
+	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/watermark"
+	"github.com/sigil-signer/sigil/ports"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	chainID  = watermarktest.Mainnet
+	childEnv = "SIGIL_WATERMARK_FILE_CHILD"
+)
+
+// TestMain doubles as the child process of TestKill9: with childEnv set to
+// "dir|pkh" it commits one mark, prints "committed" and waits to be killed.
+func TestMain(m *testing.M) {
+	if v := os.Getenv(childEnv); v != "" {
+		dir, pkh, _ := strings.Cut(v, "|")
+		s, err := Open(Config{BaseDir: dir})
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(2)
+		}
+		k := watermark.Key{ChainID: chainID, PKH: pkh, Kind: watermark.KindBlock}
+		if _, err := s.Commit(context.Background(), k, watermarktest.M(500, 3, 0xaa, "childsig")); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(2)
+		}
+		fmt.Println("committed")
+		select {}
+	}
+	os.Exit(m.Run())
+}
+
+func openT(t testing.TB, dir string) *Store {
+	t.Helper()
+	s, err := Open(Config{BaseDir: dir})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestContract(t *testing.T) {
+	watermarktest.Run(t, func(t testing.TB) ports.WatermarkStore { return openT(t, t.TempDir()) })
+}
+
+func TestReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openT(t, dir)
+	k := watermarktest.Key(chainID, watermark.KindAttestation)
+	m := watermarktest.M(42, 1, 7, "edsigFirst")
+	_, err := s.Commit(ctx, k, m)
+	require.NoError(t, err)
+
+	_, err = Open(Config{BaseDir: dir})
+	require.ErrorContains(t, err, "in use", "a second store on one directory is refused")
+	require.NoError(t, s.Close())
+
+	s2 := openT(t, dir)
+	got, ok, err := s2.Check(ctx, k)
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, m, got)
+	got, err = s2.Commit(ctx, k, watermarktest.M(42, 1, 7, "edsigOther"))
+	require.NoError(t, err)
+	assert.Equal(t, "edsigFirst", got.Signature, "the signature survived the restart")
+	_, err = s2.Commit(ctx, k, watermarktest.M(42, 1, 8, "x"))
+	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+
+	wd := filepath.Join(dir, DirName)
+	fi, err := os.Stat(wd)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+	fi, err = os.Stat(filepath.Join(wd, chainID+".json"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	ents, err := os.ReadDir(wd)
+	require.NoError(t, err)
+	for _, e := range ents {
+		assert.NotContains(t, e.Name(), ".tmp-", "no temporary file left behind")
+	}
+}
+
+// TestSignatoryFormat reads a file as Signatory writes it (no signature) and
+// checks that what Sigil writes keeps Signatory's fields.
+func TestSignatoryFormat(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	wd := filepath.Join(dir, DirName)
+	require.NoError(t, os.MkdirAll(wd, 0o700))
+	pkh := watermarktest.PKH()
+	digest := [32]byte{1, 2, 3}
+	vh := encodePayloadHash(digest)
+	require.True(t, strings.HasPrefix(vh, "vh"), vh)
+	require.Len(t, vh, 52)
+	content := fmt.Sprintf(`{"%s": {"block": {"level": 120, "round": 2, "hash": %q},
+		"preattestation": {"level": 119, "round": 0, "hash": null},
+		"endorsement": {"level": 5, "round": 0, "hash": null}}}`, pkh, vh)
+	require.NoError(t, os.WriteFile(filepath.Join(wd, chainID+".json"), []byte(content), 0o600))
+
+	s := openT(t, dir)
+	k := watermark.Key{ChainID: chainID, PKH: pkh, Kind: watermark.KindBlock}
+	got, ok, err := s.Check(ctx, k)
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, watermark.Mark{Level: 120, Round: 2, Digest: digest}, got)
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: 2, Digest: digest, Signature: "x"})
+	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "no replay without a recorded signature")
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: 3, Digest: [32]byte{9}, Signature: "edsigNew"})
+	require.NoError(t, err)
+
+	raw, err := os.ReadFile(filepath.Join(wd, chainID+".json"))
+	require.NoError(t, err)
+	var f map[string]map[string]map[string]any
+	require.NoError(t, json.Unmarshal(raw, &f))
+	assert.Equal(t, map[string]any{
+		"level": float64(120), "round": float64(3), "hash": encodePayloadHash([32]byte{9}), "signature": "edsigNew",
+	}, f[pkh]["block"])
+	assert.Equal(t, float64(119), f[pkh]["preattestation"]["level"])
+}
+
+func TestPayloadHash(t *testing.T) {
+	for _, d := range [][32]byte{{}, {0xff, 1}, {31: 0xff}} {
+		back, err := decodePayloadHash(encodePayloadHash(d))
+		require.NoError(t, err)
+		assert.Equal(t, d, back)
+	}
+	vh := encodePayloadHash([32]byte{5})
+	for _, bad := range []string{"", "vh", vh[:51], vh[:51] + "1", "0" + vh[1:], strings.Repeat("z", 100)} {
+		_, err := decodePayloadHash(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestCorrupt(t *testing.T) {
+	pkh := watermarktest.PKH()
+	cases := map[string]string{
+		"garbage":       "{not json",
+		"empty":         "",
+		"array":         "[]",
+		"null":          "null",
+		"trailing":      `{} {}`,
+		"bad pkh":       `{"tz9xx": {"block": {"level": 1, "round": 0, "hash": null}}}`,
+		"bad kind":      fmt.Sprintf(`{%q: {"generic": {"level": 1, "round": 0, "hash": null}}}`, pkh),
+		"bad hash":      fmt.Sprintf(`{%q: {"block": {"level": 1, "round": 0, "hash": "vhXYZ"}}}`, pkh),
+		"negative":      fmt.Sprintf(`{%q: {"block": {"level": -1, "round": 0, "hash": null}}}`, pkh),
+		"wrong type":    fmt.Sprintf(`{%q: {"block": {"level": "1", "round": 0}}}`, pkh),
+		"null mark":     fmt.Sprintf(`{%q: {"block": null}}`, pkh),
+		"level too big": fmt.Sprintf(`{%q: {"block": {"level": 4294967296, "round": 0}}}`, pkh),
+	}
+	for name, content := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			wd := filepath.Join(dir, DirName)
+			require.NoError(t, os.MkdirAll(wd, 0o700))
+			path := filepath.Join(wd, chainID+".json")
+			require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+			_, err := Open(Config{BaseDir: dir})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), path, "the error names the file")
+			raw, err := os.ReadFile(path)
+			require.NoError(t, err)
+			assert.Equal(t, content, string(raw), "the file is left as it was")
+			// The lock was released: once repaired, the directory opens.
+			require.NoError(t, os.WriteFile(path, []byte("{}"), 0o600))
+			s, err := Open(Config{BaseDir: dir})
+			require.NoError(t, err)
+			s.Close()
+		})
+	}
+}
+
+func TestBadFileName(t *testing.T) {
+	dir := t.TempDir()
+	wd := filepath.Join(dir, DirName)
+	require.NoError(t, os.MkdirAll(wd, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(wd, "notachain.json"), []byte("{}"), 0o600))
+	_, err := Open(Config{BaseDir: dir})
+	require.ErrorContains(t, err, "notachain.json")
+	_, err = Open(Config{})
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
+}
+
+func TestStaleTempRemoved(t *testing.T) {
+	dir := t.TempDir()
+	wd := filepath.Join(dir, DirName)
+	require.NoError(t, os.MkdirAll(wd, 0o700))
+	stale := filepath.Join(wd, "."+chainID+".json.tmp-123")
+	require.NoError(t, os.WriteFile(stale, []byte("{half"), 0o600))
+	openT(t, dir)
+	_, err := os.Stat(stale)
+	assert.True(t, os.IsNotExist(err), "stale temporary file removed")
+}
+
+// TestWriteFailure: when the file cannot be written, Commit fails with
+// KindUnavailable and records nothing.
+func TestWriteFailure(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openT(t, dir)
+	// A directory where the chain's file should be makes the rename fail.
+	require.NoError(t, os.Mkdir(filepath.Join(dir, DirName, watermarktest.Ghostnet+".json"), 0o700))
+	k := watermarktest.Key(watermarktest.Ghostnet, watermark.KindBlock)
+	_, err := s.Commit(ctx, k, watermarktest.M(1, 0, 1, "s"))
+	require.Error(t, err)
+	assert.Equal(t, domain.KindUnavailable, domain.KindOf(err))
+	_, ok, err := s.Check(ctx, k)
+	require.NoError(t, err)
+	assert.False(t, ok, "a mark that is not durable is not recorded")
+	ents, err := os.ReadDir(filepath.Join(dir, DirName))
+	require.NoError(t, err)
+	for _, e := range ents {
+		assert.NotContains(t, e.Name(), ".tmp-")
+	}
+}
+
+// TestKill9 commits in a child process that is SIGKILLed right after it
+// reports the commit; the mark must be on disk.
+func TestKill9(t *testing.T) {
+	dir := t.TempDir()
+	pkh := watermarktest.PKH()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+dir+"|"+pkh)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Scan()
+		line <- sc.Text()
+	}()
+	select {
+	case l := <-line:
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		require.Equal(t, "committed", l)
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("child did not commit in time")
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, syscall.SIGKILL, ee.Sys().(syscall.WaitStatus).Signal())
+
+	ctx := context.Background()
+	s := openT(t, dir)
+	k := watermark.Key{ChainID: chainID, PKH: pkh, Kind: watermark.KindBlock}
+	got, ok, err := s.Check(ctx, k)
+	require.NoError(t, err)
+	require.True(t, ok, "the mark survived kill -9")
+	assert.Equal(t, watermarktest.M(500, 3, 0xaa, "childsig"), got)
+	_, err = s.Commit(ctx, k, watermarktest.M(500, 3, 0xbb, "other"))
+	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "same level/round, other digest refused")
+	got, err = s.Commit(ctx, k, watermarktest.M(500, 3, 0xaa, "other"))
+	require.NoError(t, err)
+	assert.Equal(t, "childsig", got.Signature)
+}
+
+func BenchmarkCommit(b *testing.B) {
+	s := openT(b, b.TempDir())
+	watermarktest.BenchmarkCommit(b, s)
+}
+
+func BenchmarkCommitParallel(b *testing.B) {
+	s := openT(b, b.TempDir())
+	watermarktest.BenchmarkCommitParallel(b, s)
+}

@@ -1,0 +1,464 @@
+// Package firestore is the Firestore watermark store (drivers "gcp" and
+// "firestore"), for several daemons sharing one database. Marks live in
+// Signatory's layout, one document per mark at
+// <collection>/<chain id>/<request kind>/<key hash>, with the fields request,
+// lvl, round, digest (bytes) and Sigil's signature. Each Commit is exactly
+// one Firestore transaction (read, decide, write), so two daemons can never
+// both record the same level and round with different digests. Check answers
+// from a local cache of marks this process has seen recorded, which is safe
+// because marks only rise. Transient errors are retried with capped
+// exponential backoff bounded by the caller's context; transaction
+// contention aborts are retried by the SDK. FIRESTORE_EMULATOR_HOST is
+// honoured.
+package firestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	gfs "cloud.google.com/go/firestore"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	storagefs "github.com/sigil-signer/sigil/adapters/storage/firestore"
+	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/watermark"
+	"github.com/sigil-signer/sigil/ports"
+)
+
+// DefaultCollection is the collection used when none is configured
+// (Signatory's default).
+const DefaultCollection = "watermark"
+
+// DefaultDatabase is the database used when none is configured.
+const DefaultDatabase = "(default)"
+
+// Field names of a watermark document.
+const (
+	FieldRequest   = "request"
+	FieldLevel     = "lvl"
+	FieldRound     = "round"
+	FieldDigest    = "digest"
+	FieldSignature = "signature"
+)
+
+// Config configures the firestore driver.
+type Config struct {
+	// Project is the GCP project id (required).
+	Project string `yaml:"project"`
+	// Database is the Firestore database id (default "(default)").
+	Database string `yaml:"database"`
+	// Collection is the root collection (default "watermark").
+	Collection string `yaml:"collection"`
+	// ApplicationCredentials is the path of a GCP credentials JSON file; it
+	// overrides GOOGLE_APPLICATION_CREDENTIALS.
+	ApplicationCredentials string `yaml:"application_credentials"`
+	// ApplicationCredentialsData is GCP credentials JSON; it overrides
+	// ApplicationCredentials.
+	ApplicationCredentialsData string `yaml:"application_credentials_data"`
+}
+
+// retryPolicy bounds the retries of transient errors.
+type retryPolicy struct {
+	initial, max time.Duration
+	attempts     int
+}
+
+var defaultRetry = retryPolicy{initial: 50 * time.Millisecond, max: 2 * time.Second, attempts: 10}
+
+// txAttempts is how many times the SDK runs a transaction that aborts on
+// contention before giving up (and our own retry takes over).
+const txAttempts = 5
+
+// Store is a Firestore-backed ports.WatermarkStore. It is safe for
+// concurrent use. Close releases the client.
+type Store struct {
+	client *gfs.Client
+	col    *gfs.CollectionRef
+	where  string
+	retry  retryPolicy
+
+	mu    sync.Mutex
+	cache map[watermark.Key]watermark.Mark // highest mark seen recorded
+	locks map[watermark.Key]chan struct{}  // one in-flight transaction per key
+}
+
+var _ ports.WatermarkStore = (*Store)(nil)
+
+// New creates the client for cfg. It does not contact the server.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if strings.TrimSpace(cfg.Project) == "" {
+		return nil, domain.Errorf(domain.KindInvalid, "firestore watermark: missing required field project")
+	}
+	db := cfg.Database
+	if db == "" {
+		db = DefaultDatabase
+	}
+	name := cfg.Collection
+	if name == "" {
+		name = DefaultCollection
+	}
+	if strings.Contains(name, "/") {
+		return nil, domain.Errorf(domain.KindInvalid, "firestore watermark: collection %q must be a collection id, without '/'", name)
+	}
+	opts, err := storagefs.ClientOptions(cfg.ApplicationCredentials, cfg.ApplicationCredentialsData)
+	if err != nil {
+		return nil, fmt.Errorf("firestore watermark: %w", err)
+	}
+	client, err := gfs.NewClientWithDatabase(ctx, cfg.Project, db, opts...)
+	if err != nil {
+		return nil, domain.Errorf(domain.KindUnavailable, "firestore watermark: create client for project %s, database %s: %w", cfg.Project, db, err)
+	}
+	return &Store{
+		client: client,
+		col:    client.Collection(name),
+		where:  fmt.Sprintf("project %s, database %s, collection %s", cfg.Project, db, name),
+		retry:  defaultRetry,
+		cache:  make(map[watermark.Key]watermark.Mark),
+		locks:  make(map[watermark.Key]chan struct{}),
+	}, nil
+}
+
+// Close releases the Firestore client.
+func (s *Store) Close() error { return s.client.Close() }
+
+func (s *Store) doc(k watermark.Key) *gfs.DocumentRef {
+	return s.col.Doc(k.ChainID).Collection(k.Kind).Doc(k.PKH)
+}
+
+// lock waits (bounded by ctx) until this store has no other transaction in
+// flight on k, and returns the function that releases k. Transactions of
+// one process on one key would only contend with each other inside
+// Firestore (each aborting and backing off); serializing them locally
+// leaves contention to separate daemons, which the transaction arbitrates.
+// Different keys never wait on each other.
+func (s *Store) lock(ctx context.Context, k watermark.Key) (func(), error) {
+	s.mu.Lock()
+	l, ok := s.locks[k]
+	if !ok {
+		l = make(chan struct{}, 1)
+		s.locks[k] = l
+	}
+	s.mu.Unlock()
+	select {
+	case l <- struct{}{}:
+		return func() { <-l }, nil
+	case <-ctx.Done():
+		return nil, domain.Errorf(domain.KindUnavailable, "firestore watermark: waiting for %s: %w", k, ctx.Err())
+	}
+}
+
+// remember records in the cache that m is recorded for k, keeping the
+// highest mark (and, at one position, the one with a signature).
+func (s *Store) remember(k watermark.Key, m watermark.Mark) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.cache[k]
+	if !ok || m.Above(old) || (m.SamePosition(old) && old.Signature == "") {
+		s.cache[k] = m
+	}
+}
+
+// Check returns the highest mark this store has seen recorded for k. It is
+// not authoritative: another daemon may have recorded a higher one.
+func (s *Store) Check(_ context.Context, k watermark.Key) (watermark.Mark, bool, error) {
+	if err := k.Validate(); err != nil {
+		return watermark.Mark{}, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.cache[k]
+	return m, ok, nil
+}
+
+// conflict carries a Refuse decision out of a transaction.
+type conflict struct {
+	err      error
+	recorded watermark.Mark
+}
+
+func (c *conflict) Error() string { return c.err.Error() }
+
+// replay carries a Replay decision out of a transaction, which then rolls
+// back instead of committing: nothing is written, and the document's lock is
+// released at once (a commit would contend with the other replicas'
+// transactions for nothing).
+type replay struct{ recorded watermark.Mark }
+
+func (*replay) Error() string { return "watermark replay" }
+
+// Commit records m for k in one transaction, as ports.WatermarkStore
+// specifies.
+func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (watermark.Mark, error) {
+	if err := watermark.ValidateCommit(k, m); err != nil {
+		return watermark.Mark{}, err
+	}
+	unlock, err := s.lock(ctx, k)
+	if err != nil {
+		return watermark.Mark{}, err
+	}
+	defer unlock()
+	ref := s.doc(k)
+	var result watermark.Mark
+	err = s.do(ctx, func(ctx context.Context) error {
+		return s.client.RunTransaction(ctx, func(ctx context.Context, tx *gfs.Transaction) error {
+			recorded, err := getMark(tx, ref)
+			if err != nil {
+				return err
+			}
+			d, err := watermark.Decide(k, recorded, m)
+			switch d {
+			case watermark.Accept:
+				result = m
+				return tx.Set(ref, fields(k, m))
+			case watermark.Replay:
+				return &replay{recorded: *recorded}
+			default:
+				if recorded != nil {
+					return &conflict{err: err, recorded: *recorded}
+				}
+				return err
+			}
+		}, gfs.MaxAttempts(txAttempts))
+	})
+	var (
+		c *conflict
+		r *replay
+	)
+	switch {
+	case errors.As(err, &r):
+		result = r.recorded
+	case errors.As(err, &c):
+		s.remember(k, c.recorded)
+		return watermark.Mark{}, c.err
+	case err != nil:
+		return watermark.Mark{}, s.fail(ctx, "commit "+k.String(), err)
+	}
+	s.remember(k, result)
+	return result, nil
+}
+
+// getMark reads the mark in ref within tx (nil if there is none).
+func getMark(tx *gfs.Transaction, ref *gfs.DocumentRef) (*watermark.Mark, error) {
+	snap, err := tx.Get(ref)
+	if status.Code(err) == codes.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := decode(snap)
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func fields(k watermark.Key, m watermark.Mark) map[string]any {
+	return map[string]any{
+		FieldRequest:   k.Kind,
+		FieldLevel:     int64(m.Level),
+		FieldRound:     int64(m.Round),
+		FieldDigest:    m.Digest[:],
+		FieldSignature: m.Signature,
+	}
+}
+
+// decode reads a watermark document. Signatory's documents have no
+// signature and may hold the digest as an array of integers.
+func decode(snap *gfs.DocumentSnapshot) (watermark.Mark, error) {
+	bad := func(format string, args ...any) error {
+		return domain.Errorf(domain.KindInternal, "firestore watermark: document %s is malformed: %s", snap.Ref.Path, fmt.Sprintf(format, args...))
+	}
+	data := snap.Data()
+	var m watermark.Mark
+	for _, f := range []struct {
+		name string
+		dst  *int32
+	}{{FieldLevel, &m.Level}, {FieldRound, &m.Round}} {
+		v, ok := data[f.name].(int64)
+		if !ok || v < 0 || v > math.MaxInt32 {
+			return m, bad("field %s is %v, not a level or round", f.name, data[f.name])
+		}
+		*f.dst = int32(v)
+	}
+	switch d := data[FieldDigest].(type) {
+	case nil:
+	case []byte:
+		if len(d) != len(m.Digest) {
+			return m, bad("digest has %d bytes, not 32", len(d))
+		}
+		copy(m.Digest[:], d)
+	case []any:
+		if len(d) != len(m.Digest) {
+			return m, bad("digest has %d elements, not 32", len(d))
+		}
+		for i, e := range d {
+			b, ok := e.(int64)
+			if !ok || b < 0 || b > 255 {
+				return m, bad("digest element %d is %v, not a byte", i, e)
+			}
+			m.Digest[i] = byte(b)
+		}
+	default:
+		return m, bad("digest is a %T", d)
+	}
+	switch sig := data[FieldSignature].(type) {
+	case nil:
+	case string:
+		m.Signature = sig
+	default:
+		return m, bad("signature is a %T", sig)
+	}
+	return m, nil
+}
+
+// Export returns every mark in the collection.
+func (s *Store) Export(ctx context.Context) ([]watermark.Record, error) {
+	var out []watermark.Record
+	err := s.do(ctx, func(ctx context.Context) error {
+		out = out[:0]
+		chains := s.col.DocumentRefs(ctx)
+		for {
+			chainRef, err := chains.Next()
+			if errors.Is(err, iterator.Done) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if !watermark.ValidChainID(chainRef.ID) {
+				continue
+			}
+			kinds := chainRef.Collections(ctx)
+			for {
+				kindRef, err := kinds.Next()
+				if errors.Is(err, iterator.Done) {
+					break
+				}
+				if err != nil {
+					return err
+				}
+				if !watermark.ValidKind(kindRef.ID) {
+					continue // e.g. Signatory's legacy "endorsement"
+				}
+				snaps, err := kindRef.Documents(ctx).GetAll()
+				if err != nil {
+					return err
+				}
+				for _, snap := range snaps {
+					k := watermark.Key{ChainID: chainRef.ID, PKH: snap.Ref.ID, Kind: kindRef.ID}
+					if err := k.Validate(); err != nil {
+						return domain.Errorf(domain.KindInternal, "firestore watermark: document %s: %v", snap.Ref.Path, err)
+					}
+					m, err := decode(snap)
+					if err != nil {
+						return err
+					}
+					out = append(out, watermark.Record{Key: k, Mark: m})
+				}
+			}
+		}
+	})
+	if err != nil {
+		return nil, s.fail(ctx, "export", err)
+	}
+	return out, nil
+}
+
+// Import raises marks to recs, one transaction per record. All records are
+// validated before anything is written.
+func (s *Store) Import(ctx context.Context, recs []watermark.Record) error {
+	for _, r := range recs {
+		if err := r.Validate(); err != nil {
+			return err
+		}
+	}
+	for _, r := range recs {
+		unlock, err := s.lock(ctx, r.Key)
+		if err != nil {
+			return err
+		}
+		ref := s.doc(r.Key)
+		var kept watermark.Mark
+		err = s.do(ctx, func(ctx context.Context) error {
+			return s.client.RunTransaction(ctx, func(ctx context.Context, tx *gfs.Transaction) error {
+				recorded, err := getMark(tx, ref)
+				if err != nil {
+					return err
+				}
+				m, changed := watermark.Raise(recorded, r.Mark)
+				kept = m
+				if !changed {
+					return nil
+				}
+				return tx.Set(ref, fields(r.Key, m))
+			}, gfs.MaxAttempts(txAttempts))
+		})
+		unlock()
+		if err != nil {
+			return s.fail(ctx, "import "+r.Key.String(), err)
+		}
+		s.remember(r.Key, kept)
+	}
+	return nil
+}
+
+// do runs f, retrying transient failures with capped exponential backoff and
+// full jitter until it succeeds, fails for good, the attempts run out or ctx
+// ends. Retrying a commit whose outcome is unknown is safe: if it was
+// recorded, the retry reads it back as an identical replay.
+func (s *Store) do(ctx context.Context, f func(context.Context) error) error {
+	backoff := s.retry.initial
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := f(ctx)
+		if err == nil || !transient(err) || ctx.Err() != nil || attempt >= s.retry.attempts {
+			return err
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, s.retry.max)
+	}
+}
+
+// transient reports whether err is worth retrying.
+func transient(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Internal:
+		return true
+	}
+	return false
+}
+
+// fail wraps a failed operation's error; domain errors pass through.
+func (s *Store) fail(ctx context.Context, op string, err error) error {
+	var de *domain.Error
+	if errors.As(err, &de) {
+		return err
+	}
+	if transient(err) || ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return domain.Errorf(domain.KindUnavailable, "firestore watermark: %s: %s: %w", s.where, op, err)
+	}
+	return fmt.Errorf("firestore watermark: %s: %s: %w", s.where, op, err)
+}

@@ -1,0 +1,159 @@
+package firestore
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	gfs "cloud.google.com/go/firestore"
+	"github.com/sigil-signer/sigil/adapters/watermark/watermarktest"
+	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/watermark"
+	"github.com/sigil-signer/sigil/integration/harness"
+	"github.com/sigil-signer/sigil/ports"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestMain stops the shared Firestore emulator when the tests end.
+func TestMain(m *testing.M) { harness.Main(m) }
+
+// newProject points the Firestore client at the shared emulator for t and
+// returns a project id no other test uses, so that each test sees an empty
+// database.
+func newProject(t testing.TB) string {
+	fs := harness.StartFirestore(t)
+	fs.SetEnv(t)
+	return fs.NewProject(t)
+}
+
+func newStore(t testing.TB, cfg Config) *Store {
+	t.Helper()
+	s, err := New(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestContract(t *testing.T) {
+	watermarktest.Run(t, func(t testing.TB) ports.WatermarkStore {
+		return newStore(t, Config{Project: newProject(t)})
+	})
+}
+
+// TestTwoInstances runs the concurrency tests across two stores with
+// separate clients sharing one database, as two daemons do.
+func TestTwoInstances(t *testing.T) {
+	cfg := Config{Project: newProject(t), Collection: "shared"}
+	a, b := newStore(t, cfg), newStore(t, cfg)
+	t.Run("Concurrent", func(t *testing.T) { watermarktest.Concurrent(t, a, b) })
+	t.Run("ConcurrentReplay", func(t *testing.T) { watermarktest.ConcurrentReplay(t, a, b) })
+	t.Run("SeesOther", func(t *testing.T) {
+		ctx := context.Background()
+		k := watermarktest.Key(watermarktest.Mainnet, watermark.KindBlock)
+		_, err := a.Commit(ctx, k, watermarktest.M(100, 0, 1, "fromA"))
+		require.NoError(t, err)
+		_, ok, err := b.Check(ctx, k)
+		require.NoError(t, err)
+		assert.False(t, ok, "b has not seen the mark yet")
+		_, err = b.Commit(ctx, k, watermarktest.M(100, 0, 2, "fromB"))
+		require.Error(t, err)
+		assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+		assert.Contains(t, err.Error(), "not above the recorded level 100 round 0")
+		m, ok, err := b.Check(ctx, k)
+		require.NoError(t, err)
+		require.True(t, ok, "the refusal taught b the recorded mark")
+		assert.Equal(t, "fromA", m.Signature)
+		got, err := b.Commit(ctx, k, watermarktest.M(100, 0, 1, "fromB"))
+		require.NoError(t, err)
+		assert.Equal(t, "fromA", got.Signature, "b replays a's signature")
+	})
+}
+
+// TestLayout checks Signatory's document path and field names.
+func TestLayout(t *testing.T) {
+	ctx := context.Background()
+	cfg := Config{Project: newProject(t)}
+	s := newStore(t, cfg)
+	k := watermarktest.Key(watermarktest.Ghostnet, watermark.KindPreattestation)
+	m := watermarktest.M(77, 3, 0xcd, "BLsigX")
+	_, err := s.Commit(ctx, k, m)
+	require.NoError(t, err)
+
+	c, err := gfs.NewClient(ctx, cfg.Project)
+	require.NoError(t, err)
+	defer c.Close()
+	snap, err := c.Doc(strings.Join([]string{"watermark", k.ChainID, k.Kind, k.PKH}, "/")).Get(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{
+		"request": "preattestation", "lvl": int64(77), "round": int64(3), "digest": m.Digest[:], "signature": "BLsigX",
+	}, snap.Data())
+}
+
+// TestSignatoryDocument reads a document as Signatory writes it (digest as
+// an array of integers, no signature).
+func TestSignatoryDocument(t *testing.T) {
+	ctx := context.Background()
+	cfg := Config{Project: newProject(t), Collection: "wm"}
+	s := newStore(t, cfg)
+	k := watermarktest.Key(watermarktest.Mainnet, watermark.KindBlock)
+	digest := [32]byte{1, 2, 3}
+	_, err := s.client.Collection("wm").Doc(k.ChainID).Collection(k.Kind).Doc(k.PKH).Set(ctx, struct {
+		Request string    `firestore:"request"`
+		Level   int32     `firestore:"lvl"`
+		Round   int32     `firestore:"round"`
+		Digest  *[32]byte `firestore:"digest"`
+	}{"block", 10, 1, &digest})
+	require.NoError(t, err)
+	recs, err := s.Export(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []watermark.Record{{Key: k, Mark: watermark.Mark{Level: 10, Round: 1, Digest: digest}}}, recs)
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 1, Digest: digest, Signature: "x"})
+	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 2, Digest: digest, Signature: "x"})
+	assert.NoError(t, err)
+}
+
+func TestMalformedDocument(t *testing.T) {
+	ctx := context.Background()
+	cfg := Config{Project: newProject(t)}
+	s := newStore(t, cfg)
+	k := watermarktest.Key(watermarktest.Mainnet, watermark.KindBlock)
+	ref := s.doc(k)
+	_, err := ref.Set(ctx, map[string]any{"lvl": "ten", "round": 0})
+	require.NoError(t, err)
+	_, err = s.Commit(ctx, k, watermarktest.M(11, 0, 1, "s"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), ref.Path)
+	_, err = s.Export(ctx)
+	assert.ErrorContains(t, err, ref.Path)
+}
+
+func TestConfig(t *testing.T) {
+	_, err := New(context.Background(), Config{})
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
+	_, err = New(context.Background(), Config{Project: "p", Collection: "a/b"})
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
+}
+
+// TestContextBound: an expired context makes Commit fail as unavailable
+// without recording anything.
+func TestContextBound(t *testing.T) {
+	s := newStore(t, Config{Project: newProject(t)})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	k := watermarktest.Key(watermarktest.Mainnet, watermark.KindBlock)
+	_, err := s.Commit(ctx, k, watermarktest.M(1, 0, 1, "s"))
+	require.Error(t, err)
+	assert.Equal(t, domain.KindUnavailable, domain.KindOf(err))
+	_, ok, _ := s.Check(context.Background(), k)
+	assert.False(t, ok)
+}
+
+func BenchmarkCommit(b *testing.B) {
+	watermarktest.BenchmarkCommit(b, newStore(b, Config{Project: newProject(b)}))
+}
+
+func BenchmarkCommitParallel(b *testing.B) {
+	watermarktest.BenchmarkCommitParallel(b, newStore(b, Config{Project: newProject(b)}))
+}

@@ -1,0 +1,144 @@
+package watermark
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/sigil-signer/sigil/domain"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	chain = "NetXdQprcVkpaWU"
+	pkh   = "tz1KqTpEZ7Yob7QbPE4Hy4Wo8fHG8LhKxZSx"
+)
+
+var key = Key{ChainID: chain, PKH: pkh, Kind: KindBlock}
+
+func mark(level, round int32, d byte, sig string) Mark {
+	return Mark{Level: level, Round: round, Digest: [32]byte{d}, Signature: sig}
+}
+
+func TestDecide(t *testing.T) {
+	rec := mark(120, 2, 1, "sigA")
+	cases := []struct {
+		name     string
+		recorded *Mark
+		next     Mark
+		want     Decision
+	}{
+		{"none recorded", nil, mark(0, 0, 9, ""), Accept},
+		{"higher round", &rec, mark(120, 3, 9, ""), Accept},
+		{"higher level lower round", &rec, mark(121, 0, 9, ""), Accept},
+		{"identical", &rec, mark(120, 2, 1, ""), Replay},
+		{"same position other digest", &rec, mark(120, 2, 9, ""), Refuse},
+		{"lower round", &rec, mark(120, 1, 9, ""), Refuse},
+		{"lower round same digest", &rec, mark(120, 1, 1, ""), Refuse},
+		{"lower level higher round", &rec, mark(119, 5, 9, ""), Refuse},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := Decide(key, c.recorded, c.next)
+			assert.Equal(t, c.want, d)
+			if c.want == Refuse {
+				require.Error(t, err)
+				assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+			} else {
+				assert.NoError(t, err)
+			}
+		})
+	}
+}
+
+func TestDecideMessage(t *testing.T) {
+	rec := mark(120, 2, 1, "sigA")
+	_, err := Decide(key, &rec, mark(120, 1, 2, ""))
+	require.Error(t, err)
+	assert.Equal(t, "block level 120 round 1 is not above the recorded level 120 round 2 for "+pkh+" on "+chain, err.Error())
+}
+
+func TestDecideReplayWithoutSignature(t *testing.T) {
+	rec := mark(120, 2, 1, "")
+	d, err := Decide(key, &rec, mark(120, 2, 1, ""))
+	assert.Equal(t, Refuse, d)
+	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+	assert.Contains(t, err.Error(), "not recorded")
+}
+
+func TestDecideInvalid(t *testing.T) {
+	d, err := Decide(key, nil, mark(-1, 0, 0, ""))
+	assert.Equal(t, Refuse, d)
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
+}
+
+func TestKeyValidate(t *testing.T) {
+	require.NoError(t, key.Validate())
+	for _, k := range []Key{
+		{ChainID: "../etc/passwd00", PKH: pkh, Kind: KindBlock},
+		{ChainID: "NetXdQprcVkpaW", PKH: pkh, Kind: KindBlock},
+		{ChainID: chain, PKH: "tz5KqTpEZ7Yob7QbPE4Hy4Wo8fHG8LhKxZSx", Kind: KindBlock},
+		{ChainID: chain, PKH: "tz1KqTpEZ7Yob7QbPE4Hy4Wo8fHG8LhKxZS0", Kind: KindBlock},
+		{ChainID: chain, PKH: pkh, Kind: "generic"},
+	} {
+		err := k.Validate()
+		require.Error(t, err, k)
+		assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
+	}
+}
+
+func TestValidateCommit(t *testing.T) {
+	assert.NoError(t, ValidateCommit(key, mark(1, 0, 0, "s")))
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(ValidateCommit(key, mark(1, 0, 0, ""))))
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(ValidateCommit(key, mark(1, -1, 0, "s"))))
+}
+
+func TestRaise(t *testing.T) {
+	rec := mark(10, 1, 1, "")
+	m, changed := Raise(nil, rec)
+	assert.True(t, changed)
+	assert.Equal(t, rec, m)
+
+	m, changed = Raise(&rec, mark(10, 0, 2, "x"))
+	assert.False(t, changed)
+	assert.Equal(t, rec, m)
+
+	m, changed = Raise(&rec, mark(10, 1, 2, "x"))
+	assert.False(t, changed, "same position, other digest: keep recorded")
+	assert.Equal(t, rec, m)
+
+	m, changed = Raise(&rec, mark(10, 1, 1, "x"))
+	assert.True(t, changed, "learns the signature")
+	assert.Equal(t, mark(10, 1, 1, "x"), m)
+
+	m, changed = Raise(&rec, mark(11, 0, 3, "y"))
+	assert.True(t, changed)
+	assert.Equal(t, mark(11, 0, 3, "y"), m)
+}
+
+func TestRecordJSON(t *testing.T) {
+	r := Record{Key: key, Mark: mark(120, 2, 0xab, "edsigX")}
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	want := `{"chain_id":"` + chain + `","pkh":"` + pkh + `","kind":"block","level":120,"round":2,"digest":"ab` +
+		strings.Repeat("0", 62) + `","signature":"edsigX"}`
+	assert.JSONEq(t, want, string(b))
+
+	var back Record
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, r, back)
+
+	for _, bad := range []string{
+		`{"chain_id":"` + chain + `","pkh":"` + pkh + `","kind":"block","level":1,"round":0,"digest":"zz"}`,
+		`{"chain_id":"` + chain + `","pkh":"` + pkh + `","kind":"generic","level":1,"round":0,"digest":"` + strings.Repeat("0", 64) + `"}`,
+		`{"chain_id":"` + chain + `","pkh":"` + pkh + `","kind":"block","level":-1,"round":0,"digest":"` + strings.Repeat("0", 64) + `"}`,
+		`{"chain_id":"` + chain + `","pkh":"` + pkh + `","kind":"block","level":"x"}`,
+		`[1]`,
+	} {
+		var r Record
+		err := json.Unmarshal([]byte(bad), &r)
+		require.Error(t, err, bad)
+		assert.Equal(t, domain.KindInvalid, domain.KindOf(err), bad)
+	}
+}

@@ -1,0 +1,32 @@
+package ports
+
+import (
+	"context"
+
+	"github.com/sigil-signer/sigil/domain/watermark"
+)
+
+// WatermarkStore records high watermarks so that no key signs two different
+// consensus messages at the same (level, round). The signer takes a per-key
+// lock, may Check, signs, then Commits the new mark with its signature and
+// answers with the signature Commit returns.
+type WatermarkStore interface {
+	// Check returns the mark recorded for k if this process knows it without
+	// I/O (ok is false if there is none or it is unknown). It is never
+	// authoritative: a store shared between daemons may hold a higher mark.
+	// Because marks only rise, refusing early on what Check returns is safe,
+	// and so is replaying its signature for an identical request.
+	Check(ctx context.Context, k watermark.Key) (m watermark.Mark, ok bool, err error)
+	// Commit atomically records m (which must carry its signature) for k if
+	// m is above the recorded mark, and returns m. If the recorded mark has
+	// the same level, round and digest, it keeps it and returns it, so that
+	// the caller answers with the recorded signature. Otherwise it returns a
+	// domain.KindConflict error naming both marks. The mark is durable
+	// before Commit returns. In every successful case the caller must answer
+	// with the returned mark's Signature.
+	Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (watermark.Mark, error)
+	// Export returns every recorded mark.
+	Export(ctx context.Context) ([]watermark.Record, error)
+	// Import records recs; it only ever raises marks (see watermark.Raise).
+	Import(ctx context.Context, recs []watermark.Record) error
+}
