@@ -51,6 +51,21 @@ type chain struct {
 	path  string
 	mu    sync.Mutex                 // serializes decide+write for this chain
 	marks atomic.Pointer[chainMarks] // immutable snapshot of what is on disk
+
+	qmu   sync.Mutex // guards queue
+	queue []*pending // commits waiting for the next write
+}
+
+// pending is one Commit waiting to be decided and written. Commits that
+// arrive while a write is in flight are decided and written together by the
+// next writer (group commit): one fsync serves them all, so keys sharing a
+// chain file wait at most for one write, not for each other's.
+type pending struct {
+	k    watermark.Key
+	m    watermark.Mark
+	res  watermark.Mark
+	err  error
+	done chan struct{}
 }
 
 // chainMarks maps key hash → request kind → mark. A published snapshot is
@@ -170,24 +185,60 @@ func (s *Store) Commit(_ context.Context, k watermark.Key, m watermark.Mark) (wa
 		return watermark.Mark{}, err
 	}
 	c := s.chain(k.ChainID, true)
+	p := &pending{k: k, m: m, done: make(chan struct{})}
+	c.qmu.Lock()
+	c.queue = append(c.queue, p)
+	c.qmu.Unlock()
+
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var recorded *watermark.Mark
-	if r, ok := c.get(k.PKH, k.Kind); ok {
-		recorded = &r
-	}
-	switch d, err := watermark.Decide(k, recorded, m); d {
-	case watermark.Accept:
-	case watermark.Replay:
-		return *recorded, nil
+	select {
+	case <-p.done: // a previous writer took it
+		return p.res, p.err
 	default:
-		return watermark.Mark{}, err
 	}
-	next := c.with(map[watermark.Key]watermark.Mark{k: m})
-	if err := s.write(c, next); err != nil {
-		return watermark.Mark{}, err
+	c.qmu.Lock()
+	batch := c.queue
+	c.queue = nil
+	c.qmu.Unlock()
+	s.commitBatch(c, batch)
+	return p.res, p.err
+}
+
+// commitBatch decides every pending commit in order against the marks as
+// they evolve within the batch, writes the accepted ones in one write and
+// completes them all. The caller holds c.mu.
+func (s *Store) commitBatch(c *chain, batch []*pending) {
+	set := map[watermark.Key]watermark.Mark{}
+	var accepted []*pending
+	for _, p := range batch {
+		var recorded *watermark.Mark
+		if r, ok := set[p.k]; ok {
+			recorded = &r
+		} else if r, ok := c.get(p.k.PKH, p.k.Kind); ok {
+			recorded = &r
+		}
+		switch d, err := watermark.Decide(p.k, recorded, p.m); d {
+		case watermark.Accept:
+			set[p.k] = p.m
+			p.res = p.m
+			accepted = append(accepted, p)
+		case watermark.Replay:
+			p.res = *recorded
+		default:
+			p.err = err
+		}
 	}
-	return m, nil
+	if len(set) > 0 {
+		if err := s.write(c, c.with(set)); err != nil {
+			for _, p := range accepted {
+				p.res, p.err = watermark.Mark{}, err
+			}
+		}
+	}
+	for _, p := range batch {
+		close(p.done)
+	}
 }
 
 // with returns a copy of c's snapshot with the given marks set.
