@@ -93,6 +93,9 @@ func devConfig(cfg *config.Config, enc *devEnclave, opts Options) (*config.Confi
 // keys and the URL once the daemon is up.
 func devBootstrap(lc fx.Lifecycle, svc *signer.Service, ls *Listeners, o DevOptions) {
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		if err := svc.WaitLoaded(ctx); err != nil {
+			return fmt.Errorf("waiting for the stored keys to load: %w", err)
+		}
 		if len(svc.List()) == 0 {
 			for _, t := range tezos.KeyTypes {
 				if _, err := svc.Generate(ctx, DevVault, t, 1); err != nil {

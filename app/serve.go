@@ -33,14 +33,14 @@ func Serve() fx.Option {
 	)
 }
 
-func enclaveReady(v Vaults) httpapi.Readiness {
+func readiness(svc *signer.Service, v Vaults) httpapi.Readiness {
 	return func(ctx context.Context) error {
 		for _, vault := range v {
 			if err := vault.Enclave.Ready(ctx); err != nil {
 				return fmt.Errorf("vault %s: %w", vault.Name, err)
 			}
 		}
-		return nil
+		return svc.Ready()
 	}
 }
 
@@ -48,14 +48,15 @@ func startServers(lc fx.Lifecycle, cfg *config.Config, svc *signer.Service, v Va
 	svc.SetObserver(m)
 	api := httpapi.New(svc, httpapi.Options{Logger: log.With("component", "http"), Observer: m})
 	main := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
-	util := &http.Server{Handler: httpapi.UtilityHandler(enclaveReady(v), m.Handler()), ReadHeaderTimeout: 10 * time.Second}
+	util := &http.Server{Handler: httpapi.UtilityHandler(readiness(svc, v), m.Handler()), ReadHeaderTimeout: 10 * time.Second}
 	ls := &Listeners{}
+	loadCtx, stopLoading := context.WithCancel(context.Background())
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
-			// Keys must be in the enclave before the first request.
-			if err := svc.Load(context.Background()); err != nil {
-				return err
-			}
+			// Keys load in the background and an unreachable enclave is
+			// waited for: until they are in, /healthz says why and sign
+			// requests get 503, never a misleading 404.
+			svc.StartLoading(loadCtx, 2*time.Second, 2*time.Minute)
 			ln, err := net.Listen("tcp", cfg.Server.Address)
 			if err != nil {
 				return fmt.Errorf("server.address: %w", err)
@@ -68,10 +69,16 @@ func startServers(lc fx.Lifecycle, cfg *config.Config, svc *signer.Service, v Va
 			ls.API, ls.Utility = ln.Addr(), uln.Addr()
 			go serveHTTP(main, ln, log)
 			go serveHTTP(util, uln, log)
-			log.Info("signer listening", "address", ls.API.String(), "utility_address", ls.Utility.String(), "keys", len(svc.List()))
+			log.Info("signer listening", "address", ls.API.String(), "utility_address", ls.Utility.String())
+			go func() {
+				if svc.WaitLoaded(loadCtx) == nil {
+					log.Info("signer ready", "address", ls.API.String(), "utility_address", ls.Utility.String(), "keys", len(svc.List()))
+				}
+			}()
 			return nil
 		},
 		OnStop: func(ctx context.Context) error {
+			stopLoading()
 			return errors.Join(main.Shutdown(ctx), util.Shutdown(ctx))
 		},
 	})

@@ -29,7 +29,8 @@ var Version = "dev"
 const DefaultConfigPath = "/etc/sigil.yaml"
 
 type globals struct {
-	opts app.Options
+	opts    app.Options
+	timeout time.Duration
 }
 
 // NewRoot returns the root command.
@@ -48,6 +49,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVarP(&g.opts.ConfigPath, "config", "c", DefaultConfigPath, "Config file path")
 	f.BoolVar(&g.opts.JSONLog, "json-log", false, "Use JSON structured logs")
 	f.StringVar(&g.opts.LogLevel, "log", "info", "Log level: [error, warn, info, debug, trace]")
+	f.DurationVar(&g.timeout, "timeout", time.Minute, "How long a key command waits for the enclave and storage")
 	g.opts.Stderr = stderr
 	root.AddCommand(
 		newServe(g),
@@ -83,8 +85,8 @@ func newVersion() *cobra.Command {
 }
 
 // runOnce builds the app from modules, starts it, runs fn with the signing
-// service and stops it.
-func runOnce(ctx context.Context, modules fx.Option, fn func(*signer.Service) error) error {
+// service and a context bounded by --timeout, and stops it.
+func (g *globals) runOnce(ctx context.Context, modules fx.Option, fn func(context.Context, *signer.Service) error) error {
 	var svc *signer.Service
 	a := fx.New(modules, fx.Populate(&svc), fx.NopLogger)
 	if err := a.Err(); err != nil {
@@ -95,7 +97,12 @@ func runOnce(ctx context.Context, modules fx.Option, fn func(*signer.Service) er
 	if err := a.Start(startCtx); err != nil {
 		return unwrapFx(err)
 	}
-	err := fn(svc)
+	opCtx, cancelOp := context.WithTimeout(ctx, g.timeout)
+	err := fn(opCtx, svc)
+	cancelOp()
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w (gave up after --timeout %s)", err, g.timeout)
+	}
 	stopCtx, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel2()
 	return errors.Join(err, a.Stop(stopCtx))

@@ -31,8 +31,8 @@ func newGenerate(g *globals) *cobra.Command {
 			if n < 1 {
 				return fmt.Errorf("--num must be at least 1, got %d", n)
 			}
-			return runOnce(cmd.Context(), app.Core(g.opts), func(svc *signer.Service) error {
-				keys, err := svc.Generate(context.Background(), vault, kt, n)
+			return g.runOnce(cmd.Context(), app.Core(g.opts), func(ctx context.Context, svc *signer.Service) error {
+				keys, err := svc.Generate(ctx, vault, kt, n)
 				for _, k := range keys {
 					fmt.Fprintln(cmd.OutOrStdout(), k.PKH.String())
 				}
@@ -65,8 +65,8 @@ func newImport(g *globals) *cobra.Command {
 				return err
 			}
 			defer sk.Zero()
-			return runOnce(cmd.Context(), app.Core(g.opts), func(svc *signer.Service) error {
-				k, err := svc.Import(context.Background(), vault, sk)
+			return g.runOnce(cmd.Context(), app.Core(g.opts), func(ctx context.Context, svc *signer.Service) error {
+				k, err := svc.Import(ctx, vault, sk)
 				if err != nil {
 					return err
 				}
@@ -113,8 +113,8 @@ func newList(g *globals) *cobra.Command {
 		Short: "List keys",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runOnce(cmd.Context(), app.Core(g.opts), func(svc *signer.Service) error {
-				if err := svc.Load(context.Background()); err != nil {
+			return g.runOnce(cmd.Context(), app.Core(g.opts), func(ctx context.Context, svc *signer.Service) error {
+				if err := svc.Load(ctx); err != nil {
 					return err
 				}
 				printKeys(cmd.OutOrStdout(), svc.List())

@@ -87,11 +87,7 @@ func OpenVault(ctx context.Context, name string, decode func(any) error, env vau
 		}
 		return nil
 	}
-	log := env.Logger
-	if log != nil {
-		log = log.With("vault", name)
-	}
-	enc, err := New(cfg, log)
+	enc, err := New(cfg, env.Logger)
 	if err != nil {
 		return vault.Instance{}, errors.Join(err, closeStore())
 	}

@@ -2,12 +2,14 @@ package signer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sourcegraph/conc/pool"
@@ -65,6 +67,9 @@ type Service struct {
 
 	observer ports.SignObserver
 	locks    keyLocks
+
+	loadState atomic.Pointer[loadState] // non-nil while StartLoading has not finished
+	loaded    chan struct{}             // closed when StartLoading finishes
 }
 
 // SetObserver installs an observer of signing attempts (metrics). Call it
@@ -81,7 +86,7 @@ func New(vaults []Vault, opts Options) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{vaults: map[string]*Vault{}, opts: opts, log: log, keys: map[string]*Key{}}
+	s := &Service{vaults: map[string]*Vault{}, opts: opts, log: log, keys: map[string]*Key{}, loaded: make(chan struct{})}
 	for i := range vaults {
 		v := vaults[i]
 		if v.Name == "" {
@@ -198,7 +203,7 @@ func (s *Service) Generate(ctx context.Context, vault string, t tezos.KeyType, n
 	for range n {
 		sealed, err := v.Enclave.Generate(ctx, t)
 		if err != nil {
-			return out, fmt.Errorf("vault %q: generating a %v key: %w", v.Name, t, err)
+			return out, fmt.Errorf("vault %q: generating a key of type %v: %w", v.Name, t, err)
 		}
 		if sealed.PublicKey.Type != t {
 			return out, domain.Errorf(domain.KindInternal, "vault %q: asked the enclave for a %v key, got %v", v.Name, t, sealed.PublicKey.Type)
@@ -266,7 +271,62 @@ func (s *Service) Key(pkh string) (Key, error) {
 	k, ok := s.keys[pkh]
 	s.mu.RUnlock()
 	if !ok {
+		if err := s.Ready(); err != nil {
+			return Key{}, domain.Errorf(domain.KindUnavailable, "key %s is not available yet: %w", pkh, err)
+		}
 		return Key{}, domain.Errorf(domain.KindNotFound, "key %s not found", pkh)
 	}
 	return *k, nil
+}
+
+// StartLoading loads the stored keys in the background, retrying every
+// retry until all of them are in the enclave (an enclave that is down at
+// start is waited for, not fatal). Until then Ready reports why, and
+// requests for keys not loaded yet fail as unavailable rather than not
+// found. Each attempt is bounded by attemptTimeout.
+func (s *Service) StartLoading(ctx context.Context, retry, attemptTimeout time.Duration) {
+	s.loadState.Store(&loadState{err: errors.New("loading keys")})
+	go func() {
+		for {
+			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+			err := s.Load(actx)
+			cancel()
+			if err == nil {
+				s.loadState.Store(nil)
+				close(s.loaded)
+				return
+			}
+			s.loadState.Store(&loadState{err: err})
+			s.log.Error("loading keys failed; retrying", "retry_in", retry, "error", err.Error())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(retry):
+			}
+		}
+	}()
+}
+
+type loadState struct{ err error }
+
+// Ready returns nil once the stored keys are loaded (always, when
+// StartLoading was not used), else why they are not.
+func (s *Service) Ready() error {
+	if st := s.loadState.Load(); st != nil {
+		return domain.Errorf(domain.KindUnavailable, "keys not loaded: %w", st.err)
+	}
+	return nil
+}
+
+// WaitLoaded blocks until StartLoading has loaded every key, or ctx ends.
+func (s *Service) WaitLoaded(ctx context.Context) error {
+	if s.loadState.Load() == nil {
+		return nil
+	}
+	select {
+	case <-s.loaded:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -142,4 +144,34 @@ func TestLoadRejectsMismatchedEntry(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "does not match")
 	_ = ks
+}
+
+func TestStartLoadingWaitsForEnclave(t *testing.T) {
+	ctx := context.Background()
+	s, enc, st := newService(t)
+	ks, err := s.Generate(ctx, "cs", tezos.Ed25519, 1)
+	require.NoError(t, err)
+	pkh := ks[0].PKH.String()
+
+	s2, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{DefaultPolicy: signer.AllowAll()})
+	require.NoError(t, err)
+	enc.mu.Lock()
+	enc.fail = errors.New("enclave unreachable")
+	enc.mu.Unlock()
+	s2.StartLoading(ctx, 10*time.Millisecond, time.Second)
+	require.Eventually(t, func() bool { return s2.Ready() != nil && strings.Contains(s2.Ready().Error(), "unreachable") }, time.Second, 5*time.Millisecond)
+	_, err = s2.Key(pkh)
+	assert.Equal(t, domain.KindUnavailable, domain.KindOf(err), "not loaded yet is unavailable, not not-found")
+
+	enc.mu.Lock()
+	enc.fail = nil
+	enc.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	require.NoError(t, s2.WaitLoaded(wctx))
+	require.NoError(t, s2.Ready())
+	_, err = s2.Key(pkh)
+	require.NoError(t, err)
+	_, err = s2.Key("tz1burnburnburnburnburnburnburjAYjjX")
+	assert.Equal(t, domain.KindNotFound, domain.KindOf(err))
 }

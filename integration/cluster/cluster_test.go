@@ -192,7 +192,7 @@ type daemon struct {
 	keys int
 }
 
-var listeningLineRE = regexp.MustCompile(`msg="signer listening" address=(\S+) utility_address=(\S+) keys=(\d+)`)
+var listeningLineRE = regexp.MustCompile(`msg="signer ready" address=(\S+) utility_address=(\S+) keys=(\d+)`)
 
 // start writes the configuration and starts the daemon.
 func (n *node) start() *daemon {

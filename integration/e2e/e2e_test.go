@@ -356,7 +356,7 @@ type daemon struct {
 	url  string
 }
 
-var listeningRE = regexp.MustCompile(`msg="signer listening" address=(\S+) utility_address=(\S+) keys=(\d+)`)
+var listeningRE = regexp.MustCompile(`msg="signer ready" address=(\S+) utility_address=(\S+) keys=(\d+)`)
 
 // startDaemon starts `sigil serve -c cfg`, waits for its listening line and
 // checks that it loaded wantKeys keys and that /healthz answers 200.
@@ -366,7 +366,7 @@ func startDaemon(t *testing.T, bin, cfg string, wantKeys int) *daemon {
 		Name:    "sigil-serve",
 		Binary:  bin,
 		Args:    []string{"-c", cfg, "serve"},
-		Ready:   func(line string) bool { return strings.Contains(line, `msg="signer listening"`) },
+		Ready:   func(line string) bool { return strings.Contains(line, `msg="signer ready"`) },
 		Timeout: 20 * time.Second,
 	})
 	m := listeningRE.FindStringSubmatch(p.Log())
