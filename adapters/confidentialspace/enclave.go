@@ -37,7 +37,7 @@ const (
 // Backoff bounds for redialling.
 var (
 	backoffMin = 50 * time.Millisecond
-	backoffMax = 5 * time.Second
+	backoffMax = time.Second // an enclave that comes back is found within a second
 )
 
 // Config configures the enclave client.
@@ -497,7 +497,7 @@ func (w *worker) loop() {
 			} else {
 				log.Debug("enclave connection failed", "addr", w.e.addr, "attempt", attempt+1, "err", err.Error())
 			}
-			if !w.sleep(backoff(attempt)) {
+			if !w.sleepUnlessPeerUp(backoff(attempt)) {
 				return
 			}
 			attempt++
@@ -531,6 +531,23 @@ func backoff(attempt int) time.Duration {
 		d = backoffMax
 	}
 	return d/2 + rand.N(d/2+1)
+}
+
+// sleepUnlessPeerUp sleeps like sleep, but wakes early when another
+// connection of the pool comes up: the enclave is back, so redial now.
+func (w *worker) sleepUnlessPeerUp(d time.Duration) bool {
+	w.e.mu.Lock()
+	ch := w.e.stateCh
+	w.e.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ch:
+	case <-w.e.ctx.Done():
+		return false
+	}
+	return true
 }
 
 func (w *worker) sleep(d time.Duration) bool {
