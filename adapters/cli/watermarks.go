@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sigil-signer/sigil/adapters/config"
+	"github.com/sigil-signer/sigil/adapters/internal/atomicfile"
 	"github.com/sigil-signer/sigil/app"
 	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
@@ -66,7 +66,7 @@ func newWatermarksExport(g *globals) *cobra.Command {
 					fmt.Fprintf(cmd.ErrOrStderr(), "exported %d watermark records\n", len(recs))
 					return nil
 				}
-				if err := writeFileAtomic(out, data); err != nil {
+				if err := atomicfile.Write(out, data, 0o600, nil); err != nil {
 					return fmt.Errorf("writing %s: %w", out, err)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "exported %d watermark records to %s\n", len(recs), out)
@@ -237,37 +237,4 @@ func explainWatermarkOpen(err error) error {
 			"and holds the exclusive lock of the file watermark backend; stop it, then run this command again", err)
 	}
 	return err
-}
-
-// writeFileAtomic writes data to a temporary file next to path and renames
-// it over path, so that a reader never sees a partial export.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sigil-signer/sigil/adapters/internal/atomicfile"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -194,7 +195,7 @@ func (s *Store) Put(ctx context.Context, k ports.StoredKey) error {
 	if err != nil {
 		return fmt.Errorf("file key storage: encode %s: %w", s.path, err)
 	}
-	if err := writeAtomic(s.path, data); err != nil {
+	if err := atomicfile.Write(s.path, data, fileMode, beforeRename); err != nil {
 		return fmt.Errorf("file key storage: write %s: %w", s.path, err)
 	}
 	s.log.Debug("stored sealed key", "pkh", addr, "file", s.path, "replaced", replaced)
@@ -348,62 +349,4 @@ func encode(keys []ports.StoredKey) ([]byte, error) {
 		return nil, err
 	}
 	return append(data, '\n'), nil
-}
-
-// writeAtomic replaces path with data so that a crash leaves either the old
-// or the new content: temp file in the same directory, write, fsync, rename,
-// fsync the directory. The result has mode 0600. A symbolic link at path is
-// followed, so its target is replaced rather than the link.
-func writeAtomic(path string, data []byte) (err error) {
-	if target, e := filepath.EvalSymlinks(path); e == nil {
-		path = target
-	}
-	dir, base := filepath.Split(path)
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmpPath := tmp.Name()
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmpPath)
-		}
-	}()
-	if err = tmp.Chmod(fileMode); err != nil {
-		return err
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if beforeRename != nil {
-		if err = beforeRename(tmpPath); err != nil {
-			return err
-		}
-	}
-	if err = os.Rename(tmpPath, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	if dir == "" {
-		dir = "."
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }

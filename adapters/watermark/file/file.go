@@ -24,6 +24,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/sigil-signer/sigil/adapters/internal/atomicfile"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
@@ -266,7 +267,7 @@ func (s *Store) write(c *chain, next chainMarks) error {
 	if err != nil {
 		return fmt.Errorf("file watermark: encoding %s: %w", c.path, err)
 	}
-	if err := writeFileSync(c.path, data); err != nil {
+	if err := atomicfile.Write(c.path, data, 0o600, nil); err != nil {
 		return domain.Errorf(domain.KindUnavailable, "file watermark: %w", err)
 	}
 	c.marks.Store(&next)
@@ -429,46 +430,4 @@ func encode(marks chainMarks) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
-}
-
-// writeFileSync replaces path with data durably: temporary file in the same
-// directory (mode 0600), write, fsync, rename, fsync of the directory. On
-// failure the old file is intact and the temporary file is removed.
-func writeFileSync(path string, data []byte) (err error) {
-	dir, name := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err = d.Sync(); err != nil {
-		d.Close()
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return d.Close()
 }
