@@ -15,17 +15,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/sigil-signer/sigil/adapters/internal/gcpretry"
 
 	gfs "cloud.google.com/go/firestore"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/domain"
@@ -134,13 +133,7 @@ func credentialsType(data []byte) (option.CredentialsType, error) {
 	}
 }
 
-// retryPolicy bounds retries of transient errors.
-type retryPolicy struct {
-	initial, max time.Duration
-	attempts     int
-}
-
-var defaultRetry = retryPolicy{initial: 100 * time.Millisecond, max: 3 * time.Second, attempts: 8}
+var defaultRetry = gcpretry.Policy{Initial: 100 * time.Millisecond, Max: 3 * time.Second, Attempts: 8}
 
 // Store is a key store on one Firestore collection. It is safe for
 // concurrent use. Close releases the client. List and Put give up when their
@@ -151,7 +144,7 @@ type Store struct {
 	where    string // "project p, database d, collection c" for errors
 	log      *slog.Logger
 	pageSize int
-	retry    retryPolicy
+	retry    gcpretry.Policy
 	opLimit  time.Duration // bound of a List or Put whose ctx has no deadline
 }
 
@@ -346,43 +339,9 @@ func decodeDoc(d *gfs.DocumentSnapshot) (k ports.StoredKey, byAddr bool, err err
 // full jitter until it succeeds, fails for good, the attempts run out or ctx
 // ends.
 func (s *Store) do(ctx context.Context, f func(context.Context) error) error {
-	backoff := s.retry.initial
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		err := f(ctx)
-		if err == nil || !transient(err) || ctx.Err() != nil || attempt >= s.retry.attempts {
-			return err
-		}
-		wait := backoff/2 + rand.N(backoff/2+1)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			return err // the retry could not finish in time anyway
-		}
+	return gcpretry.Do(ctx, s.retry, func(attempt int, wait time.Duration, err error) {
 		s.log.Debug("transient Firestore error, retrying", "store", s.where, "attempt", attempt, "wait", wait, "error", err)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-		backoff = min(backoff*2, s.retry.max)
-	}
-}
-
-// transient reports whether err is worth retrying.
-func transient(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return false
-	}
-	switch st.Code() {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Internal:
-		return true
-	}
-	return false
+	}, f)
 }
 
 // fail wraps a failed operation's error: unavailable when the backend could
@@ -391,8 +350,8 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return domain.Errorf(domain.KindUnavailable, "firestore key storage: %s: %s: no answer from Firestore before the deadline or cancellation (unreachable or overloaded?): %w", s.where, op, err)
 	}
-	if transient(err) {
-		return domain.Errorf(domain.KindUnavailable, "firestore key storage: %s: %s: Firestore unavailable after %d attempts: %w", s.where, op, s.retry.attempts, err)
+	if gcpretry.Transient(err) {
+		return domain.Errorf(domain.KindUnavailable, "firestore key storage: %s: %s: Firestore unavailable after %d attempts: %w", s.where, op, s.retry.Attempts, err)
 	}
 	return fmt.Errorf("firestore key storage: %s: %s: %w", s.where, op, err)
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigil-signer/sigil/adapters/internal/gcpretry"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -302,14 +304,14 @@ func TestTransient(t *testing.T) {
 		{context.Canceled, false},
 		{errors.New("plain"), false},
 	} {
-		if got := transient(c.err); got != c.want {
+		if got := gcpretry.Transient(c.err); got != c.want {
 			t.Errorf("transient(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }
 
 func TestRetry(t *testing.T) {
-	s := &Store{retry: retryPolicy{initial: time.Millisecond, max: 4 * time.Millisecond, attempts: 5}, where: "test"}
+	s := &Store{retry: gcpretry.Policy{Initial: time.Millisecond, Max: 4 * time.Millisecond, Attempts: 5}, where: "test"}
 	s.log = storage.LoggerOf(storage.Env{})
 	ctx := context.Background()
 
@@ -338,7 +340,7 @@ func TestRetry(t *testing.T) {
 	}
 
 	// The context bounds the retries.
-	s.retry = retryPolicy{initial: 50 * time.Millisecond, max: time.Second, attempts: 1000}
+	s.retry = gcpretry.Policy{Initial: 50 * time.Millisecond, Max: time.Second, Attempts: 1000}
 	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -17,10 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sigil-signer/sigil/adapters/internal/gcpretry"
 
 	gfs "cloud.google.com/go/firestore"
 	"google.golang.org/api/iterator"
@@ -65,13 +66,7 @@ type Config struct {
 	ApplicationCredentialsData string `yaml:"application_credentials_data"`
 }
 
-// retryPolicy bounds the retries of transient errors.
-type retryPolicy struct {
-	initial, max time.Duration
-	attempts     int
-}
-
-var defaultRetry = retryPolicy{initial: 50 * time.Millisecond, max: 2 * time.Second, attempts: 10}
+var defaultRetry = gcpretry.Policy{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Attempts: 10}
 
 // txAttempts is how many times the SDK runs a transaction that aborts on
 // contention before giving up (and our own retry takes over).
@@ -83,7 +78,7 @@ type Store struct {
 	client *gfs.Client
 	col    *gfs.CollectionRef
 	where  string
-	retry  retryPolicy
+	retry  gcpretry.Policy
 
 	mu    sync.Mutex
 	cache map[watermark.Key]watermark.Mark // highest mark seen recorded
@@ -416,39 +411,7 @@ func (s *Store) Import(ctx context.Context, recs []watermark.Record) error {
 // ends. Retrying a commit whose outcome is unknown is safe: if it was
 // recorded, the retry reads it back as an identical replay.
 func (s *Store) do(ctx context.Context, f func(context.Context) error) error {
-	backoff := s.retry.initial
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		err := f(ctx)
-		if err == nil || !transient(err) || ctx.Err() != nil || attempt >= s.retry.attempts {
-			return err
-		}
-		wait := backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-		backoff = min(backoff*2, s.retry.max)
-	}
-}
-
-// transient reports whether err is worth retrying.
-func transient(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return false
-	}
-	switch st.Code() {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Internal:
-		return true
-	}
-	return false
+	return gcpretry.Do(ctx, s.retry, nil, f)
 }
 
 // fail wraps a failed operation's error; domain errors pass through.
@@ -457,7 +420,7 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if errors.As(err, &de) {
 		return err
 	}
-	if transient(err) || ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if gcpretry.Transient(err) || ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return domain.Errorf(domain.KindUnavailable, "firestore watermark: %s: %s: %w", s.where, op, err)
 	}
 	return fmt.Errorf("firestore watermark: %s: %s: %w", s.where, op, err)
