@@ -1,0 +1,279 @@
+// Package fault holds fault-injection tests of the daemon's enclave
+// transport, run against real processes: the mock enclave killed and
+// restarted under load, and a hostile enclave that answers with oversized,
+// garbage or mistyped replies or never answers.
+package fault
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/loadgen"
+	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/storage/file"
+	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/integration/harness"
+	"github.com/sigil-signer/sigil/ports"
+)
+
+func TestMain(m *testing.M) { harness.Main(m) }
+
+// key is a stored key the tests sign with.
+type key struct {
+	pkh string
+	pk  tezos.PublicKey
+}
+
+// writeKeys creates keys of the given types, seals them with the local KMS
+// whose key file is kmsPath (created if absent) and stores them in the
+// Signatory-format key file at keysPath.
+func writeKeys(t *testing.T, kmsPath, keysPath string, types ...tezos.KeyType) []key {
+	t.Helper()
+	kms, err := mockenclave.NewLocalKMS(kmsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := file.New(keysPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []key
+	for _, kt := range types {
+		sk, err := tezos.GeneratePrivateKey(kt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pk, err := sk.Public()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := rpc.NewPrivateKey(sk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := rpc.MarshalPrivateKey(w)
+		w.Zero()
+		sk.Zero()
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob, err := kms.Seal(plain)
+		clear(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Put(context.Background(), ports.StoredKey{PKH: pk.Hash().String(), Blob: blob}); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, key{pkh: pk.Hash().String(), pk: pk})
+	}
+	return out
+}
+
+// writeConfig writes a daemon configuration using the confidentialspace
+// vault at 127.0.0.1:port, the key file keysPath, in-memory watermarks, and
+// a policy allowing transactions and attestations for every key.
+func writeConfig(t *testing.T, dir string, port int, keysPath, rpcTimeout string, keys []key) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "base_dir: %s\n", dir)
+	b.WriteString("server:\n  address: 127.0.0.1:0\n  utility_address: 127.0.0.1:0\n")
+	b.WriteString("vaults:\n  cs:\n    driver: confidentialspace\n    config:\n")
+	fmt.Fprintf(&b, "      host: 127.0.0.1\n      port: \"%d\"\n", port)
+	b.WriteString("      wip_provider_path: fault/wip\n      encryption_key_path: fault/kms\n")
+	fmt.Fprintf(&b, "      connections: 4\n      dial_timeout: 1s\n      rpc_timeout: %s\n", rpcTimeout)
+	fmt.Fprintf(&b, "      storage:\n        driver: file\n        config: %s\n", keysPath)
+	b.WriteString("watermark:\n  driver: mem\n")
+	b.WriteString("tezos:\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %s:\n    allow:\n      generic: [transaction]\n      attestation:\n", k.pkh)
+	}
+	path := filepath.Join(dir, "sigil.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startEnclave starts sigil-enclave on 127.0.0.1:port with the local KMS
+// key file and returns it with the time its "listening on" line was seen.
+func startEnclave(t *testing.T, bin string, port int, kmsPath string, extra ...string) (*harness.Process, time.Time) {
+	t.Helper()
+	var at atomic.Int64
+	args := append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--kms", "local", "--kms-key-file", kmsPath}, extra...)
+	p := harness.StartProcess(t, harness.ProcessOptions{
+		Name:   "sigil-enclave",
+		Binary: bin,
+		Args:   args,
+		Ready: func(line string) bool {
+			if strings.HasPrefix(line, "listening on ") {
+				at.CompareAndSwap(0, time.Now().UnixNano())
+				return true
+			}
+			return false
+		},
+		Timeout:   30 * time.Second,
+		StopGrace: 2 * time.Second,
+	})
+	return p, time.Unix(0, at.Load())
+}
+
+// daemon is a running `sigil serve`, started and ready (keys loaded).
+type daemon struct {
+	proc    *harness.Process
+	api     string // http://host:port
+	utility string
+}
+
+// The daemon logs "signer listening" when its listeners are bound and
+// "signer ready" (same fields) once every stored key is in the enclave.
+var readyRE = regexp.MustCompile(`msg="signer ready" address=(\S+) utility_address=(\S+)`)
+
+func startDaemon(t *testing.T, bin, cfg string) *daemon {
+	t.Helper()
+	var mu sync.Mutex
+	d := &daemon{}
+	d.proc = harness.StartProcess(t, harness.ProcessOptions{
+		Name:   "sigil",
+		Binary: bin,
+		Args:   []string{"serve", "-c", cfg},
+		Ready: func(line string) bool {
+			m := readyRE.FindStringSubmatch(line)
+			if m == nil {
+				return false
+			}
+			mu.Lock()
+			d.api, d.utility = "http://"+m[1], "http://"+m[2]
+			mu.Unlock()
+			return true
+		},
+		Timeout:   60 * time.Second,
+		StopGrace: 5 * time.Second,
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return d
+}
+
+func newHTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: 15 * time.Second,
+		Transport: &http.Transport{
+			Proxy:               nil,
+			MaxIdleConns:        64,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     30 * time.Second,
+		},
+	}
+}
+
+// signResult is the outcome of one POST /keys/{pkh}.
+type signResult struct {
+	status int
+	sig    string // on 200
+	msg    string // the error message otherwise
+	err    error  // transport error (no HTTP response)
+}
+
+func sign(c *http.Client, api, pkh string, msg []byte) signResult {
+	body := strconv.Quote(hex.EncodeToString(msg))
+	resp, err := c.Post(api+"/keys/"+pkh, "application/json", strings.NewReader(body))
+	if err != nil {
+		return signResult{err: err}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return signResult{status: resp.StatusCode, err: err}
+	}
+	r := signResult{status: resp.StatusCode}
+	if resp.StatusCode == http.StatusOK {
+		var ok struct {
+			Signature string `json:"signature"`
+		}
+		if err := json.Unmarshal(raw, &ok); err != nil {
+			r.msg = "undecodable 200 body: " + string(raw)
+		}
+		r.sig = ok.Signature
+		return r
+	}
+	var fail []struct {
+		ID   string `json:"id"`
+		Kind string `json:"kind"`
+		Msg  string `json:"msg"`
+	}
+	if err := json.Unmarshal(raw, &fail); err != nil || len(fail) != 1 {
+		r.msg = "" // not Signatory's error shape: callers treat an empty message as a failure
+		return r
+	}
+	r.msg = fail[0].Msg
+	return r
+}
+
+// verify checks a base58 signature returned for msg by pk.
+func verify(pk tezos.PublicKey, msg []byte, sig string) error {
+	s, err := tezos.ParseSignature(sig)
+	if err != nil {
+		return err
+	}
+	return pk.Verify(msg, s, tezos.SignVersionLatest)
+}
+
+// getStatus returns the status of GET url ("" body ignored) or an error.
+func getStatus(c *http.Client, url string) (int, string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode, string(raw), nil
+}
+
+// transaction is the Taquito-forged generic transaction the load tool sends.
+var transaction = mustHex(loadgen.GenericTransactionHex)
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// vmRSS returns the resident set size of process pid in KiB.
+func vmRSS(t *testing.T, pid int) int {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			if err != nil {
+				t.Fatalf("VmRSS line %q: %v", sc.Text(), err)
+			}
+			return kb
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
