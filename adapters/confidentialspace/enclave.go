@@ -355,10 +355,15 @@ func (e *Enclave) addKey(pk tezos.PublicKey, blob []byte) {
 	}
 }
 
-func (e *Enclave) snapshotKeys() []tezos.PublicKeyHash {
+// keyAt returns the i-th key in load order (the list only grows), or false
+// past its end.
+func (e *Enclave) keyAt(i int) (tezos.PublicKeyHash, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return append([]tezos.PublicKeyHash(nil), e.order...)
+	if i >= len(e.order) {
+		return tezos.PublicKeyHash{}, false
+	}
+	return e.order[i], true
 }
 
 func (e *Enclave) setHealthy(up bool) {
@@ -475,6 +480,7 @@ type worker struct {
 
 	nc      net.Conn // guarded by e.mu for Close; used by the worker goroutine
 	broken  bool
+	synced  int // keys of e.order already considered for import on this connection
 	hmu     sync.Mutex
 	handles map[tezos.PublicKeyHash]uint64
 }
@@ -583,51 +589,98 @@ func (w *worker) connect() error {
 	w.handles = make(map[tezos.PublicKeyHash]uint64)
 	w.hmu.Unlock()
 
+	w.synced = 0
 	if err := w.call(rpc.NewInitialize(w.e.creds), nil); err != nil {
 		return fmt.Errorf("initialize: %w", err)
-	}
-	return w.syncKeys()
-}
-
-// syncKeys imports every known key this connection does not hold yet. An
-// enclave error on one key is logged and skipped; a connection fault ends
-// the sync with an error.
-func (w *worker) syncKeys() error {
-	for _, pkh := range w.e.snapshotKeys() {
-		if _, ok := w.getHandle(pkh); ok {
-			continue
-		}
-		if _, err := w.importKey(pkh); err != nil {
-			if w.broken {
-				return err
-			}
-			w.e.log.Error("cannot import key on enclave connection", "conn", w.id, "key", pkh.String(), "err", err.Error())
-		}
 	}
 	return nil
 }
 
+// syncStep imports the next known key this connection does not hold yet;
+// it reports false when the connection holds every key. An enclave error on
+// one key is logged and the key skipped (it is imported on first use);
+// a connection fault marks the connection broken.
+func (w *worker) syncStep() bool {
+	pkh, ok := w.e.keyAt(w.synced)
+	if !ok {
+		return false
+	}
+	w.synced++
+	if _, held := w.getHandle(pkh); held {
+		return true
+	}
+	if _, err := w.importKey(pkh); err != nil && !w.broken {
+		w.e.log.Error("cannot import key on enclave connection", "conn", w.id, "key", pkh.String(), "err", err.Error())
+	}
+	return true
+}
+
+// idleProbe is how often an idle connection checks that the enclave is
+// still there, so that a restart is noticed (and /healthz tells) before the
+// next request.
+const idleProbe = time.Second
+
+// serve runs jobs until the connection breaks or the client closes. Jobs
+// always come first: keys this connection does not hold yet are imported one
+// at a time while it is idle (and on first use by a job).
 func (w *worker) serve() {
-	for {
+	probe := time.NewTicker(idleProbe)
+	defer probe.Stop()
+	for !w.broken {
+		select {
+		case <-w.e.ctx.Done():
+			return
+		case j := <-w.e.jobs:
+			w.runJob(j)
+			continue
+		default:
+		}
+		if w.syncStep() {
+			continue
+		}
 		select {
 		case <-w.e.ctx.Done():
 			return
 		case <-w.notify:
-			if err := w.syncKeys(); err != nil && w.broken {
-				return
+		case <-probe.C:
+			if !w.alive() {
+				w.broken = true
+				w.e.log.Warn("idle enclave connection found closed", "conn", w.id, "addr", w.e.addr)
 			}
 		case j := <-w.e.jobs:
-			if err := j.ctx.Err(); err != nil {
-				j.done <- result{err: ctxError(j.ctx)}
-				continue
-			}
-			v, err := j.run(w)
-			j.done <- result{v: v, err: err}
-			if w.broken {
-				return
-			}
+			w.runJob(j)
 		}
 	}
+}
+
+// runJob runs one job. A connection that the enclave closed while it was
+// idle (an enclave restart) is redialled first, so that the job is not
+// failed for a fault that happened before it arrived.
+func (w *worker) runJob(j *job) {
+	if err := j.ctx.Err(); err != nil {
+		j.done <- result{err: ctxError(j.ctx)}
+		return
+	}
+	if !w.alive() {
+		w.e.log.Info("enclave connection was closed while idle; redialling", "conn", w.id, "addr", w.e.addr)
+		w.closeConn()
+		if err := w.connect(); err != nil {
+			j.done <- result{err: w.fault(fmt.Errorf("redialling: %w", err), true)}
+			return
+		}
+	}
+	v, err := j.run(w)
+	j.done <- result{v: v, err: err}
+}
+
+// alive reports whether the connection is still open: between requests the
+// enclave never sends anything, so a connection with something to read is
+// one the peer closed (or on which it broke the protocol).
+func (w *worker) alive() bool {
+	if w.nc == nil || w.broken {
+		return false
+	}
+	return connAlive(w.nc)
 }
 
 func (w *worker) closeConn() {

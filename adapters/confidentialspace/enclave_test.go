@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -45,7 +47,11 @@ func newClient(t testing.TB, addr string, conns int, mod ...func(*Config)) *Encl
 	for _, m := range mod {
 		m(&cfg)
 	}
-	e, err := New(cfg, nil)
+	var log *slog.Logger
+	if os.Getenv("ENCLAVE_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	e, err := New(cfg, log)
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close() })
 	return e
@@ -444,4 +450,49 @@ func BenchmarkSign(b *testing.B) {
 			wg.Wait()
 		})
 	}
+}
+
+// TestIdleEnclaveRestart: the enclave restarts while the client is idle. The
+// first request afterwards must succeed (stale connections are noticed and
+// redialled before use), and an idle outage shows in Ready within about a
+// second.
+func TestIdleEnclaveRestart(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "kms.key")
+	kms1, err := mockenclave.NewLocalKMS(keyFile)
+	require.NoError(t, err)
+	srv1, addr := startEnclave(t, "127.0.0.1:0", mockenclave.Options{KMS: kms1})
+	e := newClient(t, addr, 4)
+	ctx := ctxT(t, 30*time.Second)
+	sk, err := e.Generate(ctx, tezos.Ed25519)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return e.Ready(ctx) == nil }, 5*time.Second, 10*time.Millisecond)
+
+	// Restart quickly, well before an idle probe could notice (the short
+	// pause lets the closed connections' FINs arrive, as they do at once
+	// when an enclave process dies).
+	srv1.Close()
+	time.Sleep(50 * time.Millisecond)
+	kms2, err := mockenclave.NewLocalKMS(keyFile)
+	require.NoError(t, err)
+	srv2, _ := startEnclave(t, addr, mockenclave.Options{KMS: kms2})
+	for i := range 8 { // more requests than connections: every stale one is hit
+		sig, err := e.Sign(ctx, sk.PublicKey.Hash(), []byte{byte(i)}, 2)
+		require.NoError(t, err, "request %d after an idle restart", i)
+		require.NoError(t, sk.PublicKey.Verify([]byte{byte(i)}, sig, 2))
+	}
+
+	// An idle outage is noticed without any request.
+	srv2.Close()
+	start := time.Now()
+	require.Eventually(t, func() bool { return e.Ready(ctx) != nil }, 5*time.Second, 10*time.Millisecond)
+	t.Logf("idle outage noticed after %v", time.Since(start).Round(time.Millisecond))
+	kms3, err := mockenclave.NewLocalKMS(keyFile)
+	require.NoError(t, err)
+	startEnclave(t, addr, mockenclave.Options{KMS: kms3})
+	start = time.Now()
+	require.Eventually(t, func() bool { return e.Ready(ctx) == nil }, 5*time.Second, 5*time.Millisecond)
+	t.Logf("ready again %v after the enclave came back", time.Since(start).Round(time.Millisecond))
+	sig, err := e.Sign(ctx, sk.PublicKey.Hash(), []byte("back"), 2)
+	require.NoError(t, err)
+	require.NoError(t, sk.PublicKey.Verify([]byte("back"), sig, 2))
 }
