@@ -72,7 +72,7 @@ func startServers(lc fx.Lifecycle, cfg *config.Config, svc *signer.Service, v Va
 			log.Info("signer listening", "address", ls.API.String(), "utility_address", ls.Utility.String())
 			go func() {
 				if svc.WaitLoaded(loadCtx) == nil {
-					log.Info("signer ready", "address", ls.API.String(), "utility_address", ls.Utility.String(), "keys", len(svc.List()))
+					log.Info("signer ready", "address", ls.API.String(), "utility_address", ls.Utility.String(), "keys", svc.Count())
 				}
 			}()
 			return nil

@@ -247,36 +247,51 @@ func (s *Service) Import(ctx context.Context, vault string, sk tezos.PrivateKey)
 
 // List returns every available key, ordered by vault then address.
 func (s *Service) List() []Key {
+	type entry struct {
+		addr string
+		key  Key
+	}
 	s.mu.RLock()
-	out := make([]Key, 0, len(s.keys))
-	for _, k := range s.keys {
-		out = append(out, *k)
+	entries := make([]entry, 0, len(s.keys))
+	for addr, k := range s.keys {
+		entries = append(entries, entry{addr, *k})
 	}
 	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Vault != out[j].Vault {
-			return out[i].Vault < out[j].Vault
+	sort.Slice(entries, func(i, j int) bool {
+		if entries[i].key.Vault != entries[j].key.Vault {
+			return entries[i].key.Vault < entries[j].key.Vault
 		}
-		return out[i].PKH.String() < out[j].PKH.String()
+		return entries[i].addr < entries[j].addr
 	})
+	out := make([]Key, len(entries))
+	for i, e := range entries {
+		out[i] = e.key
+	}
 	return out
+}
+
+// Count returns how many keys are available.
+func (s *Service) Count() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.keys)
 }
 
 // Key returns the key with address pkh.
 func (s *Service) Key(pkh string) (Key, error) {
-	if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
-		return Key{}, domain.Wrap(domain.KindInvalid, err)
-	}
 	s.mu.RLock()
 	k, ok := s.keys[pkh]
 	s.mu.RUnlock()
-	if !ok {
-		if err := s.Ready(); err != nil {
-			return Key{}, domain.Errorf(domain.KindUnavailable, "key %s is not available yet: %w", pkh, err)
-		}
-		return Key{}, domain.Errorf(domain.KindNotFound, "key %s not found", pkh)
+	if ok {
+		return *k, nil
 	}
-	return *k, nil
+	if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
+		return Key{}, domain.Wrap(domain.KindInvalid, err)
+	}
+	if err := s.Ready(); err != nil {
+		return Key{}, domain.Errorf(domain.KindUnavailable, "key %s is not available yet: %w", pkh, err)
+	}
+	return Key{}, domain.Errorf(domain.KindNotFound, "key %s not found", pkh)
 }
 
 // StartLoading loads the stored keys in the background, retrying every

@@ -43,19 +43,15 @@ func (l *keyLocks) lock(pkh string) func() {
 // durably recorded; an identical repeat of the last consensus request gets
 // the recorded signature again.
 func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, error) {
-	pkh, err := tezos.ParsePublicKeyHash(req.PKH)
+	k, err := s.Key(req.PKH)
 	if err != nil {
-		return tezos.Signature{}, domain.Wrap(domain.KindInvalid, err)
+		return tezos.Signature{}, err
 	}
 	if len(req.Message) == 0 {
 		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "empty message")
 	}
 	pol := s.policyFor(req.PKH)
-	if err := s.authenticate(pkh, pol, req); err != nil {
-		return tezos.Signature{}, err
-	}
-	k, err := s.Key(req.PKH)
-	if err != nil {
+	if err := s.authenticate(k.PKH, pol, req); err != nil {
 		return tezos.Signature{}, err
 	}
 	r, err := request.Parse(req.Message)

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"math/big"
 )
 
 const b58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -57,23 +56,34 @@ func b58Encode(src []byte) string {
 }
 
 func b58Decode(s string) ([]byte, error) {
-	n := new(big.Int)
 	zeros := 0
 	for zeros < len(s) && s[zeros] == '1' {
 		zeros++
 	}
-	radix := big.NewInt(58)
-	for i := 0; i < len(s); i++ {
+	// log(58)/log(256) ~ 0.733
+	buf := make([]byte, (len(s)-zeros)*733/1000+1)
+	high := len(buf) - 1
+	for i := zeros; i < len(s); i++ {
 		v := b58Index[s[i]]
 		if v < 0 {
 			return nil, fmt.Errorf("base58: invalid character at position %d", i) // the character is not echoed: the input may be a secret
 		}
-		n.Mul(n, radix)
-		n.Add(n, big.NewInt(int64(v)))
+		carry := int(v)
+		j := len(buf) - 1
+		for ; j > high || carry != 0; j-- {
+			carry += 58 * int(buf[j])
+			buf[j] = byte(carry)
+			carry >>= 8
+		}
+		high = j
 	}
-	body := n.Bytes()
-	out := make([]byte, zeros+len(body))
-	copy(out[zeros:], body)
+	k := 0
+	for k < len(buf) && buf[k] == 0 {
+		k++
+	}
+	out := make([]byte, zeros+len(buf)-k)
+	copy(out[zeros:], buf[k:])
+	clear(buf) // the input may be a secret key
 	return out, nil
 }
 
