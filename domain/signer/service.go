@@ -29,8 +29,14 @@ type Vault struct {
 // Key is a key the service can sign with.
 type Key struct {
 	PKH       tezos.PublicKeyHash
+	Address   string // PKH in base58 (tz…), kept to avoid re-encoding it per request
 	PublicKey tezos.PublicKey
 	Vault     string
+}
+
+func newKey(pk tezos.PublicKey, vault string) *Key {
+	h := pk.Hash()
+	return &Key{PKH: h, Address: h.String(), PublicKey: pk, Vault: vault}
 }
 
 // Options tune the service.
@@ -149,7 +155,7 @@ func (s *Service) Load(ctx context.Context) error {
 					return domain.Errorf(domain.KindInternal, "vault %q: stored key %s opens as %s: storage entry does not match its key", name, sk.PKH, got)
 				}
 				mu.Lock()
-				loaded = append(loaded, &Key{PKH: pk.Hash(), PublicKey: pk, Vault: name})
+				loaded = append(loaded, newKey(pk, name))
 				done++
 				if len(stored) >= 100 && done%(len(stored)/10) == 0 {
 					s.log.Info("loading keys", "vault", name, "loaded", done, "of", len(stored))
@@ -163,7 +169,7 @@ func (s *Service) Load(ctx context.Context) error {
 		}
 		s.mu.Lock()
 		for _, k := range loaded {
-			s.keys[k.PKH.String()] = k
+			s.keys[k.Address] = k
 		}
 		s.mu.Unlock()
 		s.log.Info("keys loaded", "vault", name, "keys", len(loaded), "duration", time.Since(start).Round(time.Millisecond))
@@ -178,9 +184,9 @@ func (s *Service) register(vault string, sealed ports.SealedKey, st ports.KeySto
 	if err := st.Put(ctx, ports.StoredKey{PKH: pkh.String(), Blob: sealed.Blob}); err != nil {
 		return Key{}, fmt.Errorf("vault %q: storing key %s: %w", vault, pkh, err)
 	}
-	k := &Key{PKH: pkh, PublicKey: sealed.PublicKey, Vault: vault}
+	k := newKey(sealed.PublicKey, vault)
 	s.mu.Lock()
-	s.keys[pkh.String()] = k
+	s.keys[k.Address] = k
 	s.mu.Unlock()
 	return *k, nil
 }

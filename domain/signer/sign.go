@@ -105,7 +105,7 @@ func (s *Service) signWatermarked(ctx context.Context, k Key, r *request.Request
 	if s.opts.Watermarks == nil {
 		return tezos.Signature{}, domain.Errorf(domain.KindInternal, "no watermark store configured: refusing to sign %s", r.Kind)
 	}
-	wk := watermark.Key{ChainID: r.ChainID.String(), PKH: k.PKH.String(), Kind: watermarkKind(r)}
+	wk := watermark.Key{ChainID: r.ChainID.String(), PKH: k.Address, Kind: watermarkKind(r)}
 	next := watermark.Mark{Level: r.Level, Round: r.Round, Digest: tezos.Digest(msg)}
 
 	unlock := s.locks.lock(wk.PKH)
@@ -156,7 +156,7 @@ func (s *Service) enclaveSign(ctx context.Context, k Key, r *request.Request, ms
 		err = domain.Errorf(domain.KindInternal, "enclave returned a %v signature for a %v key", sig.Type, k.PKH.Type)
 	}
 	if s.observer != nil {
-		ev := ports.SignEvent{Vault: k.Vault, Address: k.PKH.String(), Request: string(r.Kind), Duration: time.Since(start), Err: err}
+		ev := ports.SignEvent{Vault: k.Vault, Address: k.Address, Request: string(r.Kind), Duration: time.Since(start), Err: err}
 		if r.HasWatermark() {
 			ev.ChainID = r.ChainID.String()
 		}

@@ -23,34 +23,52 @@ var b58Index = func() [256]int8 {
 // ErrChecksum is returned when a base58check string's checksum does not match.
 var ErrChecksum = errors.New("base58check: bad checksum")
 
+// b58Encode converts src to base58, working in limbs of 58^5 and reading
+// the input 32 bits at a time (about 20 times fewer steps than byte by byte:
+// signatures are encoded on every request).
 func b58Encode(src []byte) string {
+	const limb = 58 * 58 * 58 * 58 * 58 // 656,356,768 < 2^32
 	zeros := 0
 	for zeros < len(src) && src[zeros] == 0 {
 		zeros++
 	}
-	// log(256)/log(58) ~ 1.366
-	buf := make([]byte, (len(src)-zeros)*138/100+1)
-	high := len(buf) - 1
-	for _, b := range src[zeros:] {
-		carry := int(b)
-		j := len(buf) - 1
-		for ; j > high || carry != 0; j-- {
-			carry += 256 * int(buf[j])
-			buf[j] = byte(carry % 58)
-			carry /= 58
+	body := src[zeros:]
+	limbs := make([]uint32, 0, len(body)*138/500+2) // little-endian, base 58^5
+	for i := 0; i < len(body); {
+		n := min(4, len(body)-i)
+		var chunk uint64
+		for _, b := range body[i : i+n] {
+			chunk = chunk<<8 | uint64(b)
 		}
-		high = j
+		i += n
+		mult := uint64(1) << (8 * n)
+		carry := chunk
+		for j := range limbs {
+			carry += uint64(limbs[j]) * mult
+			limbs[j] = uint32(carry % limb)
+			carry /= limb
+		}
+		for carry > 0 {
+			limbs = append(limbs, uint32(carry%limb))
+			carry /= limb
+		}
 	}
-	i := 0
-	for i < len(buf) && buf[i] == 0 {
-		i++
+	digits := make([]byte, 0, len(limbs)*5)
+	for _, l := range limbs {
+		for range 5 {
+			digits = append(digits, byte(l%58))
+			l /= 58
+		}
 	}
-	out := make([]byte, 0, zeros+len(buf)-i)
-	for k := 0; k < zeros; k++ {
-		out = append(out, '1')
+	for len(digits) > 0 && digits[len(digits)-1] == 0 {
+		digits = digits[:len(digits)-1]
 	}
-	for ; i < len(buf); i++ {
-		out = append(out, b58Alphabet[buf[i]])
+	out := make([]byte, zeros+len(digits))
+	for k := range zeros {
+		out[k] = '1'
+	}
+	for k, d := range digits {
+		out[len(out)-1-k] = b58Alphabet[d]
 	}
 	return string(out)
 }
