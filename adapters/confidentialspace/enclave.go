@@ -405,6 +405,7 @@ func (f *connFault) Unwrap() error { return f.err }
 // connection if the first broke before replying, and maps errors to domain
 // kinds.
 func (e *Enclave) do(ctx context.Context, fn func(w *worker) (any, error)) (any, error) {
+	var first error // the fault that caused a retry, kept for the message
 	for attempt := 0; ; attempt++ {
 		v, err := e.submit(ctx, fn)
 		if err == nil {
@@ -414,11 +415,17 @@ func (e *Enclave) do(ctx context.Context, fn func(w *worker) (any, error)) (any,
 		if errors.As(err, &f) {
 			if f.retryable && attempt == 0 && ctx.Err() == nil {
 				e.log.Debug("retrying request on another connection", "err", f.err.Error())
+				first = f.err
 				continue
 			}
-			return nil, domain.Errorf(domain.KindUnavailable, "enclave unavailable: %v", f.err)
+			err = domain.Errorf(domain.KindUnavailable, "enclave unavailable: %v", f.err)
+		} else {
+			err = mapError(err)
 		}
-		return nil, mapError(err)
+		if first != nil {
+			err = fmt.Errorf("%w (after %v)", err, first)
+		}
+		return nil, err
 	}
 }
 
