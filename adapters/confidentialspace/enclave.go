@@ -208,27 +208,7 @@ func (e *Enclave) Generate(ctx context.Context, t tezos.KeyType) (ports.SealedKe
 	if err != nil {
 		return ports.SealedKey{}, domain.Errorf(domain.KindInvalid, "cannot generate: %v", err)
 	}
-	v, err := e.do(ctx, func(w *worker) (any, error) {
-		var r rpc.GenerateAndImportResult
-		if err := w.call(rpc.NewGenerateAndImport(kt), &r); err != nil {
-			return nil, err
-		}
-		pk, err := r.PublicKey.PublicKeyOf(t)
-		if err != nil {
-			return nil, w.malformedReply(err)
-		}
-		if len(r.EncryptedPrivateKey) == 0 {
-			return nil, w.malformedReply(errors.New("empty sealed key"))
-		}
-		w.setHandle(pk.Hash(), r.Handle)
-		return ports.SealedKey{PublicKey: pk, Blob: r.EncryptedPrivateKey}, nil
-	})
-	if err != nil {
-		return ports.SealedKey{}, err
-	}
-	sk := v.(ports.SealedKey)
-	e.addKey(sk.PublicKey, sk.Blob)
-	return sk, nil
+	return e.seal(ctx, rpc.NewGenerateAndImport(kt), t, nil)
 }
 
 // Import seals a plain private key in the enclave and loads it everywhere.
@@ -242,16 +222,23 @@ func (e *Enclave) Import(ctx context.Context, sk tezos.PrivateKey) (ports.Sealed
 		return ports.SealedKey{}, domain.Errorf(domain.KindInvalid, "cannot import: %v", err)
 	}
 	defer wire.Zero()
+	return e.seal(ctx, rpc.NewImportUnencrypted(wire), sk.Type, &want)
+}
+
+// seal runs a request that creates a sealed, loaded key (GenerateAndImport
+// or ImportUnencrypted), checks the reply (type t; the public key want when
+// known) and makes the key available on every connection.
+func (e *Enclave) seal(ctx context.Context, req *rpc.Request, t tezos.KeyType, want *tezos.PublicKey) (ports.SealedKey, error) {
 	v, err := e.do(ctx, func(w *worker) (any, error) {
 		var r rpc.GenerateAndImportResult
-		if err := w.call(rpc.NewImportUnencrypted(wire), &r); err != nil {
+		if err := w.call(req, &r); err != nil {
 			return nil, err
 		}
-		pk, err := r.PublicKey.PublicKeyOf(sk.Type)
+		pk, err := r.PublicKey.PublicKeyOf(t)
 		if err != nil {
 			return nil, w.malformedReply(err)
 		}
-		if !pk.Equal(want) {
+		if want != nil && !pk.Equal(*want) {
 			return nil, domain.Errorf(domain.KindInternal, "enclave returned public key %s for an imported %s key", pk, want)
 		}
 		if len(r.EncryptedPrivateKey) == 0 {
