@@ -9,43 +9,19 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sigil-signer/sigil/adapters/config"
+	"github.com/sigil-signer/sigil/adapters/watermark"
 	wmfile "github.com/sigil-signer/sigil/adapters/watermark/file"
 	wmfirestore "github.com/sigil-signer/sigil/adapters/watermark/firestore"
 	wmmem "github.com/sigil-signer/sigil/adapters/watermark/mem"
 	"github.com/sigil-signer/sigil/ports"
 )
 
-// watermarkOpener opens a watermark backend from its raw config section.
-type watermarkOpener func(ctx context.Context, decode func(any) error, baseDir string) (ports.WatermarkStore, error)
-
 // watermarkDrivers maps a `watermark.driver` name to its backend.
-var watermarkDrivers = map[string]watermarkOpener{
-	"file": openFileWatermarks,
-	"mem": func(context.Context, func(any) error, string) (ports.WatermarkStore, error) {
-		return wmmem.New(wmmem.Config{}), nil
-	},
-	"gcp":       openFirestoreWatermarks,
-	"firestore": openFirestoreWatermarks,
-}
-
-func openFileWatermarks(_ context.Context, decode func(any) error, baseDir string) (ports.WatermarkStore, error) {
-	cfg := wmfile.Config{BaseDir: baseDir}
-	if decode != nil {
-		if err := decode(&cfg); err != nil {
-			return nil, err
-		}
-	}
-	return wmfile.Open(cfg)
-}
-
-func openFirestoreWatermarks(ctx context.Context, decode func(any) error, _ string) (ports.WatermarkStore, error) {
-	var cfg wmfirestore.Config
-	if decode != nil {
-		if err := decode(&cfg); err != nil {
-			return nil, err
-		}
-	}
-	return wmfirestore.New(ctx, cfg)
+var watermarkDrivers = map[string]watermark.Opener{
+	"file":      wmfile.Driver,
+	"mem":       wmmem.Driver,
+	"gcp":       wmfirestore.Driver,
+	"firestore": wmfirestore.Driver,
 }
 
 // Watermarks provides the configured high-watermark store (file under

@@ -431,3 +431,15 @@ func encode(marks chainMarks) ([]byte, error) {
 	}
 	return append(b, '\n'), nil
 }
+
+// Driver is the `file` backend's watermark.Opener: files under the base
+// directory unless the config section sets base_dir.
+func Driver(_ context.Context, decode func(any) error, baseDir string) (ports.WatermarkStore, error) {
+	cfg := Config{BaseDir: baseDir}
+	if decode != nil {
+		if err := decode(&cfg); err != nil {
+			return nil, domain.Errorf(domain.KindInvalid, "file watermark: invalid config: %v", err)
+		}
+	}
+	return Open(cfg)
+}

@@ -425,3 +425,14 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	}
 	return fmt.Errorf("firestore watermark: %s: %s: %w", s.where, op, err)
 }
+
+// Driver is the `gcp`/`firestore` backend's watermark.Opener.
+func Driver(ctx context.Context, decode func(any) error, _ string) (ports.WatermarkStore, error) {
+	var cfg Config
+	if decode != nil {
+		if err := decode(&cfg); err != nil {
+			return nil, domain.Errorf(domain.KindInvalid, "firestore watermark: invalid config: %v", err)
+		}
+	}
+	return New(ctx, cfg)
+}

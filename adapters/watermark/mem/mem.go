@@ -8,6 +8,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
 )
@@ -107,4 +108,16 @@ func (s *Store) Import(_ context.Context, recs []watermark.Record) error {
 		e.mu.Unlock()
 	}
 	return nil
+}
+
+// Driver is the `mem` backend's watermark.Opener (for tests: marks are lost
+// when the process ends).
+func Driver(_ context.Context, decode func(any) error, _ string) (ports.WatermarkStore, error) {
+	var cfg Config
+	if decode != nil {
+		if err := decode(&cfg); err != nil {
+			return nil, domain.Errorf(domain.KindInvalid, "mem watermark: invalid config: %v", err)
+		}
+	}
+	return New(cfg), nil
 }
