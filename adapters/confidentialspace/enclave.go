@@ -267,25 +267,7 @@ func (e *Enclave) Sign(ctx context.Context, key tezos.PublicKeyHash, msg []byte,
 			return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "invalid signing version %d for a BLS key (want 1, 2 or 255)", version)
 		}
 	}
-	v, err := e.do(ctx, func(w *worker) (any, error) {
-		h, err := w.handle(key)
-		if err != nil {
-			return nil, err
-		}
-		var t rpc.Tagged
-		if err := w.call(rpc.NewSign(h, msg, version), &t); err != nil {
-			return nil, err
-		}
-		sig, err := t.Signature(key.Type)
-		if err != nil {
-			return nil, w.malformedReply(err)
-		}
-		return sig, nil
-	})
-	if err != nil {
-		return tezos.Signature{}, err
-	}
-	return v.(tezos.Signature), nil
+	return e.signature(ctx, key, key.Type, func(h uint64) *rpc.Request { return rpc.NewSign(h, msg, version) })
 }
 
 // ProvePossession returns a BLS proof of possession for a loaded tz4 key.
@@ -296,16 +278,22 @@ func (e *Enclave) ProvePossession(ctx context.Context, key tezos.PublicKeyHash) 
 	if _, ok := e.lookup(key); !ok {
 		return tezos.Signature{}, domain.Errorf(domain.KindNotFound, "key %s is not loaded in the enclave", key)
 	}
+	return e.signature(ctx, key, tezos.BLS, rpc.NewProvePossession)
+}
+
+// signature runs a request built from key's handle on this connection and
+// returns the signature of type t it answers with.
+func (e *Enclave) signature(ctx context.Context, key tezos.PublicKeyHash, t tezos.KeyType, req func(handle uint64) *rpc.Request) (tezos.Signature, error) {
 	v, err := e.do(ctx, func(w *worker) (any, error) {
 		h, err := w.handle(key)
 		if err != nil {
 			return nil, err
 		}
-		var t rpc.Tagged
-		if err := w.call(rpc.NewProvePossession(h), &t); err != nil {
+		var reply rpc.Tagged
+		if err := w.call(req(h), &reply); err != nil {
 			return nil, err
 		}
-		sig, err := t.Signature(tezos.BLS)
+		sig, err := reply.Signature(t)
 		if err != nil {
 			return nil, w.malformedReply(err)
 		}

@@ -29,6 +29,7 @@ var (
 // the compiler's output.
 func BuildBinary(t testing.TB, pkg string) string {
 	t.Helper()
+	SkipIfShort(t)
 	buildMu.Lock()
 	r, ok := builds[pkg]
 	if !ok {

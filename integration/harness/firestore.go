@@ -72,6 +72,7 @@ var (
 // environment variable is set and is skipped otherwise.
 func StartFirestore(t testing.TB) *Firestore {
 	t.Helper()
+	SkipIfShort(t)
 	sharedOnce.Do(func() {
 		sharedFS, sharedErr = startFirestore()
 		if sharedErr == nil {
@@ -88,6 +89,7 @@ func StartFirestore(t testing.TB) *Firestore {
 // or restart it); it is stopped at t's cleanup.
 func StartPrivateFirestore(t testing.TB) *Firestore {
 	t.Helper()
+	SkipIfShort(t)
 	f, err := startFirestore()
 	failFirestore(t, err)
 	t.Logf("harness: private Firestore emulator (%s) at %s, started in %v", f.mode, f.Host(), f.startup.Round(time.Millisecond))

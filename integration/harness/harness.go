@@ -118,3 +118,12 @@ func freePort() (int, error) {
 	}
 	return 0, fmt.Errorf("no unused port after 50 tries")
 }
+
+// SkipIfShort skips an integration test under `go test -short` (the unit
+// pass of `task test`); CI and the README's `go test ./...` run them.
+func SkipIfShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test (emulator or child processes): skipped with -short")
+	}
+}
