@@ -2,14 +2,16 @@
 // "firestore"), for several daemons sharing one database. Marks live in
 // Signatory's layout, one document per mark at
 // <collection>/<chain id>/<request kind>/<key hash>, with the fields request,
-// lvl, round, digest (bytes) and Sigil's signature. Each Commit is exactly
-// one Firestore transaction (read, decide, write), so two daemons can never
-// both record the same level and round with different digests. Check answers
+// lvl, round, digest (bytes) and Sigil's signature. Each Commit is one
+// conditional write (a create that fails if the document exists, or an update
+// preconditioned on the update time this process last saw), decided on the
+// document as last read: one round trip in the steady state, and two daemons
+// can never both record the same level and round with different digests (the
+// loser's precondition fails, it re-reads and decides again). Check answers
 // from a local cache of marks this process has seen recorded, which is safe
 // because marks only rise. Transient errors are retried with capped
-// exponential backoff bounded by the caller's context; transaction
-// contention aborts are retried by the SDK. FIRESTORE_EMULATOR_HOST is
-// honoured.
+// exponential backoff bounded by the caller's context. FIRESTORE_EMULATOR_HOST
+// is honoured.
 package firestore
 
 import (
@@ -81,8 +83,9 @@ type Store struct {
 	retry  gcpretry.Policy
 
 	mu    sync.Mutex
-	cache map[watermark.Key]watermark.Mark // highest mark seen recorded
-	locks map[watermark.Key]chan struct{}  // one in-flight transaction per key
+	cache map[watermark.Key]watermark.Mark // highest mark seen recorded (Check)
+	docs  map[watermark.Key]docState       // each document as last read or written (Commit)
+	locks map[watermark.Key]chan struct{}  // one in-flight commit per key
 }
 
 var _ ports.WatermarkStore = (*Store)(nil)
@@ -117,6 +120,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		where:  fmt.Sprintf("project %s, database %s, collection %s", cfg.Project, db, name),
 		retry:  defaultRetry,
 		cache:  make(map[watermark.Key]watermark.Mark),
+		docs:   make(map[watermark.Key]docState),
 		locks:  make(map[watermark.Key]chan struct{}),
 	}, nil
 }
@@ -128,12 +132,11 @@ func (s *Store) doc(k watermark.Key) *gfs.DocumentRef {
 	return s.col.Doc(k.ChainID).Collection(k.Kind).Doc(k.PKH)
 }
 
-// lock waits (bounded by ctx) until this store has no other transaction in
-// flight on k, and returns the function that releases k. Transactions of
-// one process on one key would only contend with each other inside
-// Firestore (each aborting and backing off); serializing them locally
-// leaves contention to separate daemons, which the transaction arbitrates.
-// Different keys never wait on each other.
+// lock waits (bounded by ctx) until this store has no other commit in
+// flight on k, and returns the function that releases k. Commits of one
+// process on one key would only defeat each other's preconditions;
+// serializing them locally leaves contention to separate daemons, which the
+// preconditions arbitrate. Different keys never wait on each other.
 func (s *Store) lock(ctx context.Context, k watermark.Key) (func(), error) {
 	s.mu.Lock()
 	l, ok := s.locks[k]
@@ -173,24 +176,26 @@ func (s *Store) Check(_ context.Context, k watermark.Key) (watermark.Mark, bool,
 	return m, ok, nil
 }
 
-// conflict carries a Refuse decision out of a transaction.
-type conflict struct {
-	err      error
-	recorded watermark.Mark
+// docState is what this store last knew of a watermark document: its mark
+// and update time, or that it did not exist.
+type docState struct {
+	exists  bool
+	mark    watermark.Mark
+	updated time.Time
 }
 
-func (c *conflict) Error() string { return c.err.Error() }
+// casAttempts bounds how often Commit re-reads and re-decides after another
+// writer changed the document between its read and its write.
+const casAttempts = 8
 
-// replay carries a Replay decision out of a transaction, which then rolls
-// back instead of committing: nothing is written, and the document's lock is
-// released at once (a commit would contend with the other replicas'
-// transactions for nothing).
-type replay struct{ recorded watermark.Mark }
-
-func (*replay) Error() string { return "watermark replay" }
-
-// Commit records m for k in one transaction, as ports.WatermarkStore
-// specifies.
+// Commit records m for k as ports.WatermarkStore specifies, with optimistic
+// concurrency: it decides on the document as this store last saw it and
+// writes only if the document is still exactly that (a create that fails if
+// the document exists, or an update preconditioned on its update time). So a
+// key's commits cost one round trip in the steady state (two for the first
+// commit after start, which reads the document), and two daemons sharing the
+// database can never both record the same level and round: the second write
+// fails its precondition, and that daemon re-reads and decides again.
 func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (watermark.Mark, error) {
 	if err := watermark.ValidateCommit(k, m); err != nil {
 		return watermark.Mark{}, err
@@ -201,43 +206,102 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 	}
 	defer unlock()
 	ref := s.doc(k)
-	var result watermark.Mark
-	err = s.do(ctx, func(ctx context.Context) error {
-		return s.client.RunTransaction(ctx, func(ctx context.Context, tx *gfs.Transaction) error {
-			recorded, err := getMark(tx, ref)
-			if err != nil {
+	for attempt := 1; ; attempt++ {
+		st, known := s.state(k)
+		if !known {
+			if err := s.do(ctx, func(ctx context.Context) error {
+				var err error
+				st, err = read(ctx, ref)
 				return err
+			}); err != nil {
+				return watermark.Mark{}, s.fail(ctx, "read "+k.String(), err)
 			}
-			d, err := watermark.Decide(k, recorded, m)
-			switch d {
-			case watermark.Accept:
-				result = m
-				return tx.Set(ref, fields(k, m))
-			case watermark.Replay:
-				return &replay{recorded: *recorded}
-			default:
-				if recorded != nil {
-					return &conflict{err: err, recorded: *recorded}
-				}
-				return err
+			s.setState(k, st)
+		}
+		var recorded *watermark.Mark
+		if st.exists {
+			recorded = &st.mark
+			s.remember(k, st.mark)
+		}
+		switch d, err := watermark.Decide(k, recorded, m); d {
+		case watermark.Replay:
+			return *recorded, nil
+		case watermark.Refuse:
+			return watermark.Mark{}, err
+		}
+		var wr *gfs.WriteResult
+		err := s.do(ctx, func(ctx context.Context) error {
+			var err error
+			if st.exists {
+				wr, err = ref.Update(ctx, updates(k, m), gfs.LastUpdateTime(st.updated))
+			} else {
+				wr, err = ref.Create(ctx, fields(k, m))
 			}
-		}, gfs.MaxAttempts(txAttempts))
-	})
-	var (
-		c *conflict
-		r *replay
-	)
-	switch {
-	case errors.As(err, &r):
-		result = r.recorded
-	case errors.As(err, &c):
-		s.remember(k, c.recorded)
-		return watermark.Mark{}, c.err
-	case err != nil:
-		return watermark.Mark{}, s.fail(ctx, "commit "+k.String(), err)
+			return err
+		})
+		switch status.Code(err) {
+		case codes.OK:
+			s.setState(k, docState{exists: true, mark: m, updated: wr.UpdateTime})
+			s.remember(k, m)
+			return m, nil
+		case codes.FailedPrecondition, codes.AlreadyExists, codes.NotFound:
+			// Written by someone else since we read it (or by our own
+			// write whose reply was lost): read again and decide again.
+			s.forgetState(k)
+			if attempt < casAttempts {
+				continue
+			}
+			return watermark.Mark{}, domain.Errorf(domain.KindUnavailable, "firestore watermark: %s: %s changed under %d attempts in a row", s.where, k, attempt)
+		default:
+			s.forgetState(k)
+			return watermark.Mark{}, s.fail(ctx, "commit "+k.String(), err)
+		}
 	}
-	s.remember(k, result)
-	return result, nil
+}
+
+// read returns the document's current state.
+func read(ctx context.Context, ref *gfs.DocumentRef) (docState, error) {
+	snap, err := ref.Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return docState{}, nil
+	}
+	if err != nil {
+		return docState{}, err
+	}
+	m, err := decode(snap)
+	if err != nil {
+		return docState{}, err
+	}
+	return docState{exists: true, mark: m, updated: snap.UpdateTime}, nil
+}
+
+func (s *Store) state(k watermark.Key) (docState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.docs[k]
+	return st, ok
+}
+
+func (s *Store) setState(k watermark.Key, st docState) {
+	s.mu.Lock()
+	s.docs[k] = st
+	s.mu.Unlock()
+}
+
+func (s *Store) forgetState(k watermark.Key) {
+	s.mu.Lock()
+	delete(s.docs, k)
+	s.mu.Unlock()
+}
+
+// updates is fields as a full update of an existing document.
+func updates(k watermark.Key, m watermark.Mark) []gfs.Update {
+	f := fields(k, m)
+	out := make([]gfs.Update, 0, len(f))
+	for name, v := range f {
+		out = append(out, gfs.Update{Path: name, Value: v})
+	}
+	return out
 }
 
 // getMark reads the mark in ref within tx (nil if there is none).
