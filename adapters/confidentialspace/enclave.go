@@ -462,7 +462,8 @@ type worker struct {
 
 	nc      net.Conn // guarded by e.mu for Close; used by the worker goroutine
 	broken  bool
-	synced  int // keys of e.order already considered for import on this connection
+	synced  int  // keys of e.order already considered for import on this connection
+	counted bool // included in e.healthy
 	hmu     sync.Mutex
 	handles map[tezos.PublicKeyHash]uint64
 }
@@ -498,8 +499,9 @@ func (w *worker) loop() {
 		}
 		attempt = 0
 		w.e.setHealthy(true)
+		w.counted = true
 		w.serve()
-		w.e.setHealthy(false)
+		w.uncount()
 		w.closeConn()
 		if w.e.ctx.Err() != nil {
 			return
@@ -635,24 +637,41 @@ func (w *worker) serve() {
 	}
 }
 
-// runJob runs one job. A connection that the enclave closed while it was
+// runJob runs one job and answers it.
+func (w *worker) runJob(j *job) {
+	r := w.execute(j)
+	if w.broken {
+		// Leave the healthy count before answering, so that a caller who
+		// sees this failure also sees the pool's health reflect it.
+		w.uncount()
+	}
+	j.done <- r
+}
+
+// execute runs one job. A connection that the enclave closed while it was
 // idle (an enclave restart) is redialled first, so that the job is not
 // failed for a fault that happened before it arrived.
-func (w *worker) runJob(j *job) {
+func (w *worker) execute(j *job) result {
 	if err := j.ctx.Err(); err != nil {
-		j.done <- result{err: ctxError(j.ctx)}
-		return
+		return result{err: ctxError(j.ctx)}
 	}
 	if !w.alive() {
 		w.e.log.Info("enclave connection was closed while idle; redialling", "conn", w.id, "addr", w.e.addr)
 		w.closeConn()
 		if err := w.connect(); err != nil {
-			j.done <- result{err: w.fault(fmt.Errorf("redialling: %w", err), true)}
-			return
+			return result{err: w.fault(fmt.Errorf("redialling: %w", err), true)}
 		}
 	}
 	v, err := j.run(w)
-	j.done <- result{v: v, err: err}
+	return result{v: v, err: err}
+}
+
+// uncount removes this connection from the pool's healthy count, once.
+func (w *worker) uncount() {
+	if w.counted {
+		w.counted = false
+		w.e.setHealthy(false)
+	}
 }
 
 // alive reports whether the connection is still open: between requests the
