@@ -31,11 +31,7 @@ func attestation(level, round int32, payload byte) []byte {
 
 func newPolicyService(t *testing.T, pol map[string]*signer.Policy, auth []tezos.PublicKey) (*signer.Service, *fakeEnclave, *memStore) {
 	enc, st := newFakeEnclave(), &memStore{}
-	s, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{
-		Policies: pol, AuthorizedKeys: auth, Watermarks: mem.New(mem.Config{}),
-	})
-	require.NoError(t, err)
-	return s, enc, st
+	return vaultService(t, enc, st, signer.Options{Policies: pol, AuthorizedKeys: auth, Watermarks: mem.New(mem.Config{})}), enc, st
 }
 
 func TestPolicy(t *testing.T) {
@@ -87,11 +83,9 @@ func TestAuthentication(t *testing.T) {
 	require.NoError(t, err)
 	clientPK, _ := client.Public()
 	other, _ := tezos.GeneratePrivateKey(tezos.Ed25519, nil)
-	enc, st := newFakeEnclave(), &memStore{}
-	svc, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{
+	svc := vaultService(t, newFakeEnclave(), &memStore{}, signer.Options{
 		DefaultPolicy: signer.AllowAll(), AuthorizedKeys: []tezos.PublicKey{clientPK}, Watermarks: mem.New(mem.Config{}),
 	})
-	require.NoError(t, err)
 	ks, err := svc.Generate(ctx, "cs", tezos.P256, 1)
 	require.NoError(t, err)
 	k := ks[0]

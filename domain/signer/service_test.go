@@ -17,15 +17,20 @@ import (
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
+// newService returns a service with one vault "cs" over a fresh fake enclave
+// and store, allowing everything.
 func newService(t *testing.T) (*signer.Service, *fakeEnclave, *memStore) {
 	t.Helper()
 	enc, st := newFakeEnclave(), &memStore{}
-	s, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{
-		DefaultPolicy: signer.AllowAll(),
-		Watermarks:    mem.New(mem.Config{}),
-	})
+	return vaultService(t, enc, st, signer.Options{DefaultPolicy: signer.AllowAll(), Watermarks: mem.New(mem.Config{})}), enc, st
+}
+
+// vaultService returns a service with one vault "cs" over enc and st.
+func vaultService(t *testing.T, enc *fakeEnclave, st *memStore, opts signer.Options) *signer.Service {
+	t.Helper()
+	s, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, opts)
 	require.NoError(t, err)
-	return s, enc, st
+	return s
 }
 
 // transaction is a transaction forged by Taquito (domain/request/testdata).
@@ -59,8 +64,7 @@ func TestGenerateSignAndReload(t *testing.T) {
 	}
 
 	// A new service over the same storage and enclave finds every key.
-	s2, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{LoadConcurrency: 3, DefaultPolicy: signer.AllowAll()})
-	require.NoError(t, err)
+	s2 := vaultService(t, enc, st, signer.Options{LoadConcurrency: 3, DefaultPolicy: signer.AllowAll()})
 	require.NoError(t, s2.Load(ctx))
 	assert.Equal(t, s.List(), s2.List())
 }
@@ -138,8 +142,7 @@ func TestLoadRejectsMismatchedEntry(t *testing.T) {
 	require.NoError(t, err)
 	// Swap the blobs: each entry now opens as the other key.
 	st.keys[0].Blob, st.keys[1].Blob = st.keys[1].Blob, st.keys[0].Blob
-	s2, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{})
-	require.NoError(t, err)
+	s2 := vaultService(t, enc, st, signer.Options{})
 	err = s2.Load(ctx)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "does not match")
@@ -153,8 +156,7 @@ func TestStartLoadingWaitsForEnclave(t *testing.T) {
 	require.NoError(t, err)
 	pkh := ks[0].PKH.String()
 
-	s2, err := signer.New([]signer.Vault{{Name: "cs", Enclave: enc, Store: st}}, signer.Options{DefaultPolicy: signer.AllowAll()})
-	require.NoError(t, err)
+	s2 := vaultService(t, enc, st, signer.Options{DefaultPolicy: signer.AllowAll()})
 	enc.mu.Lock()
 	enc.fail = errors.New("enclave unreachable")
 	enc.mu.Unlock()
