@@ -40,7 +40,7 @@ func openWatermarks(lc fx.Lifecycle, cfg *config.Config) (ports.WatermarkStore, 
 	if !ok {
 		return nil, fmt.Errorf("watermark.driver: unknown driver %q (known: %s)", driver, strings.Join(keys(watermarkDrivers), ", "))
 	}
-	st, err := open(context.Background(), decode, cfg.BaseDir)
+	st, err := open(context.Background(), decode, watermark.Env{BaseDir: cfg.BaseDir})
 	if err != nil {
 		return nil, fmt.Errorf("watermark (%s): %w", driver, err)
 	}

@@ -2,6 +2,7 @@ package ports
 
 import (
 	"context"
+	"time"
 
 	"github.com/sigil-signer/sigil/domain/watermark"
 )
@@ -29,4 +30,22 @@ type WatermarkStore interface {
 	Export(ctx context.Context) ([]watermark.Record, error)
 	// Import records recs; it only ever raises marks (see watermark.Raise).
 	Import(ctx context.Context, recs []watermark.Record) error
+}
+
+// WatermarkIOEvent is one I/O operation of a watermark backend.
+type WatermarkIOEvent struct {
+	Backend   string // "file", "gcp", "aws", "mem"
+	Operation string // "read", "write", "create"
+	Table     string // table or collection; "" for files
+	Duration  time.Duration
+	Err       error
+	// ErrorType classifies a failure (bounded set chosen by the backend:
+	// "conflict", "unavailable", "io", …); empty when Err is nil.
+	ErrorType string
+}
+
+// WatermarkIOObserver receives the I/O events of watermark backends
+// (metrics). Implementations must be fast and must not block.
+type WatermarkIOObserver interface {
+	ObserveWatermarkIO(WatermarkIOEvent)
 }

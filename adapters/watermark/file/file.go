@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sigil-signer/sigil/adapters/internal/atomicfile"
+	wm "github.com/sigil-signer/sigil/adapters/watermark"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
@@ -434,8 +435,8 @@ func encode(marks chainMarks) ([]byte, error) {
 
 // Driver is the `file` backend's watermark.Opener: files under the base
 // directory unless the config section sets base_dir.
-func Driver(_ context.Context, decode func(any) error, baseDir string) (ports.WatermarkStore, error) {
-	cfg := Config{BaseDir: baseDir}
+func Driver(_ context.Context, decode func(any) error, env wm.Env) (ports.WatermarkStore, error) {
+	cfg := Config{BaseDir: env.BaseDir}
 	if decode != nil {
 		if err := decode(&cfg); err != nil {
 			return nil, domain.Errorf(domain.KindInvalid, "file watermark: invalid config: %v", err)

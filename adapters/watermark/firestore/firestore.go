@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	storagefs "github.com/sigil-signer/sigil/adapters/storage/firestore"
+	wm "github.com/sigil-signer/sigil/adapters/watermark"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
@@ -491,7 +492,7 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 }
 
 // Driver is the `gcp`/`firestore` backend's watermark.Opener.
-func Driver(ctx context.Context, decode func(any) error, _ string) (ports.WatermarkStore, error) {
+func Driver(ctx context.Context, decode func(any) error, _ wm.Env) (ports.WatermarkStore, error) {
 	var cfg Config
 	if decode != nil {
 		if err := decode(&cfg); err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"sync"
 
+	wm "github.com/sigil-signer/sigil/adapters/watermark"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
@@ -112,7 +113,7 @@ func (s *Store) Import(_ context.Context, recs []watermark.Record) error {
 
 // Driver is the `mem` backend's watermark.Opener (for tests: marks are lost
 // when the process ends).
-func Driver(_ context.Context, decode func(any) error, _ string) (ports.WatermarkStore, error) {
+func Driver(_ context.Context, decode func(any) error, _ wm.Env) (ports.WatermarkStore, error) {
 	var cfg Config
 	if decode != nil {
 		if err := decode(&cfg); err != nil {
