@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Kind classifies a domain error so that adapters can map it (for example to
@@ -81,4 +82,18 @@ func KindOf(err error) Kind {
 		return e.Kind
 	}
 	return KindInternal
+}
+
+// MaxEcho bounds how many bytes of an input value a message repeats.
+const MaxEcho = 64
+
+// Echo returns s for repeating an input (a client's or a configuration's
+// value) in an error message or a log line: as is when short, else its
+// first MaxEcho bytes marked with the full length, so that no input can
+// make a message or a log line large.
+func Echo(s string) string {
+	if len(s) <= MaxEcho {
+		return s
+	}
+	return fmt.Sprintf("%s…(%d bytes)", strings.ToValidUTF8(s[:MaxEcho], ""), len(s))
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/internal/atomicfile"
+	"github.com/sigil-signer/sigil/adapters/internal/strictjson"
 	"github.com/sigil-signer/sigil/app"
 	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
@@ -160,6 +161,9 @@ func parseWatermarks(data []byte) ([]watermark.Record, error) {
 	}
 	recs := make([]watermark.Record, len(raw))
 	for i, m := range raw {
+		if err := strictjson.Check(m, watermark.RecordJSON{}); err != nil {
+			return nil, fmt.Errorf("record %d: %w", i+1, err)
+		}
 		if err := json.Unmarshal(m, &recs[i]); err != nil {
 			return nil, fmt.Errorf("record %d: %w", i+1, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	wmfile "github.com/sigil-signer/sigil/adapters/watermark/file"
+	"github.com/sigil-signer/sigil/adapters/watermark/watermarktest"
 	"github.com/sigil-signer/sigil/domain/watermark"
 )
 
@@ -58,9 +59,9 @@ func seed(t *testing.T, dir string) []watermark.Record {
 	}
 	defer st.Close()
 	recs := []watermark.Record{
-		{Key: watermark.Key{ChainID: testChain, PKH: testPKH1, Kind: watermark.KindBlock}, Mark: watermark.Mark{Level: 120, Round: 1, Digest: digest(1), Signature: "edsigAAA"}},
-		{Key: watermark.Key{ChainID: testChain, PKH: testPKH1, Kind: watermark.KindAttestation}, Mark: watermark.Mark{Level: 119, Round: 0, Digest: digest(2), Signature: "edsigBBB"}},
-		{Key: watermark.Key{ChainID: testChain, PKH: testPKH2, Kind: watermark.KindPreattestation}, Mark: watermark.Mark{Level: 7, Round: 3, Digest: digest(3), Signature: "BLsigCCC"}},
+		{Key: watermark.Key{ChainID: testChain, PKH: testPKH1, Kind: watermark.KindBlock}, Mark: watermark.Mark{Level: 120, Round: 1, Digest: digest(1), Signature: watermarktest.Sig("edsigAAA")}},
+		{Key: watermark.Key{ChainID: testChain, PKH: testPKH1, Kind: watermark.KindAttestation}, Mark: watermark.Mark{Level: 119, Round: 0, Digest: digest(2), Signature: watermarktest.Sig("edsigBBB")}},
+		{Key: watermark.Key{ChainID: testChain, PKH: testPKH2, Kind: watermark.KindPreattestation}, Mark: watermark.Mark{Level: 7, Round: 3, Digest: digest(3), Signature: watermarktest.Sig("BLsigCCC")}},
 	}
 	for _, r := range recs {
 		if _, err := st.Commit(context.Background(), r.Key, r.Mark); err != nil {
@@ -149,11 +150,11 @@ func TestWatermarksImportNeverLowers(t *testing.T) {
 
 	lower := []watermark.Record{
 		// Lower level than the recorded block mark.
-		{Key: want[0].Key, Mark: watermark.Mark{Level: 100, Round: 5, Digest: digest(9), Signature: "edsigLOW"}},
+		{Key: want[0].Key, Mark: watermark.Mark{Level: 100, Round: 5, Digest: digest(9), Signature: watermarktest.Sig("edsigLOW")}},
 		// Same level and round, different digest: kept as recorded.
 		{Key: want[1].Key, Mark: watermark.Mark{Level: 119, Round: 0, Digest: digest(8)}},
 		// Higher: raised.
-		{Key: want[2].Key, Mark: watermark.Mark{Level: 8, Round: 0, Digest: digest(7), Signature: "BLsigDDD"}},
+		{Key: want[2].Key, Mark: watermark.Mark{Level: 8, Round: 0, Digest: digest(7), Signature: watermarktest.Sig("BLsigDDD")}},
 	}
 	data, err := json.Marshal(lower)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -63,25 +64,15 @@ func (v *Vault) Decoder() func(any) error { return nodeDecoder(&v.Config) }
 
 func nodeDecoder(n *yaml.Node) func(any) error { return StrictDecoder(n) }
 
-// StrictDecoder returns a decoder of a raw YAML section that refuses unknown
-// fields, so a misspelt driver setting is never silently ignored; nil when
-// the section is absent.
+// StrictDecoder returns a decoder of a raw YAML section (variables already
+// expanded by Parse) that refuses unknown fields, so a misspelt driver
+// setting is never silently ignored, and whose errors carry the file's own
+// line numbers and name the field; nil when the section is absent.
 func StrictDecoder(n *yaml.Node) func(any) error {
 	if n == nil || n.Kind == 0 {
 		return nil
 	}
-	return func(v any) error {
-		b, err := yaml.Marshal(n)
-		if err != nil {
-			return err
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		dec.KnownFields(true)
-		if err := dec.Decode(v); err != nil {
-			return fmt.Errorf("section at line %d: %w", n.Line, err)
-		}
-		return nil
-	}
+	return func(v any) error { return decodeNode(n, "", v) }
 }
 
 // TezosPolicy is the per-key policy section (key: a tz address).
@@ -116,7 +107,7 @@ func (a *AuthorizedKeys) UnmarshalYAML(n *yaml.Node) error {
 	for _, s := range list {
 		pk, err := tezos.ParsePublicKey(strings.TrimSpace(s))
 		if err != nil {
-			return fmt.Errorf("line %d: authorized_keys: %q: %w", n.Line, s, err)
+			return fmt.Errorf("line %d: authorized_keys: %s: %w", n.Line, quote(s), err)
 		}
 		*a = append(*a, pk)
 	}
@@ -144,38 +135,63 @@ func Load(path string, allowMissing bool, baseDir string) (*Config, error) {
 	return c, nil
 }
 
-// Parse parses configuration text. ${VAR} and $VAR are expanded from the
-// environment first; ${BASE_DIR}, unless set in the environment, is the
-// base directory (baseDir if non-empty, else the file's base_dir, else the
-// default). Unknown fields are errors: they are usually typos of a setting.
+// Parse parses configuration text: one YAML document. After parsing,
+// $VAR, ${VAR} and ${VAR:-default} in every scalar (keys and values) are
+// replaced from the environment; a variable that is not set and has no
+// default is an error naming it and the field, never an empty value.
+// ${BASE_DIR}, unless set in the environment, is the base directory (baseDir
+// if non-empty, else the file's base_dir, else the default). Unknown fields
+// are errors: they are usually typos of a setting. Every error carries the
+// file's line number and the field's path.
 func Parse(data []byte, baseDir string) (*Config, error) {
-	lookup := func(base string) func(string) string {
-		return func(k string) string {
-			if v, ok := os.LookupEnv(k); ok {
-				return v
-			}
-			if k == "BASE_DIR" {
-				return base
-			}
-			return ""
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		if bytes.Contains(data, []byte("${")) {
+			return nil, fmt.Errorf("parsing YAML: %w (variables are expanded after parsing: where a ${VAR} is inside [ ] or { }, quote it: [\"${VAR}\"])", err)
 		}
+		return nil, fmt.Errorf("parsing YAML: %w", err)
 	}
-	if baseDir == "" {
-		var probe struct {
-			BaseDir string `yaml:"base_dir"`
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fmt.Errorf("line %d: a second YAML document: the configuration is one document (remove the `---` and what follows, or merge it)", extra.Line)
+	} else if !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parsing YAML: %w", err)
+	}
+	var root *yaml.Node
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		root = doc.Content[0]
+	}
+	if root != nil && root.Kind != yaml.MappingNode && !(root.Kind == yaml.ScalarNode && root.Tag == "!!null") {
+		return nil, fmt.Errorf("line %d: the configuration must be a mapping of settings (base_dir, server, vaults, tezos, …)", root.Line)
+	}
+	if root != nil && root.Kind == yaml.MappingNode {
+		if baseDir == "" {
+			if n := mapValue(root, "base_dir"); n != nil {
+				if err := expandScalar(n, "base_dir", envLookup("")); err != nil {
+					return nil, err
+				}
+				baseDir = n.Value
+			}
 		}
-		_ = yaml.Unmarshal([]byte(os.Expand(string(data), lookup(""))), &probe)
-		baseDir = probe.BaseDir
 		if baseDir == "" {
 			baseDir = DefaultBaseDir
 		}
+		if err := expandNode(root, "", envLookup(baseDir)); err != nil {
+			return nil, err
+		}
+		if err := checkPresentLists(root); err != nil {
+			return nil, err
+		}
 	}
-	expanded := os.Expand(string(data), lookup(baseDir))
-	dec := yaml.NewDecoder(bytes.NewReader([]byte(expanded)))
-	dec.KnownFields(true)
 	var c Config
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parsing YAML: %w", err)
+	if root != nil && root.Kind == yaml.MappingNode {
+		if err := decodeNode(root, "", &c); err != nil {
+			return nil, err
+		}
+	}
+	if baseDir == "" {
+		baseDir = DefaultBaseDir
 	}
 	c.BaseDir = baseDir
 	c.ApplyDefaults()
@@ -183,6 +199,51 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// mapValue returns the value of key in mapping n, or nil.
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// checkPresentLists refuses an authorized_keys setting that is present but
+// empty (after expansion): it would silently turn client authentication
+// off. Leave the field out to run without authentication.
+func checkPresentLists(root *yaml.Node) error {
+	check := func(n *yaml.Node, path string) error {
+		if n == nil {
+			return nil
+		}
+		empty := (n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Tag == "" && (n.Value == "" || n.Value == "~" || n.Value == "null"))) ||
+			(n.Kind == yaml.ScalarNode && strings.TrimSpace(n.Value) == "") ||
+			(n.Kind == yaml.SequenceNode && len(n.Content) == 0)
+		if empty {
+			return fmt.Errorf("line %d: %s: present but empty; list at least one public key, or remove the field to accept unauthenticated requests", n.Line, path)
+		}
+		return nil
+	}
+	if srv := mapValue(root, "server"); srv != nil && srv.Kind == yaml.MappingNode {
+		if err := check(mapValue(srv, "authorized_keys"), "server.authorized_keys"); err != nil {
+			return err
+		}
+	}
+	if tz := mapValue(root, "tezos"); tz != nil && tz.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(tz.Content); i += 2 {
+			pol := tz.Content[i+1]
+			if pol.Kind != yaml.MappingNode {
+				continue
+			}
+			if err := check(mapValue(pol, "authorized_keys"), "tezos."+tz.Content[i].Value+".authorized_keys"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // ApplyDefaults fills unset fields with their defaults.
@@ -216,7 +277,7 @@ func (c *Config) Validate() error {
 	}
 	for pkh, p := range c.Tezos {
 		if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
-			return fmt.Errorf("tezos.%s: %w", pkh, err)
+			return fmt.Errorf("tezos.%s: %w", domain.Echo(pkh), err)
 		}
 		if p == nil {
 			c.Tezos[pkh] = &TezosPolicy{}
@@ -226,15 +287,4 @@ func (c *Config) Validate() error {
 		return errors.New("watermark.driver: required field is missing")
 	}
 	return nil
-}
-
-// ExpandPath expands ${VAR} in a path; ${BASE_DIR} is the configured base
-// directory.
-func (c *Config) ExpandPath(p string) string {
-	return os.Expand(p, func(k string) string {
-		if k == "BASE_DIR" {
-			return c.BaseDir
-		}
-		return os.Getenv(k)
-	})
 }

@@ -85,7 +85,7 @@ func TestDefaultsAndOverride(t *testing.T) {
 func TestErrorsNameTheField(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"vaults:\n  cs:\n    config: {}\n", "vaults.cs.driver"},
-		{"sever:\n  address: :1\n", "field sever not found"},
+		{"sever:\n  address: :1\n", "line 1: sever: unknown field"},
 		{"tezos:\n  tz1nope: {}\n", "tezos.tz1nope"},
 		{"policy_hook:\n  address: http://x\n", "policy_hook"},
 		{"tezos:\n  tz1burnburnburnburnburnburnburjAYjjX:\n    authorized_keys: [edpkNOPE]\n", "authorized_keys"},
@@ -128,4 +128,117 @@ func TestDriverSectionsAreStrict(t *testing.T) {
 	err = c.Vaults["cs"].Decoder()(&v)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "conections")
+}
+
+// Every way an unset variable used to become an empty value silently is an
+// error naming the variable and the field.
+func TestUnsetVariableIsAnError(t *testing.T) {
+	const pkh = "tz1burnburnburnburnburnburnburjAYjjX"
+	for _, tc := range []struct{ name, yaml, field string }{
+		{"server authorized_keys", "server:\n  authorized_keys: ${SIGIL_T_UNSET}\n", "server.authorized_keys"},
+		{"authorized_keys in a list", "server:\n  authorized_keys: [\"${SIGIL_T_UNSET}\"]\n", "server.authorized_keys[0]"},
+		{"per-key authorized_keys", "tezos:\n  " + pkh + ":\n    authorized_keys: $SIGIL_T_UNSET\n", "tezos." + pkh + ".authorized_keys"},
+		{"base_dir", "base_dir: ${SIGIL_T_UNSET}/signer\n", "base_dir"},
+		{"storage path", "vaults:\n  cs:\n    driver: confidentialspace\n    config:\n      storage:\n        driver: file\n        config: ${SIGIL_T_UNSET}/keys.json\n", "vaults.cs.config.storage.config"},
+		{"server address", "server:\n  address: ${SIGIL_T_UNSET}\n", "server.address"},
+		{"default that refers to an unset variable", "server:\n  address: ${SIGIL_T_UNSET2:-$SIGIL_T_UNSET}\n", "server.address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tc.yaml), "")
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "SIGIL_T_UNSET is not set")
+			assert.Contains(t, err.Error(), tc.field)
+			assert.Contains(t, err.Error(), "line ")
+		})
+	}
+}
+
+func TestVariableDefaultsAndTypes(t *testing.T) {
+	t.Setenv("SIGIL_T_PORT", "7001")
+	t.Setenv("SIGIL_T_EMPTY", "")
+	t.Setenv("SIGIL_T_INJECT", "{generic: [transaction]}")
+	c, err := config.Parse([]byte(`
+base_dir: ${SIGIL_T_NODIR:-/srv/sigil}
+server:
+  address: 127.0.0.1:${SIGIL_T_PORT}
+  utility_address: "${SIGIL_T_UTIL:-127.0.0.1:9999}"
+vaults:
+  cs:
+    driver: confidentialspace
+    config:
+      connections: ${SIGIL_T_PORT}
+      note: price is $$5 and $ alone
+      empty: "${SIGIL_T_EMPTY}"
+`), "")
+	require.NoError(t, err)
+	assert.Equal(t, "/srv/sigil", c.BaseDir)
+	assert.Equal(t, "127.0.0.1:7001", c.Server.Address)
+	assert.Equal(t, "127.0.0.1:9999", c.Server.UtilityAddress)
+	var v struct {
+		Connections int    `yaml:"connections"`
+		Note        string `yaml:"note"`
+		Empty       string `yaml:"empty"`
+	}
+	require.NoError(t, c.Vaults["cs"].Decoder()(&v))
+	assert.Equal(t, 7001, v.Connections, "a plain scalar is typed from its expanded value")
+	assert.Equal(t, "price is $5 and $ alone", v.Note)
+	assert.Equal(t, "", v.Empty, "a variable set to the empty string is an explicit empty value")
+
+	// A variable's value is one scalar: it cannot add YAML structure.
+	_, err = config.Parse([]byte("tezos:\n  tz1burnburnburnburnburnburnburjAYjjX:\n    allow: ${SIGIL_T_INJECT}\n"), "")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "line 3")
+	assert.Contains(t, err.Error(), "tezos.tz1burnburnburnburnburnburnburjAYjjX.allow")
+}
+
+func TestPresentButEmptyAuthorizedKeysRefused(t *testing.T) {
+	t.Setenv("SIGIL_T_EMPTY", "")
+	for _, y := range []string{
+		"server:\n  authorized_keys:\n",
+		"server:\n  authorized_keys: []\n",
+		"server:\n  authorized_keys: ${SIGIL_T_EMPTY}\n",
+		"server:\n  authorized_keys: \"${SIGIL_T_EMPTY}\"\n",
+		"tezos:\n  tz1burnburnburnburnburnburnburjAYjjX:\n    authorized_keys: ~\n",
+	} {
+		_, err := config.Parse([]byte(y), "")
+		require.Error(t, err, y)
+		assert.Contains(t, err.Error(), "authorized_keys: present but empty", y)
+	}
+}
+
+func TestOneDocumentOnly(t *testing.T) {
+	_, err := config.Parse([]byte("server:\n  address: :1\n---\nserver:\n  authorized_keys: edpkuBknW28nW72KG6RoHtYW7p12T6GKc7nAbwYX5m8Wd9sDVC9yav\n"), "")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "second YAML document")
+	assert.Contains(t, err.Error(), "line 3")
+}
+
+// Errors inside driver sections carry the file's own line numbers and the
+// field's name.
+func TestSectionErrorsUseFileLines(t *testing.T) {
+	c, err := config.Parse([]byte("server:\n  address: :1\nvaults:\n  cs:\n    driver: confidentialspace\n    config:\n      host: h\n      connections: many\n      conections: 3\n"), "")
+	require.NoError(t, err)
+	var v struct {
+		Host        string `yaml:"host"`
+		Connections int    `yaml:"connections"`
+	}
+	err = c.Vaults["cs"].Decoder()(&v)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "line 9: conections: unknown field")
+	var w struct {
+		Host        string `yaml:"host"`
+		Connections int    `yaml:"connections"`
+		Conections  int    `yaml:"conections"`
+	}
+	err = c.Vaults["cs"].Decoder()(&w)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "line 8: connections: cannot unmarshal")
+}
+
+// Variables are expanded after parsing, so one inside a flow collection
+// must be quoted; the parse error says so.
+func TestUnquotedVariableInFlowCollectionHint(t *testing.T) {
+	_, err := config.Parse([]byte("server:\n  authorized_keys: [${SIGIL_T_KEY}]\n"), "")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `quote it: ["${VAR}"]`)
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
 // Request kinds that carry a watermark.
@@ -135,6 +136,9 @@ func ValidateCommit(k Key, m Mark) error {
 	if m.Signature == "" {
 		return domain.Errorf(domain.KindInvalid, "watermark: commit of %s for %s without a signature", m, k)
 	}
+	if _, err := tezos.ParseSignature(m.Signature); err != nil {
+		return domain.Errorf(domain.KindInvalid, "watermark: commit of %s for %s: %v", m, k, err)
+	}
 	return nil
 }
 
@@ -218,6 +222,10 @@ type Record struct {
 	Mark
 }
 
+// RecordJSON is the exact shape of a record's JSON form (for strict
+// decoders that check field names before decoding).
+type RecordJSON = recordJSON
+
 type recordJSON struct {
 	ChainID   string `json:"chain_id"`
 	PKH       string `json:"pkh"`
@@ -228,12 +236,21 @@ type recordJSON struct {
 	Signature string `json:"signature,omitempty"`
 }
 
-// Validate returns a domain.KindInvalid error when r is malformed.
+// Validate returns a domain.KindInvalid error when r is malformed: a bad
+// key, a negative level or round, or a signature that does not parse.
 func (r Record) Validate() error {
 	if err := r.Key.Validate(); err != nil {
 		return err
 	}
-	return r.Mark.Validate()
+	if err := r.Mark.Validate(); err != nil {
+		return err
+	}
+	if r.Signature != "" {
+		if _, err := tezos.ParseSignature(r.Signature); err != nil {
+			return domain.Errorf(domain.KindInvalid, "watermark record for %s: signature: %v", r.Key, err)
+		}
+	}
+	return nil
 }
 
 // MarshalJSON encodes r in its stable JSON form.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -89,7 +90,9 @@ func TestKeyValidate(t *testing.T) {
 }
 
 func TestValidateCommit(t *testing.T) {
-	assert.NoError(t, ValidateCommit(key, mark(1, 0, 0, "s")))
+	valid := tezos.Signature{Bytes: make([]byte, 64)}.String()
+	assert.NoError(t, ValidateCommit(key, mark(1, 0, 0, valid)))
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(ValidateCommit(key, mark(1, 0, 0, "not-a-signature"))), "garbage signature")
 	assert.Equal(t, domain.KindInvalid, domain.KindOf(ValidateCommit(key, mark(1, 0, 0, ""))))
 	assert.Equal(t, domain.KindInvalid, domain.KindOf(ValidateCommit(key, mark(1, -1, 0, "s"))))
 }
@@ -118,11 +121,12 @@ func TestRaise(t *testing.T) {
 }
 
 func TestRecordJSON(t *testing.T) {
-	r := Record{Key: key, Mark: mark(120, 2, 0xab, "edsigX")}
+	sig := tezos.Signature{Type: tezos.Ed25519, Bytes: make([]byte, 64)}.String()
+	r := Record{Key: key, Mark: mark(120, 2, 0xab, sig)}
 	b, err := json.Marshal(r)
 	require.NoError(t, err)
 	want := `{"chain_id":"` + chain + `","pkh":"` + pkh + `","kind":"block","level":120,"round":2,"digest":"ab` +
-		strings.Repeat("0", 62) + `","signature":"edsigX"}`
+		strings.Repeat("0", 62) + `","signature":"` + sig + `"}`
 	assert.JSONEq(t, want, string(b))
 
 	var back Record
@@ -134,6 +138,7 @@ func TestRecordJSON(t *testing.T) {
 		`{"chain_id":"` + chain + `","pkh":"` + pkh + `","kind":"generic","level":1,"round":0,"digest":"` + strings.Repeat("0", 64) + `"}`,
 		`{"chain_id":"` + chain + `","pkh":"` + pkh + `","kind":"block","level":-1,"round":0,"digest":"` + strings.Repeat("0", 64) + `"}`,
 		`{"chain_id":"` + chain + `","pkh":"` + pkh + `","kind":"block","level":"x"}`,
+		`{"chain_id":"` + chain + `","pkh":"` + pkh + `","kind":"block","level":1,"round":0,"digest":"` + strings.Repeat("0", 64) + `","signature":"not-a-signature"}`,
 		`[1]`,
 	} {
 		var r Record

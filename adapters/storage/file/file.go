@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/internal/atomicfile"
+	"github.com/sigil-signer/sigil/adapters/internal/strictjson"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -44,9 +45,9 @@ const (
 var beforeRename func(tmpPath string) error
 
 // Open is the driver's storage.Opener. The config section is one string: the
-// file path, in which ${VAR} and $VAR are expanded from the environment
-// (${BASE_DIR} expands to env.BaseDir when that is set). With no config, or
-// an empty string, the path is ${BASE_DIR}/confidential_space_keys.json.
+// file path (the configuration has already expanded its ${VAR} references,
+// ${BASE_DIR} included). With no config, or an empty string, the path is
+// <base dir>/confidential_space_keys.json.
 func Open(_ context.Context, decode func(any) error, env storage.Env) (ports.KeyStore, error) {
 	var raw string
 	if decode != nil {
@@ -68,10 +69,8 @@ func Open(_ context.Context, decode func(any) error, env storage.Env) (ports.Key
 
 var _ storage.Opener = Open
 
-// ResolvePath turns the configured path into the file path: environment
-// variables are expanded (BASE_DIR is baseDir when baseDir is not empty) and
-// an empty path means baseDir/confidential_space_keys.json. A reference to
-// an unset variable is an error rather than a silently shortened path.
+// ResolvePath turns the configured path into the file path: an empty path
+// means baseDir/confidential_space_keys.json.
 func ResolvePath(raw, baseDir string) (string, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
@@ -80,24 +79,7 @@ func ResolvePath(raw, baseDir string) (string, error) {
 		}
 		return filepath.Join(baseDir, DefaultFileName), nil
 	}
-	var unset []string
-	path := os.Expand(raw, func(name string) string {
-		if name == "BASE_DIR" && baseDir != "" {
-			return baseDir
-		}
-		v, ok := os.LookupEnv(name)
-		if !ok {
-			unset = append(unset, name)
-		}
-		return v
-	})
-	if len(unset) > 0 {
-		return "", domain.Errorf(domain.KindInvalid, "file key storage: path %q refers to unset environment variable(s) %s", raw, strings.Join(unset, ", "))
-	}
-	if path == "" {
-		return "", domain.Errorf(domain.KindInvalid, "file key storage: path %q expands to an empty string", raw)
-	}
-	return path, nil
+	return raw, nil
 }
 
 // Store is a key store backed by one JSON file. It is safe for concurrent
@@ -254,20 +236,22 @@ func (s *Store) read() ([]ports.StoredKey, error) {
 	return keys, nil
 }
 
-// Decode parses the file format. An empty (or all-blank) document and a
-// JSON null are an empty list, as Signatory treats them. Entries with the
+// Decode parses the file format strictly: a JSON array of objects with
+// exactly Signatory's two fields. An empty document or a JSON null is
+// corruption, not an empty store (a daemon that read it as "no keys" would
+// answer 404 for every key while reporting itself healthy). Entries with the
 // same address are collapsed into the position of the first one, holding
-// the blob of the last one.
+// the blob of the last one (older Signatory versions appended duplicates).
 func Decode(data []byte) ([]ports.StoredKey, error) {
 	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 || string(trimmed) == "null" {
-		return nil, nil
-	}
-	if trimmed[0] != '[' {
+	if len(trimmed) > 0 && trimmed[0] != '[' && trimmed[0] != 'n' {
 		if !json.Valid(trimmed) {
 			return nil, syntaxError(data)
 		}
 		return nil, errors.New("expected a JSON array of keys at the top level")
+	}
+	if err := strictjson.Check(data, []entry{}); err != nil {
+		return nil, fmt.Errorf("%w (want a JSON array of {\"public_key_hash\", \"encrypted_private_key\"}; an empty key file is [])", err)
 	}
 	var raws []json.RawMessage
 	if err := json.Unmarshal(data, &raws); err != nil {

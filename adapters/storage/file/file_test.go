@@ -64,10 +64,11 @@ func TestOpenConfig(t *testing.T) {
 	}{
 		{"absent section uses base dir", nil, base, filepath.Join(base, DefaultFileName), ""},
 		{"empty string uses base dir", decodeString(""), base, filepath.Join(base, DefaultFileName), ""},
-		{"BASE_DIR expands to env base dir", decodeString("${BASE_DIR}/k.json"), base, filepath.Join(base, "k.json"), ""},
-		{"braced env var", decodeString("${SIGIL_TEST_KEYDIR}/a.json"), "", filepath.Join(base, "a.json"), ""},
-		{"bare env var", decodeString("$SIGIL_TEST_KEYDIR/b.json"), "", filepath.Join(base, "b.json"), ""},
-		{"unset variable", decodeString("${SIGIL_TEST_UNSET_VAR}/k.json"), base, "", "SIGIL_TEST_UNSET_VAR"},
+		{"explicit path", decodeString(filepath.Join(base, "k.json")), base, filepath.Join(base, "k.json"), ""},
+		// The configuration expands variables once, when it is parsed; a $
+		// left in the path is a literal (expanding again would re-read a
+		// variable's value as a reference).
+		{"dollar is literal", decodeString(filepath.Join(base, "$x.json")), base, filepath.Join(base, "$x.json"), ""},
 		{"no path and no base dir", nil, "", "", "no path configured"},
 		{"config is not a string", func(any) error { return errors.New("cannot unmarshal !!map into string") }, base, "", "single path string"},
 	}
@@ -243,18 +244,29 @@ func pkhs(keys []ports.StoredKey) []string {
 	return out
 }
 
+// An empty store is a missing file or []. An empty file or a JSON null is
+// corruption: read as "no keys" it would make every key 404 while the
+// daemon reports itself healthy.
 func TestEmptyAndNullFiles(t *testing.T) {
-	for _, content := range []string{"", "  \n", "null", "[]"} {
+	for _, content := range []string{"", "  \n", "null", " null\n"} {
 		path := filepath.Join(t.TempDir(), "k.json")
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		keys, err := newStore(t, path).List(context.Background())
-		if err != nil || len(keys) != 0 {
-			t.Fatalf("content %q: keys=%d err=%v, want an empty store", content, len(keys), err)
+		if err == nil || !strings.Contains(err.Error(), "is corrupt") || !strings.Contains(err.Error(), path) {
+			t.Fatalf("content %q: keys=%d err=%v, want a corruption error naming the file", content, len(keys), err)
 		}
 	}
-	keys, err := newStore(t, filepath.Join(t.TempDir(), "missing.json")).List(context.Background())
+	path := filepath.Join(t.TempDir(), "k.json")
+	if err := os.WriteFile(path, []byte("[]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := newStore(t, path).List(context.Background())
+	if err != nil || len(keys) != 0 {
+		t.Fatalf("[]: keys=%d err=%v, want an empty store", len(keys), err)
+	}
+	keys, err = newStore(t, filepath.Join(t.TempDir(), "missing.json")).List(context.Background())
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("missing file: keys=%d err=%v, want an empty store", len(keys), err)
 	}
@@ -277,6 +289,9 @@ func TestCorruptFile(t *testing.T) {
 		{"url base64", `[{"public_key_hash": "` + valid + `", "encrypted_private_key": "__8-"}]`, "entry at index 0 (" + valid + "): encrypted_private_key is not valid standard base64"},
 		{"missing blob", `[{"public_key_hash": "` + valid + `"}]`, "entry at index 0 (" + valid + "): missing encrypted_private_key"},
 		{"empty blob", `[{"public_key_hash": "` + valid + `", "encrypted_private_key": ""}]`, "encrypted_private_key is empty"},
+		{"unknown field", `[{"public_key_hash": "` + valid + `", "encrypted_private_key": "AA==", "note": 1}]`, `[0]: unknown field "note"`},
+		{"case-variant field", `[{"Public_Key_Hash": "` + valid + `", "encrypted_private_key": "AA=="}]`, `unknown field "Public_Key_Hash"`},
+		{"duplicate field", `[{"public_key_hash": "` + valid + `", "encrypted_private_key": "AA==", "encrypted_private_key": "AQ=="}]`, `key "encrypted_private_key" appears twice`},
 		{"wrong type", `[{"public_key_hash": 12, "encrypted_private_key": "AA=="}]`, "entry at index 0: public_key_hash and encrypted_private_key must be strings"},
 	}
 	for _, c := range cases {

@@ -11,12 +11,9 @@
 package file
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,8 +22,10 @@ import (
 	"sync/atomic"
 
 	"github.com/sigil-signer/sigil/adapters/internal/atomicfile"
+	"github.com/sigil-signer/sigil/adapters/internal/strictjson"
 	wm "github.com/sigil-signer/sigil/adapters/watermark"
 	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
 )
@@ -370,12 +369,11 @@ func load(path string) (chainMarks, error) {
 		return domain.Errorf(domain.KindInternal, "file watermark: %s is corrupt: %s", path, fmt.Sprintf(format, args...))
 	}
 	var raw map[string]map[string]*fileMark
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&raw); err != nil {
+	if err := strictjson.Check(data, raw); err != nil {
 		return nil, corrupt("%v", err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, corrupt("trailing data after the JSON object")
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, corrupt("%v", err)
 	}
 	if raw == nil {
 		return nil, corrupt("not a JSON object")
@@ -395,6 +393,11 @@ func load(path string) (chainMarks, error) {
 			}
 			if fm == nil {
 				return nil, corrupt("null watermark for %s %s", kind, pkh)
+			}
+			if fm.Signature != "" {
+				if _, err := tezos.ParseSignature(fm.Signature); err != nil {
+					return nil, corrupt("%s %s: signature: %v", kind, pkh, err)
+				}
 			}
 			m := watermark.Mark{Level: fm.Level, Round: fm.Round, Signature: fm.Signature}
 			if err := m.Validate(); err != nil {

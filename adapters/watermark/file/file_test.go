@@ -79,7 +79,7 @@ func TestReopen(t *testing.T) {
 	assert.Equal(t, m, got)
 	got, err = s2.Commit(ctx, k, watermarktest.M(42, 1, 7, "edsigOther"))
 	require.NoError(t, err)
-	assert.Equal(t, "edsigFirst", got.Signature, "the signature survived the restart")
+	assert.Equal(t, watermarktest.Sig("edsigFirst"), got.Signature, "the signature survived the restart")
 	_, err = s2.Commit(ctx, k, watermarktest.M(42, 1, 8, "x"))
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
 
@@ -120,9 +120,9 @@ func TestSignatoryFormat(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.Equal(t, watermark.Mark{Level: 120, Round: 2, Digest: digest}, got)
-	_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: 2, Digest: digest, Signature: "x"})
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: 2, Digest: digest, Signature: watermarktest.Sig("x")})
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "no replay without a recorded signature")
-	_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: 3, Digest: [32]byte{9}, Signature: "edsigNew"})
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: 3, Digest: [32]byte{9}, Signature: watermarktest.Sig("edsigNew")})
 	require.NoError(t, err)
 
 	raw, err := os.ReadFile(filepath.Join(wd, chainID+".json"))
@@ -130,7 +130,7 @@ func TestSignatoryFormat(t *testing.T) {
 	var f map[string]map[string]map[string]any
 	require.NoError(t, json.Unmarshal(raw, &f))
 	assert.Equal(t, map[string]any{
-		"level": float64(120), "round": float64(3), "hash": encodePayloadHash([32]byte{9}), "signature": "edsigNew",
+		"level": float64(120), "round": float64(3), "hash": encodePayloadHash([32]byte{9}), "signature": watermarktest.Sig("edsigNew"),
 	}, f[pkh]["block"])
 	assert.Equal(t, float64(119), f[pkh]["preattestation"]["level"])
 }
@@ -270,7 +270,7 @@ func TestKill9(t *testing.T) {
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "same level/round, other digest refused")
 	got, err = s.Commit(ctx, k, watermarktest.M(500, 3, 0xaa, "other"))
 	require.NoError(t, err)
-	assert.Equal(t, "childsig", got.Signature)
+	assert.Equal(t, watermarktest.Sig("childsig"), got.Signature)
 }
 
 func BenchmarkCommit(b *testing.B) {
@@ -281,4 +281,30 @@ func BenchmarkCommit(b *testing.B) {
 func BenchmarkCommitParallel(b *testing.B) {
 	s := openT(b, b.TempDir())
 	watermarktest.BenchmarkCommitParallel(b, s)
+}
+
+// A chain file is decoded strictly: a case-variant duplicate ("Level" next
+// to "level", which encoding/json would resolve to the last), an unknown
+// field, or a signature that does not parse make the file corrupt, and the
+// store refuses to open rather than trust a lower mark.
+func TestStrictChainFile(t *testing.T) {
+	const pkh = "tz1KqTpEZ7Yob7QbPE4Hy4Wo8fHG8LhKxZSx"
+	hash := encodePayloadHash([32]byte{1})
+	for name, body := range map[string]string{
+		"case duplicate":    `{"` + pkh + `":{"block":{"level":9000,"Level":1,"round":0,"hash":"` + hash + `"}}}`,
+		"unknown field":     `{"` + pkh + `":{"block":{"level":9000,"round":0,"hash":"` + hash + `","note":"x"}}}`,
+		"garbage signature": `{"` + pkh + `":{"block":{"level":9000,"round":0,"hash":"` + hash + `","signature":"not-a-signature"}}}`,
+		"null":              `null`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			wdir := filepath.Join(dir, DirName)
+			require.NoError(t, os.MkdirAll(wdir, 0o700))
+			require.NoError(t, os.WriteFile(filepath.Join(wdir, "NetXdQprcVkpaWU.json"), []byte(body), 0o600))
+			_, err := Open(Config{BaseDir: dir})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "is corrupt")
+			assert.Contains(t, err.Error(), "NetXdQprcVkpaWU.json")
+		})
+	}
 }

@@ -86,7 +86,7 @@ func TestLayout(t *testing.T) {
 	snap, err := c.Doc(strings.Join([]string{"watermark", k.ChainID, k.Kind, k.PKH}, "/")).Get(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{
-		"request": "preattestation", "lvl": int64(77), "round": int64(3), "digest": m.Digest[:], "signature": "BLsigX",
+		"request": "preattestation", "lvl": int64(77), "round": int64(3), "digest": m.Digest[:], "signature": watermarktest.Sig("BLsigX"),
 	}, snap.Data())
 }
 
@@ -108,9 +108,9 @@ func TestSignatoryDocument(t *testing.T) {
 	recs, err := s.Export(ctx)
 	require.NoError(t, err)
 	require.Equal(t, []watermark.Record{{Key: k, Mark: watermark.Mark{Level: 10, Round: 1, Digest: digest}}}, recs)
-	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 1, Digest: digest, Signature: "x"})
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 1, Digest: digest, Signature: watermarktest.Sig("x")})
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
-	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 2, Digest: digest, Signature: "x"})
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 2, Digest: digest, Signature: watermarktest.Sig("x")})
 	assert.NoError(t, err)
 }
 

@@ -16,10 +16,12 @@ import (
 	"time"
 
 	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/blake2b"
 )
 
 // Chain ids used by the suite.
@@ -51,9 +53,20 @@ func Key(chain, kind string) watermark.Key {
 	return watermark.Key{ChainID: chain, PKH: PKH(), Kind: kind}
 }
 
-// M builds a mark whose digest starts with d.
-func M(level, round int32, d byte, sig string) watermark.Mark {
-	return watermark.Mark{Level: level, Round: round, Digest: [32]byte{d}, Signature: sig}
+// M builds a mark whose digest starts with d and whose signature is
+// Sig(tag) (none when tag is empty).
+func M(level, round int32, d byte, tag string) watermark.Mark {
+	return watermark.Mark{Level: level, Round: round, Digest: [32]byte{d}, Signature: Sig(tag)}
+}
+
+// Sig returns a well-formed generic signature (sig…) derived from tag, or
+// "" for an empty tag: stores only record signatures that parse.
+func Sig(tag string) string {
+	if tag == "" {
+		return ""
+	}
+	b := blake2b.Sum512([]byte(tag))
+	return tezos.Signature{Bytes: b[:64]}.String()
 }
 
 // Factory opens a fresh, empty store. The test owns its cleanup.
@@ -212,9 +225,9 @@ func testExportImport(t *testing.T, s, fresh ports.WatermarkStore) {
 	for _, r := range want {
 		assertCheck(t, fresh, r.Key, r.Mark)
 		// The imported marks are enforced and replayed.
-		_, err := fresh.Commit(ctx, r.Key, watermark.Mark{Level: r.Level, Round: r.Round, Digest: [32]byte{0xff}, Signature: "x"})
+		_, err := fresh.Commit(ctx, r.Key, watermark.Mark{Level: r.Level, Round: r.Round, Digest: [32]byte{0xff}, Signature: Sig("x")})
 		assert.Equal(t, domain.KindConflict, domain.KindOf(err))
-		m, err := fresh.Commit(ctx, r.Key, watermark.Mark{Level: r.Level, Round: r.Round, Digest: r.Digest, Signature: "x"})
+		m, err := fresh.Commit(ctx, r.Key, watermark.Mark{Level: r.Level, Round: r.Round, Digest: r.Digest, Signature: Sig("x")})
 		require.NoError(t, err)
 		assert.Equal(t, r.Signature, m.Signature)
 	}
@@ -295,7 +308,7 @@ func Concurrent(t *testing.T, stores ...ports.WatermarkStore) {
 	for _, s := range stores {
 		got, err := s.Commit(ctx, k, M(10, 0, byte(w+1), "retry"))
 		require.NoError(t, err)
-		assert.Equal(t, fmt.Sprint("sig", w), got.Signature, "every store replays the winner")
+		assert.Equal(t, Sig(fmt.Sprint("sig", w)), got.Signature, "every store replays the winner")
 	}
 }
 

@@ -1,0 +1,351 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sigil-signer/sigil/domain"
+)
+
+// lookupFunc resolves an environment variable (ok false when unset).
+type lookupFunc func(name string) (value string, ok bool)
+
+// expandError is an unset variable met while expanding.
+type expandError struct{ name string }
+
+func (e *expandError) Error() string {
+	return fmt.Sprintf("environment variable %s is not set (write ${%s:-default} to give a default)", e.name, e.name)
+}
+
+// expand replaces $NAME, ${NAME} and ${NAME:-default} in s. $$ is a literal
+// $, and a $ not followed by a name or a brace is kept as is. An unset
+// variable without a default is an error naming it: it must never become an
+// empty string silently.
+func expand(s string, lookup lookupFunc) (string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '$' || i+1 == len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		next := s[i+1]
+		switch {
+		case next == '$':
+			b.WriteByte('$')
+			i++
+		case next == '{':
+			end := strings.IndexByte(s[i+2:], '}')
+			if end < 0 {
+				return "", fmt.Errorf("unterminated ${ in %s", quote(s))
+			}
+			body := s[i+2 : i+2+end]
+			name, def, hasDef := strings.Cut(body, ":-")
+			if !validName(name) {
+				return "", fmt.Errorf("invalid variable reference ${%s}", truncate(body))
+			}
+			v, ok := lookup(name)
+			switch {
+			case ok:
+				b.WriteString(v)
+			case hasDef:
+				dv, err := expand(def, lookup)
+				if err != nil {
+					return "", err
+				}
+				b.WriteString(dv)
+			default:
+				return "", &expandError{name: name}
+			}
+			i += 2 + end
+		case isNameStart(next):
+			j := i + 1
+			for j < len(s) && isNameChar(s[j]) {
+				j++
+			}
+			name := s[i+1 : j]
+			v, ok := lookup(name)
+			if !ok {
+				return "", &expandError{name: name}
+			}
+			b.WriteString(v)
+			i = j - 1
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), nil
+}
+
+func isNameStart(c byte) bool { return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+func isNameChar(c byte) bool  { return isNameStart(c) || '0' <= c && c <= '9' }
+
+func validName(s string) bool {
+	if s == "" || !isNameStart(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !isNameChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// envLookup resolves from the environment; BASE_DIR, when the environment
+// does not set it, is baseDir (if non-empty).
+func envLookup(baseDir string) lookupFunc {
+	return func(name string) (string, bool) {
+		if v, ok := os.LookupEnv(name); ok {
+			return v, true
+		}
+		if name == "BASE_DIR" && baseDir != "" {
+			return baseDir, true
+		}
+		return "", false
+	}
+}
+
+// expandNode expands variables in every scalar of the tree under n (keys
+// and values), in place, after parsing: a variable's value is always one
+// scalar and can never add YAML structure. path names n in errors.
+func expandNode(n *yaml.Node, path string, lookup lookupFunc) error {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := expandNode(c, path, lookup); err != nil {
+				return err
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if err := expandScalar(k, join(path, k.Value), lookup); err != nil {
+				return err
+			}
+			if err := expandNode(v, join(path, k.Value), lookup); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := expandNode(c, fmt.Sprintf("%s[%d]", path, i), lookup); err != nil {
+				return err
+			}
+		}
+	case yaml.ScalarNode:
+		return expandScalar(n, path, lookup)
+	}
+	return nil
+}
+
+func expandScalar(n *yaml.Node, path string, lookup lookupFunc) error {
+	v, err := expand(n.Value, lookup)
+	if err != nil {
+		return fmt.Errorf("line %d: %s: %w", n.Line, fieldName(path), err)
+	}
+	if v != n.Value {
+		n.Value = v
+		// A plain scalar's type was resolved from the unexpanded text
+		// (always a string); let the decoder resolve it again from the
+		// value, as if the file had held it. Quoted scalars stay strings.
+		if n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+			n.Tag = ""
+		}
+	}
+	return nil
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func fieldName(path string) string {
+	if path == "" {
+		return "(top level)"
+	}
+	return truncate(path)
+}
+
+var (
+	nodeType        = reflect.TypeOf(yaml.Node{})
+	yamlUnmarshaler = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+	typeErrLine     = regexp.MustCompile(`^line (\d+): `)
+)
+
+// checkFields reports, with its line and path, the first mapping key under n
+// that names no field of t: an unknown setting is usually a typo of a real
+// one and must not be silently ignored. Raw sections (yaml.Node fields) and
+// types with their own UnmarshalYAML are left to their decoders.
+func checkFields(n *yaml.Node, t reflect.Type, path string) error {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			return nil
+		}
+		return checkFields(n.Content[0], t, path)
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nodeType || reflect.PointerTo(t).Implements(yamlUnmarshaler) || t.Implements(yamlUnmarshaler) {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return nil // the decoder reports the type mismatch
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				known := make([]string, 0, len(fields))
+				for name := range fields {
+					known = append(known, name)
+				}
+				slices.Sort(known)
+				return fmt.Errorf("line %d: %s: unknown field (known fields: %s)", k.Line, fieldName(join(path, k.Value)), strings.Join(known, ", "))
+			}
+			if err := checkFields(v, ft, join(path, k.Value)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := checkFields(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if n.Kind != yaml.SequenceNode {
+			return nil
+		}
+		for i, c := range n.Content {
+			if err := checkFields(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// yamlFields maps the YAML names of t's fields (inline structs included)
+// to their types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("yaml")
+		if tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		if strings.Contains(opts, "inline") {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range yamlFields(ft) {
+					out[k] = v
+				}
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+// lineIndex maps the line of each scalar value under n to its path, so that
+// the decoder's "line N: cannot unmarshal …" can name the field.
+func lineIndex(n *yaml.Node, path string, idx map[int]string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			lineIndex(c, path, idx)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := join(path, k.Value)
+			if _, ok := idx[k.Line]; !ok || v.Kind == yaml.ScalarNode {
+				idx[v.Line] = p
+			}
+			lineIndex(v, p, idx)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if c.Kind == yaml.ScalarNode {
+				idx[c.Line] = p
+			}
+			lineIndex(c, p, idx)
+		}
+	}
+}
+
+// decodeNode decodes n into v strictly: unknown fields are refused, and
+// every error carries the file's own line number and the field's path
+// (relative to path).
+func decodeNode(n *yaml.Node, path string, v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("decode target must be a non-nil pointer, got %T", v)
+	}
+	if err := checkFields(n, rv.Type().Elem(), path); err != nil {
+		return err
+	}
+	err := n.Decode(v)
+	if err == nil {
+		return nil
+	}
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	idx := map[int]string{}
+	lineIndex(n, path, idx)
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		if sub := typeErrLine.FindStringSubmatch(m); sub != nil {
+			line, _ := strconv.Atoi(sub[1])
+			if p, ok := idx[line]; ok && p != "" {
+				m = fmt.Sprintf("line %d: %s: %s", line, fieldName(p), m[len(sub[0]):])
+			}
+		}
+		msgs[i] = m
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+func truncate(s string) string { return domain.Echo(s) }
+
+func quote(s string) string { return strconv.Quote(domain.Echo(s)) }
