@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"go.uber.org/fx"
+	"golang.org/x/net/netutil"
 
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/httpapi"
 	"github.com/sigil-signer/sigil/adapters/metrics"
 	"github.com/sigil-signer/sigil/domain/signer"
+	"github.com/sigil-signer/sigil/ports"
 )
 
 // Listeners are the bound addresses of the running daemon.
@@ -33,38 +35,90 @@ func Serve() fx.Option {
 	)
 }
 
-func readiness(svc *signer.Service, v Vaults) httpapi.Readiness {
+func readiness(svc *signer.Service, v Vaults, wm ports.WatermarkStore) httpapi.Readiness {
 	return func(ctx context.Context) error {
 		for _, vault := range v {
 			if err := vault.Enclave.Ready(ctx); err != nil {
 				return fmt.Errorf("vault %s: %w", vault.Name, err)
 			}
 		}
-		return svc.Ready()
+		if err := svc.Ready(); err != nil {
+			return err
+		}
+		// A signer whose watermark store cannot commit refuses every
+		// consensus request: it is not ready.
+		if hc, ok := wm.(ports.HealthChecker); ok {
+			if err := hc.Healthy(ctx); err != nil {
+				return fmt.Errorf("watermark store cannot record marks: %w", err)
+			}
+		}
+		return nil
 	}
 }
 
-func startServers(lc fx.Lifecycle, cfg *config.Config, svc *signer.Service, v Vaults, m *metrics.Metrics, log *slog.Logger) (*Listeners, error) {
+// newHTTPServer returns a server with the timeouts both listeners share
+// (server.*_timeout): a slow or idle client holds a connection for a
+// bounded time.
+func newHTTPServer(h http.Handler, s config.Server, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: s.ReadHeaderTimeout,
+		ReadTimeout:       s.ReadTimeout,
+		WriteTimeout:      s.WriteTimeout,
+		IdleTimeout:       s.IdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// maxHeaderBytes bounds a request's line and headers (a sign request's URL
+// is under 200 bytes).
+const maxHeaderBytes = 64 << 10
+
+// listen binds addr with at most max open connections.
+func listen(field, addr string, max int) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	return netutil.LimitListener(ln, max), nil
+}
+
+// ServeParams are startServers' dependencies.
+type ServeParams struct {
+	fx.In
+	LC         fx.Lifecycle
+	Config     *config.Config
+	Signer     *signer.Service
+	Vaults     Vaults
+	Metrics    *metrics.Metrics
+	Log        *slog.Logger
+	Watermarks ports.WatermarkStore
+}
+
+func startServers(p ServeParams) (*Listeners, error) {
+	cfg, svc, m, log := p.Config, p.Signer, p.Metrics, p.Log
 	svc.SetObserver(m)
+	m.SetKeys(svc.Has)
 	api := httpapi.New(svc, httpapi.Options{Logger: log.With("component", "http"), Observer: m})
-	main := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
-	util := &http.Server{Handler: httpapi.UtilityHandler(readiness(svc, v), m.Handler()), ReadHeaderTimeout: 10 * time.Second}
+	main := newHTTPServer(api.Handler(), cfg.Server, log)
+	util := newHTTPServer(httpapi.UtilityHandler(readiness(svc, p.Vaults, p.Watermarks), m.Handler()), cfg.Server, log)
 	ls := &Listeners{}
 	loadCtx, stopLoading := context.WithCancel(context.Background())
-	lc.Append(fx.Hook{
+	p.LC.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
 			// Keys load in the background and an unreachable enclave is
 			// waited for: until they are in, /healthz says why and sign
 			// requests get 503, never a misleading 404.
 			svc.StartLoading(loadCtx, 2*time.Second, 2*time.Minute)
-			ln, err := net.Listen("tcp", cfg.Server.Address)
+			ln, err := listen("server.address", cfg.Server.Address, cfg.Server.MaxConnections)
 			if err != nil {
-				return fmt.Errorf("server.address: %w", err)
+				return err
 			}
-			uln, err := net.Listen("tcp", cfg.Server.UtilityAddress)
+			uln, err := listen("server.utility_address", cfg.Server.UtilityAddress, cfg.Server.MaxConnections)
 			if err != nil {
 				ln.Close()
-				return fmt.Errorf("server.utility_address: %w", err)
+				return err
 			}
 			ls.API, ls.Utility = ln.Addr(), uln.Addr()
 			go serveHTTP(main, ln, log)
@@ -79,7 +133,14 @@ func startServers(lc fx.Lifecycle, cfg *config.Config, svc *signer.Service, v Va
 		},
 		OnStop: func(ctx context.Context) error {
 			stopLoading()
-			return errors.Join(main.Shutdown(ctx), util.Shutdown(ctx))
+			log.Info("stopping: no new connections, draining in-flight requests")
+			err := errors.Join(main.Shutdown(ctx), util.Shutdown(ctx))
+			if err != nil {
+				log.Error("HTTP servers did not drain in time", "error", err.Error())
+			} else {
+				log.Info("HTTP servers stopped: every in-flight request answered")
+			}
+			return err
 		},
 	})
 	return ls, nil

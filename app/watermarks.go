@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"go.uber.org/fx"
@@ -31,7 +32,7 @@ func Watermarks() fx.Option {
 	return fx.Provide(openWatermarks)
 }
 
-func openWatermarks(lc fx.Lifecycle, cfg *config.Config) (ports.WatermarkStore, error) {
+func openWatermarks(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (ports.WatermarkStore, error) {
 	driver, decode := "file", (func(any) error)(nil)
 	if cfg.Watermark != nil {
 		driver, decode = cfg.Watermark.Driver, cfg.Watermark.Decoder()
@@ -40,12 +41,19 @@ func openWatermarks(lc fx.Lifecycle, cfg *config.Config) (ports.WatermarkStore, 
 	if !ok {
 		return nil, fmt.Errorf("watermark.driver: unknown driver %q (known: %s)", driver, strings.Join(keys(watermarkDrivers), ", "))
 	}
-	st, err := open(context.Background(), decode, watermark.Env{BaseDir: cfg.BaseDir})
+	st, err := open(context.Background(), decode, watermark.Env{BaseDir: cfg.BaseDir, Logger: log.With("watermark", driver)})
 	if err != nil {
 		return nil, fmt.Errorf("watermark (%s): %w", driver, err)
 	}
 	if c, ok := st.(io.Closer); ok {
-		lc.Append(fx.StopHook(c.Close))
+		lc.Append(fx.StopHook(func() error {
+			if err := c.Close(); err != nil {
+				log.Error("closing the watermark store", "driver", driver, "error", err.Error())
+				return err
+			}
+			log.Info("watermark store closed", "driver", driver)
+			return nil
+		}))
 	}
 	return st, nil
 }

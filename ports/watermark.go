@@ -49,3 +49,10 @@ type WatermarkIOEvent struct {
 type WatermarkIOObserver interface {
 	ObserveWatermarkIO(WatermarkIOEvent)
 }
+
+// HealthChecker is implemented by a dependency (a watermark store, …) that
+// can tell whether it could serve a request now; /healthz asks it. Healthy
+// must be cheap and bounded by ctx.
+type HealthChecker interface {
+	Healthy(ctx context.Context) error
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -108,24 +109,46 @@ func (g *globals) runOnce(ctx context.Context, modules fx.Option, fn func(contex
 	return errors.Join(err, a.Stop(stopCtx))
 }
 
-// runDaemon builds the app, starts it and waits for SIGINT/SIGTERM.
+// runDaemon builds the app, starts it and serves until SIGINT or SIGTERM.
+// SIGHUP (sent by log rotation, or by a closing terminal) is logged and
+// never stops the signer. On SIGINT/SIGTERM the app stops: listeners close,
+// in-flight requests drain (bounded by stopTimeout), the watermark store
+// closes; each step is logged.
 func runDaemon(modules fx.Option) error {
-	a := fx.New(modules, fx.NopLogger)
+	var log *slog.Logger
+	a := fx.New(modules, fx.Populate(&log), fx.NopLogger)
 	if err := a.Err(); err != nil {
 		return unwrapFx(err)
 	}
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sig)
 	startCtx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := a.Start(startCtx); err != nil {
 		return unwrapFx(err)
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	<-sig
-	stopCtx, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
+	for s := range sig {
+		if s == syscall.SIGHUP {
+			log.Warn("SIGHUP received and ignored: sigil keeps serving (it does not reload its configuration; restart it to apply changes)")
+			continue
+		}
+		log.Info("signal received: shutting down", "signal", s.String())
+		break
+	}
+	stopCtx, cancel2 := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel2()
-	return a.Stop(stopCtx)
+	if err := a.Stop(stopCtx); err != nil {
+		log.Error("shutdown incomplete", "error", err.Error())
+		return err
+	}
+	log.Info("sigil stopped")
+	return nil
 }
+
+// stopTimeout bounds the graceful shutdown (draining requests, closing
+// stores).
+const stopTimeout = 30 * time.Second
 
 // unwrapFx strips fx's dependency-graph wording down to the root cause.
 func unwrapFx(err error) error {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -42,7 +43,23 @@ type Server struct {
 	UtilityAddress string         `yaml:"utility_address"`
 	AuthorizedKeys AuthorizedKeys `yaml:"authorized_keys"`
 	JWT            yaml.Node      `yaml:"jwt"`
+
+	// Sigil extensions, shared by both listeners (zero: the default).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 10s
+	ReadTimeout       time.Duration `yaml:"read_timeout"`        // default 30s
+	WriteTimeout      time.Duration `yaml:"write_timeout"`       // default 60s
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // default 120s
+	MaxConnections    int           `yaml:"max_connections"`     // per listener, default 1024
 }
+
+// Listener defaults (Sigil extensions of the server section).
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxConnections    = 1024
+)
 
 // Vault is one vault: a driver name and its raw configuration.
 type Vault struct {
@@ -257,10 +274,42 @@ func (c *Config) ApplyDefaults() {
 	if c.Server.UtilityAddress == "" {
 		c.Server.UtilityAddress = DefaultUtilityAddress
 	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&c.Server.ReadHeaderTimeout, DefaultReadHeaderTimeout},
+		{&c.Server.ReadTimeout, DefaultReadTimeout},
+		{&c.Server.WriteTimeout, DefaultWriteTimeout},
+		{&c.Server.IdleTimeout, DefaultIdleTimeout},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if c.Server.MaxConnections == 0 {
+		c.Server.MaxConnections = DefaultMaxConnections
+	}
 }
 
 // Validate checks what can be checked without opening drivers.
 func (c *Config) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"server.read_header_timeout", c.Server.ReadHeaderTimeout},
+		{"server.read_timeout", c.Server.ReadTimeout},
+		{"server.write_timeout", c.Server.WriteTimeout},
+		{"server.idle_timeout", c.Server.IdleTimeout},
+	} {
+		if d.v < 100*time.Millisecond || d.v > time.Hour {
+			return fmt.Errorf("%s: %s is out of range (want 100ms to 1h)", d.name, d.v)
+		}
+	}
+	if c.Server.MaxConnections < 1 || c.Server.MaxConnections > 1<<20 {
+		return fmt.Errorf("server.max_connections: %d is out of range (want 1 to %d)", c.Server.MaxConnections, 1<<20)
+	}
 	if c.PolicyHook.Kind != 0 {
 		return errors.New("policy_hook: not supported by sigil; remove it (requests would otherwise be signed without the hook's approval)")
 	}

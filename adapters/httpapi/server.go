@@ -15,6 +15,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -75,7 +77,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /authorized_keys", a.authorizedKeys)
 	mux.HandleFunc("GET /bls_prove_possession/{pkh}", a.provePossession)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", domain.Echo(r.Method), domain.Echo(r.URL.Path)))
 	})
 	return mux
 }
@@ -113,11 +115,22 @@ func (a *API) sign(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) decodeSign(w http.ResponseWriter, r *http.Request) (signer.SignRequest, error) {
 	req := signer.SignRequest{PKH: r.PathValue("pkh")}
-	q := r.URL.Query()
-	if v := q.Get("version"); v != "" {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		// A malformed parameter must not be dropped silently (a version
+		// the client asked for would become the default).
+		return req, domain.Errorf(domain.KindInvalid, "malformed query string: %s", domain.Echo(err.Error()))
+	}
+	for _, name := range []string{"version", "authentication"} {
+		if n := len(q[name]); n > 1 {
+			return req, domain.Errorf(domain.KindInvalid, "query parameter %q given %d times", name, n)
+		}
+	}
+	if vals, ok := q["version"]; ok {
+		v := vals[0]
 		n, err := strconv.ParseUint(v, 10, 8)
 		if err != nil || n > 2 {
-			return req, domain.Errorf(domain.KindInvalid, "invalid version %q: want 0, 1 or 2", v)
+			return req, domain.Errorf(domain.KindInvalid, "invalid version %q: want 0, 1 or 2", domain.Echo(v))
 		}
 		ver := uint8(n)
 		req.Version = &ver
@@ -224,8 +237,14 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) int {
 	if status >= 500 {
 		lvl = slog.LevelError
 	}
-	a.log.Log(r.Context(), lvl, "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "error", err.Error())
-	writeError(w, status, err.Error())
+	msg := err.Error()
+	a.log.Log(r.Context(), lvl, "request failed", "method", domain.Echo(r.Method), "path", domain.Echo(r.URL.Path), "status", status, "error", bound(msg))
+	if status >= 500 {
+		// Server-side failures are described to the client without the
+		// host's file paths or network addresses; the log has them.
+		msg = Redact(msg)
+	}
+	writeError(w, status, msg)
 	return status
 }
 
@@ -237,7 +256,33 @@ type errorBody struct {
 
 // writeError writes Signatory's error shape.
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, []errorBody{{ID: "failure", Kind: "temporary", Msg: strings.TrimSpace(msg)}})
+	writeJSON(w, status, []errorBody{{ID: "failure", Kind: "temporary", Msg: bound(strings.TrimSpace(msg))}})
+}
+
+// maxMessage bounds an error message in a body or a log line. Inputs are
+// echoed shortened (domain.Echo); this is the backstop.
+const maxMessage = 1024
+
+func bound(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxMessage], "") + fmt.Sprintf("…(%d bytes)", len(s))
+}
+
+var (
+	reAddress = regexp.MustCompile(`(?:[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"']+)|(?:\[[0-9a-fA-F:.%a-zA-Z]+\]:\d+)|(?:\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b)|(?:\b[a-zA-Z0-9.-]+:\d{2,5}\b)`)
+	rePath    = regexp.MustCompile(`(?:^|[\s"'(=])(/[^\s"':,)]+)`)
+)
+
+// Redact removes network addresses (host:port, IPs, URLs) and absolute
+// file paths from a message meant for a client.
+func Redact(msg string) string {
+	msg = reAddress.ReplaceAllString(msg, "<address>")
+	return rePath.ReplaceAllStringFunc(msg, func(m string) string {
+		i := strings.IndexByte(m, '/')
+		return m[:i] + "<path>"
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

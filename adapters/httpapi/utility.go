@@ -18,7 +18,7 @@ func UtilityHandler(ready Readiness, metrics http.Handler) http.Handler {
 		defer cancel()
 		if ready != nil {
 			if err := ready(ctx); err != nil {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": Redact(err.Error())})
 				return
 			}
 		}

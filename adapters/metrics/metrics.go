@@ -9,6 +9,8 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,8 +21,21 @@ import (
 	"github.com/sigil-signer/sigil/ports"
 )
 
+// Label values come only from bounded sets, so that no client can grow the
+// number of series: an address label only names a key the signer holds
+// (anything else is "unknown"), a chain id label is one of the first
+// maxChains seen (then "other"), and the other labels come from fixed sets.
+const (
+	unknownLabel = "unknown"
+	otherLabel   = "other"
+	maxChains    = 16
+)
+
 // Metrics holds the collectors and their registry.
 type Metrics struct {
+	held   atomic.Pointer[func(string) bool]
+	chains boundedSet
+
 	reg             *prometheus.Registry
 	signingOps      *prometheus.CounterVec
 	vaultDuration   *prometheus.HistogramVec
@@ -62,6 +77,47 @@ func New() *Metrics {
 	return m
 }
 
+// SetKeys installs the predicate that tells which addresses are keys the
+// signer holds; only those become address label values. Until it is set
+// every address is "unknown".
+func (m *Metrics) SetKeys(held func(address string) bool) { m.held.Store(&held) }
+
+func (m *Metrics) address(a string) string {
+	if h := m.held.Load(); h != nil && (*h)(a) {
+		return a
+	}
+	return unknownLabel
+}
+
+func (m *Metrics) chain(id string) string {
+	if id == "" {
+		return ""
+	}
+	return m.chains.label(id, maxChains)
+}
+
+// boundedSet admits at most n distinct values; later ones map to "other".
+type boundedSet struct {
+	mu   sync.Mutex
+	seen map[string]struct{}
+}
+
+func (b *boundedSet) label(v string, n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.seen[v]; ok {
+		return v
+	}
+	if len(b.seen) >= n {
+		return otherLabel
+	}
+	if b.seen == nil {
+		b.seen = map[string]struct{}{}
+	}
+	b.seen[v] = struct{}{}
+	return v
+}
+
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
@@ -72,6 +128,7 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // ObserveSign implements ports.SignObserver.
 func (m *Metrics) ObserveSign(e ports.SignEvent) {
+	e.Address, e.ChainID = m.address(e.Address), m.chain(e.ChainID)
 	if e.Err != nil {
 		m.vaultErrors.WithLabelValues(e.Vault, strconv.Itoa(httpapi.StatusFor(e.Err)), e.ChainID).Inc()
 		return
@@ -88,6 +145,7 @@ func (m *Metrics) ObserveSign(e ports.SignEvent) {
 
 // SignHandled implements httpapi.Observer.
 func (m *Metrics) SignHandled(address string, status int, requestType string, d time.Duration) {
+	address = m.address(address)
 	s := strconv.Itoa(status)
 	m.handlerDuration.WithLabelValues(address, s).Observe(float64(d) / float64(time.Millisecond))
 	result := "success"

@@ -172,3 +172,73 @@ func TestWatermarkConcurrent(t *testing.T) {
 	assert.Len(t, sigs, 1, "exactly one signature at one level/round")
 	assert.Equal(t, 63, errs)
 }
+
+// tz4Attestation builds a tag-41 attestation (the tz4-only encoding: no
+// slot).
+func tz4Attestation(level, round int32, payload byte) []byte {
+	b := []byte{0x13, 0x7a, 0x06, 0xa7, 0x70}
+	b = append(b, make([]byte, 32)...) // branch
+	b = append(b, 41)
+	b = binary.BigEndian.AppendUint32(b, uint32(level))
+	b = binary.BigEndian.AppendUint32(b, uint32(round))
+	ph := make([]byte, 32)
+	ph[0] = payload
+	return append(b, ph...)
+}
+
+// The replay identity of a consensus request is the message and the BLS
+// signing version: the same attestation asked again with another version
+// is refused (409 naming both versions), never answered with a signature
+// in the scheme the client did not ask for.
+func TestReplayIdentityIncludesVersion(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := newService(t)
+	ks, err := s.Generate(ctx, "cs", tezos.BLS, 1)
+	require.NoError(t, err)
+	pkh, pk := ks[0].PKH.String(), ks[0].PublicKey
+	v1, v2, latest := tezos.SignVersion1, tezos.SignVersion2, tezos.SignVersionLatest
+	msg := tz4Attestation(50, 0, 1)
+
+	first, err := s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: msg, Version: &v1})
+	require.NoError(t, err)
+	require.NoError(t, pk.Verify(msg, first, v1))
+
+	again, err := s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: msg, Version: &v1})
+	require.NoError(t, err)
+	assert.Equal(t, first, again, "identical request, identical version: replayed")
+
+	for _, v := range []*uint8{&v2, &latest, nil} {
+		_, err = s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: msg, Version: v})
+		require.Error(t, err)
+		assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+		assert.ErrorContains(t, err, "signing version 1")
+	}
+
+	// And the other way round: signed with the default (2), asked with 1.
+	msg2 := tz4Attestation(51, 0, 1)
+	sig2, err := s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: msg2})
+	require.NoError(t, err)
+	require.NoError(t, pk.Verify(msg2, sig2, v2))
+	got, err := s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: msg2, Version: &latest})
+	require.NoError(t, err, "255 is the same scheme as 2")
+	assert.Equal(t, sig2, got)
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: msg2, Version: &v1})
+	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+	assert.ErrorContains(t, err, "signing version 2")
+}
+
+// The tz4-only consensus encodings (tags 40 and 41) are refused for other
+// key types with an error naming the form and the key type.
+func TestTz4FormsNeedBLSKey(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := newService(t)
+	for _, typ := range []tezos.KeyType{tezos.Ed25519, tezos.Secp256k1, tezos.P256} {
+		ks, err := s.Generate(ctx, "cs", typ, 1)
+		require.NoError(t, err)
+		_, err = s.Sign(ctx, signer.SignRequest{PKH: ks[0].PKH.String(), Message: tz4Attestation(5, 0, 1)})
+		require.Error(t, err)
+		assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
+		assert.ErrorContains(t, err, "tz4-only encoding")
+		assert.ErrorContains(t, err, typ.String())
+	}
+}

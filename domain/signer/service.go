@@ -276,6 +276,14 @@ func (s *Service) List() []Key {
 	return out
 }
 
+// Has reports whether pkh is the address of a key the service holds.
+func (s *Service) Has(pkh string) bool {
+	s.mu.RLock()
+	_, ok := s.keys[pkh]
+	s.mu.RUnlock()
+	return ok
+}
+
 // Count returns how many keys are available.
 func (s *Service) Count() int {
 	s.mu.RLock()

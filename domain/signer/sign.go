@@ -58,6 +58,9 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 	if err != nil {
 		return tezos.Signature{}, err
 	}
+	if r.BLSMode && k.PKH.Type != tezos.BLS {
+		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "the %s is in the tz4-only encoding (operation tag 40/41), but %s is a %v key", r.Kind, req.PKH, k.PKH.Type)
+	}
 	if pol == nil {
 		return tezos.Signature{}, domain.Errorf(domain.KindForbidden, "%s is not listed in the tezos policy section: it may not sign", req.PKH)
 	}
@@ -122,7 +125,7 @@ func (s *Service) signWatermarked(ctx context.Context, k Key, r *request.Request
 		}
 		if d == watermark.Replay {
 			s.log.Info("identical consensus request repeated: answering with the recorded signature", "pkh", wk.PKH, "kind", wk.Kind, "level", next.Level, "round", next.Round)
-			return parseRecorded(rec)
+			return replay(k, wk, rec, msg, version)
 		}
 	}
 	sig, err := s.enclaveSign(ctx, k, r, msg, version)
@@ -135,17 +138,37 @@ func (s *Service) signWatermarked(ctx context.Context, k Key, r *request.Request
 		return tezos.Signature{}, err
 	}
 	if stored.Signature != next.Signature {
-		return parseRecorded(stored)
+		return replay(k, wk, stored, msg, version)
 	}
 	return sig, nil
 }
 
-func parseRecorded(m watermark.Mark) (tezos.Signature, error) {
+// replay returns the signature recorded for an identical earlier request.
+// The replay identity is the whole request: the recorded signature is
+// handed out only if it verifies for this message under the signing
+// version asked for now (a BLS key signs the same message differently
+// under versions 1 and 2, and a client must never receive a signature in a
+// scheme it did not ask for).
+func replay(k Key, wk watermark.Key, m watermark.Mark, msg []byte, version uint8) (tezos.Signature, error) {
 	sig, err := tezos.ParseSignature(m.Signature)
 	if err != nil {
 		return tezos.Signature{}, domain.Errorf(domain.KindInternal, "recorded signature at %s is unreadable: %w", m, err)
 	}
-	return sig, nil
+	if k.PublicKey.Verify(msg, sig, version) == nil {
+		return sig, nil
+	}
+	if k.PKH.Type == tezos.BLS {
+		for _, v := range []uint8{tezos.SignVersion1, tezos.SignVersion2} {
+			if v != version && !(version == tezos.SignVersionLatest && v == tezos.SignVersion2) && k.PublicKey.Verify(msg, sig, v) == nil {
+				return tezos.Signature{}, domain.Errorf(domain.KindConflict,
+					"%s %s for %s on %s was already signed with BLS signing version %d; this identical request asks for version %d, which would be a second signature at the same level and round",
+					wk.Kind, m, wk.PKH, wk.ChainID, v, version)
+			}
+		}
+	}
+	return tezos.Signature{}, domain.Errorf(domain.KindConflict,
+		"%s %s for %s on %s: the recorded signature does not verify for this request; refusing to sign again at the same level and round",
+		wk.Kind, m, wk.PKH, wk.ChainID)
 }
 
 func (s *Service) enclaveSign(ctx context.Context, k Key, r *request.Request, msg []byte, version uint8) (tezos.Signature, error) {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"golang.org/x/crypto/blake2b"
+
+	"github.com/sigil-signer/sigil/domain"
 )
 
 // KeyType is one of the four Tezos signature schemes.
@@ -65,7 +67,7 @@ func ParseKeyType(s string) (KeyType, error) {
 	case "tz4", "bls", "bls12-381", "bls12_381":
 		return BLS, nil
 	}
-	return 0, fmt.Errorf("unknown key type %q (want one of tz1, tz2, tz3, tz4, ed25519, secp256k1, p256, bls)", s)
+	return 0, fmt.Errorf("unknown key type %q (want one of tz1, tz2, tz3, tz4, ed25519, secp256k1, p256, bls)", domain.Echo(s))
 }
 
 // PublicKeyHash is a Tezos implicit account address (tz1..tz4).
@@ -98,7 +100,7 @@ func (h PublicKeyHash) Tagged() []byte {
 func ParsePublicKeyHash(s string) (PublicKeyHash, error) {
 	raw, err := decodeBase58Check(s)
 	if err != nil {
-		return PublicKeyHash{}, fmt.Errorf("invalid key hash %q: %w", s, err)
+		return PublicKeyHash{}, fmt.Errorf("invalid key hash %q: %w", domain.Echo(s), err)
 	}
 	for _, t := range KeyTypes {
 		e := pkhEncoding(t)
@@ -109,7 +111,7 @@ func ParsePublicKeyHash(s string) (PublicKeyHash, error) {
 			return h, nil
 		}
 	}
-	return PublicKeyHash{}, fmt.Errorf("invalid key hash %q: not a tz1, tz2, tz3 or tz4 address", s)
+	return PublicKeyHash{}, fmt.Errorf("invalid key hash %q: not a tz1, tz2, tz3 or tz4 address", domain.Echo(s))
 }
 
 // PublicKey is a Tezos public key in its binary form: 32 bytes for ed25519,

@@ -83,13 +83,13 @@ func ValidPKH(s string) bool {
 // Validate returns a domain.KindInvalid error when k is malformed.
 func (k Key) Validate() error {
 	if !ValidChainID(k.ChainID) {
-		return domain.Errorf(domain.KindInvalid, "watermark: invalid chain id %q", k.ChainID)
+		return domain.Errorf(domain.KindInvalid, "watermark: invalid chain id %q", domain.Echo(k.ChainID))
 	}
 	if !ValidPKH(k.PKH) {
-		return domain.Errorf(domain.KindInvalid, "watermark: invalid key hash %q", k.PKH)
+		return domain.Errorf(domain.KindInvalid, "watermark: invalid key hash %q", domain.Echo(k.PKH))
 	}
 	if !ValidKind(k.Kind) {
-		return domain.Errorf(domain.KindInvalid, "watermark: request kind %q carries no watermark", k.Kind)
+		return domain.Errorf(domain.KindInvalid, "watermark: request kind %q carries no watermark", domain.Echo(k.Kind))
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ package file
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -142,6 +143,22 @@ func (s *Store) Close() error {
 	err := s.lock.Close()
 	s.lock = nil
 	return err
+}
+
+// Healthy implements ports.HealthChecker: it creates and removes a file in
+// the directory, so it fails when marks could not be written (read-only or
+// full file system, removed directory, lost permissions).
+func (s *Store) Healthy(context.Context) error {
+	f, err := os.CreateTemp(s.dir, ".health-*")
+	if err != nil {
+		return domain.Errorf(domain.KindUnavailable, "file watermark: the watermark directory is not writable: %w", err)
+	}
+	name := f.Name()
+	err = errors.Join(f.Close(), os.Remove(name))
+	if err != nil {
+		return domain.Errorf(domain.KindUnavailable, "file watermark: the watermark directory is not writable: %w", err)
+	}
+	return nil
 }
 
 // Dir returns the directory that holds the files.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -307,4 +308,39 @@ func TestStrictChainFile(t *testing.T) {
 			assert.Contains(t, err.Error(), "NetXdQprcVkpaWU.json")
 		})
 	}
+}
+
+// FuzzLoad: a chain file is either refused or loads into marks that write
+// back and load again to the same marks; it never panics.
+func FuzzLoad(f *testing.F) {
+	const pkh = "tz1KqTpEZ7Yob7QbPE4Hy4Wo8fHG8LhKxZSx"
+	hash := encodePayloadHash([32]byte{1})
+	f.Add([]byte(`{"` + pkh + `":{"block":{"level":12,"round":1,"hash":"` + hash + `"}}}`))
+	f.Add([]byte(`{"` + pkh + `":{"attestation":{"level":9000,"Level":1,"round":0}}}`))
+	f.Add([]byte(`{"` + pkh + `":{"endorsement":{"level":1,"round":0}}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "NetXdQprcVkpaWU.json")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		marks, err := load(path)
+		if err != nil {
+			return
+		}
+		out, err := encode(marks)
+		if err != nil {
+			t.Fatalf("encode of loaded marks: %v", err)
+		}
+		if err := os.WriteFile(path, out, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		again, err := load(path)
+		if err != nil {
+			t.Fatalf("reload of written marks: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(marks, again) {
+			t.Fatalf("round trip changed the marks:\n%v\n%v", marks, again)
+		}
+	})
 }

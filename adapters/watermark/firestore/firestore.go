@@ -129,6 +129,19 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 // Close releases the Firestore client.
 func (s *Store) Close() error { return s.client.Close() }
 
+// Healthy implements ports.HealthChecker: it reads one (absent) document of
+// the collection, so it fails when Firestore cannot be reached or refuses
+// this daemon's credentials.
+func (s *Store) Healthy(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := s.col.Doc("_health").Get(ctx)
+	if err == nil || status.Code(err) == codes.NotFound {
+		return nil
+	}
+	return s.fail(ctx, "health check", err)
+}
+
 func (s *Store) doc(k watermark.Key) *gfs.DocumentRef {
 	return s.col.Doc(k.ChainID).Collection(k.Kind).Doc(k.PKH)
 }

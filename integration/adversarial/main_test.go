@@ -1,0 +1,271 @@
+// Package adversarial is the standing adversarial suite of the daemon: each
+// test reproduces one finding of the adversarial review (issue #10) against
+// real processes — `sigil serve` and the mock enclave — and asserts the fixed
+// behaviour: unset variables refused, bounded metric series and echoes,
+// version-aware replay, signals, strict state files, truthful health, idle
+// connections closed.
+package adversarial
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/integration/harness"
+)
+
+func TestMain(m *testing.M) { harness.Main(m) }
+
+// env is one test's enclave, base directory and binaries.
+type env struct {
+	t        *testing.T
+	sigil    string
+	enclave  *harness.Process
+	encBin   string
+	encPort  int
+	kmsPath  string
+	dir      string
+	keysPath string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	harness.SkipIfShort(t)
+	e := &env{
+		t:       t,
+		sigil:   harness.BuildBinary(t, "./cmd/sigil"),
+		encBin:  harness.BuildBinary(t, "./cmd/sigil-enclave"),
+		encPort: harness.FreePort(t),
+		dir:     t.TempDir(),
+	}
+	e.kmsPath = filepath.Join(e.dir, "kms.key")
+	e.keysPath = filepath.Join(e.dir, "keys.json")
+	e.startEnclave(e.kmsPath)
+	return e
+}
+
+// startEnclave (re)starts the mock enclave with the local KMS key file.
+func (e *env) startEnclave(kmsPath string) {
+	e.t.Helper()
+	e.enclave = harness.StartProcess(e.t, harness.ProcessOptions{
+		Name:      "sigil-enclave",
+		Binary:    e.encBin,
+		Args:      []string{"--listen", fmt.Sprintf("127.0.0.1:%d", e.encPort), "--kms", "local", "--kms-key-file", kmsPath},
+		Ready:     func(line string) bool { return strings.HasPrefix(line, "listening on ") },
+		Timeout:   30 * time.Second,
+		StopGrace: 2 * time.Second,
+	})
+}
+
+// vaultYAML is the vault section pointing at the test's enclave and key file.
+func (e *env) vaultYAML() string {
+	return fmt.Sprintf(`vaults:
+  cs:
+    driver: confidentialspace
+    config:
+      host: 127.0.0.1
+      port: "%d"
+      wip_provider_path: adversarial/wip
+      encryption_key_path: adversarial/kms
+      dial_timeout: 1s
+      rpc_timeout: 5s
+      storage:
+        driver: file
+        config: %s
+`, e.encPort, e.keysPath)
+}
+
+// writeConfig writes base_dir, listeners on free loopback ports, the vault
+// section and extra (server extensions, tezos policies, …).
+func (e *env) writeConfig(extra string) string {
+	e.t.Helper()
+	cfg := fmt.Sprintf("base_dir: %s\n%s%s", e.dir, e.vaultYAML(), extra)
+	if !strings.Contains(extra, "server:") {
+		cfg += "server:\n  address: 127.0.0.1:0\n  utility_address: 127.0.0.1:0\n"
+	}
+	p := filepath.Join(e.dir, "sigil.yaml")
+	require.NoError(e.t, os.WriteFile(p, []byte(cfg), 0o600))
+	return p
+}
+
+// generate creates a key of type t in the enclave through the CLI.
+func (e *env) generate(kt string) string {
+	e.t.Helper()
+	cfg := e.writeConfig("")
+	out, err := exec.Command(e.sigil, "-c", cfg, "--timeout", "20s", "generate", "-t", kt).CombinedOutput()
+	require.NoError(e.t, err, string(out))
+	lines := strings.Fields(strings.TrimSpace(string(out)))
+	pkh := lines[len(lines)-1]
+	_, err = tezos.ParsePublicKeyHash(pkh)
+	require.NoError(e.t, err, string(out))
+	return pkh
+}
+
+// policy allows generic transactions and every consensus kind for pkhs.
+func policy(pkhs ...string) string {
+	var b strings.Builder
+	b.WriteString("tezos:\n")
+	for _, p := range pkhs {
+		fmt.Fprintf(&b, "  %s:\n    allow:\n      generic: [transaction]\n      block:\n      preattestation:\n      attestation:\n", p)
+	}
+	return b.String()
+}
+
+// daemon is a running `sigil serve`.
+type daemon struct {
+	proc    *harness.Process
+	api     string
+	utility string
+}
+
+var (
+	listeningRE = regexp.MustCompile(`msg="signer listening" address=(\S+) utility_address=(\S+)`)
+	readyRE     = regexp.MustCompile(`msg="signer ready"`)
+)
+
+// start runs `sigil serve -c cfg`; with waitReady it waits for the keys to
+// load, else only for the listeners.
+func (e *env) start(cfg string, waitReady bool) *daemon {
+	e.t.Helper()
+	var mu sync.Mutex
+	d := &daemon{}
+	d.proc = harness.StartProcess(e.t, harness.ProcessOptions{
+		Name:   "sigil",
+		Binary: e.sigil,
+		Args:   []string{"serve", "-c", cfg},
+		Ready: func(line string) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				d.api, d.utility = "http://"+m[1], "http://"+m[2]
+				return !waitReady
+			}
+			return waitReady && readyRE.MatchString(line)
+		},
+		Timeout:   60 * time.Second,
+		StopGrace: 10 * time.Second,
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return d
+}
+
+// refusesToStart runs `sigil serve -c cfg` and returns its output, failing
+// the test unless it exits with an error within 20 s.
+func (e *env) refusesToStart(cfg string, extraEnv ...string) string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.sigil, "serve", "-c", cfg)
+	cmd.Env = append(os.Environ(), extraEnv...)
+	out, err := cmd.CombinedOutput()
+	require.Error(e.t, err, "sigil serve started with a configuration it must refuse:\n%s", out)
+	require.NoError(e.t, ctx.Err(), "sigil serve neither started nor exited:\n%s", out)
+	return string(out)
+}
+
+var client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}
+
+// result is one HTTP exchange.
+type result struct {
+	status int
+	body   string
+	sig    string
+	msg    string
+}
+
+func post(t *testing.T, url string, msg []byte) result {
+	t.Helper()
+	return postRaw(t, url, strconv.Quote(hex.EncodeToString(msg)))
+}
+
+func postRaw(t *testing.T, url, body string) result {
+	t.Helper()
+	resp, err := client.Post(url, "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	require.NoError(t, err)
+	r := result{status: resp.StatusCode, body: string(raw)}
+	var ok struct {
+		Signature string `json:"signature"`
+	}
+	var fail []struct {
+		Msg string `json:"msg"`
+	}
+	if json.Unmarshal(raw, &ok) == nil {
+		r.sig = ok.Signature
+	} else if json.Unmarshal(raw, &fail) == nil && len(fail) == 1 {
+		r.msg = fail[0].Msg
+	}
+	return r
+}
+
+func get(t *testing.T, url string) result {
+	t.Helper()
+	resp, err := client.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	require.NoError(t, err)
+	return result{status: resp.StatusCode, body: string(raw)}
+}
+
+// eventually polls cond every 100 ms for up to d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// mainnet is the chain id NetXdQprcVkpaWU.
+var mainnet = []byte{0x7a, 0x06, 0xa7, 0x70}
+
+// attestation builds a consensus attestation: tag 21 (with a slot) for
+// tz1–tz3 keys, or the tz4-only tag 41 when tz4 is set.
+func attestation(level, round int32, payload byte, tz4 bool) []byte {
+	b := append([]byte{0x13}, mainnet...)
+	b = append(b, make([]byte, 32)...) // branch
+	if tz4 {
+		b = append(b, 41)
+	} else {
+		b = append(b, 21, 0, 1)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(level))
+	b = binary.BigEndian.AppendUint32(b, uint32(round))
+	ph := make([]byte, 32)
+	ph[0] = payload
+	return append(b, ph...)
+}
+
+// seriesCount counts the sample lines of a /metrics body.
+func seriesCount(body string) int {
+	n := 0
+	for _, l := range strings.Split(body, "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			n++
+		}
+	}
+	return n
+}
