@@ -3,8 +3,8 @@ package adversarial
 import (
 	"bufio"
 	"encoding/hex"
-	"io"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
