@@ -145,18 +145,9 @@ type SignerParams struct {
 type DefaultPolicy struct{ Policy *signer.Policy }
 
 func newSigner(p SignerParams) (*signer.Service, error) {
-	pols := make(map[string]*signer.Policy, len(p.Config.Tezos))
-	for pkh, tp := range p.Config.Tezos {
-		allow, err := signer.NormalizePolicy(tp.Allow, tp.AllowedOperations, tp.AllowedKinds)
-		if err != nil {
-			return nil, fmt.Errorf("tezos.%s: %w", pkh, err)
-		}
-		pols[pkh] = &signer.Policy{
-			Allow:                  allow,
-			LogPayloads:            tp.LogPayloads,
-			AuthorizedKeys:         tp.AuthorizedKeys,
-			AllowProofOfPossession: tp.AllowProofOfPossession,
-		}
+	pols, err := Policies(p.Config, p.Log)
+	if err != nil {
+		return nil, err
 	}
 	opts := signer.Options{
 		Logger:         p.Log,
@@ -168,6 +159,35 @@ func newSigner(p SignerParams) (*signer.Service, error) {
 		opts.DefaultPolicy = p.Policy.Policy
 	}
 	return signer.New(p.Vaults, opts)
+}
+
+// Policies turns the configuration's tezos section into signing policies:
+// a key listed with an empty entry gets Signatory's default (block,
+// preattestation, attestation); warnings (deprecated or retired names) are
+// logged.
+func Policies(cfg *config.Config, log *slog.Logger) (map[string]*signer.Policy, error) {
+	pols := make(map[string]*signer.Policy, len(cfg.Tezos))
+	for pkh, tp := range cfg.Tezos {
+		if tp == nil {
+			pols[pkh] = signer.DefaultKeyPolicy()
+			continue
+		}
+		allow, warnings, err := signer.NormalizePolicy(tp.Allow, tp.AllowedOperations, tp.AllowedKinds)
+		if err != nil {
+			return nil, fmt.Errorf("tezos.%s: %w", pkh, err)
+		}
+		for _, w := range warnings {
+			log.Warn("policy: "+w, "pkh", pkh)
+		}
+		pols[pkh] = &signer.Policy{
+			Allow:                  allow,
+			AllowedChains:          tp.AllowedChains,
+			LogPayloads:            tp.LogPayloads,
+			AuthorizedKeys:         tp.AuthorizedKeys,
+			AllowProofOfPossession: tp.AllowProofOfPossession,
+		}
+	}
+	return pols, nil
 }
 
 func keys[V any](m map[string]V) []string {

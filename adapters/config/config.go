@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/request"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -103,6 +104,8 @@ type TezosPolicy struct {
 	LogPayloads            bool           `yaml:"log_payloads"`
 	AuthorizedKeys         AuthorizedKeys `yaml:"authorized_keys"`
 	AllowProofOfPossession bool           `yaml:"allow_proof_of_possession"`
+	// AllowedChains restricts consensus requests to these chain ids.
+	AllowedChains []string `yaml:"allowed_chains"`
 }
 
 // AuthorizedKeys is one public key or a list of them (Signatory accepts both).
@@ -329,7 +332,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("tezos.%s: %w", domain.Echo(pkh), err)
 		}
 		if p == nil {
-			c.Tezos[pkh] = &TezosPolicy{}
+			continue // a bare entry: Signatory's default policy
+		}
+		for _, id := range p.AllowedChains {
+			if _, err := request.ParseChainID(id); err != nil {
+				return fmt.Errorf("tezos.%s.allowed_chains: %w", pkh, err)
+			}
 		}
 	}
 	if c.Watermark != nil && c.Watermark.Driver == "" {

@@ -1,5 +1,7 @@
 package request
 
+import "slices"
+
 // Operation bodies of the current protocol (Seoul, 023, and its successors
 // as far as Taquito 25 forges them), as Octez operation_repr.ml defines them
 // and ECAD Labs' gotez (protocol/proto_023_PtSeouLo and the earlier packages
@@ -164,6 +166,24 @@ func ballot(r *reader) error {
 	return nil
 }
 
+// Staking pseudo-operations: a transaction calling one of these entrypoints
+// (of the sender itself: the protocol accepts them on no other destination)
+// is classified by the entrypoint's name, as Signatory does, so that a
+// policy allowing `transaction` does not allow staking and the other way
+// round.
+const (
+	OpStake                 = "stake"
+	OpUnstake               = "unstake"
+	OpFinalizeUnstake       = "finalize_unstake"
+	OpSetDelegateParameters = "set_delegate_parameters"
+)
+
+// PseudoOperationKinds lists the staking pseudo-operation kinds.
+var PseudoOperationKinds = []string{OpStake, OpUnstake, OpFinalizeUnstake, OpSetDelegateParameters}
+
+// pseudoByEntrypoint maps the well-known entrypoint tags 6 to 9.
+var pseudoByEntrypoint = [10]string{6: OpStake, 7: OpUnstake, 8: OpFinalizeUnstake, 9: OpSetDelegateParameters}
+
 // parameters: option of (entrypoint, 4-byte-length Micheline value).
 // Entrypoint: tag 0..9 for default, root, do, set_delegate, remove_delegate,
 // deposit, stake, unstake, finalize_unstake, set_delegate_parameters; 255
@@ -180,6 +200,7 @@ func parameters(r *reader) error {
 	}
 	switch {
 	case t <= 9:
+		r.pseudo = pseudoByEntrypoint[t]
 	case t == 255:
 		at := r.off
 		n, err := r.u8("entrypoint name length")
@@ -189,8 +210,13 @@ func parameters(r *reader) error {
 		if n == 0 || n > 31 {
 			return r.errf("%s at offset %d has length %d, want 1 to 31", r.where("entrypoint name"), at, n)
 		}
+		name := r.b[r.off:min(r.off+int(n), len(r.b))]
 		if err := r.skip(int(n), "entrypoint name"); err != nil {
 			return err
+		}
+		// A staking entrypoint spelled out by name is the same call.
+		if slices.Contains(PseudoOperationKinds, string(name)) {
+			r.pseudo = string(name)
 		}
 	default:
 		return r.unknownTag("entrypoint", t, at)

@@ -19,6 +19,9 @@ type reader struct {
 	// decoded; the context string is only built when an error is reported.
 	opIndex int
 	opName  string
+	// pseudo is the staking pseudo-operation a transaction's entrypoint
+	// makes it (stake, unstake, …), or "".
+	pseudo string
 }
 
 func (r *reader) remaining() int { return len(r.b) - r.off }

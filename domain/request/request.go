@@ -12,6 +12,8 @@
 package request
 
 import (
+	"bytes"
+	"fmt"
 	"slices"
 
 	"github.com/sigil-signer/sigil/domain"
@@ -57,6 +59,17 @@ type ChainID [4]byte
 // String returns the base58check form (Net…).
 func (c ChainID) String() string { return tezos.EncodeBase58Check(prefixChainID, c[:]) }
 
+// ParseChainID parses a base58 chain id (Net…), checksum verified.
+func ParseChainID(s string) (ChainID, error) {
+	raw, err := tezos.DecodeBase58Check(s)
+	if err != nil || len(raw) != len(prefixChainID)+4 || !bytes.HasPrefix(raw, prefixChainID) {
+		return ChainID{}, fmt.Errorf("invalid chain id %q: want a base58 chain id such as NetXdQprcVkpaWU", domain.Echo(s))
+	}
+	var c ChainID
+	copy(c[:], raw[len(prefixChainID):])
+	return c, nil
+}
+
 // PayloadHash is a 32-byte block payload hash.
 type PayloadHash [32]byte
 
@@ -89,6 +102,24 @@ type Request struct {
 	// Ops lists the kinds of a generic request's operations, in order, with
 	// Signatory's names (transaction, delegation, reveal, …).
 	Ops []string
+}
+
+// PolicyKind is the request kind a policy's `allow` names: the consensus
+// operation's kind for preattestations and attestations (so an attestation
+// with DAL content is "attestation_with_dal", allowed separately, as
+// Signatory does), else Kind.
+func (r *Request) PolicyKind() string {
+	if r.OpKind != "" {
+		return r.OpKind
+	}
+	return string(r.Kind)
+}
+
+// RequestKinds lists, sorted, every request kind PolicyKind reports.
+func RequestKinds() []string {
+	out := []string{string(KindBlock), OpPreattestation, OpAttestation, OpAttestationWithDAL, string(KindGeneric), string(KindMicheline)}
+	slices.Sort(out)
+	return out
 }
 
 // HasWatermark reports whether the request is subject to the high-watermark
@@ -361,7 +392,7 @@ func parseGeneric(r *reader, req *Request) error {
 			}
 			return r.errf("unknown operation tag %d at offset %d (operation #%d)", tag, at, i)
 		}
-		r.opIndex, r.opName = i, op.name
+		r.opIndex, r.opName, r.pseudo = i, op.name, ""
 		if op.manager {
 			if err := managerFields(r); err != nil {
 				return err
@@ -370,15 +401,19 @@ func parseGeneric(r *reader, req *Request) error {
 		if err := op.body(r); err != nil {
 			return err
 		}
-		req.Ops = append(req.Ops, op.name)
+		name := op.name
+		if name == "transaction" && r.pseudo != "" {
+			name = r.pseudo
+		}
+		req.Ops = append(req.Ops, name)
 	}
 	return nil
 }
 
 // GenericOperationKinds lists, sorted, every operation kind Parse can report
-// in Request.Ops.
+// in Request.Ops (the staking pseudo-operations included).
 func GenericOperationKinds() []string {
-	var out []string
+	out := slices.Clone(PseudoOperationKinds)
 	for _, op := range operations {
 		if op != nil {
 			out = append(out, op.name)

@@ -14,91 +14,156 @@ import (
 // Policy is what one key may sign, as Signatory's `tezos:` section says.
 type Policy struct {
 	// Allow maps a request kind (block, preattestation, attestation,
-	// generic, micheline) to the operation kinds allowed in it; only the
-	// generic list is consulted, an empty list allows no generic operation.
+	// attestation_with_dal, generic, micheline) to the operation kinds
+	// allowed in it; only the generic list is consulted, an empty list
+	// allows no generic operation.
 	Allow map[string][]string
+	// AllowedChains, when non-empty, are the base58 chain ids a consensus
+	// request may be for.
+	AllowedChains []string
 	// LogPayloads logs the hex of every signed message.
 	LogPayloads bool
-	// AuthorizedKeys, when non-empty, are the client keys allowed to ask
-	// this key to sign (they replace the server-wide list for this key).
+	// AuthorizedKeys, when non-empty, are the only client keys that may ask
+	// this key to sign. With server-wide authorized keys also set, a
+	// client must be in both lists (as Signatory applies them).
 	AuthorizedKeys []tezos.PublicKey
 	// AllowProofOfPossession allows GET /bls_prove_possession for this key.
 	AllowProofOfPossession bool
 }
 
+// DefaultKeyPolicy is the policy of a key listed with an empty entry
+// (`tz1…:` and nothing under it): consensus signing only, as Signatory's
+// default: block, preattestation and attestation.
+func DefaultKeyPolicy() *Policy {
+	return &Policy{Allow: map[string][]string{
+		string(request.KindBlock): nil, request.OpPreattestation: nil, request.OpAttestation: nil,
+	}}
+}
+
 // AllowAll returns a policy allowing every request and operation kind and
 // proofs of possession (development only).
 func AllowAll() *Policy {
-	return &Policy{
-		Allow: map[string][]string{
-			"block": nil, "preattestation": nil, "attestation": nil, "micheline": nil,
-			"generic": request.GenericOperationKinds(),
-		},
-		AllowProofOfPossession: true,
+	allow := map[string][]string{}
+	for _, k := range request.RequestKinds() {
+		allow[k] = nil
 	}
+	allow[string(request.KindGeneric)] = request.GenericOperationKinds()
+	return &Policy{Allow: allow, AllowProofOfPossession: true}
 }
 
-// legacyKind maps older Signatory request kind names to current ones.
+// legacyKind maps Signatory's older request kind names to current ones
+// ("Both terminologies work identically", Signatory's documentation).
 var legacyKind = map[string]string{
-	"endorsement":             "attestation",
-	"preendorsement":          "preattestation",
-	"endorsement_with_slot":   "attestation",
-	"attestation_with_dal":    "attestation",
-	"preattestation_with_dal": "preattestation",
+	"endorsement":    request.OpAttestation,
+	"preendorsement": request.OpPreattestation,
+}
+
+// legacyOp maps older operation kind names to current ones.
+var legacyOp = map[string]string{
+	"endorsement":    "attestation",
+	"preendorsement": "preattestation",
+}
+
+// retiredOps are operation kinds of earlier protocols that Signatory
+// configurations still list. They are accepted (with a warning) and match
+// nothing: no current request carries them.
+var retiredOps = map[string]bool{
+	"endorsement_with_slot": true, "double_endorsement_evidence": true, "double_preendorsement_evidence": true,
+	"double_attestation_evidence": true, "double_preattestation_evidence": true,
+	"tx_rollup_origination": true, "tx_rollup_submit_batch": true, "tx_rollup_commit": true,
+	"tx_rollup_return_bond": true, "tx_rollup_finalize_commitment": true, "tx_rollup_remove_commitment": true,
+	"tx_rollup_rejection": true, "tx_rollup_dispatch_tickets": true,
+	"sc_rollup_originate": true, "sc_rollup_add_messages": true, "sc_rollup_cement": true, "sc_rollup_publish": true,
+	"sc_rollup_refute": true, "sc_rollup_timeout": true, "sc_rollup_execute_outbox_message": true,
+	"sc_rollup_recover_bond": true, "sc_rollup_dal_slot_subscribe": true, "dal_slot_availability": true,
+	"dal_attestation": true,
 }
 
 // NormalizePolicy checks a policy's kind names and folds Signatory's older
-// spellings (allowed_operations / allowed_kinds, endorsement) into Allow.
-// Unknown names are errors: a typo must not silently refuse (or allow).
-func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds []string) (map[string][]string, error) {
+// spellings into Allow, returning warnings to log. As in Signatory, `allow`
+// wins: the older allowed_operations / allowed_kinds are read only when
+// allow is absent. Unknown names are errors (Signatory ignores them): a typo
+// must not silently refuse, or allow, what was meant. Names of operations
+// from earlier protocols are accepted with a warning and match nothing.
+func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds []string) (map[string][]string, []string, error) {
 	out := map[string][]string{}
+	var warnings []string
+	known := request.GenericOperationKinds()
 	add := func(kind string, ops []string) error {
 		if k, ok := legacyKind[kind]; ok {
 			kind = k
 		}
-		switch request.Kind(kind) {
-		case request.KindBlock, request.KindPreattestation, request.KindAttestation, request.KindGeneric, request.KindMicheline:
-		default:
-			return fmt.Errorf("unknown request kind %q (want block, preattestation, attestation, generic or micheline)", kind)
+		if !slices.Contains(request.RequestKinds(), kind) {
+			return fmt.Errorf("unknown request kind %q (want %s; older names endorsement, preendorsement)", domain.Echo(kind), strings.Join(request.RequestKinds(), ", "))
 		}
-		known := request.GenericOperationKinds()
+		cur, seen := out[kind]
+		if !seen {
+			cur = []string{}
+		}
 		for _, op := range ops {
-			if !slices.Contains(known, op) {
-				return fmt.Errorf("unknown operation kind %q in %s (known: %s)", op, kind, strings.Join(known, ", "))
+			if o, ok := legacyOp[op]; ok {
+				op = o
+			}
+			switch {
+			case slices.Contains(known, op):
+			case retiredOps[op]:
+				warnings = append(warnings, fmt.Sprintf("operation kind %q in %s belongs to an earlier protocol and matches nothing", op, kind))
+			default:
+				return fmt.Errorf("unknown operation kind %q in %s (known: %s; see `sigil list-ops`)", domain.Echo(op), kind, strings.Join(known, ", "))
+			}
+			if !slices.Contains(cur, op) {
+				cur = append(cur, op)
 			}
 		}
-		out[kind] = append(out[kind], ops...)
+		out[kind] = cur
 		return nil
 	}
-	for kind, ops := range allow {
-		if err := add(kind, ops); err != nil {
-			return nil, err
+	if allow != nil {
+		if len(allowedOperations) > 0 || len(allowedKinds) > 0 {
+			warnings = append(warnings, "allowed_operations and allowed_kinds are ignored because allow is set (as Signatory does)")
 		}
+		for kind, ops := range allow {
+			if err := add(kind, ops); err != nil {
+				return nil, nil, err
+			}
+		}
+		return out, warnings, nil
 	}
 	for _, kind := range allowedOperations {
 		if err := add(kind, nil); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if len(allowedKinds) > 0 {
-		if err := add("generic", allowedKinds); err != nil {
-			return nil, err
+		if !slices.Contains(allowedOperations, "generic") {
+			warnings = append(warnings, "allowed_kinds has no effect without generic in allowed_operations")
+		} else if err := add("generic", allowedKinds); err != nil {
+			return nil, nil, err
 		}
 	}
-	return out, nil
+	if len(allowedOperations) > 0 || len(allowedKinds) > 0 {
+		warnings = append(warnings, "allowed_operations and allowed_kinds are deprecated: use allow")
+	}
+	return out, warnings, nil
 }
 
 // check returns a KindForbidden error if p does not allow r.
 func (p *Policy) check(pkh string, r *request.Request) error {
-	ops, ok := p.Allow[string(r.Kind)]
+	kind := r.PolicyKind()
+	ops, ok := p.Allow[kind]
 	if !ok {
-		return domain.Errorf(domain.KindForbidden, "request kind %q is not allowed for %s", r.Kind, pkh)
+		return domain.Errorf(domain.KindForbidden, "request kind %q is not allowed for %s", kind, pkh)
 	}
 	if r.Kind == request.KindGeneric {
 		for _, op := range r.Ops {
 			if !slices.Contains(ops, op) {
 				return domain.Errorf(domain.KindForbidden, "operation %q is not allowed for %s", op, pkh)
 			}
+		}
+	}
+	if len(p.AllowedChains) > 0 && r.HasWatermark() {
+		if id := r.ChainID.String(); !slices.Contains(p.AllowedChains, id) {
+			return domain.Errorf(domain.KindForbidden, "chain %s is not allowed for %s (allowed_chains: %s)", id, pkh, strings.Join(p.AllowedChains, ", "))
 		}
 	}
 	return nil

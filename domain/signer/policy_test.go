@@ -41,7 +41,7 @@ func TestPolicy(t *testing.T) {
 	ks, err := s.Generate(ctx, "cs", tezos.Ed25519, 2)
 	require.NoError(t, err)
 	listed, unlisted := ks[0].PKH.String(), ks[1].PKH.String()
-	allow, err := signer.NormalizePolicy(map[string][]string{"generic": {"delegation"}, "endorsement": nil}, nil, nil)
+	allow, _, err := signer.NormalizePolicy(map[string][]string{"generic": {"delegation"}, "endorsement": nil}, nil, nil)
 	require.NoError(t, err)
 	pols[listed] = &signer.Policy{Allow: allow}
 
@@ -64,11 +64,11 @@ func TestPolicy(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, ks[0].PublicKey.Verify(transaction, sig, 2))
 
-	_, err = signer.NormalizePolicy(map[string][]string{"generic": {"transfer"}}, nil, nil)
+	_, _, err = signer.NormalizePolicy(map[string][]string{"generic": {"transfer"}}, nil, nil)
 	assert.ErrorContains(t, err, `unknown operation kind "transfer"`)
-	_, err = signer.NormalizePolicy(map[string][]string{"blocks": nil}, nil, nil)
+	_, _, err = signer.NormalizePolicy(map[string][]string{"blocks": nil}, nil, nil)
 	assert.ErrorContains(t, err, `unknown request kind "blocks"`)
-	legacy, err := signer.NormalizePolicy(nil, []string{"generic", "block"}, []string{"transaction"})
+	legacy, _, err := signer.NormalizePolicy(nil, []string{"generic", "block"}, []string{"transaction"})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"transaction"}, legacy["generic"])
 	assert.Contains(t, legacy, "block")
@@ -241,4 +241,105 @@ func TestTz4FormsNeedBLSKey(t *testing.T) {
 		assert.ErrorContains(t, err, "tz4-only encoding")
 		assert.ErrorContains(t, err, typ.String())
 	}
+}
+
+// NormalizePolicy accepts every name Signatory's configurations use:
+// staking pseudo-operations, attestation_with_dal, the older names, and
+// operation kinds of earlier protocols (with a warning); allow wins over the
+// legacy fields.
+func TestNormalizePolicySignatoryNames(t *testing.T) {
+	allow, warnings, err := signer.NormalizePolicy(map[string][]string{
+		"generic":              {"reveal", "delegation", "transaction", "stake", "unstake", "finalize_unstake", "set_delegate_parameters", "set_deposits_limit", "endorsement", "preendorsement", "tx_rollup_commit"},
+		"block":                nil,
+		"preendorsement":       nil,
+		"endorsement":          nil,
+		"attestation_with_dal": nil,
+	}, []string{"generic"}, []string{"ballot"})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"block", "preattestation", "attestation", "attestation_with_dal", "generic"}, keysOf(allow))
+	assert.Subset(t, allow["generic"], []string{"stake", "unstake", "finalize_unstake", "set_delegate_parameters", "attestation", "preattestation", "set_deposits_limit"})
+	assert.NotContains(t, allow["generic"], "ballot", "allow wins: allowed_kinds is ignored")
+	assert.Len(t, warnings, 2, "tx_rollup_commit retired, legacy fields ignored: %q", warnings)
+}
+
+func keysOf(m map[string][]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// A bare entry signs blocks, preattestations and attestations only; an
+// attestation with DAL content needs attestation_with_dal; staking needs
+// its own names; allowed_chains refuses other chains.
+func TestSignatoryPolicySemantics(t *testing.T) {
+	ctx := context.Background()
+	pols := map[string]*signer.Policy{}
+	s, _, _ := newPolicyService(t, pols, nil)
+	ks, err := s.Generate(ctx, "cs", tezos.Ed25519, 3)
+	require.NoError(t, err)
+	bare, staker, chained := ks[0].PKH.String(), ks[1].PKH.String(), ks[2].PKH.String()
+	pols[bare] = signer.DefaultKeyPolicy()
+	allow, _, err := signer.NormalizePolicy(map[string][]string{"generic": {"stake"}, "attestation_with_dal": nil}, nil, nil)
+	require.NoError(t, err)
+	pols[staker] = &signer.Policy{Allow: allow}
+	pols[chained] = &signer.Policy{Allow: map[string][]string{"attestation": nil}, AllowedChains: []string{"NetXnHfVqm9iesp"}}
+
+	sign := func(pkh string, msg []byte) error {
+		_, err := s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: msg})
+		return err
+	}
+	require.NoError(t, sign(bare, attestation(10, 0, 1)))
+	err = sign(bare, dalAttestation(11, 0, 1))
+	assert.Equal(t, domain.KindForbidden, domain.KindOf(err))
+	assert.ErrorContains(t, err, `"attestation_with_dal" is not allowed`)
+	assert.Equal(t, domain.KindForbidden, domain.KindOf(sign(bare, transaction)))
+
+	require.NoError(t, sign(staker, dalAttestation(12, 0, 1)))
+	assert.Equal(t, domain.KindForbidden, domain.KindOf(sign(staker, attestation(13, 0, 1))))
+	assert.Equal(t, domain.KindForbidden, domain.KindOf(sign(staker, transaction)), "stake does not allow transaction")
+
+	err = sign(chained, attestation(14, 0, 1))
+	assert.Equal(t, domain.KindForbidden, domain.KindOf(err))
+	assert.ErrorContains(t, err, "chain NetXdQprcVkpaWU is not allowed")
+}
+
+// dalAttestation builds a tag-23 attestation (with DAL content).
+func dalAttestation(level, round int32, payload byte) []byte {
+	b := attestation(level, round, payload)
+	b[37] = 23
+	return append(b, 0x01) // dal_attestation: zarith 1
+}
+
+// Server-wide and per-key authorized keys: with both set a client must be
+// in both lists; with only a per-key list, that list.
+func TestAuthorizedKeysBothLists(t *testing.T) {
+	ctx := context.Background()
+	a, _ := tezos.GeneratePrivateKey(tezos.Ed25519, nil)
+	b, _ := tezos.GeneratePrivateKey(tezos.Ed25519, nil)
+	apk, _ := a.Public()
+	bpk, _ := b.Public()
+	pols := map[string]*signer.Policy{}
+	s, _, _ := newPolicyService(t, pols, []tezos.PublicKey{apk})
+	ks, err := s.Generate(ctx, "cs", tezos.Ed25519, 2)
+	require.NoError(t, err)
+	own, open := ks[0], ks[1]
+	allow := map[string][]string{"generic": {"transaction"}}
+	pols[own.PKH.String()] = &signer.Policy{Allow: allow, AuthorizedKeys: []tezos.PublicKey{bpk}}
+	pols[open.PKH.String()] = &signer.Policy{Allow: allow}
+	sign := func(k signer.Key, by tezos.PrivateKey) error {
+		auth, _ := by.Sign(signer.AuthenticationData(k.PKH, transaction), 2)
+		_, err := s.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: &auth})
+		return err
+	}
+	require.NoError(t, sign(open, a))
+	err = sign(own, b)
+	assert.Equal(t, domain.KindForbidden, domain.KindOf(err), "b is not in the server list")
+	assert.ErrorContains(t, err, "server.authorized_keys")
+	err = sign(own, a)
+	assert.Equal(t, domain.KindForbidden, domain.KindOf(err), "a is not in the key's list")
+	assert.ErrorContains(t, err, "not allowed to use")
+	pols[own.PKH.String()].AuthorizedKeys = []tezos.PublicKey{apk, bpk}
+	require.NoError(t, sign(own, a), "a is in both lists")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,7 +52,7 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "empty message")
 	}
 	pol := s.policyFor(req.PKH)
-	if err := s.authenticate(k.PKH, pol, req); err != nil {
+	if _, err := s.authenticate(k.PKH, pol, req); err != nil {
 		return tezos.Signature{}, err
 	}
 	r, err := request.Parse(req.Message)
@@ -65,7 +66,7 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 		return tezos.Signature{}, domain.Errorf(domain.KindForbidden, "%s is not listed in the tezos policy section: it may not sign", req.PKH)
 	}
 	if err := pol.check(req.PKH, r); err != nil {
-		s.log.Warn("sign request refused by policy", "pkh", req.PKH, "kind", string(r.Kind), "ops", r.Ops, "error", err.Error())
+		s.log.Warn("sign request refused by policy", "pkh", req.PKH, "kind", r.PolicyKind(), "ops", r.Ops, "error", err.Error())
 		return tezos.Signature{}, err
 	}
 	version := tezos.SignVersion2
@@ -197,27 +198,51 @@ func (s *Service) enclaveSign(ctx context.Context, k Key, r *request.Request, ms
 	return sig, nil
 }
 
-// authenticate enforces authorized client keys: the key's own list if it has
-// one, else the server-wide list; no list means no authentication needed.
-func (s *Service) authenticate(pkh tezos.PublicKeyHash, pol *Policy, req SignRequest) error {
-	keys := s.opts.AuthorizedKeys
-	if pol != nil && len(pol.AuthorizedKeys) > 0 {
-		keys = pol.AuthorizedKeys
+// authenticate enforces authorized client keys as Signatory applies them:
+// with server-wide keys, a request must be signed by one of them; with the
+// key's own list, by one of those; with both, by a key in both lists. No
+// list means no authentication. It returns the authenticating client key's
+// hash (zero when none was needed).
+func (s *Service) authenticate(pkh tezos.PublicKeyHash, pol *Policy, req SignRequest) (tezos.PublicKeyHash, error) {
+	server := s.opts.AuthorizedKeys
+	var own []tezos.PublicKey
+	if pol != nil {
+		own = pol.AuthorizedKeys
 	}
-	if len(keys) == 0 {
-		return nil
+	if len(server) == 0 && len(own) == 0 {
+		return tezos.PublicKeyHash{}, nil
 	}
 	if req.Authentication == nil {
-		return domain.Errorf(domain.KindUnauthorized, "authentication required: sign the request with an authorized key and pass it as ?authentication=")
+		return tezos.PublicKeyHash{}, domain.Errorf(domain.KindUnauthorized, "authentication required: sign the request with an authorized key and pass it as ?authentication=")
 	}
 	data := authData(pkh, req.Message)
-	for _, ck := range keys {
-		if ck.Verify(data, *req.Authentication, tezos.SignVersion2) == nil {
-			s.log.Debug("request authenticated", "client", ck.Hash().String(), "pkh", req.PKH)
-			return nil
+	var client *tezos.PublicKey
+	for _, list := range [][]tezos.PublicKey{server, own} {
+		for i := range list {
+			if list[i].Verify(data, *req.Authentication, tezos.SignVersion2) == nil {
+				client = &list[i]
+				break
+			}
+		}
+		if client != nil {
+			break
 		}
 	}
-	return domain.Errorf(domain.KindForbidden, "authentication failed: the signature is not from an authorized key")
+	if client == nil {
+		return tezos.PublicKeyHash{}, domain.Errorf(domain.KindForbidden, "authentication failed: the signature is not from an authorized key")
+	}
+	in := func(list []tezos.PublicKey) bool {
+		return slices.ContainsFunc(list, func(k tezos.PublicKey) bool { return k.Equal(*client) })
+	}
+	ch := client.Hash()
+	if len(server) > 0 && !in(server) {
+		return tezos.PublicKeyHash{}, domain.Errorf(domain.KindForbidden, "client %s is not in server.authorized_keys", ch)
+	}
+	if len(own) > 0 && !in(own) {
+		return tezos.PublicKeyHash{}, domain.Errorf(domain.KindForbidden, "client %s is not allowed to use %s (not in its authorized_keys)", ch, req.PKH)
+	}
+	s.log.Debug("request authenticated", "client", ch.String(), "pkh", req.PKH)
+	return ch, nil
 }
 
 // AuthorizedKeys returns the hashes of the server-wide authorized client

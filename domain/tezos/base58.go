@@ -127,6 +127,10 @@ func EncodeBase58Check(prefix, payload []byte) string {
 const maxBase58Check = 256
 
 // decodeBase58Check returns the bytes (prefix included) of a base58check string.
+// DecodeBase58Check decodes a base58check string (checksum verified) into
+// its prefix and payload bytes.
+func DecodeBase58Check(s string) ([]byte, error) { return decodeBase58Check(s) }
+
 func decodeBase58Check(s string) ([]byte, error) {
 	if len(s) > maxBase58Check {
 		return nil, fmt.Errorf("base58check: too long (%d characters)", len(s))

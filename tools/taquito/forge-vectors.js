@@ -96,10 +96,32 @@ async function main() {
     kind: 'transaction', ...mgr, amount: '0', destination: kt1,
     parameters: { entrypoint: 'transfer', value: micheline },
   }], ['transaction']);
+  // Staking pseudo-operations: a transaction to the sender itself calling
+  // stake, unstake, finalize_unstake or set_delegate_parameters is
+  // classified by the entrypoint (as Signatory does), not as "transaction".
   await generic('transaction/stake', [{
     kind: 'transaction', ...mgr, amount: '6000000000', destination: tz1,
     parameters: { entrypoint: 'stake', value: { prim: 'Unit' } },
-  }], ['transaction']);
+  }], ['stake']);
+  await generic('transaction/unstake', [{
+    kind: 'transaction', ...mgr, amount: '1000000', destination: tz1,
+    parameters: { entrypoint: 'unstake', value: { prim: 'Unit' } },
+  }], ['unstake']);
+  await generic('transaction/finalize_unstake', [{
+    kind: 'transaction', ...mgr, amount: '0', destination: tz1,
+    parameters: { entrypoint: 'finalize_unstake', value: { prim: 'Unit' } },
+  }], ['finalize_unstake']);
+  await generic('transaction/set_delegate_parameters', [{
+    kind: 'transaction', ...mgr, amount: '0', destination: tz1,
+    parameters: {
+      entrypoint: 'set_delegate_parameters',
+      value: { prim: 'Pair', args: [{ int: '4000000' }, { prim: 'Pair', args: [{ int: '20000000' }, { prim: 'Unit' }] }] },
+    },
+  }], ['set_delegate_parameters']);
+  await generic('batch/stake+transaction', [
+    { kind: 'transaction', ...mgr, amount: '5', destination: tz2 },
+    { kind: 'transaction', ...mgr, counter: '5000124', amount: '7000000', destination: tz1, parameters: { entrypoint: 'stake', value: { prim: 'Unit' } } },
+  ], ['transaction', 'stake']);
   await generic('transaction/from-tz4', [{ kind: 'transaction', ...mgr, source: tz4, amount: '1', destination: tz3 }], ['transaction']);
   await generic('reveal/edpk', [{ kind: 'reveal', ...mgr, public_key: edpk }], ['reveal']);
   await generic('reveal/sppk', [{ kind: 'reveal', ...mgr, source: tz2, public_key: sppk }], ['reveal']);
