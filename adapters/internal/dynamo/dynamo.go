@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/sigil-signer/sigil/adapters/internal/awsretry"
 	"github.com/sigil-signer/sigil/adapters/internal/retry"
@@ -61,9 +62,10 @@ func (c Config) TableName(what, def string) (string, error) {
 }
 
 // NewClient builds a DynamoDB client for c and returns it with the region
-// it uses. The SDK's own retries are off: callers retry through Caller. It
-// does not contact the service. Errors never quote the credentials.
-func NewClient(ctx context.Context, c Config, what string) (*dynamodb.Client, string, error) {
+// it uses. The SDK's own retries are off: callers retry through Caller; its
+// own log lines go to log (nil discards them). It does not contact the
+// service. Errors never quote the credentials.
+func NewClient(ctx context.Context, c Config, what string, log *slog.Logger) (*dynamodb.Client, string, error) {
 	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
 		return nil, "", domain.Errorf(domain.KindInvalid, "%s: access_key_id and secret_access_key go together: set both, or neither to use the default AWS credential chain", what)
 	}
@@ -72,6 +74,7 @@ func NewClient(ctx context.Context, c Config, what string) (*dynamodb.Client, st
 	}
 	opts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
+		awsconfig.WithLogger(sdkLogger(log, what)),
 	}
 	if c.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(c.Region))
@@ -87,6 +90,21 @@ func NewClient(ctx context.Context, c Config, what string) (*dynamodb.Client, st
 		return nil, "", domain.Errorf(domain.KindInvalid, "%s: no AWS region: set region in the config section, or AWS_REGION", what)
 	}
 	return dynamodb.NewFromConfig(cfg), cfg.Region, nil
+}
+
+// sdkLogger passes the SDK's log lines (warnings, and debug lines when
+// enabled) to log.
+func sdkLogger(log *slog.Logger, what string) logging.Logger {
+	if log == nil {
+		return logging.Nop{}
+	}
+	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+		lvl := slog.LevelDebug
+		if c == logging.Warn {
+			lvl = slog.LevelWarn
+		}
+		log.Log(context.Background(), lvl, "AWS SDK: "+fmt.Sprintf(format, v...), "adapter", what)
+	})
 }
 
 // Caller runs DynamoDB calls: each attempt bounded by AttemptTimeout and
@@ -118,7 +136,8 @@ func (c Caller) transient(err error) bool {
 }
 
 // Do runs f (one DynamoDB call) as operation op, retrying it as Caller
-// says, and returns its last error.
+// says. It returns nil, or f's last error wrapped in a *CallError that
+// tells how many attempts were made.
 func (c Caller) Do(ctx context.Context, op string, f func(context.Context) error) error {
 	var onRetry func(int, time.Duration, error)
 	if c.Log != nil {
@@ -126,7 +145,9 @@ func (c Caller) Do(ctx context.Context, op string, f func(context.Context) error
 			c.Log.Debug("transient DynamoDB error, retrying", "table", c.Where, "operation", op, "attempt", attempt, "wait", wait, "error", err)
 		}
 	}
-	return retry.Do(ctx, c.Policy, c.transient, onRetry, func(ctx context.Context) error {
+	attempts := 0
+	err := retry.Do(ctx, c.Policy, c.transient, onRetry, func(ctx context.Context) error {
+		attempts++
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if c.AttemptTimeout > 0 {
 			actx, cancel = context.WithTimeout(ctx, c.AttemptTimeout)
@@ -143,7 +164,20 @@ func (c Caller) Do(ctx context.Context, op string, f func(context.Context) error
 		}
 		return err
 	})
+	if err == nil {
+		return nil
+	}
+	return &CallError{Attempts: attempts, Err: err}
 }
+
+// CallError is the error of a call made through Caller.Do.
+type CallError struct {
+	Attempts int // attempts made; 0 if ctx had ended before the first
+	Err      error
+}
+
+func (e *CallError) Error() string { return e.Err.Error() }
+func (e *CallError) Unwrap() error { return e.Err }
 
 // ConditionFailed reports whether err is DynamoDB refusing a write because
 // its condition did not hold, and returns the item as it was then when the
@@ -185,21 +219,35 @@ func ErrorType(err error) string {
 // in time or kept failing transiently, a plain error otherwise. Domain
 // errors pass through. what names the adapter, where the table, op the
 // operation.
-func Fail(ctx context.Context, what, where, op string, attempts int, err error) error {
+func Fail(ctx context.Context, what, where, op string, err error) error {
 	var de *domain.Error
 	if errors.As(err, &de) {
 		return err
 	}
+	attempts := 1
+	var ce *CallError
+	if errors.As(err, &ce) {
+		attempts = ce.Attempts
+	}
 	var at *attemptTimeout
 	switch {
-	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+	case ctx.Err() != nil:
 		return domain.Errorf(domain.KindUnavailable, "%s: %s: %s: no answer from DynamoDB before the deadline or cancellation (unreachable or overloaded?): %w", what, where, op, err)
 	case awsretry.Throttled(err):
-		return domain.Errorf(domain.KindUnavailable, "%s: %s: %s: DynamoDB throttled the request %d times in a row (raise the table's capacity or use on-demand billing): %w", what, where, op, attempts, err)
+		return domain.Errorf(domain.KindUnavailable, "%s: %s: %s: DynamoDB throttled the request (%s; raise the table's capacity or use on-demand billing): %w", what, where, op, plural(attempts, "attempt"), err)
 	case awsretry.Transient(err) || errors.As(err, &at):
-		return domain.Errorf(domain.KindUnavailable, "%s: %s: %s: DynamoDB unavailable after %d attempts: %w", what, where, op, attempts, err)
+		return domain.Errorf(domain.KindUnavailable, "%s: %s: %s: DynamoDB unavailable (%s): %w", what, where, op, plural(attempts, "attempt"), err)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return domain.Errorf(domain.KindUnavailable, "%s: %s: %s: no answer from DynamoDB before the deadline or cancellation (unreachable or overloaded?): %w", what, where, op, err)
 	case ErrorType(err) == "denied":
 		return domain.Errorf(domain.KindUnavailable, "%s: %s: %s: DynamoDB refused the credentials or the permission (see the IAM policy in docs/storage-dynamodb.md): %w", what, where, op, err)
 	}
 	return fmt.Errorf("%s: %s: %s: DynamoDB error: %w", what, where, op, err)
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
 }

@@ -75,7 +75,7 @@ func EnsureTable(ctx context.Context, api TableAPI, call Caller, t Table, log *s
 				"table", t.Name, "schema", t.schema(), "error", err)
 			return nil
 		default:
-			return Fail(ctx, t.What, t.Where, "describe table", call.Policy.Attempts, err)
+			return Fail(ctx, t.What, t.Where, "describe table", err)
 		}
 		if err := checkSchema(out.Table, t); err != nil {
 			return err
@@ -107,7 +107,7 @@ func create(ctx context.Context, api TableAPI, call Caller, t Table) error {
 		return err
 	})
 	if err != nil && awsretry.Code(err) != "ResourceInUseException" { // in use: another daemon is creating it
-		return Fail(ctx, t.What, t.Where, "create table", call.Policy.Attempts, err)
+		return Fail(ctx, t.What, t.Where, "create table", err)
 	}
 	return nil
 }

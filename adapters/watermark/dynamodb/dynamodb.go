@@ -104,7 +104,7 @@ func Open(ctx context.Context, cfg Config, env wm.Env) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, region, err := dynamo.NewClient(ctx, cfg, what)
+	client, region, err := dynamo.NewClient(ctx, cfg, what, env.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +362,7 @@ func (s *Store) read(ctx context.Context, k watermark.Key) (itemState, error) {
 		return err
 	})
 	if err != nil {
-		return itemState{}, dynamo.Fail(ctx, what, s.where, "read "+k.String(), s.call.Policy.Attempts, err)
+		return itemState{}, dynamo.Fail(ctx, what, s.where, "read "+k.String(), err)
 	}
 	if len(out.Item) == 0 {
 		return itemState{}, nil
@@ -433,7 +433,7 @@ func (s *Store) update(ctx context.Context, k watermark.Key, op string, decide f
 		current, conflict := dynamo.ConditionFailed(err)
 		if !conflict {
 			s.forgetState(k)
-			return watermark.Mark{}, dynamo.Fail(ctx, what, s.where, op+" "+k.String(), s.call.Policy.Attempts, err)
+			return watermark.Mark{}, dynamo.Fail(ctx, what, s.where, op+" "+k.String(), err)
 		}
 		// Written by someone else since we read it (or by our own write
 		// whose answer was lost): learn the item and decide again.
@@ -512,7 +512,7 @@ func (s *Store) Export(ctx context.Context) ([]watermark.Record, error) {
 			return err
 		})
 		if err != nil {
-			return nil, dynamo.Fail(ctx, what, s.where, fmt.Sprintf("export (page %d)", page), s.call.Policy.Attempts, err)
+			return nil, dynamo.Fail(ctx, what, s.where, fmt.Sprintf("export (page %d)", page), err)
 		}
 		for _, raw := range res.Items {
 			idx, _ := raw[AttrIdx].(*types.AttributeValueMemberS)
