@@ -33,13 +33,15 @@ const (
 	DynaliteSecretKey = "sigil-test-secret"
 )
 
-// Dynalite is a running dynalite (an implementation of the DynamoDB API,
-// in memory). Tests sharing one stay apart by using a table each
-// (NewTable).
+// Dynalite is a running dynalite (an implementation of the DynamoDB API).
+// The shared one keeps its data in memory; a private one keeps it on disk,
+// so that it survives Stop and Restart as DynamoDB's survives an outage.
+// Tests sharing one stay apart by using a table each (NewTable).
 type Dynalite struct {
 	mu      sync.Mutex
 	launch  []string
 	port    int
+	dir     string // LevelDB directory; "" for memory
 	proc    *Process
 	startup time.Duration
 	logs    strings.Builder // logs of earlier (stopped) runs
@@ -62,7 +64,7 @@ func StartDynalite(t testing.TB) *Dynalite {
 	t.Helper()
 	SkipIfShort(t)
 	dynaliteOnce.Do(func() {
-		sharedDynalite, dynaliteErr = startDynalite()
+		sharedDynalite, dynaliteErr = startDynalite(false)
 		if dynaliteErr == nil {
 			atExit(func() { sharedDynalite.Stop() })
 		}
@@ -74,11 +76,12 @@ func StartDynalite(t testing.TB) *Dynalite {
 }
 
 // StartPrivateDynalite starts a dynalite for t alone (for tests that stop
-// or restart it); it is stopped at t's cleanup.
+// or restart it), keeping its data on disk across Stop and Restart; it is
+// stopped at t's cleanup.
 func StartPrivateDynalite(t testing.TB) *Dynalite {
 	t.Helper()
 	SkipIfShort(t)
-	d, err := startDynalite()
+	d, err := startDynalite(true)
 	failDynalite(t, err)
 	t.Logf("harness: private dynalite at %s, started in %v", d.Endpoint(), d.startup.Round(time.Millisecond))
 	atExit(d.Stop)
@@ -138,7 +141,7 @@ func dynaliteLauncher() ([]string, error) {
 	return nil, &errMissing{"dynalite is not installed: run `npm ci --prefix tools/dynalite` (or set " + EnvDynalite + ")"}
 }
 
-func startDynalite() (*Dynalite, error) {
+func startDynalite(onDisk bool) (*Dynalite, error) {
 	launch, err := dynaliteLauncher()
 	if err != nil {
 		return nil, err
@@ -148,6 +151,11 @@ func startDynalite() (*Dynalite, error) {
 		return nil, err
 	}
 	d := &Dynalite{launch: launch, port: port}
+	if onDisk {
+		if d.dir, err = tempRoot("sigil-dynalite-"); err != nil {
+			return nil, err
+		}
+	}
 	if err := d.start(); err != nil {
 		return nil, err
 	}
@@ -161,6 +169,9 @@ func (d *Dynalite) start() error {
 	args := append([]string(nil), d.launch[1:]...)
 	args = append(args, "--host", "127.0.0.1", "--port", strconv.Itoa(d.port),
 		"--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50")
+	if d.dir != "" {
+		args = append(args, "--path", d.dir)
+	}
 	client := d.client()
 	p, err := startProcess(ProcessOptions{
 		Name:   "dynalite",
@@ -236,8 +247,8 @@ func (d *Dynalite) StartupTime() time.Duration {
 	return d.startup
 }
 
-// Stop stops dynalite (its data is lost). Stopping a stopped one does
-// nothing.
+// Stop stops dynalite (a shared one loses its data, a private one keeps
+// it). Stopping a stopped one does nothing.
 func (d *Dynalite) Stop() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -252,7 +263,8 @@ func (d *Dynalite) stopLocked() {
 	}
 }
 
-// Restart stops dynalite and starts it again on the same port, empty.
+// Restart stops dynalite and starts it again on the same port (a private
+// one with its data).
 func (d *Dynalite) Restart() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

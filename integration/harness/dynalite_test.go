@@ -64,6 +64,16 @@ func TestSharedDynalite(t *testing.T) {
 
 func TestPrivateDynaliteStopRestart(t *testing.T) {
 	d := StartPrivateDynalite(t)
+	table := d.NewTable(t)
+	_, err := d.Client().CreateTable(context.Background(), &dynamodb.CreateTableInput{
+		TableName:            aws.String(table),
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("k"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("k"), KeyType: types.KeyTypeHash}},
+	})
+	if err != nil {
+		t.Fatalf("CreateTable: %v", err)
+	}
 	pid := d.proc.Pid()
 	d.Stop()
 	if _, err := tablesOf(d); err == nil {
@@ -75,8 +85,8 @@ func TestPrivateDynaliteStopRestart(t *testing.T) {
 	if err := d.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	if names, err := tablesOf(d); err != nil || len(names) != 0 {
-		t.Fatalf("after Restart: tables %v, %v; want an empty dynalite", names, err)
+	if names, err := tablesOf(d); err != nil || len(names) != 1 || names[0] != table {
+		t.Fatalf("after Restart: tables %v, %v; want the table created before (data kept on disk)", names, err)
 	}
 	if !strings.Contains(d.Log(), "----- restart -----") || !strings.Contains(d.Log(), "Dynalite listening") {
 		t.Fatalf("log does not span the restart:\n%s", d.Log())

@@ -198,7 +198,7 @@ func TestOpen(t *testing.T) {
 
 // TestOutage stops dynalite under a live store: Put and List fail with a
 // clear "unavailable" error within the caller's deadline and never report
-// success.
+// success; once it is back the store works again.
 func TestOutage(t *testing.T) {
 	d := harness.StartPrivateDynalite(t)
 	d.SetEnv(t)
@@ -234,6 +234,27 @@ func TestOutage(t *testing.T) {
 		if domain.KindOf(err) != domain.KindUnavailable || !strings.Contains(err.Error(), "DynamoDB") || !strings.Contains(err.Error(), "table "+table) {
 			t.Fatalf("%s: error %v (kind %v), want an unavailable error naming DynamoDB and the table", op.name, err, domain.KindOf(err))
 		}
+	}
+
+	// DynamoDB comes back with its data: the store works again, and the
+	// Put that failed stored nothing.
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	k3 := ports.StoredKey{PKH: storagetest.PKH(tezos.BLS, 3), Blob: []byte("three")}
+	if err := s.Put(ctx, k3); err != nil {
+		t.Fatalf("Put after DynamoDB came back: %v", err)
+	}
+	keys, err := s.List(ctx)
+	if err != nil {
+		t.Fatalf("List after DynamoDB came back: %v", err)
+	}
+	got := map[string]string{}
+	for _, k := range keys {
+		got[k.PKH] = string(k.Blob)
+	}
+	if len(got) != 2 || got[storagetest.PKH(tezos.BLS, 1)] != "one" || got[k3.PKH] != "three" {
+		t.Fatalf("after the outage List = %v, want keys 1 and 3 only", got)
 	}
 }
 
