@@ -107,6 +107,19 @@ func TestEnsureTableCreates(t *testing.T) {
 	assert.Contains(t, logs.String(), "DynamoDB table created")
 }
 
+// TestEnsureTableNotYetVisible: a table just created may not be visible to
+// DescribeTable at once; EnsureTable keeps polling instead of failing.
+func TestEnsureTableNotYetVisible(t *testing.T) {
+	f := &fakeTables{describe: []func() (*dynamodb.DescribeTableOutput, error){
+		fails(&types.ResourceNotFoundException{}),
+		fails(&types.ResourceNotFoundException{}),
+		table(types.TableStatusActive, "pkh", ""),
+	}}
+	err := EnsureTable(context.Background(), f, Caller{Policy: testPolicy}, Table{Name: "keys", Hash: "pkh", PollInterval: time.Millisecond}, nil)
+	require.NoError(t, err)
+	require.NotNil(t, f.created)
+}
+
 // TestEnsureTableRace: another daemon creates the table at the same time;
 // the loser waits for it to become ACTIVE.
 func TestEnsureTableRace(t *testing.T) {

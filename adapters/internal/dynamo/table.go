@@ -61,14 +61,23 @@ func EnsureTable(ctx context.Context, api TableAPI, call Caller, t Table, log *s
 			out, err = api.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(t.Name)})
 			return err
 		})
-		switch code := awsretry.Code(err); {
+		code := awsretry.Code(err)
+		switch {
 		case err == nil:
-		case code == "ResourceNotFoundException" && !created:
-			if err := create(ctx, api, call, t); err != nil {
+		case code == "ResourceNotFoundException" && created:
+			// Just created; not yet visible to DescribeTable.
+			out = &dynamodb.DescribeTableOutput{Table: &types.TableDescription{TableStatus: types.TableStatusCreating}}
+		case code == "ResourceNotFoundException":
+			ours, err := create(ctx, api, call, t)
+			if err != nil {
 				return err
 			}
 			created = true
-			log.Info("DynamoDB table created", "table", t.Name, "schema", t.schema())
+			if ours {
+				log.Info("DynamoDB table created", "table", t.Name, "schema", t.schema())
+			} else {
+				log.Info("DynamoDB table being created by another process: waiting for it", "table", t.Name)
+			}
 			continue
 		case ErrorType(err) == "denied" && !created:
 			log.Warn("cannot describe the DynamoDB table (no dynamodb:DescribeTable permission?): assuming it exists with the expected key schema",
@@ -77,8 +86,10 @@ func EnsureTable(ctx context.Context, api TableAPI, call Caller, t Table, log *s
 		default:
 			return Fail(ctx, t.What, t.Where, "describe table", err)
 		}
-		if err := checkSchema(out.Table, t); err != nil {
-			return err
+		if err == nil {
+			if err := checkSchema(out.Table, t); err != nil {
+				return err
+			}
 		}
 		if out.Table.TableStatus == types.TableStatusActive || out.Table.TableStatus == types.TableStatusUpdating {
 			return nil
@@ -91,7 +102,8 @@ func EnsureTable(ctx context.Context, api TableAPI, call Caller, t Table, log *s
 	}
 }
 
-func create(ctx context.Context, api TableAPI, call Caller, t Table) error {
+// create creates t; ours is false when another process was creating it.
+func create(ctx context.Context, api TableAPI, call Caller, t Table) (ours bool, err error) {
 	in := &dynamodb.CreateTableInput{
 		TableName:            aws.String(t.Name),
 		BillingMode:          types.BillingModePayPerRequest,
@@ -102,14 +114,17 @@ func create(ctx context.Context, api TableAPI, call Caller, t Table) error {
 		in.AttributeDefinitions = append(in.AttributeDefinitions, types.AttributeDefinition{AttributeName: aws.String(t.Range), AttributeType: types.ScalarAttributeTypeS})
 		in.KeySchema = append(in.KeySchema, types.KeySchemaElement{AttributeName: aws.String(t.Range), KeyType: types.KeyTypeRange})
 	}
-	err := call.Do(ctx, "create", func(ctx context.Context) error {
+	err = call.Do(ctx, "create", func(ctx context.Context) error {
 		_, err := api.CreateTable(ctx, in)
 		return err
 	})
-	if err != nil && awsretry.Code(err) != "ResourceInUseException" { // in use: another daemon is creating it
-		return Fail(ctx, t.What, t.Where, "create table", err)
+	switch {
+	case err == nil:
+		return true, nil
+	case awsretry.Code(err) == "ResourceInUseException":
+		return false, nil
 	}
-	return nil
+	return false, Fail(ctx, t.What, t.Where, "create table", err)
 }
 
 // checkSchema refuses a table whose key schema is not t's.

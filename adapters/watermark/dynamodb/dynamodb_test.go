@@ -305,6 +305,7 @@ func TestIOObserved(t *testing.T) {
 	obs := &observer{}
 	s := newStore(t, Config{Table: table}, wm.Env{IO: obs})
 	opened := obs.take()
+	require.GreaterOrEqual(t, len(opened), 3, "%v", ops(opened))
 	assert.Equal(t, []string{"read:not_found", "create", "read"}, ops(opened)[:3], "describe, create, describe until active")
 	for _, e := range opened {
 		assert.Equal(t, "aws", e.Backend)
