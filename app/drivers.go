@@ -3,6 +3,7 @@ package app
 import (
 	"github.com/sigil-signer/sigil/adapters/confidentialspace"
 	"github.com/sigil-signer/sigil/adapters/storage"
+	storagedynamodb "github.com/sigil-signer/sigil/adapters/storage/dynamodb"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/adapters/storage/firestore"
 	"github.com/sigil-signer/sigil/adapters/vault"
@@ -18,4 +19,6 @@ var storageDrivers = map[string]storage.Opener{
 	"file":      file.Open,
 	"gcp":       firestore.Open,
 	"firestore": firestore.Open,
+	"aws":       storagedynamodb.Open,
+	"dynamodb":  storagedynamodb.Open,
 }

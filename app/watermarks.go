@@ -11,6 +11,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/watermark"
+	wmdynamodb "github.com/sigil-signer/sigil/adapters/watermark/dynamodb"
 	wmfile "github.com/sigil-signer/sigil/adapters/watermark/file"
 	wmfirestore "github.com/sigil-signer/sigil/adapters/watermark/firestore"
 	wmmem "github.com/sigil-signer/sigil/adapters/watermark/mem"
@@ -23,6 +24,7 @@ var watermarkDrivers = map[string]watermark.Opener{
 	"mem":       wmmem.Driver,
 	"gcp":       wmfirestore.Driver,
 	"firestore": wmfirestore.Driver,
+	"aws":       wmdynamodb.Driver,
 }
 
 // Watermarks provides the configured high-watermark store (file under

@@ -3,7 +3,7 @@
 // driver receives from the application. A new storage driver is one new
 // package under adapters/storage exporting an Open of type Opener, plus one
 // line in the application's driver table; the drivers themselves live in the
-// sub-packages (file, firestore) and storagetest holds their shared contract
+// sub-packages (file, firestore, dynamodb) and storagetest holds their shared contract
 // test.
 package storage
 

@@ -1,5 +1,5 @@
 // Package watermark holds the contract Sigil's high-watermark backends share
-// with the application: each backend package (file, mem, firestore) exports
+// with the application: each backend package (file, mem, firestore, dynamodb) exports
 // a Driver of type Opener, so a new backend is one package plus one line in
 // the application's driver table. A backend reports every I/O it makes
 // (read, write, create) through Env.IO, which feeds Signatory's

@@ -1,10 +1,12 @@
 // Package harness holds helpers for integration tests: building this
 // module's binaries once per test binary (BuildBinary), running processes in
 // their own process group with captured logs and readiness checks
-// (StartProcess), free ports (FreePort), and a Firestore emulator shared per
+// (StartProcess), free ports (FreePort), a Firestore emulator shared per
 // test binary (StartFirestore) or private to one test (StartPrivateFirestore),
 // run with testcontainers when a Docker engine is reachable and from the
-// preinstalled Google Cloud SDK otherwise. A test package using it calls
+// preinstalled Google Cloud SDK otherwise, and dynalite, a DynamoDB
+// implementation installed by npm under tools/dynalite, likewise shared
+// (StartDynalite) or private (StartPrivateDynalite). A test package using it calls
 // Main from its TestMain, so that every process started is killed (as a
 // group) when the tests end, whatever their outcome.
 package harness

@@ -1,0 +1,285 @@
+package harness
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+)
+
+// EnvDynalite points at dynalite's cli.js (run with node) or at a dynalite
+// executable when it is not installed under tools/dynalite.
+const EnvDynalite = "SIGIL_DYNALITE"
+
+// Fake credentials and region used against dynalite (it checks that
+// requests are signed, not by whom).
+const (
+	DynaliteRegion    = "us-east-1"
+	DynaliteAccessKey = "AKIDSIGILTEST"
+	DynaliteSecretKey = "sigil-test-secret"
+)
+
+// Dynalite is a running dynalite (an implementation of the DynamoDB API).
+// The shared one keeps its data in memory; a private one keeps it on disk,
+// so that it survives Stop and Restart as DynamoDB's survives an outage.
+// Tests sharing one stay apart by using a table each (NewTable).
+type Dynalite struct {
+	mu      sync.Mutex
+	launch  []string
+	port    int
+	dir     string // LevelDB directory; "" for memory
+	proc    *Process
+	startup time.Duration
+	logs    strings.Builder // logs of earlier (stopped) runs
+	tables  atomic.Int64
+}
+
+var (
+	dynaliteOnce   sync.Once
+	sharedDynalite *Dynalite
+	dynaliteErr    error
+)
+
+// StartDynalite returns the dynalite shared by the whole test binary,
+// starting it on first use; it is stopped when Main ends. Do not Stop or
+// Restart it; outage tests take their own with StartPrivateDynalite. If
+// dynalite is not installed (npm ci --prefix tools/dynalite) or node is
+// missing, the test fails when the CI environment variable is set and is
+// skipped otherwise. Under -short it is skipped.
+func StartDynalite(t testing.TB) *Dynalite {
+	t.Helper()
+	SkipIfShort(t)
+	dynaliteOnce.Do(func() {
+		sharedDynalite, dynaliteErr = startDynalite(false)
+		if dynaliteErr == nil {
+			atExit(func() { sharedDynalite.Stop() })
+		}
+	})
+	failDynalite(t, dynaliteErr)
+	t.Logf("harness: shared dynalite at %s, started in %v", sharedDynalite.Endpoint(), sharedDynalite.startup.Round(time.Millisecond))
+	sharedDynalite.logOnFailure(t)
+	return sharedDynalite
+}
+
+// StartPrivateDynalite starts a dynalite for t alone (for tests that stop
+// or restart it), keeping its data on disk across Stop and Restart; it is
+// stopped at t's cleanup.
+func StartPrivateDynalite(t testing.TB) *Dynalite {
+	t.Helper()
+	SkipIfShort(t)
+	d, err := startDynalite(true)
+	failDynalite(t, err)
+	t.Logf("harness: private dynalite at %s, started in %v", d.Endpoint(), d.startup.Round(time.Millisecond))
+	atExit(d.Stop)
+	t.Cleanup(d.Stop)
+	d.logOnFailure(t)
+	return d
+}
+
+func failDynalite(t testing.TB, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	var missing *errMissing
+	if errors.As(err, &missing) && os.Getenv("CI") == "" {
+		t.Skipf("harness: cannot run dynalite: %v (the CI environment variable is not set, so skipping)", err)
+	}
+	t.Fatalf("harness: cannot run dynalite: %v", err)
+}
+
+func (d *Dynalite) logOnFailure(t testing.TB) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("harness: last lines of the dynalite log:\n%s", tail(d.Log(), 60))
+		}
+	})
+}
+
+// dynaliteLauncher finds how to run dynalite: $SIGIL_DYNALITE, then the
+// project-local install under tools/dynalite, then dynalite on PATH.
+func dynaliteLauncher() ([]string, error) {
+	withNode := func(script string) ([]string, error) {
+		node, err := exec.LookPath("node")
+		if err != nil {
+			return nil, &errMissing{fmt.Sprintf("found dynalite at %s but no node on PATH (Node.js 20+ is needed)", script)}
+		}
+		return []string{node, script}, nil
+	}
+	if p := os.Getenv(EnvDynalite); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("%s=%s: %v", EnvDynalite, p, err)
+		}
+		if strings.HasSuffix(p, ".js") {
+			return withNode(p)
+		}
+		return []string{p}, nil
+	}
+	if root, err := ModuleRoot(); err == nil {
+		script := filepath.Join(root, "tools", "dynalite", "node_modules", "dynalite", "cli.js")
+		if _, err := os.Stat(script); err == nil {
+			return withNode(script)
+		}
+	}
+	if p, err := exec.LookPath("dynalite"); err == nil {
+		return []string{p}, nil
+	}
+	return nil, &errMissing{"dynalite is not installed: run `npm ci --prefix tools/dynalite` (or set " + EnvDynalite + ")"}
+}
+
+func startDynalite(onDisk bool) (*Dynalite, error) {
+	launch, err := dynaliteLauncher()
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	d := &Dynalite{launch: launch, port: port}
+	if onDisk {
+		if d.dir, err = tempRoot("sigil-dynalite-"); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.start(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// start launches dynalite (d.mu held or d not yet shared). Tables become
+// ACTIVE 50 ms after their creation, so that clients do wait for them.
+func (d *Dynalite) start() error {
+	begin := time.Now()
+	args := append([]string(nil), d.launch[1:]...)
+	args = append(args, "--host", "127.0.0.1", "--port", strconv.Itoa(d.port),
+		"--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50")
+	if d.dir != "" {
+		args = append(args, "--path", d.dir)
+	}
+	client := d.client()
+	p, err := startProcess(ProcessOptions{
+		Name:   "dynalite",
+		Binary: d.launch[0],
+		Args:   args,
+		Ready:  func(line string) bool { return strings.Contains(line, "Dynalite listening") },
+		Probe: func() bool { // a real API call
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_, err := client.ListTables(ctx, &dynamodb.ListTablesInput{})
+			return err == nil
+		},
+		Timeout:   60 * time.Second,
+		StopGrace: 3 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	d.proc = p
+	d.startup = time.Since(begin)
+	return nil
+}
+
+// Endpoint returns dynalite's URL (http://127.0.0.1:port).
+func (d *Dynalite) Endpoint() string { return "http://127.0.0.1:" + strconv.Itoa(d.port) }
+
+// Env returns the environment a process needs to reach dynalite through the
+// AWS SDK's standard variables: the DynamoDB endpoint, fake static
+// credentials and a region (and no EC2 metadata look-ups).
+func (d *Dynalite) Env() []string {
+	return []string{
+		"AWS_ENDPOINT_URL_DYNAMODB=" + d.Endpoint(),
+		"AWS_ACCESS_KEY_ID=" + DynaliteAccessKey,
+		"AWS_SECRET_ACCESS_KEY=" + DynaliteSecretKey,
+		"AWS_REGION=" + DynaliteRegion,
+		"AWS_EC2_METADATA_DISABLED=true",
+	}
+}
+
+// SetEnv sets Env in the test process for the duration of t (so t cannot
+// be parallel).
+func (d *Dynalite) SetEnv(t testing.TB) {
+	for _, kv := range d.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+}
+
+// Client returns a DynamoDB client of dynalite, for tests that read or
+// write items directly.
+func (d *Dynalite) Client() *dynamodb.Client { return d.client() }
+
+func (d *Dynalite) client() *dynamodb.Client {
+	return dynamodb.New(dynamodb.Options{
+		Region:       DynaliteRegion,
+		BaseEndpoint: aws.String(d.Endpoint()),
+		Credentials:  credentials.NewStaticCredentialsProvider(DynaliteAccessKey, DynaliteSecretKey, ""),
+		Retryer:      aws.NopRetryer{},
+	})
+}
+
+// NewTable returns a table name no other caller got.
+func (d *Dynalite) NewTable(t testing.TB) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("sigil-test-%d-%s", d.tables.Add(1), hex.EncodeToString(b[:]))
+}
+
+// StartupTime is how long the last start took until dynalite answered.
+func (d *Dynalite) StartupTime() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.startup
+}
+
+// Stop stops dynalite (a shared one loses its data, a private one keeps
+// it). Stopping a stopped one does nothing.
+func (d *Dynalite) Stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopLocked()
+}
+
+func (d *Dynalite) stopLocked() {
+	if d.proc != nil {
+		d.proc.Stop()
+		d.logs.WriteString(d.proc.Log())
+		d.proc = nil
+	}
+}
+
+// Restart stops dynalite and starts it again on the same port (a private
+// one with its data).
+func (d *Dynalite) Restart() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopLocked()
+	d.logs.WriteString("----- restart -----\n")
+	return d.start()
+}
+
+// Log returns dynalite's output, across restarts.
+func (d *Dynalite) Log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.logs.String()
+	if d.proc != nil {
+		s += d.proc.Log()
+	}
+	return s
+}
