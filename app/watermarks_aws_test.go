@@ -81,7 +81,7 @@ func TestSignatoryAWSWatermarkSection(t *testing.T) {
 	if got, err := store.Commit(ctx, k, m); err != nil || got != m {
 		t.Fatalf("Commit: %+v, %v", got, err)
 	}
-	if got, err := store.Commit(ctx, k, watermarktest.M(500, 1, 7, "retry")); err != nil || got.Signature != "sig500" {
+	if got, err := store.Commit(ctx, k, watermarktest.M(500, 1, 7, "retry")); err != nil || got.Signature != watermarktest.Sig("sig500") {
 		t.Fatalf("identical retry: %+v, %v; want the recorded signature", got, err)
 	}
 	item, err := d.Client().GetItem(ctx, &dynamodb.GetItemInput{

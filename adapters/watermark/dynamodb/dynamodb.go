@@ -35,6 +35,7 @@ import (
 	"github.com/sigil-signer/sigil/adapters/internal/retry"
 	wm "github.com/sigil-signer/sigil/adapters/watermark"
 	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
 )
@@ -272,6 +273,9 @@ func (s *Store) decodeItem(raw map[string]types.AttributeValue) (watermark.Mark,
 	switch sig := raw[AttrSignature].(type) {
 	case nil, *types.AttributeValueMemberNULL:
 	case *types.AttributeValueMemberS:
+		if _, err := tezos.ParseSignature(sig.Value); err != nil {
+			return m, bad("signature: %v", err)
+		}
 		m.Signature = sig.Value
 	default:
 		return m, bad("signature is %s, not a string", describe(sig))
@@ -350,6 +354,26 @@ func (s *Store) Check(_ context.Context, k watermark.Key) (watermark.Mark, bool,
 }
 
 // read fetches k's item with a strongly consistent read.
+// Healthy implements ports.HealthChecker: one consistent read of an absent
+// item, bounded to 2 s, so it fails when DynamoDB cannot be reached or
+// refuses this daemon's credentials.
+func (s *Store) Healthy(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := s.api.GetItem(ctx, &ddb.GetItemInput{
+		TableName: aws.String(s.table),
+		Key: map[string]types.AttributeValue{
+			AttrIdx:     &types.AttributeValueMemberS{Value: "_health"},
+			AttrRequest: &types.AttributeValueMemberS{Value: "_health"},
+		},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return dynamo.Fail(ctx, what, s.where, "health check", err)
+	}
+	return nil
+}
+
 func (s *Store) read(ctx context.Context, k watermark.Key) (itemState, error) {
 	var out *ddb.GetItemOutput
 	err := s.call.Do(ctx, "read", func(ctx context.Context) error {

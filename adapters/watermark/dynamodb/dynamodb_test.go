@@ -68,10 +68,10 @@ func TestTwoInstances(t *testing.T) {
 		m, ok, err := b.Check(ctx, k)
 		require.NoError(t, err)
 		require.True(t, ok, "the refusal taught b the recorded mark")
-		assert.Equal(t, "fromA", m.Signature)
+		assert.Equal(t, watermarktest.Sig("fromA"), m.Signature)
 		got, err := b.Commit(ctx, k, watermarktest.M(100, 0, 1, "fromB"))
 		require.NoError(t, err)
-		assert.Equal(t, "fromA", got.Signature, "b replays a's signature")
+		assert.Equal(t, watermarktest.Sig("fromA"), got.Signature, "b replays a's signature")
 	})
 	t.Run("StaleState", func(t *testing.T) {
 		// a knows the item at level 5; b raises it to 6 behind a's back.
@@ -87,7 +87,7 @@ func TestTwoInstances(t *testing.T) {
 		assert.Equal(t, domain.KindConflict, domain.KindOf(err), "%v", err)
 		got, err := a.Commit(ctx, k, watermarktest.M(6, 0, 2, "again"))
 		require.NoError(t, err)
-		assert.Equal(t, "b6", got.Signature)
+		assert.Equal(t, watermarktest.Sig("b6"), got.Signature)
 	})
 }
 
@@ -122,7 +122,7 @@ func TestLayout(t *testing.T) {
 		"lvl":       &types.AttributeValueMemberN{Value: "77"},
 		"round":     &types.AttributeValueMemberN{Value: "3"},
 		"digest":    &types.AttributeValueMemberB{Value: m.Digest[:]},
-		"signature": &types.AttributeValueMemberS{Value: "BLsigX"},
+		"signature": &types.AttributeValueMemberS{Value: watermarktest.Sig("BLsigX")},
 	}, rawItem(t, d, table, k))
 }
 
@@ -157,9 +157,9 @@ func TestSignatoryItem(t *testing.T) {
 	recs, err := s.Export(ctx)
 	require.NoError(t, err)
 	require.Equal(t, []watermark.Record{{Key: k, Mark: watermark.Mark{Level: 10, Round: 1, Digest: digest}}}, recs)
-	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 1, Digest: digest, Signature: "x"})
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 1, Digest: digest, Signature: watermarktest.Sig("x")})
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "no replay without a recorded signature")
-	next := watermark.Mark{Level: 10, Round: 2, Digest: [32]byte{9}, Signature: "sig"}
+	next := watermark.Mark{Level: 10, Round: 2, Digest: [32]byte{9}, Signature: watermarktest.Sig("sig")}
 	_, err = s.Commit(ctx, k, next)
 	require.NoError(t, err)
 
@@ -177,7 +177,7 @@ func TestSignatoryItem(t *testing.T) {
 	})
 	require.NoError(t, err, "Signatory's condition holds on an item Sigil wrote")
 	// Sigil, which last saw level 10 round 2, learns of level 11 and refuses.
-	_, err = s.Commit(ctx, k, watermark.Mark{Level: 11, Round: 0, Digest: [32]byte{7}, Signature: "x"})
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 11, Round: 0, Digest: [32]byte{7}, Signature: watermarktest.Sig("x")})
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "%v", err)
 }
 
@@ -388,7 +388,7 @@ func TestConflictCarriesItem(t *testing.T) {
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "%v", err)
 	got, err := s.Commit(ctx, k, watermarktest.M(2, 0, 2, "again"))
 	require.NoError(t, err)
-	assert.Equal(t, "o2", got.Signature)
+	assert.Equal(t, watermarktest.Sig("o2"), got.Signature)
 	_, err = s.Commit(ctx, k, watermarktest.M(3, 0, 4, "s3"))
 	require.NoError(t, err)
 	assert.Equal(t, 1, api.reads, "the store learned the item from the failed condition, never reading it again")
@@ -440,4 +440,17 @@ func BenchmarkCommit(b *testing.B) {
 func BenchmarkCommitParallel(b *testing.B) {
 	d := dynalite(b)
 	watermarktest.BenchmarkCommitParallel(b, newStore(b, Config{Table: d.NewTable(b)}, wm.Env{}))
+}
+
+// Healthy answers for a reachable table and fails, naming DynamoDB, when
+// the server is gone.
+func TestHealthy(t *testing.T) {
+	d := harness.StartPrivateDynalite(t)
+	d.SetEnv(t)
+	s := newStore(t, Config{Table: d.NewTable(t)}, wm.Env{})
+	require.NoError(t, s.Healthy(context.Background()))
+	d.Stop()
+	err := s.Healthy(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "DynamoDB")
 }
