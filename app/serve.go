@@ -12,6 +12,7 @@ import (
 	"go.uber.org/fx"
 	"golang.org/x/net/netutil"
 
+	"github.com/sigil-signer/sigil/adapters/buildinfo"
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/httpapi"
 	"github.com/sigil-signer/sigil/adapters/metrics"
@@ -30,7 +31,8 @@ type Listeners struct {
 func Serve() fx.Option {
 	return fx.Options(
 		Watermarks(),
-		fx.Provide(metrics.New, startServers),
+		fx.Provide(newMetrics, startServers,
+			func(m *metrics.Metrics) ports.WatermarkIOObserver { return m }),
 		fx.Invoke(func(*Listeners) {}),
 	)
 }
@@ -82,6 +84,14 @@ func listen(field, addr string, max int) (net.Listener, error) {
 		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	return netutil.LimitListener(ln, max), nil
+}
+
+func newMetrics(cfg *config.Config) *metrics.Metrics {
+	backend := "file"
+	if cfg.Watermark != nil {
+		backend = cfg.Watermark.Driver
+	}
+	return metrics.New(metrics.Options{WatermarkBackend: backend, Build: buildinfo.Read()})
 }
 
 // ServeParams are startServers' dependencies.

@@ -34,7 +34,18 @@ func Watermarks() fx.Option {
 	return fx.Provide(openWatermarks)
 }
 
-func openWatermarks(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (ports.WatermarkStore, error) {
+// WatermarkParams are openWatermarks' dependencies; the I/O observer
+// (metrics) is present only in the daemon.
+type WatermarkParams struct {
+	fx.In
+	LC     fx.Lifecycle
+	Config *config.Config
+	Log    *slog.Logger
+	IO     ports.WatermarkIOObserver `optional:"true"`
+}
+
+func openWatermarks(p WatermarkParams) (ports.WatermarkStore, error) {
+	lc, cfg, log := p.LC, p.Config, p.Log
 	driver, decode := "file", (func(any) error)(nil)
 	if cfg.Watermark != nil {
 		driver, decode = cfg.Watermark.Driver, cfg.Watermark.Decoder()
@@ -43,7 +54,7 @@ func openWatermarks(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (port
 	if !ok {
 		return nil, fmt.Errorf("watermark.driver: unknown driver %q (known: %s)", driver, strings.Join(keys(watermarkDrivers), ", "))
 	}
-	st, err := open(context.Background(), decode, watermark.Env{BaseDir: cfg.BaseDir, Logger: log.With("watermark", driver)})
+	st, err := open(context.Background(), decode, watermark.Env{BaseDir: cfg.BaseDir, Logger: log.With("watermark", driver), IO: p.IO})
 	if err != nil {
 		return nil, fmt.Errorf("watermark (%s): %w", driver, err)
 	}

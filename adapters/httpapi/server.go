@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -38,9 +39,13 @@ type Signer interface {
 	AuthorizedKeys() []tezos.PublicKeyHash
 }
 
-// Observer receives one call per finished sign request (for metrics).
+// Observer receives the HTTP adapter's events (for metrics).
 type Observer interface {
-	SignHandled(address string, status int, requestType string, d time.Duration)
+	// SignHandled is called once per finished sign request.
+	SignHandled(address string, status int, d time.Duration)
+	// AuthenticationFailed is called for every request refused for its
+	// client authentication (method: "authorized_keys", "jwt").
+	AuthenticationFailed(status int, method, clientIP string)
 }
 
 // Options configure the API handler.
@@ -94,15 +99,14 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 func (a *API) sign(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	pkh := r.PathValue("pkh")
-	status, reqType := http.StatusOK, "unknown"
+	status := http.StatusOK
 	defer func() {
 		if a.opts.Observer != nil {
-			a.opts.Observer.SignHandled(pkh, status, reqType, time.Since(start))
+			a.opts.Observer.SignHandled(pkh, status, time.Since(start))
 		}
 	}()
 	req, err := a.decodeSign(w, r)
 	if err == nil {
-		reqType = requestType(req.Message)
 		var sig tezos.Signature
 		sig, err = a.s.Sign(r.Context(), req)
 		if err == nil {
@@ -111,6 +115,18 @@ func (a *API) sign(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	status = a.fail(w, r, err)
+	if errors.Is(err, signer.ErrAuthentication) && a.opts.Observer != nil {
+		a.opts.Observer.AuthenticationFailed(status, "authorized_keys", ClientIP(r))
+	}
+}
+
+// ClientIP is the request's peer address without its port.
+func ClientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (a *API) decodeSign(w http.ResponseWriter, r *http.Request) (signer.SignRequest, error) {
@@ -163,26 +179,6 @@ func (a *API) decodeSign(w http.ResponseWriter, r *http.Request) (signer.SignReq
 	}
 	req.Message = msg
 	return req, nil
-}
-
-// requestType names a request by its magic byte for the handler metric.
-func requestType(msg []byte) string {
-	if len(msg) == 0 {
-		return "unknown"
-	}
-	switch msg[0] {
-	case 0x11:
-		return "block"
-	case 0x12:
-		return "preattestation"
-	case 0x13:
-		return "attestation"
-	case 0x03:
-		return "generic"
-	case 0x05:
-		return "micheline"
-	}
-	return "unknown"
 }
 
 func (a *API) provePossession(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -61,10 +62,17 @@ func (f *fakeSigner) ProvePossession(_ context.Context, pkh string) (tezos.Signa
 
 func (f *fakeSigner) AuthorizedKeys() []tezos.PublicKeyHash { return nil }
 
-type recorder struct{ statuses []int }
+type recorder struct {
+	statuses []int
+	authFail []string
+}
 
-func (r *recorder) SignHandled(_ string, status int, _ string, _ time.Duration) {
+func (r *recorder) SignHandled(_ string, status int, _ time.Duration) {
 	r.statuses = append(r.statuses, status)
+}
+
+func (r *recorder) AuthenticationFailed(status int, method, ip string) {
+	r.authFail = append(r.authFail, fmt.Sprint(status, " ", method, " ", ip))
 }
 
 func setup(t *testing.T) (*httptest.Server, map[tezos.KeyType]tezos.PublicKey, *fakeSigner, *recorder) {

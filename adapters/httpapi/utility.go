@@ -6,6 +6,13 @@ import (
 	"time"
 )
 
+// health is Signatory's /healthz body ({"ready": true|false}), plus the
+// reason when not ready.
+type health struct {
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+}
+
 // Readiness reports whether the signer can serve requests now.
 type Readiness func(ctx context.Context) error
 
@@ -18,11 +25,11 @@ func UtilityHandler(ready Readiness, metrics http.Handler) http.Handler {
 		defer cancel()
 		if ready != nil {
 			if err := ready(ctx); err != nil {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": Redact(err.Error())})
+				writeJSON(w, http.StatusServiceUnavailable, health{Ready: false, Reason: Redact(err.Error())})
 				return
 			}
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		writeJSON(w, http.StatusOK, health{Ready: true})
 	})
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)

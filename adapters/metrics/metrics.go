@@ -1,9 +1,12 @@
-// Package metrics is Sigil's Prometheus adapter. It exports the metric names
-// and labels Signatory does (signing_ops_total,
-// vault_sign_request_duration_milliseconds, vault_sign_request_error_total,
-// sign_handler_request_duration_milliseconds, sign_handler_requests_total),
-// so existing dashboards and alerts keep working, fed by the domain's sign
-// events and the HTTP adapter's handler events.
+// Package metrics is Sigil's Prometheus adapter. It exports every metric
+// family Signatory's pkg/metrics does, with the same names, types, label
+// names and buckets (signing_ops_total, vault_sign_request_*,
+// sign_handler_*, consensus_round_total, policy_violation_total,
+// watermark_rejection_total, authentication_failure_total, watermark_*, the
+// build info), so existing dashboards and alerts keep working, fed by the
+// domain's events, the HTTP adapter's handler events and the watermark
+// backends' I/O events. Label values come only from bounded sets, so that no
+// client can grow the number of series.
 package metrics
 
 import (
@@ -17,38 +20,64 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sigil-signer/sigil/adapters/buildinfo"
 	"github.com/sigil-signer/sigil/adapters/httpapi"
 	"github.com/sigil-signer/sigil/ports"
 )
 
-// Label values come only from bounded sets, so that no client can grow the
-// number of series: an address label only names a key the signer holds
-// (anything else is "unknown"), a chain id label is one of the first
-// maxChains seen (then "other"), and the other labels come from fixed sets.
+// Label values come only from bounded sets: an address label only names a
+// key the signer holds (anything else is "unknown"), a chain id or client
+// IP label is one of the first few seen (then "other"), a round above
+// maxRound is "other", and the other labels come from fixed sets.
 const (
 	unknownLabel = "unknown"
 	otherLabel   = "other"
 	maxChains    = 16
+	maxClientIPs = 64
+	maxRound     = 31
 )
 
 // Metrics holds the collectors and their registry.
 type Metrics struct {
-	held   atomic.Pointer[func(string) bool]
-	chains boundedSet
+	held      atomic.Pointer[func(string) bool]
+	chains    boundedSet
+	clientIPs boundedSet
+	backend   string // watermark backend, for watermark_operation_*
 
-	reg             *prometheus.Registry
-	signingOps      *prometheus.CounterVec
-	vaultDuration   *prometheus.HistogramVec
-	vaultErrors     *prometheus.CounterVec
-	handlerDuration *prometheus.HistogramVec
-	handlerRequests *prometheus.CounterVec
+	reg               *prometheus.Registry
+	signingOps        *prometheus.CounterVec
+	vaultDuration     *prometheus.HistogramVec
+	vaultErrors       *prometheus.CounterVec
+	handlerDuration   *prometheus.HistogramVec
+	handlerRequests   *prometheus.CounterVec
+	consensusRounds   *prometheus.CounterVec
+	policyViolations  *prometheus.CounterVec
+	watermarkRejects  *prometheus.CounterVec
+	authFailures      *prometheus.CounterVec
+	watermarkOps      *prometheus.CounterVec
+	watermarkDuration *prometheus.HistogramVec
+	watermarkIOOps    *prometheus.CounterVec
+	watermarkIOTime   *prometheus.HistogramVec
+	watermarkIOErrors *prometheus.CounterVec
+}
+
+// Options configure New.
+type Options struct {
+	// WatermarkBackend names the configured watermark driver (file, mem,
+	// gcp, aws) for watermark_operations_total and
+	// watermark_operation_duration_seconds.
+	WatermarkBackend string
+	// Build describes this binary for sigil_build_info and
+	// signatory_build_info; empty fields are "unknown".
+	Build buildinfo.Info
 }
 
 // New creates and registers the collectors on a fresh registry (with the
 // Go and process collectors).
-func New() *Metrics {
+func New(o Options) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:     prometheus.NewRegistry(),
+		backend: o.WatermarkBackend,
 		signingOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signing_ops_total",
 			Help: "Total number of signing operations completed.",
@@ -70,12 +99,81 @@ func New() *Metrics {
 		handlerRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sign_handler_requests_total",
 			Help: "Total number of sign handler requests",
-		}, []string{"result", "address", "request_type"}),
+		}, []string{"address", "status"}),
+		consensusRounds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consensus_round_total",
+			Help: "Total number of consensus operations signed, by round",
+		}, []string{"address", "operation_type", "chain_id", "round"}),
+		policyViolations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "policy_violation_total",
+			Help: "Total count of policy violations",
+		}, []string{"violation_type", "address", "operation_type"}),
+		watermarkRejects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watermark_rejection_total",
+			Help: "Total count of operations rejected due to watermark protection",
+		}, []string{"address", "operation_type", "chain_id", "reason"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authentication_failure_total",
+			Help: "Total count of authentication failures",
+		}, []string{"status", "auth_method", "client_ip"}),
+		watermarkOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watermark_operations_total",
+			Help: "Total number of watermark operations",
+		}, []string{"result", "backend", "request_type"}),
+		watermarkDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "watermark_operation_duration_seconds",
+			Help:    "Watermark operation duration in seconds",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 10),
+		}, []string{"backend"}),
+		watermarkIOOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watermark_io_operations_total",
+			Help: "Total number of watermark backend I/O operations",
+		}, []string{"backend", "operation", "table_name", "result"}),
+		watermarkIOTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "watermark_io_latency_seconds",
+			Help:    "Watermark backend I/O latency in seconds",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
+		}, []string{"backend", "operation", "table_name"}),
+		watermarkIOErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watermark_io_errors_total",
+			Help: "Total number of watermark backend I/O errors",
+		}, []string{"backend", "error_type", "table_name", "operation"}),
 	}
 	m.reg.MustRegister(m.signingOps, m.vaultDuration, m.vaultErrors, m.handlerDuration, m.handlerRequests,
+		m.consensusRounds, m.policyViolations, m.watermarkRejects, m.authFailures,
+		m.watermarkOps, m.watermarkDuration, m.watermarkIOOps, m.watermarkIOTime, m.watermarkIOErrors,
+		buildInfo("sigil_build_info", "Build information of this sigil binary.", o.Build, true),
+		buildInfo("signatory_build_info", "Build information, under Signatory's name and labels (for its dashboards).", o.Build, false),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+func buildInfo(name, help string, b buildinfo.Info, extended bool) prometheus.Collector {
+	v := func(s string) string {
+		if s == "" {
+			return unknownLabel
+		}
+		return s
+	}
+	labels := prometheus.Labels{
+		"path": v(b.Path), "version": v(b.Version), "checksum": v(b.Checksum),
+		"revision": v(b.Revision), "branch": v(b.Branch),
+	}
+	if extended {
+		labels["build_time"], labels["commit_time"], labels["go_version"] = v(b.BuildTime), v(b.Time), v(b.GoVersion)
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels})
+	g.Set(1)
+	return g
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry exposes the registry (for tests and extra collectors).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // SetKeys installs the predicate that tells which addresses are keys the
 // signer holds; only those become address label values. Until it is set
@@ -94,6 +192,20 @@ func (m *Metrics) chain(id string) string {
 		return ""
 	}
 	return m.chains.label(id, maxChains)
+}
+
+func kind(k string) string {
+	if k == "" {
+		return unknownLabel
+	}
+	return k
+}
+
+func round(r int32) string {
+	if r < 0 || r > maxRound {
+		return otherLabel
+	}
+	return strconv.Itoa(int(r))
 }
 
 // boundedSet admits at most n distinct values; later ones map to "other".
@@ -118,15 +230,8 @@ func (b *boundedSet) label(v string, n int) string {
 	return v
 }
 
-// Handler serves the registry in the Prometheus text format.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
-}
-
-// Registry exposes the registry (for tests and extra collectors).
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
-// ObserveSign implements ports.SignObserver.
+// ObserveSign implements ports.SignObserver: signing_ops_total,
+// vault_sign_request_duration_milliseconds, vault_sign_request_error_total.
 func (m *Metrics) ObserveSign(e ports.SignEvent) {
 	e.Address, e.ChainID = m.address(e.Address), m.chain(e.ChainID)
 	if e.Err != nil {
@@ -143,19 +248,63 @@ func (m *Metrics) ObserveSign(e ports.SignEvent) {
 	}
 }
 
-// SignHandled implements httpapi.Observer.
-func (m *Metrics) SignHandled(address string, status int, requestType string, d time.Duration) {
+// ObservePolicy implements ports.SignObserver: policy_violation_total.
+func (m *Metrics) ObservePolicy(e ports.PolicyEvent) {
+	m.policyViolations.WithLabelValues(e.Violation, m.address(e.Address), kind(e.Request)).Inc()
+}
+
+// ObserveWatermark implements ports.SignObserver: consensus_round_total for
+// each fresh consensus signature, watermark_rejection_total,
+// watermark_operations_total and watermark_operation_duration_seconds.
+func (m *Metrics) ObserveWatermark(e ports.WatermarkEvent) {
+	addr, chain := m.address(e.Address), m.chain(e.ChainID)
+	result := "success"
+	switch e.Outcome {
+	case ports.WatermarkAccepted:
+		m.consensusRounds.WithLabelValues(addr, e.Request, chain, round(e.Round)).Inc()
+	case ports.WatermarkRejected:
+		result = "rejected"
+		m.watermarkRejects.WithLabelValues(addr, e.Request, chain, e.Reason).Inc()
+	case ports.WatermarkFailed:
+		result = "error"
+	}
+	backend := kind(m.backend)
+	m.watermarkOps.WithLabelValues(result, backend, e.Request).Inc()
+	m.watermarkDuration.WithLabelValues(backend).Observe(e.Duration.Seconds())
+}
+
+// ObserveWatermarkIO implements ports.WatermarkIOObserver: the
+// watermark_io_* families.
+func (m *Metrics) ObserveWatermarkIO(e ports.WatermarkIOEvent) {
+	result := "success"
+	if e.Err != nil {
+		result = "error"
+		m.watermarkIOErrors.WithLabelValues(e.Backend, kind(e.ErrorType), e.Table, e.Operation).Inc()
+	}
+	m.watermarkIOOps.WithLabelValues(e.Backend, e.Operation, e.Table, result).Inc()
+	m.watermarkIOTime.WithLabelValues(e.Backend, e.Operation, e.Table).Observe(e.Duration.Seconds())
+}
+
+// SignHandled implements httpapi.Observer: sign_handler_requests_total and
+// sign_handler_request_duration_milliseconds.
+func (m *Metrics) SignHandled(address string, status int, d time.Duration) {
 	address = m.address(address)
 	s := strconv.Itoa(status)
 	m.handlerDuration.WithLabelValues(address, s).Observe(float64(d) / float64(time.Millisecond))
-	result := "success"
-	if status >= 400 {
-		result = "failure"
+	m.handlerRequests.WithLabelValues(address, s).Inc()
+}
+
+// AuthenticationFailed implements httpapi.Observer:
+// authentication_failure_total.
+func (m *Metrics) AuthenticationFailed(status int, method, clientIP string) {
+	if clientIP == "" {
+		clientIP = unknownLabel
 	}
-	m.handlerRequests.WithLabelValues(result, address, requestType).Inc()
+	m.authFailures.WithLabelValues(strconv.Itoa(status), method, m.clientIPs.label(clientIP, maxClientIPs)).Inc()
 }
 
 var (
-	_ ports.SignObserver = (*Metrics)(nil)
-	_ httpapi.Observer   = (*Metrics)(nil)
+	_ ports.SignObserver        = (*Metrics)(nil)
+	_ ports.WatermarkIOObserver = (*Metrics)(nil)
+	_ httpapi.Observer          = (*Metrics)(nil)
 )

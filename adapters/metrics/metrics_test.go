@@ -17,37 +17,70 @@ import (
 	"github.com/sigil-signer/sigil/ports"
 )
 
-// TestSignatoryNames checks the exported series carry Signatory's metric
-// names and labels, so existing dashboards keep working.
-func TestSignatoryNames(t *testing.T) {
-	m := metrics.New()
+// families returns, from a scrape, each family's label names (of its
+// first sample; histograms by their _count series).
+func families(t *testing.T, m *metrics.Metrics) map[string][]string {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	require.NoError(t, err)
+	out := map[string][]string{}
+	for _, mf := range mfs {
+		if len(mf.GetMetric()) == 0 {
+			continue
+		}
+		var names []string
+		for _, lp := range mf.GetMetric()[0].GetLabel() {
+			names = append(names, lp.GetName())
+		}
+		out[mf.GetName()] = names
+	}
+	return out
+}
+
+// TestSignatoryFamilies feeds one event of each kind and checks that every
+// family of Signatory's pkg/metrics is exported with its label names.
+func TestSignatoryFamilies(t *testing.T) {
+	m := metrics.New(metrics.Options{WatermarkBackend: "file"})
 	m.SetKeys(func(a string) bool { return a == "tz1a" })
 	m.ObserveSign(ports.SignEvent{Vault: "cs", Address: "tz1a", Request: "generic", Ops: map[string]int{"transaction": 2}, Duration: 3 * time.Millisecond})
 	m.ObserveSign(ports.SignEvent{Vault: "cs", Address: "tz1a", Request: "attestation", ChainID: "NetXdQprcVkpaWU", Duration: time.Millisecond})
 	m.ObserveSign(ports.SignEvent{Vault: "cs", Address: "tz1a", Request: "block", ChainID: "NetXdQprcVkpaWU", Err: domain.Errorf(domain.KindUnavailable, "down")})
 	m.ObserveSign(ports.SignEvent{Vault: "cs", Address: "tz1a", Request: "block", Err: errors.New("boom")})
-	m.SignHandled("tz1a", 200, "generic", 5*time.Millisecond)
-	m.SignHandled("tz1a", 409, "attestation", time.Millisecond)
+	m.ObservePolicy(ports.PolicyEvent{Address: "tz1a", Request: "generic", Violation: ports.ViolationOperation})
+	m.ObserveWatermark(ports.WatermarkEvent{Address: "tz1a", Request: "attestation", ChainID: "NetXdQprcVkpaWU", Round: 2, Outcome: ports.WatermarkAccepted, Duration: time.Millisecond})
+	m.ObserveWatermark(ports.WatermarkEvent{Address: "tz1a", Request: "attestation", ChainID: "NetXdQprcVkpaWU", Round: 2, Outcome: ports.WatermarkRejected, Reason: ports.ReasonNotAbove})
+	m.ObserveWatermarkIO(ports.WatermarkIOEvent{Backend: "file", Operation: "write", Duration: time.Millisecond})
+	m.ObserveWatermarkIO(ports.WatermarkIOEvent{Backend: "file", Operation: "write", Err: errors.New("disk"), ErrorType: "io"})
+	m.SignHandled("tz1a", 200, 5*time.Millisecond)
+	m.SignHandled("tz1a", 409, time.Millisecond)
+	m.AuthenticationFailed(401, "authorized_keys", "127.0.0.1")
+
+	got := families(t, m)
+	for name, labels := range metrics.SignatoryFamilies {
+		require.Contains(t, got, name)
+		assert.ElementsMatch(t, labels, got[name], name)
+	}
+	assert.Contains(t, got, "sigil_build_info")
 
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	require.Equal(t, 200, rec.Code)
 	body, _ := io.ReadAll(rec.Body)
 	out := string(body)
 	for _, want := range []string{
 		`signing_ops_total{address="tz1a",chain_id="",kind="transaction",op="generic",vault="cs"} 2`,
-		`signing_ops_total{address="tz1a",chain_id="NetXdQprcVkpaWU",kind="attestation",op="attestation",vault="cs"} 1`,
-		`vault_sign_request_duration_milliseconds_count{address="tz1a",chain_id="",op="generic",vault="cs"} 1`,
-		`vault_sign_request_duration_milliseconds_sum{address="tz1a",chain_id="",op="generic",vault="cs"} 3`,
 		`vault_sign_request_error_total{chain_id="NetXdQprcVkpaWU",code="503",vault="cs"} 1`,
-		`vault_sign_request_error_total{chain_id="",code="500",vault="cs"} 1`,
-		`sign_handler_requests_total{address="tz1a",request_type="generic",result="success"} 1`,
-		`sign_handler_requests_total{address="tz1a",request_type="attestation",result="failure"} 1`,
-		`sign_handler_request_duration_milliseconds_count{address="tz1a",status="409"} 1`,
+		`sign_handler_requests_total{address="tz1a",status="409"} 1`,
+		`consensus_round_total{address="tz1a",chain_id="NetXdQprcVkpaWU",operation_type="attestation",round="2"} 1`,
+		`watermark_rejection_total{address="tz1a",chain_id="NetXdQprcVkpaWU",operation_type="attestation",reason="not_above_watermark"} 1`,
+		`watermark_operations_total{backend="file",request_type="attestation",result="rejected"} 1`,
+		`watermark_io_errors_total{backend="file",error_type="io",operation="write",table_name=""} 1`,
+		`policy_violation_total{address="tz1a",operation_type="generic",violation_type="operation_kind"} 1`,
+		`authentication_failure_total{auth_method="authorized_keys",client_ip="127.0.0.1",status="401"} 1`,
 		`go_goroutines`,
 	} {
 		assert.True(t, strings.Contains(out, want), "missing %s", want)
 	}
-	require.Equal(t, 200, rec.Code)
 }
 
 func seriesCount(t *testing.T, m *metrics.Metrics) int {
@@ -65,15 +98,15 @@ func seriesCount(t *testing.T, m *metrics.Metrics) int {
 // signer does not hold (random, malformed or huge) add no series, and chain
 // ids beyond the first few share one "other" value.
 func TestLabelsAreBounded(t *testing.T) {
-	m := metrics.New()
+	m := metrics.New(metrics.Options{})
 	m.SetKeys(func(a string) bool { return a == "tz1held" })
-	m.SignHandled("tz1held", 200, "generic", time.Millisecond)
-	m.SignHandled("tz1random", 404, "unknown", time.Millisecond)
+	m.SignHandled("tz1held", 200, time.Millisecond)
+	m.SignHandled("tz1random", 404, time.Millisecond)
 	before := seriesCount(t, m)
 	huge := strings.Repeat("x", 1<<20)
 	for i := range 20000 {
-		m.SignHandled(fmt.Sprintf("tz1random%d", i), 404, "unknown", time.Millisecond)
-		m.SignHandled(huge, 400, "unknown", time.Millisecond)
+		m.SignHandled(fmt.Sprintf("tz1random%d", i), 404, time.Millisecond)
+		m.SignHandled(huge, 400, time.Millisecond)
 	}
 	for i := range 100 {
 		m.ObserveSign(ports.SignEvent{Vault: "cs", Address: "tz1held", Request: "attestation", ChainID: fmt.Sprintf("Net%012d", i), Duration: time.Millisecond})

@@ -9,6 +9,7 @@ import (
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/request"
 	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/ports"
 )
 
 // Policy is what one key may sign, as Signatory's `tezos:` section says.
@@ -147,26 +148,27 @@ func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds 
 	return out, warnings, nil
 }
 
-// check returns a KindForbidden error if p does not allow r.
-func (p *Policy) check(pkh string, r *request.Request) error {
+// check returns a KindForbidden error if p does not allow r, with the
+// violation type (ports.Violation*).
+func (p *Policy) check(pkh string, r *request.Request) (string, error) {
 	kind := r.PolicyKind()
 	ops, ok := p.Allow[kind]
 	if !ok {
-		return domain.Errorf(domain.KindForbidden, "request kind %q is not allowed for %s", kind, pkh)
+		return ports.ViolationRequestKind, domain.Errorf(domain.KindForbidden, "request kind %q is not allowed for %s", kind, pkh)
 	}
 	if r.Kind == request.KindGeneric {
 		for _, op := range r.Ops {
 			if !slices.Contains(ops, op) {
-				return domain.Errorf(domain.KindForbidden, "operation %q is not allowed for %s", op, pkh)
+				return ports.ViolationOperation, domain.Errorf(domain.KindForbidden, "operation %q is not allowed for %s", op, pkh)
 			}
 		}
 	}
 	if len(p.AllowedChains) > 0 && r.HasWatermark() {
 		if id := r.ChainID.String(); !slices.Contains(p.AllowedChains, id) {
-			return domain.Errorf(domain.KindForbidden, "chain %s is not allowed for %s (allowed_chains: %s)", id, pkh, strings.Join(p.AllowedChains, ", "))
+			return ports.ViolationChain, domain.Errorf(domain.KindForbidden, "chain %s is not allowed for %s (allowed_chains: %s)", id, pkh, strings.Join(p.AllowedChains, ", "))
 		}
 	}
-	return nil
+	return "", nil
 }
 
 // authData is what a client signs to authenticate a sign request:

@@ -14,6 +14,7 @@ import (
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/ports"
 )
 
 // attestation builds a tag-21 attestation sign request (0x13 ‖ chain id ‖
@@ -342,4 +343,48 @@ func TestAuthorizedKeysBothLists(t *testing.T) {
 	assert.ErrorContains(t, err, "not allowed to use")
 	pols[own.PKH.String()].AuthorizedKeys = []tezos.PublicKey{apk, bpk}
 	require.NoError(t, sign(own, a), "a is in both lists")
+}
+
+type eventLog struct {
+	mu     sync.Mutex
+	policy []ports.PolicyEvent
+	wm     []ports.WatermarkEvent
+}
+
+func (e *eventLog) ObserveSign(ports.SignEvent) {}
+func (e *eventLog) ObservePolicy(p ports.PolicyEvent) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.policy = append(e.policy, p)
+}
+func (e *eventLog) ObserveWatermark(w ports.WatermarkEvent) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.wm = append(e.wm, w)
+}
+
+// The signer reports policy refusals and every watermark decision (fed to
+// Signatory's policy_violation_total, consensus_round_total,
+// watermark_rejection_total and watermark_operations_total).
+func TestSignerEvents(t *testing.T) {
+	ctx := context.Background()
+	pols := map[string]*signer.Policy{}
+	s, _, _ := newPolicyService(t, pols, nil)
+	log := &eventLog{}
+	s.SetObserver(log)
+	ks, err := s.Generate(ctx, "cs", tezos.Ed25519, 1)
+	require.NoError(t, err)
+	pkh := ks[0].PKH.String()
+	pols[pkh] = signer.DefaultKeyPolicy()
+	sign := func(m []byte) { _, _ = s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: m}) }
+	sign(attestation(5, 3, 1))
+	sign(attestation(5, 3, 1))
+	sign(attestation(5, 2, 9))
+	sign(transaction)
+	require.Len(t, log.wm, 3)
+	assert.Equal(t, ports.WatermarkEvent{Address: pkh, Request: "attestation", ChainID: "NetXdQprcVkpaWU", Round: 3, Outcome: ports.WatermarkAccepted, Duration: log.wm[0].Duration}, log.wm[0])
+	assert.Equal(t, ports.WatermarkReplayed, log.wm[1].Outcome)
+	assert.Equal(t, ports.WatermarkRejected, log.wm[2].Outcome)
+	assert.Equal(t, ports.ReasonNotAbove, log.wm[2].Reason)
+	assert.Equal(t, []ports.PolicyEvent{{Address: pkh, Request: "generic", Violation: ports.ViolationRequestKind}}, log.policy)
 }

@@ -3,6 +3,7 @@ package signer
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -53,6 +54,9 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 	}
 	pol := s.policyFor(req.PKH)
 	if _, err := s.authenticate(k.PKH, pol, req); err != nil {
+		if errors.Is(err, errClientNotAllowed) {
+			s.observePolicy(k.Address, "", ports.ViolationClient)
+		}
 		return tezos.Signature{}, err
 	}
 	r, err := request.Parse(req.Message)
@@ -63,9 +67,11 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "the %s is in the tz4-only encoding (operation tag 40/41), but %s is a %v key", r.Kind, req.PKH, k.PKH.Type)
 	}
 	if pol == nil {
+		s.observePolicy(k.Address, r.PolicyKind(), ports.ViolationNotConfigured)
 		return tezos.Signature{}, domain.Errorf(domain.KindForbidden, "%s is not listed in the tezos policy section: it may not sign", req.PKH)
 	}
-	if err := pol.check(req.PKH, r); err != nil {
+	if violation, err := pol.check(req.PKH, r); err != nil {
+		s.observePolicy(k.Address, r.PolicyKind(), violation)
 		s.log.Warn("sign request refused by policy", "pkh", req.PKH, "kind", r.PolicyKind(), "ops", r.Ops, "error", err.Error())
 		return tezos.Signature{}, err
 	}
@@ -114,19 +120,50 @@ func (s *Service) signWatermarked(ctx context.Context, k Key, r *request.Request
 
 	unlock := s.locks.lock(wk.PKH)
 	defer unlock()
+	ev := ports.WatermarkEvent{Address: k.Address, Request: wk.Kind, ChainID: wk.ChainID, Round: r.Round}
+	start := time.Now()
+	var wmTime time.Duration // time in the watermark store, not in the enclave
+	defer func() {
+		if s.observer != nil && ev.Outcome != "" {
+			ev.Duration = wmTime
+			s.observer.ObserveWatermark(ev)
+		}
+	}()
+	outcome := func(err error) {
+		var reason string
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, errVersionMismatch):
+			ev.Outcome, reason = ports.WatermarkRejected, ports.ReasonVersionMismatch
+		case domain.KindOf(err) == domain.KindConflict:
+			ev.Outcome, reason = ports.WatermarkRejected, ports.ReasonNotAbove
+		default:
+			ev.Outcome = ports.WatermarkFailed
+		}
+		ev.Reason = reason
+	}
 
 	// Refuse or replay early from what this process knows, without
 	// touching the enclave. Marks only rise, so this is always safe.
-	if rec, ok, err := s.opts.Watermarks.Check(ctx, wk); err != nil {
+	rec, ok, err := s.opts.Watermarks.Check(ctx, wk)
+	wmTime += time.Since(start)
+	if err != nil {
+		outcome(err)
 		return tezos.Signature{}, err
-	} else if ok {
+	}
+	if ok {
 		d, err := watermark.Decide(wk, &rec, next)
 		if err != nil {
+			outcome(err)
 			return tezos.Signature{}, err
 		}
 		if d == watermark.Replay {
 			s.log.Info("identical consensus request repeated: answering with the recorded signature", "pkh", wk.PKH, "kind", wk.Kind, "level", next.Level, "round", next.Round)
-			return replay(k, wk, rec, msg, version)
+			sig, err := replay(k, wk, rec, msg, version)
+			ev.Outcome = ports.WatermarkReplayed
+			outcome(err)
+			return sig, err
 		}
 	}
 	sig, err := s.enclaveSign(ctx, k, r, msg, version)
@@ -134,14 +171,44 @@ func (s *Service) signWatermarked(ctx context.Context, k Key, r *request.Request
 		return tezos.Signature{}, err
 	}
 	next.Signature = sig.String()
+	commitStart := time.Now()
 	stored, err := s.opts.Watermarks.Commit(ctx, wk, next)
+	wmTime += time.Since(commitStart)
 	if err != nil {
+		outcome(err)
 		return tezos.Signature{}, err
 	}
 	if stored.Signature != next.Signature {
-		return replay(k, wk, stored, msg, version)
+		sig, err := replay(k, wk, stored, msg, version)
+		ev.Outcome = ports.WatermarkReplayed
+		outcome(err)
+		return sig, err
 	}
+	ev.Outcome = ports.WatermarkAccepted
 	return sig, nil
+}
+
+func (s *Service) observePolicy(address, kind, violation string) {
+	if s.observer != nil {
+		s.observer.ObservePolicy(ports.PolicyEvent{Address: address, Request: kind, Violation: violation})
+	}
+}
+
+// errVersionMismatch marks a replay refused because the signing version
+// differs; errClientNotAllowed a client authenticated but not allowed to use
+// the key (a policy violation rather than an authentication failure).
+var (
+	errVersionMismatch  = errors.New("signing version differs from the recorded signature's")
+	errClientNotAllowed = errors.New("client not allowed for this key")
+)
+
+// ErrAuthentication is in the chain of every error that refuses a request
+// for its (missing or wrong) client authentication.
+var ErrAuthentication = errors.New("authentication failed")
+
+// authError returns a domain error of kind k wrapping ErrAuthentication.
+func authError(k domain.Kind, format string, args ...any) error {
+	return &domain.Error{Kind: k, Msg: fmt.Sprintf(format, args...), Err: ErrAuthentication}
 }
 
 // replay returns the signature recorded for an identical earlier request.
@@ -161,9 +228,9 @@ func replay(k Key, wk watermark.Key, m watermark.Mark, msg []byte, version uint8
 	if k.PKH.Type == tezos.BLS {
 		for _, v := range []uint8{tezos.SignVersion1, tezos.SignVersion2} {
 			if v != version && !(version == tezos.SignVersionLatest && v == tezos.SignVersion2) && k.PublicKey.Verify(msg, sig, v) == nil {
-				return tezos.Signature{}, domain.Errorf(domain.KindConflict,
+				return tezos.Signature{}, &domain.Error{Kind: domain.KindConflict, Err: errVersionMismatch, Msg: fmt.Sprintf(
 					"%s %s for %s on %s was already signed with BLS signing version %d; this identical request asks for version %d, which would be a second signature at the same level and round",
-					wk.Kind, m, wk.PKH, wk.ChainID, v, version)
+					wk.Kind, m, wk.PKH, wk.ChainID, v, version)}
 			}
 		}
 	}
@@ -213,7 +280,7 @@ func (s *Service) authenticate(pkh tezos.PublicKeyHash, pol *Policy, req SignReq
 		return tezos.PublicKeyHash{}, nil
 	}
 	if req.Authentication == nil {
-		return tezos.PublicKeyHash{}, domain.Errorf(domain.KindUnauthorized, "authentication required: sign the request with an authorized key and pass it as ?authentication=")
+		return tezos.PublicKeyHash{}, authError(domain.KindUnauthorized, "authentication required: sign the request with an authorized key and pass it as ?authentication=")
 	}
 	data := authData(pkh, req.Message)
 	var client *tezos.PublicKey
@@ -229,17 +296,17 @@ func (s *Service) authenticate(pkh tezos.PublicKeyHash, pol *Policy, req SignReq
 		}
 	}
 	if client == nil {
-		return tezos.PublicKeyHash{}, domain.Errorf(domain.KindForbidden, "authentication failed: the signature is not from an authorized key")
+		return tezos.PublicKeyHash{}, authError(domain.KindForbidden, "authentication failed: the signature is not from an authorized key")
 	}
 	in := func(list []tezos.PublicKey) bool {
 		return slices.ContainsFunc(list, func(k tezos.PublicKey) bool { return k.Equal(*client) })
 	}
 	ch := client.Hash()
 	if len(server) > 0 && !in(server) {
-		return tezos.PublicKeyHash{}, domain.Errorf(domain.KindForbidden, "client %s is not in server.authorized_keys", ch)
+		return tezos.PublicKeyHash{}, authError(domain.KindForbidden, "client %s is not in server.authorized_keys", ch)
 	}
 	if len(own) > 0 && !in(own) {
-		return tezos.PublicKeyHash{}, domain.Errorf(domain.KindForbidden, "client %s is not allowed to use %s (not in its authorized_keys)", ch, req.PKH)
+		return tezos.PublicKeyHash{}, &domain.Error{Kind: domain.KindForbidden, Err: errClientNotAllowed, Msg: fmt.Sprintf("client %s is not allowed to use %s (not in its authorized_keys)", ch, req.PKH)}
 	}
 	s.log.Debug("request authenticated", "client", ch.String(), "pkh", req.PKH)
 	return ch, nil

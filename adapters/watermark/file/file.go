@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sigil-signer/sigil/adapters/internal/atomicfile"
 	"github.com/sigil-signer/sigil/adapters/internal/strictjson"
@@ -42,6 +43,7 @@ type Config struct {
 
 // Store is a file-backed ports.WatermarkStore.
 type Store struct {
+	rec    wm.IORecorder
 	dir    string
 	lock   *os.File   // exclusive lock on dir/.lock while open
 	mu     sync.Mutex // guards chains (the map only)
@@ -284,7 +286,10 @@ func (s *Store) write(c *chain, next chainMarks) error {
 	if err != nil {
 		return fmt.Errorf("file watermark: encoding %s: %w", c.path, err)
 	}
-	if err := atomicfile.Write(c.path, data, 0o600, nil); err != nil {
+	start := time.Now()
+	err = atomicfile.Write(c.path, data, 0o600, nil)
+	s.rec.Observe("write", start, err, "io")
+	if err != nil {
 		return domain.Errorf(domain.KindUnavailable, "file watermark: %w", err)
 	}
 	c.marks.Store(&next)
@@ -462,5 +467,10 @@ func Driver(_ context.Context, decode func(any) error, env wm.Env) (ports.Waterm
 			return nil, domain.Errorf(domain.KindInvalid, "file watermark: invalid config: %v", err)
 		}
 	}
-	return Open(cfg)
+	s, err := Open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.rec = env.Recorder("file", "")
+	return s, nil
 }

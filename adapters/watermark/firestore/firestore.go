@@ -82,6 +82,7 @@ type Store struct {
 	col    *gfs.CollectionRef
 	where  string
 	retry  gcpretry.Policy
+	rec    wm.IORecorder
 
 	mu    sync.Mutex
 	cache map[watermark.Key]watermark.Mark // highest mark seen recorded (Check)
@@ -225,7 +226,9 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 		if !known {
 			if err := s.do(ctx, func(ctx context.Context) error {
 				var err error
+				start := time.Now()
 				st, err = read(ctx, ref)
+				s.rec.Observe("read", start, err, ioErrorType(err))
 				return err
 			}); err != nil {
 				return watermark.Mark{}, s.fail(ctx, "read "+k.String(), err)
@@ -246,11 +249,14 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 		var wr *gfs.WriteResult
 		err := s.do(ctx, func(ctx context.Context) error {
 			var err error
+			start, op := time.Now(), "write"
 			if st.exists {
 				wr, err = ref.Update(ctx, updates(k, m), gfs.LastUpdateTime(st.updated))
 			} else {
+				op = "create"
 				wr, err = ref.Create(ctx, fields(k, m))
 			}
+			s.rec.Observe(op, start, err, ioErrorType(err))
 			return err
 		})
 		switch status.Code(err) {
@@ -271,6 +277,21 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 			return watermark.Mark{}, s.fail(ctx, "commit "+k.String(), err)
 		}
 	}
+}
+
+// ioErrorType classifies a Firestore error for watermark_io_errors_total.
+func ioErrorType(err error) string {
+	switch status.Code(err) {
+	case codes.OK:
+		return ""
+	case codes.FailedPrecondition, codes.AlreadyExists, codes.NotFound:
+		return "conflict"
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted, codes.Canceled:
+		return "unavailable"
+	case codes.PermissionDenied, codes.Unauthenticated:
+		return "permission"
+	}
+	return "other"
 }
 
 // read returns the document's current state.
@@ -505,12 +526,17 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 }
 
 // Driver is the `gcp`/`firestore` backend's watermark.Opener.
-func Driver(ctx context.Context, decode func(any) error, _ wm.Env) (ports.WatermarkStore, error) {
+func Driver(ctx context.Context, decode func(any) error, env wm.Env) (ports.WatermarkStore, error) {
 	var cfg Config
 	if decode != nil {
 		if err := decode(&cfg); err != nil {
 			return nil, domain.Errorf(domain.KindInvalid, "firestore watermark: invalid config: %v", err)
 		}
 	}
-	return New(ctx, cfg)
+	s, err := New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.rec = env.Recorder("gcp", s.col.ID)
+	return s, nil
 }
