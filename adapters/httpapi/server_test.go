@@ -1,10 +1,10 @@
 package httpapi_test
 
 import (
-	"fmt"
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
