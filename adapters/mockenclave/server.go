@@ -294,22 +294,24 @@ var (
 
 func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 	if req.Initialize != nil {
+		// Only this session's goroutine initializes; the lock is for
+		// Sessions(), and is not held across the KMS provider's calls.
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.initialized {
+		initialized := c.initialized
+		c.mu.Unlock()
+		if initialized {
 			return nil, errAlreadyInitialized
 		}
 		if req.Initialize.WIPProviderPath == "" || req.Initialize.EncryptionKeyPath == "" {
 			return nil, rpc.NewError("encryption error", "invalid credentials: wip_provider_path and encryption_key_path are required")
 		}
-		ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.KMSTimeout)
-		kms, err := c.srv.opts.KMSProvider.ForSession(ctx, *req.Initialize)
-		cancel()
-		if err != nil {
-			return nil, rpc.NewError("encryption error", err.Error())
+		kms, rerr := c.sessionKMS(*req.Initialize)
+		if rerr != nil {
+			return nil, rerr
 		}
-		c.kms = kms
-		c.initialized = true
+		c.mu.Lock()
+		c.kms, c.initialized = kms, true
+		c.mu.Unlock()
 		return nil, nil
 	}
 	c.mu.Lock()

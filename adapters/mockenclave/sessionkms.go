@@ -52,3 +52,15 @@ func (s staticSession) Seal(_ context.Context, plain []byte) ([]byte, error) {
 }
 func (s staticSession) Open(_ context.Context, blob []byte) ([]byte, error) { return s.kms.Open(blob) }
 func (staticSession) Close() error                                          { return nil }
+
+// sessionKMS asks the provider for the session's KMS, bounded by
+// KMSTimeout and by the server's life.
+func (c *session) sessionKMS(creds rpc.Credentials) (SessionKMS, *rpc.RPCError) {
+	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.KMSTimeout)
+	defer cancel()
+	kms, err := c.srv.opts.KMSProvider.ForSession(ctx, creds)
+	if err != nil {
+		return nil, rpc.NewError("encryption error", err.Error())
+	}
+	return kms, nil
+}
