@@ -13,7 +13,8 @@
 #
 # The build is reproducible: the binary is built with -trimpath and no build
 # id, and buildah's --timestamp 0 fixes every date in the image, so the same
-# source and toolchain give the same digest.
+# source, Go toolchain and static C library (the Debian release's glibc) give
+# the same digest.
 #
 # Environment:
 #   SIGIL_IMAGE      image name and tag in buildah's store
