@@ -23,8 +23,15 @@ import (
 
 // Options configures a Server.
 type Options struct {
-	// KMS seals and opens key blobs; nil means PassthroughKMS.
+	// KMS seals and opens key blobs; nil means PassthroughKMS. It is
+	// ignored when KMSProvider is set.
 	KMS KMS
+	// KMSProvider, if set, gives each session its own KMS from its
+	// Initialize payload (the real Cloud KMS port); nil means StaticKMS{KMS}.
+	KMSProvider KMSProvider
+	// KMSTimeout bounds each KMS call and each KMSProvider.ForSession;
+	// default 30 s.
+	KMSTimeout time.Duration
 	// ReplyDelay is slept before each reply is written (load tests). It only
 	// delays the connection it applies to.
 	ReplyDelay time.Duration
@@ -42,6 +49,9 @@ type Options struct {
 type Server struct {
 	opts Options
 	log  *slog.Logger
+	// ctx ends when the server closes, cutting short KMS calls in flight.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -55,6 +65,12 @@ func NewServer(opts Options) *Server {
 	if opts.KMS == nil {
 		opts.KMS = PassthroughKMS{}
 	}
+	if opts.KMSProvider == nil {
+		opts.KMSProvider = StaticKMS{KMS: opts.KMS}
+	}
+	if opts.KMSTimeout <= 0 {
+		opts.KMSTimeout = 30 * time.Second
+	}
 	if opts.MaxFrame <= 0 {
 		opts.MaxFrame = rpc.DefaultMaxFrame
 	}
@@ -62,9 +78,12 @@ func NewServer(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		opts:      opts,
 		log:       log,
+		ctx:       ctx,
+		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 	}
@@ -135,6 +154,7 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
+	s.cancel()
 	for l := range s.listeners {
 		l.Close()
 	}
@@ -188,6 +208,7 @@ type session struct {
 	mu          sync.Mutex // guards initialized and keys for Sessions()
 	initialized bool
 	keys        []loadedKey
+	kms         SessionKMS // set by Initialize
 }
 
 func (c *session) serve() {
@@ -200,7 +221,14 @@ func (c *session) serve() {
 			c.keys[i].sk.Zero()
 		}
 		c.keys = nil
+		kms := c.kms
+		c.kms = nil
 		c.mu.Unlock()
+		if kms != nil {
+			if err := kms.Close(); err != nil {
+				log.Info("closing the session's KMS failed", "err", err.Error())
+			}
+		}
 		log.Debug("connection closed")
 	}()
 	for {
@@ -266,15 +294,24 @@ var (
 
 func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 	if req.Initialize != nil {
+		// Only this session's goroutine initializes; the lock is for
+		// Sessions(), and is not held across the KMS provider's calls.
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.initialized {
+		initialized := c.initialized
+		c.mu.Unlock()
+		if initialized {
 			return nil, errAlreadyInitialized
 		}
 		if req.Initialize.WIPProviderPath == "" || req.Initialize.EncryptionKeyPath == "" {
 			return nil, rpc.NewError("encryption error", "invalid credentials: wip_provider_path and encryption_key_path are required")
 		}
-		c.initialized = true
+		kms, rerr := c.sessionKMS(*req.Initialize)
+		if rerr != nil {
+			return nil, rerr
+		}
+		c.mu.Lock()
+		c.kms, c.initialized = kms, true
+		c.mu.Unlock()
 		return nil, nil
 	}
 	c.mu.Lock()
@@ -407,7 +444,9 @@ func (c *session) add(k loadedKey) uint64 {
 // open unseals a blob into a key; the caller owns (and zeroes) k.sk.
 func (c *session) open(blob []byte) (loadedKey, *rpc.RPCError) {
 	c.kmsDelay()
-	plain, err := c.srv.opts.KMS.Open(blob)
+	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.KMSTimeout)
+	plain, err := c.kms.Open(ctx, blob)
+	cancel()
 	if err != nil {
 		return loadedKey{}, rpc.NewError("encryption error", err.Error())
 	}
@@ -452,7 +491,9 @@ func (c *session) sealAndMaybeAdd(sk tezos.PrivateKey, add bool) (any, *rpc.RPCE
 		return nil, rpc.NewError("serialization error", err.Error())
 	}
 	c.kmsDelay()
-	blob, err := c.srv.opts.KMS.Seal(plain)
+	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.KMSTimeout)
+	blob, err := c.kms.Seal(ctx, plain)
+	cancel()
 	clear(plain)
 	if err != nil {
 		sk.Zero()

@@ -1,8 +1,12 @@
-// Command sigil-enclave runs Sigil's mock Confidential Space enclave: a TCP
+// Command sigil-enclave runs Sigil's Confidential Space enclave: a TCP
 // server of the enclave-signer protocol with real key generation and
-// signing, and a KMS stand-in (local AES-256-GCM key file, or pass-through
-// where blobs are plain keys). It is for development and load tests only: it
-// offers none of the isolation of a real enclave.
+// signing. With --kms gcp it is the production workload: keys are sealed
+// with Cloud KMS under the key each connection's Initialize names,
+// authenticated by the Confidential Space attestation token through the
+// Workload Identity provider Initialize names (blobs interchangeable with
+// ECAD Labs' enclave-signer). With the stand-ins (--kms local, an AES-256-GCM
+// key file; --kms passthrough, blobs are plain keys) it is for development
+// and tests only, and offers none of an enclave's isolation.
 package main
 
 import (
@@ -38,11 +42,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sigil-enclave", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", ":2000", "TCP address to listen on")
-	kmsKind := fs.String("kms", "local", "KMS stand-in: local (AES-256-GCM key file) or passthrough (blobs are plain keys; tests only)")
+	kmsKind := fs.String("kms", "local", "KMS: gcp (Cloud KMS, the Confidential Space workload), or a stand-in: local (AES-256-GCM key file) or passthrough (blobs are plain keys; tests only)")
 	keyFile := fs.String("kms-key-file", "./sigil-enclave-kms.key", "key file of the local KMS (created with mode 0600 if absent)")
 	replyDelay := fs.Duration("reply-delay", 0, "delay before every reply (load tests)")
 	kmsDelay := fs.Duration("kms-delay", 0, "delay around every KMS seal/open (load tests)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	gcp := addGCPFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: sigil-enclave [flags]
+
+Serves the enclave-signer protocol on --listen (port 2000 in Confidential Space).
+
+--kms gcp   Confidential Space workload: each connection's Initialize names a
+            Workload Identity provider and a Cloud KMS key; the attestation token
+            the launcher writes is exchanged at the Security Token Service for an
+            access token, and keys are sealed with Cloud KMS Encrypt/Decrypt
+            (CRC32C-checked). The --gcp-* flags are seams for tests and private
+            endpoints; a workload keeps their defaults.
+--kms local AES-256-GCM key file (--kms-key-file); development only.
+--kms passthrough  blobs are plain keys; tests only.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,7 +82,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	var kms mockenclave.KMS
+	var provider mockenclave.KMSProvider
 	switch *kmsKind {
+	case "gcp":
+		p, kp, err := gcp.provider(log)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		provider = kp
 	case "local":
 		k, err := mockenclave.NewLocalKMS(*keyFile)
 		if err != nil {
@@ -70,20 +101,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("passthrough KMS: sealed blobs hold plain private keys; never use real keys")
 		kms = mockenclave.PassthroughKMS{}
 	default:
-		return fmt.Errorf("invalid --kms %q (want local or passthrough)", *kmsKind)
+		return fmt.Errorf("invalid --kms %q (want gcp, local or passthrough)", *kmsKind)
 	}
 
 	srv := mockenclave.NewServer(mockenclave.Options{
-		KMS: kms, ReplyDelay: *replyDelay, KMSDelay: *kmsDelay, Logger: log,
+		KMS: kms, KMSProvider: provider, ReplyDelay: *replyDelay, KMSDelay: *kmsDelay, Logger: log,
 	})
 	err := srv.ListenAndServe(ctx, *listen, func(a net.Addr) {
 		fmt.Fprintf(stdout, "listening on %s\n", a)
-		log.Info("mock enclave started", "addr", a.String(), "kms", *kmsKind,
+		log.Info("enclave started", "addr", a.String(), "kms", *kmsKind,
 			"reply_delay", replyDelay.String(), "kms_delay", kmsDelay.String())
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("mock enclave stopped")
+	log.Info("enclave stopped")
 	return nil
 }

@@ -1,8 +1,10 @@
 // Package e2e holds Sigil's end-to-end test: the real `sigil` and
-// `sigil-enclave` binaries run as separate processes (a mock enclave with the
-// local KMS, the CLI, the daemon), and Taquito, driven through node, is the
-// independent client that forges operations, asks the daemon for signatures
-// over the remote-signer HTTP API and verifies them.
+// `sigil-enclave` binaries run as separate processes (the enclave with the
+// local KMS stand-in, and again in its production mode --kms gcp against a
+// fake Security Token Service and Cloud KMS; the CLI; the daemon), and
+// Taquito, driven through node, is the independent client that forges
+// operations, asks the daemon for signatures over the remote-signer HTTP API
+// and verifies them.
 package e2e
 
 import (
@@ -28,6 +30,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigil-signer/sigil/adapters/gcpkms"
+	"github.com/sigil-signer/sigil/adapters/gcpkms/gcpkmstest"
 	"github.com/sigil-signer/sigil/integration/harness"
 	"github.com/sigil-signer/sigil/integration/taquito"
 )
@@ -144,7 +148,53 @@ for (const k of input.keys) {
 }
 return out;`
 
+// enclaveMode is how the test runs sigil-enclave: its extra arguments and
+// the Initialize values the daemon is configured with.
+type enclaveMode struct {
+	args      func(t *testing.T, dir string) []string
+	wip, key  string
+	checkBlob func(t *testing.T, pkh string, blob []byte) // optional
+}
+
+// TestEndToEnd runs the scenario against the enclave with the local KMS
+// stand-in, and against the production mode (--kms gcp) with a fake
+// Security Token Service and a fake Cloud KMS on loopback.
 func TestEndToEnd(t *testing.T) {
+	t.Run("local", func(t *testing.T) {
+		runEndToEnd(t, enclaveMode{
+			args: func(t *testing.T, dir string) []string {
+				return []string{"--kms", "local", "--kms-key-file", filepath.Join(dir, "kms.key")}
+			},
+			wip: "x", key: "y",
+		})
+	})
+	t.Run("gcp", func(t *testing.T) {
+		const (
+			wip = "projects/271828/locations/global/workloadIdentityPools/e2e/providers/attestation"
+			key = "projects/e2e/locations/global/keyRings/sigil/cryptoKeys/enclave"
+		)
+		var kms *gcpkmstest.KMS
+		runEndToEnd(t, enclaveMode{
+			args: func(t *testing.T, dir string) []string {
+				tokenFile := filepath.Join(dir, "attestation_token")
+				subject := gcpkmstest.WriteTokenFile(t, tokenFile)
+				sts := gcpkmstest.NewSTS(t, gcpkms.AudiencePrefix+wip, subject, time.Hour)
+				kms = gcpkmstest.NewKMS(t, sts.Valid)
+				kms.AddKey(key)
+				return []string{"--kms", "gcp", "--gcp-token-file", tokenFile, "--gcp-sts-url", sts.URL,
+					"--gcp-kms-endpoint", kms.Addr, "--gcp-kms-insecure"}
+			},
+			wip: wip, key: key,
+			checkBlob: func(t *testing.T, pkh string, blob []byte) {
+				if _, err := kms.Unseal(key, blob); err != nil {
+					t.Errorf("key file: the blob of %s is not Cloud KMS ciphertext under %s: %v", pkh, key, err)
+				}
+			},
+		})
+	})
+}
+
+func runEndToEnd(t *testing.T, mode enclaveMode) {
 	start := time.Now()
 	defer func() {
 		t.Logf("end-to-end wall time (builds included): %v", time.Since(start).Round(time.Millisecond))
@@ -164,7 +214,7 @@ func TestEndToEnd(t *testing.T) {
 	enclave := harness.StartProcess(t, harness.ProcessOptions{
 		Name:    "sigil-enclave",
 		Binary:  enclaveBin,
-		Args:    []string{"--listen", "127.0.0.1:0", "--kms", "local", "--kms-key-file", filepath.Join(dir, "kms.key")},
+		Args:    append([]string{"--listen", "127.0.0.1:0"}, mode.args(t, dir)...),
 		Ready:   func(line string) bool { return strings.HasPrefix(line, "listening on ") },
 		Timeout: 20 * time.Second,
 	})
@@ -176,7 +226,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Configuration without policy for the CLI (no storage section: the
 	// file store at ${BASE_DIR}/confidential_space_keys.json is the default).
-	writeConfig(t, cfgPath, baseDir, enclavePort, "", "")
+	writeConfig(t, cfgPath, baseDir, enclavePort, mode, "", "")
 
 	// Generate one key of each type inside the enclave.
 	var keys []key
@@ -277,7 +327,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("sigil list shows public keys %s and %s for the imported keys, Taquito derives %s and %s",
 			listed[oracle.EdPkh].pk, listed[oracle.P2Pkh].pk, oracle.EdPk, oracle.P2Pk)
 	}
-	checkKeyFile(t, keyFile, keys, [][]byte{seed, scalar})
+	checkKeyFile(t, keyFile, keys, [][]byte{seed, scalar}, mode.checkBlob)
 
 	// The policy: every key may sign transactions; the tz4 key may prove
 	// possession.
@@ -289,7 +339,7 @@ func TestEndToEnd(t *testing.T) {
 			policy.WriteString("    allow_proof_of_possession: true\n")
 		}
 	}
-	writeConfig(t, cfgPath, baseDir, enclavePort, "", policy.String())
+	writeConfig(t, cfgPath, baseDir, enclavePort, mode, "", policy.String())
 
 	d1 := startDaemon(t, sigil, cfgPath, len(keys))
 	first := signAll(t, d1, keys, listed)
@@ -314,7 +364,7 @@ func TestEndToEnd(t *testing.T) {
 		fmt.Fprintf(&restricted, "  %s:\n    allow:\n      generic: [reveal, delegation]\n", k.pkh)
 	}
 	restrictedCfg := filepath.Join(dir, "restricted.yaml")
-	writeConfig(t, restrictedCfg, filepath.Join(dir, "restricted-base"), enclavePort,
+	writeConfig(t, restrictedCfg, filepath.Join(dir, "restricted-base"), enclavePort, mode,
 		"      storage:\n        driver: file\n        config: "+keyFile+"\n", restricted.String())
 	d3 := startDaemon(t, sigil, restrictedCfg, len(keys))
 	for _, k := range keys {
@@ -345,7 +395,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s: proof of possession changed across the restart", k.pkh)
 		}
 	}
-	checkKeyFile(t, keyFile, keys, [][]byte{seed, scalar})
+	checkKeyFile(t, keyFile, keys, [][]byte{seed, scalar}, mode.checkBlob)
 	d2.proc.Stop()
 	checkNoSecret("the restarted daemon's log", d2.proc.Log())
 }
@@ -473,7 +523,7 @@ func runCLI(t *testing.T, bin, stdin string, args ...string) (string, string) {
 
 // writeConfig writes a configuration with the vault "cs" on the enclave;
 // storage, if not empty, is the vault's storage section (indented for it).
-func writeConfig(t *testing.T, path, baseDir, enclavePort, storage, tezos string) {
+func writeConfig(t *testing.T, path, baseDir, enclavePort string, mode enclaveMode, storage, tezos string) {
 	t.Helper()
 	cfg := fmt.Sprintf(`base_dir: %s
 server:
@@ -485,9 +535,9 @@ vaults:
     config:
       host: 127.0.0.1
       port: %s
-      wip_provider_path: x
-      encryption_key_path: y
-%s%s`, baseDir, enclavePort, storage, tezos)
+      wip_provider_path: %s
+      encryption_key_path: %s
+%s%s`, baseDir, enclavePort, mode.wip, mode.key, storage, tezos)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -515,7 +565,7 @@ func parseList(t *testing.T, out string) map[string]listRow {
 
 // checkKeyFile checks the key file: mode 0600, exactly one entry per key,
 // and no plain key material in the sealed blobs.
-func checkKeyFile(t *testing.T, path string, keys []key, plain [][]byte) {
+func checkKeyFile(t *testing.T, path string, keys []key, plain [][]byte, checkBlob func(t *testing.T, pkh string, blob []byte)) {
 	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -543,6 +593,9 @@ func checkKeyFile(t *testing.T, path string, keys []key, plain [][]byte) {
 		got = append(got, e.PKH)
 		if len(e.Blob) == 0 {
 			t.Errorf("key file: %s has an empty blob", e.PKH)
+		}
+		if checkBlob != nil {
+			checkBlob(t, e.PKH, e.Blob)
 		}
 		for _, p := range plain {
 			if bytes.Contains(e.Blob, p) {

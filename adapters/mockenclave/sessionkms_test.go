@@ -1,0 +1,104 @@
+package mockenclave
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+)
+
+// recordingKMS is a per-session KMS that remembers which credentials it was
+// made for and whether it was closed.
+type recordingKMS struct {
+	creds  rpc.Credentials
+	mu     sync.Mutex
+	closed bool
+	seals  int
+}
+
+func (r *recordingKMS) Seal(ctx context.Context, plain []byte) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		return nil, errors.New("no deadline on the KMS call")
+	}
+	r.mu.Lock()
+	r.seals++
+	r.mu.Unlock()
+	return append([]byte(r.creds.EncryptionKeyPath+":"), plain...), nil
+}
+
+func (r *recordingKMS) Open(_ context.Context, blob []byte) ([]byte, error) {
+	prefix := r.creds.EncryptionKeyPath + ":"
+	if len(blob) < len(prefix) || string(blob[:len(prefix)]) != prefix {
+		return nil, errors.New("sealed under another key")
+	}
+	return append([]byte(nil), blob[len(prefix):]...), nil
+}
+
+func (r *recordingKMS) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	return nil
+}
+
+func TestKMSProviderPerSession(t *testing.T) {
+	var mu sync.Mutex
+	var made []*recordingKMS
+	refuse := true
+	provider := KMSProviderFunc(func(ctx context.Context, c rpc.Credentials) (SessionKMS, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			return nil, errors.New("no deadline on ForSession")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if refuse {
+			refuse = false
+			return nil, errors.New("token exchange refused")
+		}
+		k := &recordingKMS{creds: c}
+		made = append(made, k)
+		return k, nil
+	})
+	_, addr := start(t, Options{KMSProvider: provider, KMS: PassthroughKMS{}})
+
+	// A refused Initialize leaves the session uninitialized; it may retry.
+	c := dial(t, addr)
+	require.EqualError(t, c.call(rpc.NewInitialize(creds), nil), "encryption error: token exchange refused")
+	var gr rpc.GenerateResult
+	require.EqualError(t, c.call(rpc.NewGenerate(rpc.KeyEd25519), &gr), "uninitialized")
+	require.NoError(t, c.call(rpc.NewInitialize(creds), nil))
+	require.NoError(t, c.call(rpc.NewGenerate(rpc.KeyEd25519), &gr))
+
+	// Another session with another key gets its own KMS: the first
+	// session's blob does not open there, but does in the first.
+	other := creds
+	other.EncryptionKeyPath = "projects/p/locations/global/keyRings/r/cryptoKeys/other"
+	c2 := dial(t, addr)
+	require.NoError(t, c2.call(rpc.NewInitialize(other), nil))
+	var pk rpc.Tagged
+	require.ErrorContains(t, c2.call(rpc.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pk), "sealed under another key")
+	require.NoError(t, c.call(rpc.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pk))
+
+	mu.Lock()
+	require.Len(t, made, 2)
+	require.Equal(t, creds, made[0].creds)
+	require.Equal(t, other, made[1].creds)
+	require.Equal(t, 1, made[0].seals)
+	mu.Unlock()
+
+	// Closing a connection closes its session's KMS.
+	c.nc.Close()
+	require.Eventually(t, func() bool {
+		made[0].mu.Lock()
+		defer made[0].mu.Unlock()
+		return made[0].closed
+	}, 5*time.Second, 10*time.Millisecond)
+	made[1].mu.Lock()
+	require.False(t, made[1].closed)
+	made[1].mu.Unlock()
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/gcpkms"
+	"github.com/sigil-signer/sigil/adapters/mockenclave"
+)
+
+// gcpFlags are the settings of --kms gcp. In a Confidential Space workload
+// all keep their defaults; the three seams exist for tests (fakes on
+// loopback) and private endpoints.
+type gcpFlags struct {
+	tokenFile   *string
+	stsURL      *string
+	kmsEndpoint *string
+	insecure    *bool
+}
+
+func addGCPFlags(fs *flag.FlagSet) *gcpFlags {
+	return &gcpFlags{
+		tokenFile: fs.String("gcp-token-file", gcpkms.DefaultTokenFile,
+			"--kms gcp: file holding the attestation token (subject token of the exchange); seam for tests"),
+		stsURL: fs.String("gcp-sts-url", gcpkms.DefaultTokenURL,
+			"--kms gcp: Security Token Service token endpoint; seam for tests and private endpoints"),
+		kmsEndpoint: fs.String("gcp-kms-endpoint", "",
+			"--kms gcp: Cloud KMS gRPC endpoint host:port, TLS (default Google's cloudkms.googleapis.com:443); seam for tests and private endpoints"),
+		insecure: fs.Bool("gcp-kms-insecure", false,
+			"--kms gcp: plaintext gRPC to --gcp-kms-endpoint, which must be a loopback address (test fakes only)"),
+	}
+}
+
+// provider builds the Cloud KMS provider: each session's Initialize brings
+// the Workload Identity provider and the key its blobs are sealed under.
+func (g *gcpFlags) provider(log *slog.Logger) (*gcpkms.Provider, mockenclave.KMSProvider, error) {
+	p, err := gcpkms.New(gcpkms.Config{
+		TokenFile: *g.tokenFile,
+		TokenURL:  *g.stsURL,
+		Endpoint:  *g.kmsEndpoint,
+		Insecure:  *g.insecure,
+		Logger:    log.With("component", "gcpkms"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, mockenclave.KMSProviderFunc(func(ctx context.Context, c rpc.Credentials) (mockenclave.SessionKMS, error) {
+		s, err := p.Session(ctx, c.WIPProviderPath, c.EncryptionKeyPath)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}), nil
+}
