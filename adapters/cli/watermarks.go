@@ -18,6 +18,8 @@ import (
 	"github.com/sigil-signer/sigil/adapters/internal/atomicfile"
 	"github.com/sigil-signer/sigil/adapters/internal/strictjson"
 	"github.com/sigil-signer/sigil/app"
+	"github.com/sigil-signer/sigil/domain/signer"
+	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
 )
@@ -90,6 +92,22 @@ func newWatermarksImport(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// All or nothing: every recorded signature is checked against
+			// its key before anything is stored (the keys are loaded from
+			// the vaults, so the enclave must be reachable when records
+			// carry signatures).
+			if hasSignatures(recs) {
+				keys, err := g.publicKeys(cmd.Context())
+				if err != nil {
+					return fmt.Errorf("loading the signer's keys to check the records' signatures: %w", err)
+				}
+				if err := watermark.VerifyRecords(recs, func(pkh string) (tezos.PublicKey, bool) {
+					pk, ok := keys[pkh]
+					return pk, ok
+				}); err != nil {
+					return fmt.Errorf("%s: %w (nothing was imported)", displayName(name), err)
+				}
+			}
 			return withWatermarkStore(cmd.Context(), g.opts, func(ctx context.Context, st ports.WatermarkStore) error {
 				before, err := st.Export(ctx)
 				if err != nil {
@@ -109,6 +127,31 @@ func newWatermarksImport(g *globals) *cobra.Command {
 			})
 		},
 	}
+}
+
+func hasSignatures(recs []watermark.Record) bool {
+	for _, r := range recs {
+		if r.Signature != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// publicKeys loads every stored key into its enclave and returns the
+// public keys by address.
+func (g *globals) publicKeys(ctx context.Context) (map[string]tezos.PublicKey, error) {
+	out := map[string]tezos.PublicKey{}
+	err := g.runOnce(ctx, app.Core(g.opts), func(ctx context.Context, svc *signer.Service) error {
+		if err := svc.Load(ctx); err != nil {
+			return err
+		}
+		for _, k := range svc.List() {
+			out[k.Address] = k.PublicKey
+		}
+		return nil
+	})
+	return out, err
 }
 
 func displayName(name string) string {

@@ -2,6 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
+	"net"
+	"sync"
 	"context"
 	"encoding/json"
 	"os"
@@ -10,27 +13,87 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	wmfile "github.com/sigil-signer/sigil/adapters/watermark/file"
-	"github.com/sigil-signer/sigil/adapters/watermark/watermarktest"
+	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/domain/watermark"
 )
 
-const (
-	testChain = "NetXdQprcVkpaWU"
-	testPKH1  = "tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb"
-	testPKH2  = "tz4HVR6aty9KwsQFHh81C1G7gBdhxT8kuytm"
+const testChain = "NetXdQprcVkpaWU"
+
+// signerEnv is a base directory with a config whose confidentialspace vault
+// points at an in-process mock enclave (passthrough KMS), and keys imported
+// into it whose secrets the test holds, so marks carry real signatures.
+type signerEnv struct {
+	dir, cfg string
+	keys     []tezos.PrivateKey // ed25519, then BLS
+}
+
+// baseDir returns a fresh signerEnv with the default (file) watermark
+// backend.
+func baseDir(t *testing.T) (dir, cfgPath string) {
+	e := newSignerEnv(t)
+	return e.dir, e.cfg
+}
+
+var (
+	sharedKeysOnce sync.Once
+	sharedKeys     []tezos.PrivateKey
 )
 
-// baseDir returns a fresh base directory and a config file using it with
-// the default (file) watermark backend.
-func baseDir(t *testing.T) (dir, cfgPath string) {
+func newSignerEnv(t *testing.T) *signerEnv {
 	t.Helper()
-	dir = t.TempDir()
-	cfgPath = filepath.Join(dir, "sigil.yaml")
-	if err := os.WriteFile(cfgPath, []byte("base_dir: "+dir+"\n"), 0o600); err != nil {
+	srv := mockenclave.NewServer(mockenclave.Options{KMS: mockenclave.PassthroughKMS{}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	return dir, cfgPath
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	e := &signerEnv{dir: t.TempDir()}
+	e.cfg = filepath.Join(e.dir, "sigil.yaml")
+	cfg := fmt.Sprintf("base_dir: %s\nvaults:\n  cs:\n    driver: confidentialspace\n    config:\n      host: 127.0.0.1\n      port: \"%d\"\n      wip_provider_path: test/wip\n      encryption_key_path: test/kms\n",
+		e.dir, ln.Addr().(*net.TCPAddr).Port)
+	if err := os.WriteFile(e.cfg, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sharedKeysOnce.Do(func() {
+		for _, kt := range []tezos.KeyType{tezos.Ed25519, tezos.BLS} {
+			sk, err := tezos.GeneratePrivateKey(kt, nil)
+			if err != nil {
+				panic(err)
+			}
+			sharedKeys = append(sharedKeys, sk)
+		}
+	})
+	for _, sk := range sharedKeys {
+		if _, errOut, err := runCLI(t, sk.Base58(), "-c", e.cfg, "--timeout", "10s", "import"); err != nil {
+			t.Fatalf("import: %v %s", err, errOut)
+		}
+	}
+	e.keys = sharedKeys
+	return e
+}
+
+func pkhOf(sk tezos.PrivateKey) string {
+	pk, _ := sk.Public()
+	return pk.Hash().String()
+}
+
+// mark returns a mark at level/round for a message made from b, signed by
+// sk (no signature when sign is false).
+func mark(t *testing.T, sk tezos.PrivateKey, level, round int32, b byte, sign bool) watermark.Mark {
+	t.Helper()
+	msg := []byte{0x13, b, byte(level), byte(round)}
+	m := watermark.Mark{Level: level, Round: round, Digest: tezos.Digest(msg)}
+	if sign {
+		sig, err := sk.Sign(msg, tezos.SignVersion2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Signature = sig.String()
+	}
+	return m
 }
 
 func runCLI(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
@@ -43,13 +106,6 @@ func runCLI(t *testing.T, stdin string, args ...string) (stdout, stderr string, 
 	return o.String(), e.String(), err
 }
 
-func digest(b byte) (d [32]byte) {
-	for i := range d {
-		d[i] = b
-	}
-	return d
-}
-
 // seed records marks in dir's file store as a daemon would.
 func seed(t *testing.T, dir string) []watermark.Record {
 	t.Helper()
@@ -58,10 +114,11 @@ func seed(t *testing.T, dir string) []watermark.Record {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	ed, bls := sharedKeys[0], sharedKeys[1]
 	recs := []watermark.Record{
-		{Key: watermark.Key{ChainID: testChain, PKH: testPKH1, Kind: watermark.KindBlock}, Mark: watermark.Mark{Level: 120, Round: 1, Digest: digest(1), Signature: watermarktest.Sig("edsigAAA")}},
-		{Key: watermark.Key{ChainID: testChain, PKH: testPKH1, Kind: watermark.KindAttestation}, Mark: watermark.Mark{Level: 119, Round: 0, Digest: digest(2), Signature: watermarktest.Sig("edsigBBB")}},
-		{Key: watermark.Key{ChainID: testChain, PKH: testPKH2, Kind: watermark.KindPreattestation}, Mark: watermark.Mark{Level: 7, Round: 3, Digest: digest(3), Signature: watermarktest.Sig("BLsigCCC")}},
+		{Key: watermark.Key{ChainID: testChain, PKH: pkhOf(ed), Kind: watermark.KindBlock}, Mark: mark(t, ed, 120, 1, 1, true)},
+		{Key: watermark.Key{ChainID: testChain, PKH: pkhOf(ed), Kind: watermark.KindAttestation}, Mark: mark(t, ed, 119, 0, 2, true)},
+		{Key: watermark.Key{ChainID: testChain, PKH: pkhOf(bls), Kind: watermark.KindPreattestation}, Mark: mark(t, bls, 7, 3, 3, true)},
 	}
 	for _, r := range recs {
 		if _, err := st.Commit(context.Background(), r.Key, r.Mark); err != nil {
@@ -148,13 +205,14 @@ func TestWatermarksImportNeverLowers(t *testing.T) {
 	dir, cfg := baseDir(t)
 	want := seed(t, dir)
 
+	ed, bls := sharedKeys[0], sharedKeys[1]
 	lower := []watermark.Record{
 		// Lower level than the recorded block mark.
-		{Key: want[0].Key, Mark: watermark.Mark{Level: 100, Round: 5, Digest: digest(9), Signature: watermarktest.Sig("edsigLOW")}},
+		{Key: want[0].Key, Mark: mark(t, ed, 100, 5, 9, true)},
 		// Same level and round, different digest: kept as recorded.
-		{Key: want[1].Key, Mark: watermark.Mark{Level: 119, Round: 0, Digest: digest(8)}},
+		{Key: want[1].Key, Mark: mark(t, ed, 119, 0, 8, false)},
 		// Higher: raised.
-		{Key: want[2].Key, Mark: watermark.Mark{Level: 8, Round: 0, Digest: digest(7), Signature: watermarktest.Sig("BLsigDDD")}},
+		{Key: want[2].Key, Mark: mark(t, bls, 8, 0, 7, true)},
 	}
 	data, err := json.Marshal(lower)
 	if err != nil {
@@ -179,10 +237,10 @@ func TestWatermarksImportMalformed(t *testing.T) {
 		"null":        {`null`, "got null"},
 		"empty":       {``, "empty"},
 		"trailing":    {`[] []`, "trailing data"},
-		"bad digest":  {`[{"chain_id":"NetXdQprcVkpaWU","pkh":"` + testPKH1 + `","kind":"block","level":1,"round":0,"digest":"zz"}]`, "record 1"},
-		"bad kind":    {`[{"chain_id":"NetXdQprcVkpaWU","pkh":"` + testPKH1 + `","kind":"generic","level":1,"round":0,"digest":"` + strings.Repeat("00", 32) + `"}]`, "carries no watermark"},
-		"bad chain":   {`[{"chain_id":"nope","pkh":"` + testPKH1 + `","kind":"block","level":1,"round":0,"digest":"` + strings.Repeat("00", 32) + `"}]`, "invalid chain id"},
-		"negative":    {`[{"chain_id":"NetXdQprcVkpaWU","pkh":"` + testPKH1 + `","kind":"block","level":-1,"round":0,"digest":"` + strings.Repeat("00", 32) + `"}]`, "invalid level"},
+		"bad digest":  {`[{"chain_id":"NetXdQprcVkpaWU","pkh":"tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb","kind":"block","level":1,"round":0,"digest":"zz"}]`, "record 1"},
+		"bad kind":    {`[{"chain_id":"NetXdQprcVkpaWU","pkh":"tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb","kind":"generic","level":1,"round":0,"digest":"` + strings.Repeat("00", 32) + `"}]`, "carries no watermark"},
+		"bad chain":   {`[{"chain_id":"nope","pkh":"tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb","kind":"block","level":1,"round":0,"digest":"` + strings.Repeat("00", 32) + `"}]`, "invalid chain id"},
+		"negative":    {`[{"chain_id":"NetXdQprcVkpaWU","pkh":"tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb","kind":"block","level":-1,"round":0,"digest":"` + strings.Repeat("00", 32) + `"}]`, "invalid level"},
 		"wrong types": {`[{"chain_id":1}]`, "record 1"},
 	}
 	for name, c := range cases {
@@ -239,5 +297,44 @@ func TestWatermarksExportEmpty(t *testing.T) {
 	}
 	if strings.TrimSpace(out) != "[]" {
 		t.Fatalf("empty export %q, want []", out)
+	}
+}
+
+// Import checks every recorded signature against its key before storing
+// anything: a garbage signature, one by another key, one over another
+// digest, or a record for a key this signer does not hold fails the whole
+// import, naming the record, and nothing is stored.
+func TestWatermarksImportVerifiesSignatures(t *testing.T) {
+	e := newSignerEnv(t)
+	ed, bls := e.keys[0], e.keys[1]
+	good := watermark.Record{Key: watermark.Key{ChainID: testChain, PKH: pkhOf(ed), Kind: watermark.KindBlock}, Mark: mark(t, ed, 50, 0, 1, true)}
+	otherKey := good
+	otherKey.Key.Kind = watermark.KindAttestation
+	other, _ := tezos.GeneratePrivateKey(tezos.Ed25519, nil)
+	otherKey.Mark = mark(t, other, 51, 0, 1, true)
+	otherDigest := good
+	otherDigest.Key.Kind = watermark.KindPreattestation
+	otherDigest.Digest[0] ^= 0xff
+	unknown := watermark.Record{Key: watermark.Key{ChainID: testChain, PKH: pkhOf(other), Kind: watermark.KindBlock}, Mark: mark(t, other, 9, 0, 1, true)}
+	blsGood := watermark.Record{Key: watermark.Key{ChainID: testChain, PKH: pkhOf(bls), Kind: watermark.KindAttestation}, Mark: mark(t, bls, 60, 1, 2, true)}
+	for name, bad := range map[string]watermark.Record{"signed by another key": otherKey, "another digest": otherDigest, "key not held": unknown} {
+		t.Run(name, func(t *testing.T) {
+			data, _ := json.Marshal([]watermark.Record{good, blsGood, bad})
+			_, _, err := runCLI(t, string(data), "-c", e.cfg, "--timeout", "10s", "watermarks", "import", "-")
+			if err == nil || !strings.Contains(err.Error(), "record 3") || !strings.Contains(err.Error(), "nothing was imported") {
+				t.Fatalf("import of a bad record: %v", err)
+			}
+			if got, _ := exportRecords(t, e.cfg); len(got) != 0 {
+				t.Fatalf("a refused import stored %d records", len(got))
+			}
+		})
+	}
+	garbage := `[{"chain_id":"` + testChain + `","pkh":"` + pkhOf(ed) + `","kind":"block","level":1,"round":0,"digest":"` + strings.Repeat("00", 32) + `","signature":"not-a-signature"}]`
+	if _, _, err := runCLI(t, garbage, "-c", e.cfg, "watermarks", "import", "-"); err == nil || !strings.Contains(err.Error(), "signature") {
+		t.Fatalf("garbage signature: %v", err)
+	}
+	data, _ := json.Marshal([]watermark.Record{good, blsGood})
+	if out, _, err := runCLI(t, string(data), "-c", e.cfg, "--timeout", "10s", "watermarks", "import", "-"); err != nil || !strings.Contains(out, "raised 2") {
+		t.Fatalf("valid import: %v %q", err, out)
 	}
 }

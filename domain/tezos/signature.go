@@ -176,9 +176,34 @@ func (pk PublicKey) Verify(msg []byte, sig Signature, version uint8) error {
 	if sig.Type != 0 && sig.Type != pk.Type {
 		return fmt.Errorf("signature type %v does not match %v key", sig.Type, pk.Type)
 	}
+	if pk.Type != BLS {
+		return pk.VerifyDigest(Digest(msg), sig)
+	}
+	var m []byte
+	var dst string
+	switch version {
+	case SignVersion1:
+		m, dst = append(bytes.Clone(pk.Bytes), msg...), dstAug
+	case SignVersion2, SignVersionLatest:
+		m, dst = msg, dstPop
+	default:
+		return fmt.Errorf("%w %d for a BLS key", ErrInvalidSigningVersion, version)
+	}
+	return blsVerify(pk.Bytes, sig.Bytes, m, dst)
+}
+
+// ErrDigestNotSigned is returned by VerifyDigest for BLS keys, which sign the
+// message itself, not its digest.
+var ErrDigestNotSigned = errors.New("BLS keys sign the message, not its digest")
+
+// VerifyDigest checks sig over the Blake2b-256 digest of a message, which
+// is what ed25519, secp256k1 and P-256 keys sign.
+func (pk PublicKey) VerifyDigest(d [32]byte, sig Signature) error {
+	if sig.Type != 0 && sig.Type != pk.Type {
+		return fmt.Errorf("signature type %v does not match %v key", sig.Type, pk.Type)
+	}
 	switch pk.Type {
 	case Ed25519:
-		d := Digest(msg)
 		if len(pk.Bytes) != ed25519.PublicKeySize || len(sig.Bytes) != ed25519.SignatureSize ||
 			!ed25519.Verify(ed25519.PublicKey(pk.Bytes), d[:], sig.Bytes) {
 			return ErrBadSignature
@@ -193,7 +218,6 @@ func (pk PublicKey) Verify(msg []byte, sig Signature, version uint8) error {
 		if r.SetByteSlice(sig.Bytes[:32]) || s.SetByteSlice(sig.Bytes[32:]) || s.IsOverHalfOrder() {
 			return ErrBadSignature
 		}
-		d := Digest(msg)
 		if !secpecdsa.NewSignature(&r, &s).Verify(d[:], pub) {
 			return ErrBadSignature
 		}
@@ -203,7 +227,6 @@ func (pk PublicKey) Verify(msg []byte, sig Signature, version uint8) error {
 		if err != nil || len(sig.Bytes) != 64 {
 			return ErrBadSignature
 		}
-		d := Digest(msg)
 		r := new(big.Int).SetBytes(sig.Bytes[:32])
 		s := new(big.Int).SetBytes(sig.Bytes[32:])
 		if !ecdsa.Verify(pub, d[:], r, s) {
@@ -211,19 +234,22 @@ func (pk PublicKey) Verify(msg []byte, sig Signature, version uint8) error {
 		}
 		return nil
 	case BLS:
-		var m []byte
-		var dst string
-		switch version {
-		case SignVersion1:
-			m, dst = append(bytes.Clone(pk.Bytes), msg...), dstAug
-		case SignVersion2, SignVersionLatest:
-			m, dst = msg, dstPop
-		default:
-			return fmt.Errorf("%w %d for a BLS key", ErrInvalidSigningVersion, version)
-		}
-		return blsVerify(pk.Bytes, sig.Bytes, m, dst)
+		return ErrDigestNotSigned
 	}
 	return fmt.Errorf("invalid key type %v", pk.Type)
+}
+
+// ValidBLSSignature checks that sig is a well-formed BLS signature: a
+// compressed point of the G2 subgroup, not the point at infinity.
+func ValidBLSSignature(sig Signature) error {
+	if sig.Type != 0 && sig.Type != BLS || len(sig.Bytes) != 96 {
+		return fmt.Errorf("not a BLS signature")
+	}
+	p := new(blst.P2Affine).Uncompress(sig.Bytes)
+	if p == nil || !p.SigValidate(true) {
+		return ErrBadSignature
+	}
+	return nil
 }
 
 // VerifyPossession checks a BLS proof of possession for pk.

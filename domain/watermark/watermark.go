@@ -286,3 +286,35 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 	*r = out
 	return nil
 }
+
+// VerifyRecords checks, before an import stores anything, that every
+// recorded signature belongs to its record: the key must be known (lookup
+// returns its public key), and the signature must verify over the record's
+// digest (ed25519, secp256k1, P-256 keys sign the digest), or, for BLS keys
+// (which sign the message, not kept in a record), be a valid signature of
+// the key's scheme. Records without a signature need no key. The first bad
+// record is reported with its position (1-based).
+func VerifyRecords(recs []Record, lookup func(pkh string) (tezos.PublicKey, bool)) error {
+	for i, r := range recs {
+		if r.Signature == "" {
+			continue
+		}
+		sig, err := tezos.ParseSignature(r.Signature)
+		if err != nil {
+			return domain.Errorf(domain.KindInvalid, "record %d (%s): signature: %v", i+1, r.Key, err)
+		}
+		pk, ok := lookup(r.PKH)
+		if !ok {
+			return domain.Errorf(domain.KindInvalid, "record %d (%s): %s is not a key of this signer, so its signature cannot be checked (remove the signature to import the mark alone)", i+1, r.Key, r.PKH)
+		}
+		if pk.Type == tezos.BLS {
+			err = tezos.ValidBLSSignature(sig)
+		} else {
+			err = pk.VerifyDigest(r.Digest, sig)
+		}
+		if err != nil {
+			return domain.Errorf(domain.KindInvalid, "record %d (%s): the signature does not belong to this mark: %v", i+1, r.Key, err)
+		}
+	}
+	return nil
+}

@@ -147,3 +147,43 @@ func TestRecordJSON(t *testing.T) {
 		assert.Equal(t, domain.KindInvalid, domain.KindOf(err), bad)
 	}
 }
+
+// VerifyRecords accepts a record whose signature was made by its key over
+// its digest (or, for BLS, is a valid signature), and refuses garbage, a
+// signature by another key, a signature of another digest and an unknown key.
+func TestVerifyRecords(t *testing.T) {
+	keys := map[string]tezos.PublicKey{}
+	var good []Record
+	for _, kt := range tezos.KeyTypes {
+		sk, err := tezos.GeneratePrivateKey(kt, nil)
+		require.NoError(t, err)
+		pk, _ := sk.Public()
+		keys[pk.Hash().String()] = pk
+		msg := []byte{0x13, byte(kt), 1, 2, 3}
+		sig, err := sk.Sign(msg, tezos.SignVersion2)
+		require.NoError(t, err)
+		good = append(good, Record{Key: Key{ChainID: chain, PKH: pk.Hash().String(), Kind: KindAttestation},
+			Mark: Mark{Level: 5, Round: 0, Digest: tezos.Digest(msg), Signature: sig.String()}})
+	}
+	lookup := func(p string) (tezos.PublicKey, bool) { pk, ok := keys[p]; return pk, ok }
+	require.NoError(t, VerifyRecords(good, lookup))
+	require.NoError(t, VerifyRecords([]Record{{Key: Key{PKH: "tz1unknown"}, Mark: Mark{}}}, lookup), "no signature, no check")
+
+	otherDigest := good[0]
+	otherDigest.Digest[0] ^= 1
+	byOther := good[1]
+	byOther.Signature = good[2].Signature // a P-256 signature on a secp256k1 record
+	garbageBLS := good[3]
+	raw := make([]byte, 96)
+	raw[0] = 0xc0 | 0x20 // compressed flag, not a point
+	raw[5] = 7
+	garbageBLS.Signature = tezos.Signature{Type: tezos.BLS, Bytes: raw}.String()
+	unknown := good[0]
+	unknown.PKH = "tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb"
+	for name, rec := range map[string]Record{"other digest": otherDigest, "other key": byOther, "invalid BLS point": garbageBLS, "unknown key": unknown} {
+		err := VerifyRecords([]Record{good[0], rec}, lookup)
+		require.Error(t, err, name)
+		assert.Equal(t, domain.KindInvalid, domain.KindOf(err), name)
+		assert.Contains(t, err.Error(), "record 2", name)
+	}
+}
