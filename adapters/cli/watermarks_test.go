@@ -2,15 +2,15 @@ package cli
 
 import (
 	"bytes"
-	"fmt"
-	"net"
-	"sync"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
