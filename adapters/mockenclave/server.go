@@ -36,7 +36,17 @@ type Options struct {
 	// Logger receives connection and request logs (never key material).
 	// Nil discards them.
 	Logger *slog.Logger
+	// Mode is the platform whose Initialize payload the server accepts:
+	// ModeConfidentialSpace (the default, Workload Identity provider and
+	// KMS key paths) or ModeNitro (AWS credentials, KMS key id, region).
+	Mode string
 }
+
+// Platform modes (Options.Mode).
+const (
+	ModeConfidentialSpace = "confidentialspace"
+	ModeNitro             = "nitro"
+)
 
 // Server serves the enclave protocol. Create it with NewServer.
 type Server struct {
@@ -265,14 +275,14 @@ var (
 )
 
 func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
-	if req.Initialize != nil {
+	if req.Initialize != nil || req.InitializeAWS != nil {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.initialized {
 			return nil, errAlreadyInitialized
 		}
-		if req.Initialize.WIPProviderPath == "" || req.Initialize.EncryptionKeyPath == "" {
-			return nil, rpc.NewError("encryption error", "invalid credentials: wip_provider_path and encryption_key_path are required")
+		if rerr := c.srv.checkInitialize(req); rerr != nil {
+			return nil, rerr
 		}
 		c.initialized = true
 		return nil, nil
@@ -367,6 +377,28 @@ func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 		return t, nil
 	}
 	return nil, rpc.NewError("deserialization error", "unknown request")
+}
+
+// checkInitialize accepts the Initialize payload of the server's platform
+// only, with every field the enclave needs present.
+func (s *Server) checkInitialize(req *rpc.Request) *rpc.RPCError {
+	if s.opts.Mode == ModeNitro {
+		a := req.InitializeAWS
+		if a == nil {
+			return rpc.NewError("deserialization error", "invalid credentials: this enclave runs in AWS Nitro mode and expects AWS credentials")
+		}
+		if a.AccessKeyID == "" || a.SecretAccessKey == "" || a.EncryptionKeyID == "" || a.Region == "" {
+			return rpc.NewError("encryption error", "invalid credentials: access_key_id, secret_access_key, encryption_key_id and region are required")
+		}
+		return nil
+	}
+	if req.Initialize == nil {
+		return rpc.NewError("deserialization error", "invalid credentials: this enclave runs in Confidential Space mode and expects wip_provider_path and encryption_key_path")
+	}
+	if req.Initialize.WIPProviderPath == "" || req.Initialize.EncryptionKeyPath == "" {
+		return rpc.NewError("encryption error", "invalid credentials: wip_provider_path and encryption_key_path are required")
+	}
+	return nil
 }
 
 func sign(sk tezos.PrivateKey, msg []byte, version *uint8) (any, *rpc.RPCError) {

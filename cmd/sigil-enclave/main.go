@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	replyDelay := fs.Duration("reply-delay", 0, "delay before every reply (load tests)")
 	kmsDelay := fs.Duration("kms-delay", 0, "delay around every KMS seal/open (load tests)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	mode := fs.String("mode", mockenclave.ModeConfidentialSpace, "platform whose Initialize to accept: confidentialspace (WIP provider and KMS key paths) or nitro (AWS credentials, KMS key id, region)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,6 +56,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *replyDelay < 0 || *kmsDelay < 0 {
 		return errors.New("delays must not be negative")
+	}
+	if *mode != mockenclave.ModeConfidentialSpace && *mode != mockenclave.ModeNitro {
+		return fmt.Errorf("invalid --mode %q (want confidentialspace or nitro)", *mode)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
@@ -74,11 +78,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	srv := mockenclave.NewServer(mockenclave.Options{
-		KMS: kms, ReplyDelay: *replyDelay, KMSDelay: *kmsDelay, Logger: log,
+		KMS: kms, ReplyDelay: *replyDelay, KMSDelay: *kmsDelay, Logger: log, Mode: *mode,
 	})
 	err := srv.ListenAndServe(ctx, *listen, func(a net.Addr) {
 		fmt.Fprintf(stdout, "listening on %s\n", a)
-		log.Info("mock enclave started", "addr", a.String(), "kms", *kmsKind,
+		log.Info("mock enclave started", "addr", a.String(), "kms", *kmsKind, "mode", *mode,
 			"reply_delay", replyDelay.String(), "kms_delay", kmsDelay.String())
 	})
 	if err != nil {
