@@ -2,6 +2,7 @@ package app
 
 import (
 	"github.com/sigil-signer/sigil/adapters/confidentialspace"
+	"github.com/sigil-signer/sigil/adapters/nitro"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/adapters/storage/firestore"
@@ -11,6 +12,7 @@ import (
 // vaultDrivers maps a vault `driver:` name to its adapter.
 var vaultDrivers = map[string]vault.Opener{
 	"confidentialspace": confidentialspace.OpenVault,
+	"nitro":             nitro.OpenVault,
 }
 
 // storageDrivers maps a key storage `driver:` name to its adapter.
