@@ -3,6 +3,7 @@ package app
 import (
 	"github.com/sigil-signer/sigil/adapters/confidentialspace"
 	"github.com/sigil-signer/sigil/adapters/nitro"
+	"github.com/sigil-signer/sigil/adapters/softvault"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/adapters/storage/firestore"
@@ -13,6 +14,8 @@ import (
 var vaultDrivers = map[string]vault.Opener{
 	"confidentialspace": confidentialspace.OpenVault,
 	"nitro":             nitro.OpenVault,
+	"file":              softvault.OpenFile,
+	"mem":               softvault.OpenMem,
 }
 
 // storageDrivers maps a key storage `driver:` name to its adapter.
