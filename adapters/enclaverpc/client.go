@@ -239,7 +239,13 @@ func (c *Client) Sign(ctx context.Context, key tezos.PublicKeyHash, msg []byte, 
 			return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "invalid signing version %d for a BLS key (want 1, 2 or 255)", version)
 		}
 	}
-	return c.signature(ctx, key, key.Type, func(h uint64) *rpc.Request { return rpc.NewSign(h, msg, version) })
+	return do(c, ctx, func(cn *conn) (tezos.Signature, error) {
+		h, err := cn.handle(ctx, key)
+		if err != nil {
+			return tezos.Signature{}, err
+		}
+		return cn.sign(ctx, h, msg, version, key.Type)
+	})
 }
 
 // ProvePossession returns a BLS proof of possession for a loaded tz4 key.
@@ -574,6 +580,7 @@ type conn struct {
 	// draining: a reply to an abandoned request is still on its way.
 	draining bool
 	rd       countingReader
+	wbuf     []byte // request frame buffer, reused (zeroed after each write)
 	hmu      sync.Mutex
 	handles  map[tezos.PublicKeyHash]uint64
 }
@@ -806,9 +813,44 @@ func (cn *conn) call(ctx context.Context, req *rpc.Request, out any) error {
 	if err != nil {
 		return domain.Errorf(domain.KindInvalid, "encoding enclave request: %v", err)
 	}
+	frame := appendFrame(cn.wbuf[:0], payload)
+	clear(payload) // may hold a plain private key or credentials
+	return cn.roundTrip(ctx, req.Method(), frame, func(reply []byte) error { return rpc.DecodeReply(reply, out) })
+}
+
+// sign runs Sign with the hand-encoded request and the fast reply decoder.
+func (cn *conn) sign(ctx context.Context, h uint64, msg []byte, version uint8, t tezos.KeyType) (tezos.Signature, error) {
+	var sig tezos.Signature
+	err := cn.roundTrip(ctx, "Sign", appendSignFrame(cn.wbuf[:0], h, msg, version), func(reply []byte) error {
+		tg, ok := fastSignature(reply)
+		if !ok {
+			if err := rpc.DecodeReply(reply, &tg); err != nil {
+				return err
+			}
+		}
+		var err error
+		if sig, err = tg.Signature(t); err != nil {
+			return errMalformedContent{err}
+		}
+		return nil
+	})
+	return sig, err
+}
+
+// errMalformedContent is a well-formed reply whose content is wrong.
+type errMalformedContent struct{ err error }
+
+func (e errMalformedContent) Error() string { return e.err.Error() }
+
+// roundTrip writes one framed request (then zeroes it) and decodes the
+// reply with decode.
+func (cn *conn) roundTrip(ctx context.Context, method string, frame []byte, decode func(reply []byte) error) error {
+	if cap(frame) <= 64<<10 {
+		defer func() { cn.wbuf = frame[:0] }()
+	}
 	nc := cn.nc
 	if nc == nil || cn.broken {
-		clear(payload)
+		clear(frame)
 		return cn.fault(errors.New("connection closed"), true)
 	}
 	deadline := time.Now().Add(cn.c.cfg.RPCTimeout)
@@ -816,31 +858,34 @@ func (cn *conn) call(ctx context.Context, req *rpc.Request, out any) error {
 		deadline = dl
 	}
 	_ = nc.SetDeadline(deadline)
-	err = rpc.WriteFrame(nc, payload)
-	clear(payload) // may hold a plain private key or credentials
+	_, err := nc.Write(frame)
+	clear(frame) // may hold a plain private key or credentials
 	if err != nil {
-		return cn.fault(fmt.Errorf("%s request: %w", req.Method(), err), true)
+		return cn.fault(fmt.Errorf("%s request: %w", method, err), true)
 	}
 	cn.rd.r, cn.rd.n = nc, 0
-	frame, err := rpc.ReadFrame(&cn.rd, cn.c.cfg.MaxReplyBytes)
+	reply, err := rpc.ReadFrame(&cn.rd, cn.c.cfg.MaxReplyBytes)
 	if err != nil {
 		if cn.rd.n == 0 && cn.callerDeadline(ctx, err) {
 			// The caller gave up before any of the reply arrived: the
 			// keeper reads and drops the reply, and the connection lives.
 			cn.draining = true
-			return &connFault{err: fmt.Errorf("%s reply: %w", req.Method(), err), ctxErr: context.DeadlineExceeded}
+			return &connFault{err: fmt.Errorf("%s reply: %w", method, err), ctxErr: context.DeadlineExceeded}
 		}
-		return cn.fault(fmt.Errorf("%s reply: %w", req.Method(), err), true)
+		return cn.fault(fmt.Errorf("%s reply: %w", method, err), true)
 	}
-	err = rpc.DecodeReply(frame, out)
+	err = decode(reply)
 	var re *rpc.RPCError
-	if errors.As(err, &re) {
+	var mc errMalformedContent
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &re):
 		return re
+	case errors.As(err, &mc):
+		return cn.malformedReply(mc.err)
 	}
-	if err != nil {
-		return cn.fault(fmt.Errorf("%s reply: %w", req.Method(), err), false)
-	}
-	return nil
+	return cn.fault(fmt.Errorf("%s reply: %w", method, err), false)
 }
 
 // callerDeadline reports whether err is a timeout caused by ctx's
