@@ -78,3 +78,26 @@ func TestFastSignature(t *testing.T) {
 		require.False(t, ok, "%x", b)
 	}
 }
+
+// FuzzFastSignature: whatever the enclave sends, the fast decoder accepts
+// only replies that the codec accepts, with the same content.
+func FuzzFastSignature(f *testing.F) {
+	for _, tg := range []rpc.Tagged{{Type: rpc.KeyEd25519, Bytes: bytes.Repeat([]byte{7}, 64)}, {Type: rpc.KeyBLS, Bytes: bytes.Repeat([]byte{1}, 96)}} {
+		b, _ := rpc.EncodeOk(tg)
+		f.Add(b)
+	}
+	f.Add([]byte{0xa1, 0x62, 'O', 'k', 0xa1, 0x63, 'B', 'l', 's', 0x58, 0x01, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := fastSignature(b)
+		if !ok {
+			return
+		}
+		var want rpc.Tagged
+		if err := rpc.DecodeReply(b, &want); err != nil {
+			t.Fatalf("fast decoder accepted %x, the codec refuses it: %v", b, err)
+		}
+		if got.Type != want.Type || !bytes.Equal(got.Bytes, want.Bytes) {
+			t.Fatalf("fast decoder and codec disagree on %x", b)
+		}
+	})
+}
