@@ -56,6 +56,7 @@ func main() {
 	dur := flag.Duration("duration", 10*time.Second, "length of each measured load run")
 	clients := flag.Int("clients", 32, "clients of the CPU and pool runs")
 	jsonOut := flag.String("json", "", "also write the figures as JSON to this file")
+	poolOnly := flag.Bool("pool-only", false, "run only the pool scaling measurement")
 	flag.Parse()
 	if *bin == "" {
 		fail(fmt.Errorf("-bin is required"))
@@ -65,7 +66,7 @@ func main() {
 		fail(err)
 	}
 	defer os.RemoveAll(work)
-	m := &measurer{bin: *bin, work: work, dur: *dur}
+	m := &measurer{bin: *bin, work: work, dur: *dur, poolOnly: *poolOnly}
 	defer m.stopAll()
 	res, err := m.run(*clients)
 	if err != nil {
@@ -146,6 +147,7 @@ type measurer struct {
 	bin, work string
 	dur       time.Duration
 	procs     []*exec.Cmd
+	poolOnly  bool
 	kmsKey    string
 	keyFile   string
 	pkh       string
@@ -156,6 +158,9 @@ func (m *measurer) run(clients int) (*Result, error) {
 	res := &Result{When: time.Now().UTC().Format(time.RFC3339), Load: loadAvg(), Clients: clients, DurS: m.dur.Seconds(), ReplyDelayRun: "1ms", PoolConns: 32}
 	if err := m.makeKey(); err != nil {
 		return nil, err
+	}
+	if m.poolOnly {
+		return res, m.pool(res, clients)
 	}
 	nullCmd, nullAddr, err := m.start("null", []string{"-serve-null"}, os.Args[0])
 	if err != nil {
@@ -211,19 +216,24 @@ func (m *measurer) run(clients int) (*Result, error) {
 	m.stop(daemonCmd)
 	m.stop(encCmd)
 
-	// 3. Pool scaling with a 1 ms reply delay.
-	encCmd, encAddr, err = m.startEnclave("pool", "1ms")
+	return res, m.pool(res, clients)
+}
+
+// pool measures throughput at `clients` clients with a 1 ms reply delay,
+// with a pool of PoolConns connections and with one.
+func (m *measurer) pool(res *Result, clients int) error {
+	encCmd, encAddr, err := m.startEnclave("pool", "1ms")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, conns := range []int{res.PoolConns, 1} {
 		dc, api, err := m.startDaemon(fmt.Sprintf("pool%d", conns), encAddr, conns)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		r, err := m.load(api, clients, m.dur)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		res.DaemonErrors += r.Requests - r.OK
 		if conns == 1 {
@@ -235,7 +245,7 @@ func (m *measurer) run(clients int) (*Result, error) {
 	}
 	res.PoolRatio = res.PoolOps / res.OneConnOps
 	m.stop(encCmd)
-	return res, nil
+	return nil
 }
 
 // makeKey seals one ed25519 key under a local KMS key file, as the mock
