@@ -2,6 +2,8 @@ package app
 
 import (
 	"github.com/sigil-signer/sigil/adapters/confidentialspace"
+	"github.com/sigil-signer/sigil/adapters/nitro"
+	"github.com/sigil-signer/sigil/adapters/softvault"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	storagedynamodb "github.com/sigil-signer/sigil/adapters/storage/dynamodb"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
@@ -12,6 +14,9 @@ import (
 // vaultDrivers maps a vault `driver:` name to its adapter.
 var vaultDrivers = map[string]vault.Opener{
 	"confidentialspace": confidentialspace.OpenVault,
+	"nitro":             nitro.OpenVault,
+	"file":              softvault.OpenFile,
+	"mem":               softvault.OpenMem,
 }
 
 // storageDrivers maps a key storage `driver:` name to its adapter.

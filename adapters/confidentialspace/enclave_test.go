@@ -160,18 +160,6 @@ func TestOperations(t *testing.T) {
 	require.NoError(t, e.Ready(ctx))
 }
 
-func TestBLSVersionRefusedByEnclave(t *testing.T) {
-	// The enclave's own refusal (here forced through the worker directly)
-	// maps to KindInvalid.
-	err := mapError(rpc.NewError("signer error", "Invalid signing     version"))
-	require.Equal(t, domain.KindInvalid, domain.KindOf(err))
-	err = mapError(rpc.NewError("signer error", "invalid handle"))
-	require.Equal(t, domain.KindNotFound, domain.KindOf(err))
-	err = mapError(rpc.NewError("encryption error", "kms"))
-	require.Equal(t, domain.KindInternal, domain.KindOf(err))
-	require.ErrorContains(t, err, "encryption error: kms")
-}
-
 func TestKeyReachesEveryConnection(t *testing.T) {
 	srv, addr := startEnclave(t, "127.0.0.1:0", mockenclave.Options{})
 	e := newClient(t, addr, 4)
@@ -189,12 +177,7 @@ func TestKeyReachesEveryConnection(t *testing.T) {
 				return false
 			}
 		}
-		for _, w := range e.workers {
-			if _, ok := w.getHandle(pkh); !ok {
-				return false
-			}
-		}
-		return true
+		return e.ConnectionsHolding(pkh) == e.Size()
 	}, 10*time.Second, 10*time.Millisecond)
 
 	// Requests spread over connections: concurrent signing works and every

@@ -7,11 +7,11 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/sigil-signer/sigil/adapters/config"
+	"github.com/sigil-signer/sigil/adapters/enclaverpc"
 	"github.com/sigil-signer/sigil/adapters/vault"
 	"github.com/sigil-signer/sigil/domain"
 )
@@ -29,27 +29,18 @@ type VaultConfig struct {
 		Config yaml.Node `yaml:"config"`
 	} `yaml:"storage"`
 	// Sigil extensions.
-	Connections int    `yaml:"connections"`  // default 4
-	DialTimeout string `yaml:"dial_timeout"` // Go duration, default 5s
-	RPCTimeout  string `yaml:"rpc_timeout"`  // Go duration, default 10s
+	Connections *int   `yaml:"connections"`  // 1 to 256, default 4
+	DialTimeout string `yaml:"dial_timeout"` // Go duration, 1ms to 10m, default 5s
+	RPCTimeout  string `yaml:"rpc_timeout"`  // Go duration, 1ms to 10m, default 10s
 }
+
+const backendName = "confidential space"
 
 func envOr(v, name string) string {
 	if strings.TrimSpace(v) == "" {
 		return os.Getenv(name)
 	}
 	return v
-}
-
-func parseDuration(field, s string) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, domain.Errorf(domain.KindInvalid, "confidential space: invalid %s %q (want a duration such as 5s)", field, s)
-	}
-	return d, nil
 }
 
 // OpenVault is the vault.Opener of the `confidentialspace` driver: it opens
@@ -104,7 +95,6 @@ func (vc VaultConfig) clientConfig() (Config, error) {
 		Port:              envOr(vc.Port, "CONFIDENTIAL_SPACE_PORT"),
 		WIPProviderPath:   envOr(vc.WIPProviderPath, "GCP_WIP_PROVIDER_PATH"),
 		EncryptionKeyPath: envOr(vc.EncryptionKeyPath, "GCP_KMS_ENCRYPTION_KEY_PATH"),
-		Connections:       vc.Connections,
 	}
 	var missing []string
 	for _, f := range []struct{ v, field, env string }{
@@ -120,10 +110,13 @@ func (vc VaultConfig) clientConfig() (Config, error) {
 		return Config{}, domain.Errorf(domain.KindInvalid, "confidential space: missing %s", strings.Join(missing, ", "))
 	}
 	var err error
-	if cfg.DialTimeout, err = parseDuration("dial_timeout", vc.DialTimeout); err != nil {
+	if cfg.Connections, err = enclaverpc.Connections(backendName, vc.Connections); err != nil {
 		return Config{}, err
 	}
-	if cfg.RPCTimeout, err = parseDuration("rpc_timeout", vc.RPCTimeout); err != nil {
+	if cfg.DialTimeout, err = enclaverpc.ParseDuration(backendName, "dial_timeout", vc.DialTimeout); err != nil {
+		return Config{}, err
+	}
+	if cfg.RPCTimeout, err = enclaverpc.ParseDuration(backendName, "rpc_timeout", vc.RPCTimeout); err != nil {
 		return Config{}, err
 	}
 	if err := cfg.normalize(); err != nil {

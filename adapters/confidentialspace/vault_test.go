@@ -36,7 +36,7 @@ storage:
 	defer inst.Close()
 	e := inst.Enclave.(*Enclave)
 	require.Equal(t, "127.0.0.1:2001", e.addr)
-	require.Len(t, e.workers, 2)
+	require.Equal(t, 2, e.Size())
 	require.Equal(t, "3s", e.cfg.RPCTimeout.String())
 	require.Equal(t, "file", gotDriver)
 	require.Equal(t, "/tmp/keys.json", gotPath)

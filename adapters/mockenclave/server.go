@@ -43,7 +43,17 @@ type Options struct {
 	// Logger receives connection and request logs (never key material).
 	// Nil discards them.
 	Logger *slog.Logger
+	// Mode is the platform whose Initialize payload the server accepts:
+	// ModeConfidentialSpace (the default, Workload Identity provider and
+	// KMS key paths) or ModeNitro (AWS credentials, KMS key id, region).
+	Mode string
 }
+
+// Platform modes (Options.Mode).
+const (
+	ModeConfidentialSpace = "confidentialspace"
+	ModeNitro             = "nitro"
+)
 
 // Server serves the enclave protocol. Create it with NewServer.
 type Server struct {
@@ -293,7 +303,7 @@ var (
 )
 
 func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
-	if req.Initialize != nil {
+	if req.Initialize != nil || req.InitializeAWS != nil {
 		// Only this session's goroutine initializes; the lock is for
 		// Sessions(), and is not held across the KMS provider's calls.
 		c.mu.Lock()
@@ -302,10 +312,17 @@ func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 		if initialized {
 			return nil, errAlreadyInitialized
 		}
-		if req.Initialize.WIPProviderPath == "" || req.Initialize.EncryptionKeyPath == "" {
-			return nil, rpc.NewError("encryption error", "invalid credentials: wip_provider_path and encryption_key_path are required")
+		if rerr := c.srv.checkInitialize(req); rerr != nil {
+			return nil, rerr
 		}
-		kms, rerr := c.sessionKMS(*req.Initialize)
+		// The session's KMS comes from the Confidential Space payload; in
+		// Nitro mode only the static stand-ins run (main refuses --kms gcp
+		// with --mode nitro), and they ignore it.
+		var creds rpc.Credentials
+		if req.Initialize != nil {
+			creds = *req.Initialize
+		}
+		kms, rerr := c.sessionKMS(creds)
 		if rerr != nil {
 			return nil, rerr
 		}
@@ -404,6 +421,28 @@ func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 		return t, nil
 	}
 	return nil, rpc.NewError("deserialization error", "unknown request")
+}
+
+// checkInitialize accepts the Initialize payload of the server's platform
+// only, with every field the enclave needs present.
+func (s *Server) checkInitialize(req *rpc.Request) *rpc.RPCError {
+	if s.opts.Mode == ModeNitro {
+		a := req.InitializeAWS
+		if a == nil {
+			return rpc.NewError("deserialization error", "invalid credentials: this enclave runs in AWS Nitro mode and expects AWS credentials")
+		}
+		if a.AccessKeyID == "" || a.SecretAccessKey == "" || a.EncryptionKeyID == "" || a.Region == "" {
+			return rpc.NewError("encryption error", "invalid credentials: access_key_id, secret_access_key, encryption_key_id and region are required")
+		}
+		return nil
+	}
+	if req.Initialize == nil {
+		return rpc.NewError("deserialization error", "invalid credentials: this enclave runs in Confidential Space mode and expects wip_provider_path and encryption_key_path")
+	}
+	if req.Initialize.WIPProviderPath == "" || req.Initialize.EncryptionKeyPath == "" {
+		return rpc.NewError("encryption error", "invalid credentials: wip_provider_path and encryption_key_path are required")
+	}
+	return nil
 }
 
 func sign(sk tezos.PrivateKey, msg []byte, version *uint8) (any, *rpc.RPCError) {

@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	replyDelay := fs.Duration("reply-delay", 0, "delay before every reply (load tests)")
 	kmsDelay := fs.Duration("kms-delay", 0, "delay around every KMS seal/open (load tests)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	mode := fs.String("mode", mockenclave.ModeConfidentialSpace, "platform whose Initialize to accept: confidentialspace (WIP provider and KMS key paths) or nitro (AWS credentials, KMS key id, region)")
 	gcp := addGCPFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: sigil-enclave [flags]
@@ -61,6 +62,9 @@ Serves the enclave-signer protocol on --listen (port 2000 in Confidential Space)
             endpoints; a workload keeps their defaults.
 --kms local AES-256-GCM key file (--kms-key-file); development only.
 --kms passthrough  blobs are plain keys; tests only.
+--mode nitro       accept the AWS Nitro Initialize (AWS credentials, KMS key id,
+            region) instead of Confidential Space's; with --kms local or
+            passthrough only (tests of the nitro vault over TCP).
 
 Flags:
 `)
@@ -79,10 +83,16 @@ Flags:
 	if *replyDelay < 0 || *kmsDelay < 0 {
 		return errors.New("delays must not be negative")
 	}
+	if *mode != mockenclave.ModeConfidentialSpace && *mode != mockenclave.ModeNitro {
+		return fmt.Errorf("invalid --mode %q (want confidentialspace or nitro)", *mode)
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	var kms mockenclave.KMS
 	var provider mockenclave.KMSProvider
+	if *mode == mockenclave.ModeNitro && *kmsKind == "gcp" {
+		return errors.New("--kms gcp seals with Cloud KMS and needs the Confidential Space Initialize: it cannot run with --mode nitro")
+	}
 	switch *kmsKind {
 	case "gcp":
 		p, kp, err := gcp.provider(log)
@@ -105,11 +115,11 @@ Flags:
 	}
 
 	srv := mockenclave.NewServer(mockenclave.Options{
-		KMS: kms, KMSProvider: provider, ReplyDelay: *replyDelay, KMSDelay: *kmsDelay, Logger: log,
+		KMS: kms, KMSProvider: provider, ReplyDelay: *replyDelay, KMSDelay: *kmsDelay, Logger: log, Mode: *mode,
 	})
 	err := srv.ListenAndServe(ctx, *listen, func(a net.Addr) {
 		fmt.Fprintf(stdout, "listening on %s\n", a)
-		log.Info("enclave started", "addr", a.String(), "kms", *kmsKind,
+		log.Info("enclave started", "addr", a.String(), "kms", *kmsKind, "mode", *mode,
 			"reply_delay", replyDelay.String(), "kms_delay", kmsDelay.String())
 	})
 	if err != nil {

@@ -58,6 +58,11 @@ func EncodeRequest(r *Request) ([]byte, error) {
 	if r.Import != nil && len(r.Import) == 0 || r.PublicKeyFrom != nil && len(r.PublicKeyFrom) == 0 {
 		return nil, errors.New("rpc: empty sealed key blob")
 	}
+	if r.InitializeAWS != nil {
+		return encMode.Marshal(struct {
+			Initialize *AWSCredentials `cbor:"Initialize"`
+		}{r.InitializeAWS})
+	}
 	return encMode.Marshal(r)
 }
 
@@ -67,7 +72,7 @@ func (r *Request) count() int {
 	}
 	n := 0
 	for _, set := range []bool{
-		r.Initialize != nil, r.Import != nil, r.ImportUnencrypted != nil, r.Generate != nil,
+		r.Initialize != nil, r.InitializeAWS != nil, r.Import != nil, r.ImportUnencrypted != nil, r.Generate != nil,
 		r.GenerateAndImport != nil, r.Sign != nil, r.SignWith != nil, r.PublicKey != nil,
 		r.PublicKeyFrom != nil, r.ProvePossession != nil,
 	} {
@@ -91,6 +96,17 @@ func DecodeRequest(data []byte) (*Request, error) {
 		return nil, malformed("request: a map with exactly one entry expected, got %d", len(top))
 	}
 	var r Request
+	if raw, ok := top["Initialize"]; ok && isAWSCredentials(raw) {
+		var c AWSCredentials
+		if err := decMode.Unmarshal(raw, &c); err != nil {
+			return nil, malformed("request: Initialize: %v", err)
+		}
+		if err := requireFields(raw, "access_key_id", "secret_access_key", "encryption_key_id", "region"); err != nil {
+			return nil, err
+		}
+		r.InitializeAWS = &c
+		return &r, nil
+	}
 	if err := decMode.Unmarshal(data, &r); err != nil {
 		return nil, malformed("request: %v", err)
 	}
@@ -136,6 +152,17 @@ func DecodeRequest(data []byte) (*Request, error) {
 		}
 	}
 	return &r, nil
+}
+
+// isAWSCredentials reports whether an Initialize value is the Nitro form (a
+// map with an access_key_id entry).
+func isAWSCredentials(raw cbor.RawMessage) bool {
+	var m map[string]cbor.RawMessage
+	if err := decMode.Unmarshal(raw, &m); err != nil {
+		return false
+	}
+	_, ok := m["access_key_id"]
+	return ok
 }
 
 func checkVersion(v *uint8) error {

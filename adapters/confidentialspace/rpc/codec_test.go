@@ -32,6 +32,8 @@ func txt(s string) string {
 	return hex.EncodeToString([]byte{0x60 | byte(len(s))}) + hex.EncodeToString([]byte(s))
 }
 
+func ptr[T any](v T) *T { return &v }
+
 func seq(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
@@ -52,6 +54,22 @@ func TestRequestGoldenVectors(t *testing.T) {
 			name: "Initialize",
 			req:  NewInitialize(Credentials{WIPProviderPath: "wip", EncryptionKeyPath: "key"}),
 			want: h("a1", txt("Initialize"), "a2", txt("wip_provider_path"), "63776970", txt("encryption_key_path"), "636b6579"),
+		},
+		{
+			// Nitro, as the enclave signer's Nitro client encodes it:
+			// {"Initialize": {"access_key_id": "AK", "secret_access_key": "SK",
+			//  "session_token": "ST", "encryption_key_id": "kid", "region": "eu-west-1"}}
+			name: "Initialize (Nitro)",
+			req:  NewInitializeAWS(AWSCredentials{AccessKeyID: "AK", SecretAccessKey: "SK", SessionToken: ptr("ST"), EncryptionKeyID: "kid", Region: "eu-west-1"}),
+			want: h("a1", txt("Initialize"), "a5", txt("access_key_id"), txt("AK"), txt("secret_access_key"), txt("SK"),
+				txt("session_token"), txt("ST"), txt("encryption_key_id"), txt("kid"), txt("region"), txt("eu-west-1")),
+		},
+		{
+			// Nitro without a session token: the entry is absent, not null.
+			name: "Initialize (Nitro, no session token)",
+			req:  NewInitializeAWS(AWSCredentials{AccessKeyID: "AK", SecretAccessKey: "SK", EncryptionKeyID: "arn:aws:kms:k", Region: "us-east-1"}),
+			want: h("a1", txt("Initialize"), "a4", txt("access_key_id"), txt("AK"), txt("secret_access_key"), txt("SK"),
+				txt("encryption_key_id"), txt("arn:aws:kms:k"), txt("region"), txt("us-east-1")),
 		},
 		{
 			// {"Import": h'010203'}
@@ -133,7 +151,15 @@ func TestRequestGoldenVectors(t *testing.T) {
 			require.Equal(t, hex.EncodeToString(tc.want), hex.EncodeToString(got))
 
 			// Signatory's Go client encodes with plain cbor.Marshal: same bytes.
-			plain, err := cbor.Marshal(tc.req)
+			var plain []byte
+			if tc.req.InitializeAWS != nil { // its generic Request with the AWS payload type
+				plain, err = cbor.Marshal(struct {
+					Initialize *AWSCredentials `cbor:"Initialize,omitempty"`
+					Import     []byte          `cbor:"Import,omitempty"`
+				}{Initialize: tc.req.InitializeAWS})
+			} else {
+				plain, err = cbor.Marshal(tc.req)
+			}
 			require.NoError(t, err)
 			if tc.name != "SignWideInts" { // a nil message is null for plain Marshal
 				require.Equal(t, hex.EncodeToString(got), hex.EncodeToString(plain))
@@ -176,6 +202,9 @@ func TestDecodeRequestStrict(t *testing.T) {
 		"dup key":           h("a2", "695075626c69634b6579", "00", "695075626c69634b6579", "01"),
 		"two private keys":  h("a1", "71", hex.EncodeToString([]byte("ImportUnencrypted")), "a2", "63426c73", "4101", "67", "45643235353139", "4101"),
 		"init missing path": h("a1", txt("Initialize"), "a1", txt("wip_provider_path"), "63776970"),
+		"nitro no region":   h("a1", txt("Initialize"), "a3", txt("access_key_id"), txt("AK"), txt("secret_access_key"), txt("SK"), txt("encryption_key_id"), txt("k")),
+		"nitro bad token":   h("a1", txt("Initialize"), "a5", txt("access_key_id"), txt("AK"), txt("secret_access_key"), txt("SK"), txt("session_token"), "01", txt("encryption_key_id"), txt("k"), txt("region"), txt("r")),
+		"nitro extra field": h("a1", txt("Initialize"), "a5", txt("access_key_id"), txt("AK"), txt("secret_access_key"), txt("SK"), txt("extra"), txt("x"), txt("encryption_key_id"), txt("k"), txt("region"), txt("r")),
 		"truncated":         h("a1", "695075626c69634b"),
 		"trailing bytes":    h("a1", "695075626c69634b6579", "00", "00"),
 		"indefinite map":    h("bf", "695075626c69634b6579", "00", "ff"),

@@ -1,6 +1,7 @@
-// Package rpc is the wire protocol between Sigil and a Confidential Space
-// enclave signer (ECAD Labs' enclave-signer / tee-signer, or Sigil's mock
-// enclave): request and reply types, their CBOR encoding (byte-identical to
+// Package rpc is the wire protocol between Sigil and an enclave signer
+// (ECAD Labs' enclave-signer / tee-signer in Confidential Space or AWS
+// Nitro, or Sigil's mock enclave); the two platforms differ only in the
+// Initialize payload (Credentials, AWSCredentials): request and reply types, their CBOR encoding (byte-identical to
 // Signatory's Go client, decodable by the Rust enclave's serde/ciborium
 // types), the 4-byte big-endian length framing, and conversions to and from
 // the domain/tezos key types.
@@ -46,6 +47,28 @@ type Credentials struct {
 func (c Credentials) GoString() string {
 	return fmt.Sprintf("rpc.Credentials{WIPProviderPath:%q, EncryptionKeyPath:%q}", c.WIPProviderPath, c.EncryptionKeyPath)
 }
+
+// AWSCredentials is the AWS Nitro Initialize payload: the credentials the
+// enclave uses to call AWS KMS, the KMS key and its region. Field order,
+// names and the omitted-when-absent session token follow the enclave
+// signer's Nitro client, so that the encoding is byte-identical. String and
+// GoString never show the secrets.
+type AWSCredentials struct {
+	AccessKeyID     string  `cbor:"access_key_id"`
+	SecretAccessKey string  `cbor:"secret_access_key"`
+	SessionToken    *string `cbor:"session_token,omitempty"`
+	EncryptionKeyID string  `cbor:"encryption_key_id"`
+	Region          string  `cbor:"region"`
+}
+
+// String implements fmt.Stringer without revealing the secrets.
+func (c AWSCredentials) String() string {
+	return fmt.Sprintf("rpc.AWSCredentials{AccessKeyID:%q, SecretAccessKey:(redacted), SessionToken:%s, EncryptionKeyID:%q, Region:%q}",
+		c.AccessKeyID, map[bool]string{true: "(redacted)", false: "(none)"}[c.SessionToken != nil], c.EncryptionKeyID, c.Region)
+}
+
+// GoString implements fmt.GoStringer without revealing the secrets.
+func (c AWSCredentials) GoString() string { return c.String() }
 
 // SignRequest is the Sign payload. Version is a pointer only so that a
 // server can tell an absent version (older clients) from version 0; every
@@ -95,7 +118,10 @@ func (p *PrivateKey) Zero() {
 // omitempty and types match Signatory's Go client so that the encoding is
 // byte-identical.
 type Request struct {
-	Initialize        *Credentials     `cbor:"Initialize,omitempty"`
+	Initialize *Credentials `cbor:"Initialize,omitempty"`
+	// InitializeAWS is the Nitro form of Initialize (sent under the same
+	// "Initialize" name; at most one of the two is set).
+	InitializeAWS     *AWSCredentials  `cbor:"-"`
 	Import            []byte           `cbor:"Import,omitempty"`
 	ImportUnencrypted *PrivateKey      `cbor:"ImportUnencrypted,omitempty"`
 	Generate          *KeyType         `cbor:"Generate,omitempty"`
@@ -112,7 +138,7 @@ func (r *Request) Method() string {
 	switch {
 	case r == nil:
 		return ""
-	case r.Initialize != nil:
+	case r.Initialize != nil, r.InitializeAWS != nil:
 		return "Initialize"
 	case r.Import != nil:
 		return "Import"
@@ -141,6 +167,9 @@ func (r *Request) Method() string {
 
 // NewInitialize builds an Initialize request.
 func NewInitialize(c Credentials) *Request { return &Request{Initialize: &c} }
+
+// NewInitializeAWS builds a Nitro Initialize request.
+func NewInitializeAWS(c AWSCredentials) *Request { return &Request{InitializeAWS: &c} }
 
 // NewImport builds an Import request for a sealed blob.
 func NewImport(blob []byte) *Request { return &Request{Import: blob} }

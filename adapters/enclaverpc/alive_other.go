@@ -1,6 +1,6 @@
 //go:build !unix
 
-package confidentialspace
+package enclaverpc
 
 import "net"
 

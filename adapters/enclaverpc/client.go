@@ -1,0 +1,560 @@
+package enclaverpc
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/ports"
+)
+
+// Backoff bounds for redialling.
+var (
+	backoffMin = 50 * time.Millisecond
+	backoffMax = time.Second // an enclave that comes back is found within a second
+)
+
+// idleProbe is how often an idle connection checks that the enclave is
+// still there, so that a restart is noticed (and Ready tells) before the
+// next request.
+const idleProbe = time.Second
+
+// Client is a pooled client of an enclave signer. It implements
+// ports.Enclave. Create it with New; Close releases it.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+
+	kmu      sync.RWMutex
+	keys     map[tezos.PublicKeyHash]*keyEntry
+	order    []tezos.PublicKeyHash // load order; only grows
+	unopened map[tezos.PublicKeyHash]string
+	conns    []*conn
+
+	mu      sync.Mutex
+	idle    []*conn       // healthy connections nobody uses
+	waiters []chan *conn  // callers waiting for a connection, oldest first
+	healthy int           // connections up and initialized
+	everUp  bool          // some connection was up once
+	closed  bool          // Close was called
+	stateCh chan struct{} // closed and replaced whenever health changes
+}
+
+type keyEntry struct {
+	pub  tezos.PublicKey
+	blob []byte
+}
+
+var _ ports.Enclave = (*Client)(nil)
+
+// New validates cfg and starts the connection pool in the background; it
+// does not wait for the enclave. log may be nil.
+func New(cfg Config, log *slog.Logger) (*Client, error) {
+	if err := cfg.Normalize(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		cfg:      cfg,
+		log:      log,
+		ctx:      ctx,
+		cancel:   cancel,
+		keys:     make(map[tezos.PublicKeyHash]*keyEntry),
+		unopened: make(map[tezos.PublicKeyHash]string),
+		stateCh:  make(chan struct{}),
+	}
+	for i := range cfg.Connections {
+		c.conns = append(c.conns, &conn{c: c, id: i, back: make(chan struct{}, 1), notify: make(chan struct{}, 1)})
+	}
+	c.wg.Add(len(c.conns))
+	for _, cn := range c.conns {
+		go cn.keep()
+	}
+	return c, nil
+}
+
+// Size returns the pool size.
+func (c *Client) Size() int { return len(c.conns) }
+
+// Addr returns the enclave address as configured.
+func (c *Client) Addr() string { return c.cfg.Addr }
+
+// Close stops the pool and closes every connection. Calls in flight fail.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.mu.Lock()
+		c.closed = true
+		for _, cn := range c.conns {
+			if cn.nc != nil {
+				cn.nc.Close()
+			}
+		}
+		close(c.stateCh)
+		c.stateCh = make(chan struct{})
+		c.mu.Unlock()
+		c.wg.Wait()
+	})
+	return nil
+}
+
+// Ready returns nil when at least one connection is up and initialized and
+// the enclave has opened every known key it was asked to. Otherwise it says
+// why: no connection, or the address of a key the enclave cannot open (a
+// restarted enclave initialized with another KMS key) and the enclave's
+// reason.
+func (c *Client) Ready(ctx context.Context) error {
+	c.mu.Lock()
+	n := c.healthy
+	c.mu.Unlock()
+	if n == 0 {
+		return domain.Errorf(domain.KindUnavailable, "enclave unavailable: no healthy connection to %s", c.cfg.Addr)
+	}
+	c.kmu.RLock()
+	defer c.kmu.RUnlock()
+	if len(c.unopened) == 0 {
+		return nil
+	}
+	addrs := make([]string, 0, len(c.unopened))
+	for pkh := range c.unopened {
+		addrs = append(addrs, pkh.String())
+	}
+	sort.Strings(addrs)
+	first, _ := tezos.ParsePublicKeyHash(addrs[0])
+	more := ""
+	if len(addrs) > 1 {
+		more = fmt.Sprintf(" (and %d more)", len(addrs)-1)
+	}
+	return domain.Errorf(domain.KindUnavailable, "enclave cannot open the stored key %s%s: %s", addrs[0], more, c.unopened[first])
+}
+
+// Load imports a sealed blob on one connection (then on all others in the
+// background) and returns its public key.
+func (c *Client) Load(ctx context.Context, blob []byte) (tezos.PublicKey, error) {
+	if len(blob) == 0 {
+		return tezos.PublicKey{}, domain.Errorf(domain.KindInvalid, "empty sealed key blob")
+	}
+	blob = append([]byte(nil), blob...)
+	pk, err := do(c, ctx, func(cn *conn) (tezos.PublicKey, error) {
+		var r rpc.ImportResult
+		if err := cn.call(ctx, rpc.NewImport(blob), &r); err != nil {
+			return tezos.PublicKey{}, err
+		}
+		pk, err := r.PublicKey.PublicKey()
+		if err != nil {
+			return tezos.PublicKey{}, cn.malformedReply(err)
+		}
+		cn.setHandle(pk.Hash(), r.Handle)
+		return pk, nil
+	})
+	if err != nil {
+		return tezos.PublicKey{}, err
+	}
+	c.addKey(pk, blob)
+	return pk, nil
+}
+
+// Generate creates a key of type t in the enclave, loads it everywhere and
+// returns it sealed.
+func (c *Client) Generate(ctx context.Context, t tezos.KeyType) (ports.SealedKey, error) {
+	kt, err := rpc.KeyTypeFor(t)
+	if err != nil {
+		return ports.SealedKey{}, domain.Errorf(domain.KindInvalid, "cannot generate: %v", err)
+	}
+	return c.seal(ctx, rpc.NewGenerateAndImport(kt), t, nil)
+}
+
+// Import seals a plain private key in the enclave and loads it everywhere.
+func (c *Client) Import(ctx context.Context, sk tezos.PrivateKey) (ports.SealedKey, error) {
+	want, err := sk.Public()
+	if err != nil {
+		return ports.SealedKey{}, domain.Errorf(domain.KindInvalid, "cannot import: %v", err)
+	}
+	wire, err := rpc.NewPrivateKey(sk)
+	if err != nil {
+		return ports.SealedKey{}, domain.Errorf(domain.KindInvalid, "cannot import: %v", err)
+	}
+	defer wire.Zero()
+	return c.seal(ctx, rpc.NewImportUnencrypted(wire), sk.Type, &want)
+}
+
+// seal runs a request that creates a sealed, loaded key (GenerateAndImport
+// or ImportUnencrypted), checks the reply (type t; the public key want when
+// known) and makes the key available on every connection.
+func (c *Client) seal(ctx context.Context, req *rpc.Request, t tezos.KeyType, want *tezos.PublicKey) (ports.SealedKey, error) {
+	sealed, err := do(c, ctx, func(cn *conn) (ports.SealedKey, error) {
+		var r rpc.GenerateAndImportResult
+		if err := cn.call(ctx, req, &r); err != nil {
+			return ports.SealedKey{}, err
+		}
+		pk, err := r.PublicKey.PublicKeyOf(t)
+		if err != nil {
+			return ports.SealedKey{}, cn.malformedReply(err)
+		}
+		if want != nil && !pk.Equal(*want) {
+			return ports.SealedKey{}, domain.Errorf(domain.KindInternal, "enclave returned public key %s for an imported %s key", pk, want)
+		}
+		if len(r.EncryptedPrivateKey) == 0 {
+			return ports.SealedKey{}, cn.malformedReply(errors.New("empty sealed key"))
+		}
+		cn.setHandle(pk.Hash(), r.Handle)
+		return ports.SealedKey{PublicKey: pk, Blob: r.EncryptedPrivateKey}, nil
+	})
+	if err != nil {
+		return ports.SealedKey{}, err
+	}
+	c.addKey(sealed.PublicKey, sealed.Blob)
+	return sealed, nil
+}
+
+// Sign signs msg with a loaded key.
+func (c *Client) Sign(ctx context.Context, key tezos.PublicKeyHash, msg []byte, version uint8) (tezos.Signature, error) {
+	if _, ok := c.lookup(key); !ok {
+		return tezos.Signature{}, domain.Errorf(domain.KindNotFound, "key %s is not loaded in the enclave", key)
+	}
+	if key.Type == tezos.BLS {
+		switch version {
+		case tezos.SignVersion1, tezos.SignVersion2, tezos.SignVersionLatest:
+		default:
+			return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "invalid signing version %d for a BLS key (want 1, 2 or 255)", version)
+		}
+	}
+	return do(c, ctx, func(cn *conn) (tezos.Signature, error) {
+		h, err := cn.handle(ctx, key)
+		if err != nil {
+			return tezos.Signature{}, err
+		}
+		return cn.sign(ctx, h, msg, version, key.Type)
+	})
+}
+
+// ProvePossession returns a BLS proof of possession for a loaded tz4 key.
+func (c *Client) ProvePossession(ctx context.Context, key tezos.PublicKeyHash) (tezos.Signature, error) {
+	if key.Type != tezos.BLS {
+		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "proof of possession needs a BLS (tz4) key, not %s", key)
+	}
+	if _, ok := c.lookup(key); !ok {
+		return tezos.Signature{}, domain.Errorf(domain.KindNotFound, "key %s is not loaded in the enclave", key)
+	}
+	return c.signature(ctx, key, tezos.BLS, rpc.NewProvePossession)
+}
+
+// signature runs a request built from key's handle on a connection and
+// returns the signature of type t it answers with.
+func (c *Client) signature(ctx context.Context, key tezos.PublicKeyHash, t tezos.KeyType, req func(handle uint64) *rpc.Request) (tezos.Signature, error) {
+	return do(c, ctx, func(cn *conn) (tezos.Signature, error) {
+		h, err := cn.handle(ctx, key)
+		if err != nil {
+			return tezos.Signature{}, err
+		}
+		var reply rpc.Tagged
+		if err := cn.call(ctx, req(h), &reply); err != nil {
+			return tezos.Signature{}, err
+		}
+		sig, err := reply.Signature(t)
+		if err != nil {
+			return tezos.Signature{}, cn.malformedReply(err)
+		}
+		return sig, nil
+	})
+}
+
+func (c *Client) lookup(pkh tezos.PublicKeyHash) (*keyEntry, bool) {
+	c.kmu.RLock()
+	k, ok := c.keys[pkh]
+	c.kmu.RUnlock()
+	return k, ok
+}
+
+// addKey records a loaded key and asks every connection to import it.
+func (c *Client) addKey(pk tezos.PublicKey, blob []byte) {
+	pkh := pk.Hash()
+	c.kmu.Lock()
+	if _, ok := c.keys[pkh]; !ok {
+		c.keys[pkh] = &keyEntry{pub: pk, blob: append([]byte(nil), blob...)}
+		c.order = append(c.order, pkh)
+	}
+	delete(c.unopened, pkh)
+	c.kmu.Unlock()
+	for _, cn := range c.conns {
+		select {
+		case cn.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// keyAt returns the i-th key in load order, or false past its end.
+func (c *Client) keyAt(i int) (tezos.PublicKeyHash, bool) {
+	c.kmu.RLock()
+	defer c.kmu.RUnlock()
+	if i >= len(c.order) {
+		return tezos.PublicKeyHash{}, false
+	}
+	return c.order[i], true
+}
+
+// opened records whether a (re)connected enclave could open a known key:
+// err is the enclave's refusal, nil on success.
+func (c *Client) opened(pkh tezos.PublicKeyHash, err *rpc.RPCError) {
+	c.kmu.Lock()
+	defer c.kmu.Unlock()
+	if err == nil {
+		delete(c.unopened, pkh)
+		return
+	}
+	if _, known := c.keys[pkh]; known {
+		c.unopened[pkh] = err.Error()
+	}
+}
+
+// ConnectionsHolding reports on how many pooled connections the key is
+// loaded (for tests and diagnostics).
+func (c *Client) ConnectionsHolding(pkh tezos.PublicKeyHash) int {
+	n := 0
+	for _, cn := range c.conns {
+		if _, ok := cn.getHandle(pkh); ok {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *Client) setHealthy(up bool) {
+	c.mu.Lock()
+	if up {
+		c.healthy++
+		c.everUp = true
+	} else {
+		c.healthy--
+	}
+	close(c.stateCh)
+	c.stateCh = make(chan struct{})
+	c.mu.Unlock()
+}
+
+func (c *Client) errClosed() error {
+	return domain.Errorf(domain.KindUnavailable, "enclave unavailable: client closed")
+}
+
+// get takes an idle connection, waiting for one if all are busy. It fails
+// at once when the pool has been up before and no connection is healthy
+// now (an outage: callers should not queue behind redials).
+func (c *Client) get(ctx context.Context) (*conn, error) {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, c.errClosed()
+		}
+		if n := len(c.idle); n > 0 {
+			cn := c.idle[n-1]
+			c.idle = c.idle[:n-1]
+			cn.isIdle = false
+			c.mu.Unlock()
+			return cn, nil
+		}
+		if c.healthy == 0 && c.everUp {
+			c.mu.Unlock()
+			return nil, domain.Errorf(domain.KindUnavailable, "enclave unavailable: no healthy connection to %s", c.cfg.Addr)
+		}
+		req := make(chan *conn, 1)
+		c.waiters = append(c.waiters, req)
+		stateCh := c.stateCh
+		c.mu.Unlock()
+		select {
+		case cn := <-req:
+			return cn, nil
+		case <-stateCh:
+			if cn := c.dropWaiter(req); cn != nil {
+				return cn, nil
+			}
+		case <-ctx.Done():
+			if cn := c.dropWaiter(req); cn != nil {
+				c.release(cn)
+			}
+			return nil, ctxError(ctx)
+		}
+	}
+}
+
+// dropWaiter removes req from the waiters; if a connection was handed to
+// it meanwhile, it returns that connection.
+func (c *Client) dropWaiter(req chan *conn) *conn {
+	c.mu.Lock()
+	for i, w := range c.waiters {
+		if w == req {
+			c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+			c.mu.Unlock()
+			return nil
+		}
+	}
+	c.mu.Unlock()
+	return <-req // it was handed one before we got the lock
+}
+
+// release makes a healthy connection available: to the oldest waiting
+// caller, or to the idle list.
+func (c *Client) release(cn *conn) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.waiters) > 0 {
+		w := c.waiters[0]
+		copy(c.waiters, c.waiters[1:])
+		c.waiters[len(c.waiters)-1] = nil
+		c.waiters = c.waiters[:len(c.waiters)-1]
+		c.mu.Unlock()
+		w <- cn // buffered: never blocks
+		return
+	}
+	cn.isIdle = true
+	c.idle = append(c.idle, cn)
+	c.mu.Unlock()
+}
+
+// reclaim takes cn back from the idle list for its keeper; false if a
+// caller is using it.
+func (c *Client) reclaim(cn *conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !cn.isIdle {
+		return false
+	}
+	for i, x := range c.idle {
+		if x == cn {
+			c.idle = append(c.idle[:i], c.idle[i+1:]...)
+			break
+		}
+	}
+	cn.isIdle = false
+	return true
+}
+
+func (c *Client) hasWaiters() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.waiters) > 0
+}
+
+// put returns a connection after use: a broken one to its keeper (out of
+// the healthy count first, so that a caller who sees this failure also sees
+// the pool's health reflect it), a healthy one to the pool.
+func (c *Client) put(cn *conn) {
+	if cn.broken || cn.draining {
+		if cn.broken {
+			cn.uncount()
+		}
+		cn.back <- struct{}{} // buffered; only the owner sends
+		return
+	}
+	c.release(cn)
+}
+
+// connFault is a broken connection. retryable means no reply was received,
+// so the request may be sent again on another connection.
+type connFault struct {
+	err       error
+	retryable bool
+	ctxErr    error // the caller's deadline expired during the call
+}
+
+func (f *connFault) Error() string { return f.err.Error() }
+func (f *connFault) Unwrap() error { return f.err }
+
+// do runs fn on an idle healthy connection on the caller's goroutine,
+// retrying once on another connection if the first broke before replying,
+// and maps errors to domain kinds.
+func do[T any](c *Client, ctx context.Context, fn func(cn *conn) (T, error)) (T, error) {
+	var zero T
+	var first error // the fault that caused a retry, kept for the message
+	for attempt := 0; ; attempt++ {
+		v, err := once(c, ctx, fn)
+		if err == nil {
+			return v, nil
+		}
+		var f *connFault
+		if errors.As(err, &f) {
+			if cerr := cmp.Or(f.ctxErr, ctx.Err()); cerr != nil {
+				err = domain.Errorf(domain.KindUnavailable, "enclave unavailable: %w (%v)", cerr, f.err)
+			} else if f.retryable && attempt == 0 {
+				c.log.Debug("retrying request on another connection", "err", f.err.Error())
+				first = f.err
+				continue
+			} else {
+				err = domain.Errorf(domain.KindUnavailable, "enclave unavailable: %v", f.err)
+			}
+		} else {
+			err = mapError(err)
+		}
+		if first != nil {
+			err = fmt.Errorf("%w (after %v)", err, first)
+		}
+		return zero, err
+	}
+}
+
+func once[T any](c *Client, ctx context.Context, fn func(cn *conn) (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, ctxError(ctx)
+	}
+	cn, err := c.get(ctx)
+	if err != nil {
+		return zero, err
+	}
+	defer c.put(cn)
+	if err := ctx.Err(); err != nil {
+		return zero, ctxError(ctx)
+	}
+	// A connection that the enclave closed while it was idle (a restart) is
+	// redialled first, so that the request is not failed for a fault that
+	// happened before it arrived.
+	if !cn.alive() {
+		c.log.Info("enclave connection was closed while idle; redialling", "conn", cn.id, "addr", c.cfg.Addr)
+		cn.closeConn()
+		if err := cn.connect(); err != nil {
+			return zero, cn.fault(fmt.Errorf("redialling: %w", err), true)
+		}
+	}
+	return fn(cn)
+}
+
+func ctxError(ctx context.Context) error {
+	return domain.Errorf(domain.KindUnavailable, "enclave unavailable: %w", ctx.Err())
+}
+
+// mapError turns enclave error replies into domain errors.
+func mapError(err error) error {
+	var re *rpc.RPCError
+	if !errors.As(err, &re) {
+		return err
+	}
+	text := strings.ToLower(strings.Join(strings.Fields(re.Error()), " "))
+	switch {
+	case strings.Contains(text, "signing version"):
+		return domain.Errorf(domain.KindInvalid, "enclave refused the signing version: %w", re)
+	case strings.Contains(text, "invalid handle"):
+		return domain.Errorf(domain.KindNotFound, "enclave does not hold the key: %w", re)
+	}
+	return domain.Errorf(domain.KindInternal, "enclave error: %w", re)
+}

@@ -1,0 +1,165 @@
+// Package enclaverpc is the client of the enclave-signer protocol
+// (adapters/confidentialspace/rpc) that every remote enclave backend shares,
+// whatever carries it: it knows nothing of Google Cloud or AWS. A backend
+// gives it a Dialer (TCP for Confidential Space, vsock for Nitro) and an
+// Initializer (the Initialize request a new connection sends, with that
+// platform's credentials); the Client does the rest and implements
+// ports.Enclave.
+//
+// The Client keeps a pool of connections, each initialized and holding
+// every loaded key (key handles are per connection). A request runs on the
+// caller's goroutine on an idle connection taken from the pool (no hand-off
+// to another goroutine); a connection that the enclave closed while idle is
+// noticed before use (a non-blocking peek) and redialled, and a request
+// that fails without a reply is retried once on another connection. One
+// keeper goroutine per connection dials and redials it with backoff,
+// imports every known key onto it while no request waits, and probes it
+// every second while idle, so that a restarted enclave is noticed and Ready
+// tells the truth. Ready also reports a reconnected enclave that cannot
+// open a stored key (for example one initialized with another KMS key),
+// naming the key, until the key opens again.
+package enclaverpc
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/domain"
+)
+
+// Defaults and bounds of Config fields.
+const (
+	DefaultConnections = 4
+	MaxConnections     = 256
+	DefaultDialTimeout = 5 * time.Second
+	DefaultRPCTimeout  = 10 * time.Second
+	// MinTimeout and MaxTimeout bound DialTimeout and RPCTimeout.
+	MinTimeout = time.Millisecond
+	MaxTimeout = 10 * time.Minute
+	// MaxReplyLimit bounds MaxReplyBytes.
+	MaxReplyLimit = 64 << 20
+)
+
+// Dialer opens one connection to the enclave. The Client bounds it with
+// DialTimeout through ctx.
+type Dialer func(ctx context.Context) (net.Conn, error)
+
+// Initializer returns the Initialize request for a new connection. It is
+// called for every connection and redial, so that short-lived credentials
+// are fetched afresh; ctx bounds it.
+type Initializer func(ctx context.Context) (*rpc.Request, error)
+
+// Config configures a Client.
+type Config struct {
+	// Name is the backend's name in logs and errors ("confidential space").
+	Name string
+	// Addr is the enclave's address as logs and errors show it.
+	Addr string
+	// Dial opens a connection (required).
+	Dial Dialer
+	// Initialize builds each connection's Initialize request (required).
+	Initialize Initializer
+	// Connections is the pool size: 0 means DefaultConnections, else 1 to
+	// MaxConnections.
+	Connections int
+	// DialTimeout bounds a dial plus its Initialize: 0 means
+	// DefaultDialTimeout, else MinTimeout to MaxTimeout.
+	DialTimeout time.Duration
+	// RPCTimeout bounds one request on the wire: 0 means DefaultRPCTimeout,
+	// else MinTimeout to MaxTimeout.
+	RPCTimeout time.Duration
+	// MaxReplyBytes bounds a reply frame: 0 means rpc.DefaultMaxFrame, else
+	// 1 KiB to MaxReplyLimit.
+	MaxReplyBytes int
+}
+
+// Normalize validates the numeric settings (an error names the field and
+// its allowed range) and fills in defaults for those left zero. Field names
+// in errors are the configuration file's (connections, dial_timeout,
+// rpc_timeout).
+func (c *Config) Normalize() error {
+	name := c.Name
+	if name == "" {
+		name = "enclave"
+	}
+	switch {
+	case c.Connections == 0:
+		c.Connections = DefaultConnections
+	case c.Connections < 1 || c.Connections > MaxConnections:
+		return domain.Errorf(domain.KindInvalid, "%s: connections %d is out of range (allowed: 1 to %d)", name, c.Connections, MaxConnections)
+	}
+	for _, d := range []struct {
+		field string
+		v     *time.Duration
+		def   time.Duration
+	}{{"dial_timeout", &c.DialTimeout, DefaultDialTimeout}, {"rpc_timeout", &c.RPCTimeout, DefaultRPCTimeout}} {
+		switch {
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v < MinTimeout || *d.v > MaxTimeout:
+			return domain.Errorf(domain.KindInvalid, "%s: %s %v is out of range (allowed: %v to %v)", name, d.field, *d.v, MinTimeout, MaxTimeout)
+		}
+	}
+	switch {
+	case c.MaxReplyBytes == 0:
+		c.MaxReplyBytes = rpc.DefaultMaxFrame
+	case c.MaxReplyBytes < 1024 || c.MaxReplyBytes > MaxReplyLimit:
+		return domain.Errorf(domain.KindInvalid, "%s: max reply size %d is out of range (allowed: 1024 to %d bytes)", name, c.MaxReplyBytes, MaxReplyLimit)
+	}
+	if c.Dial == nil || c.Initialize == nil {
+		return domain.Errorf(domain.KindInvalid, "%s: no dialer or no Initialize payload", name)
+	}
+	return nil
+}
+
+// ParseDuration parses an optional duration setting of a configuration
+// file: "" is 0 (the default); anything else must be a Go duration within
+// MinTimeout and MaxTimeout. Errors name the backend and the field.
+func ParseDuration(backend, field, s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, domain.Errorf(domain.KindInvalid, "%s: invalid %s %q (want a duration such as 5s)", backend, field, s)
+	}
+	if d < MinTimeout || d > MaxTimeout {
+		return 0, domain.Errorf(domain.KindInvalid, "%s: %s %v is out of range (allowed: %v to %v)", backend, field, d, MinTimeout, MaxTimeout)
+	}
+	return d, nil
+}
+
+// Connections validates an optional `connections` setting of a
+// configuration file (nil: absent, the default).
+func Connections(backend string, v *int) (int, error) {
+	if v == nil {
+		return 0, nil
+	}
+	if *v < 1 || *v > MaxConnections {
+		return 0, domain.Errorf(domain.KindInvalid, "%s: connections %d is out of range (allowed: 1 to %d)", backend, *v, MaxConnections)
+	}
+	return *v, nil
+}
+
+// TCPDialer dials addr over TCP with keep-alives and Nagle's algorithm off
+// (one small frame per request).
+func TCPDialer(addr string) Dialer {
+	return func(ctx context.Context) (net.Conn, error) {
+		d := net.Dialer{KeepAlive: 30 * time.Second}
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		return nc, nil
+	}
+}
+
+func (c *Config) String() string { return fmt.Sprintf("%s enclave at %s", c.Name, c.Addr) }

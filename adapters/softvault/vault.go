@@ -1,0 +1,176 @@
+package softvault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sigil-signer/sigil/adapters/vault"
+	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/tezos"
+)
+
+// PassphraseEnv is the environment variable that holds the passphrase of
+// encrypted keys (edesk…, spesk…, p2esk…, BLesk…) when the configuration
+// gives none. Signatory asks for it on the terminal instead.
+const PassphraseEnv = "SIGIL_KEY_PASSPHRASE"
+
+// FileConfig is the `file` vault's section: Signatory's `file: PATH` (a
+// bare path is accepted too) and Sigil's optional passphrase for encrypted
+// keys.
+type FileConfig struct {
+	File       string `yaml:"file"`
+	Passphrase string `yaml:"passphrase"` // else $SIGIL_KEY_PASSPHRASE
+}
+
+// fileEntry is one entry of the key file: Signatory's format, a JSON list
+// of {"name": …, "value": "unencrypted:edsk…" | "encrypted:edesk…"}.
+type fileEntry struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// OpenFile is the vault.Opener of the `file` driver.
+func OpenFile(_ context.Context, name string, decode func(any) error, env vault.Env) (vault.Instance, error) {
+	if decode == nil {
+		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: missing config (want file: PATH)")
+	}
+	var node yaml.Node
+	if err := decode(&node); err != nil {
+		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: invalid config: %v", err)
+	}
+	if node.Kind == yaml.DocumentNode && len(node.Content) == 1 {
+		node = *node.Content[0]
+	}
+	var fc FileConfig
+	if node.Kind == yaml.ScalarNode {
+		fc.File = node.Value
+	} else if err := decode(&fc); err != nil {
+		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: invalid config: %v", err)
+	}
+	path := os.ExpandEnv(strings.TrimSpace(fc.File))
+	if path == "" {
+		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: missing file (the path of the key file)")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: reading the key file: %v", err)
+	}
+	defer clear(raw)
+	var entries []fileEntry
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: the key file is not a JSON list of {name, value}: %v", redactJSONError(err))
+	}
+	log := logger(env).With("vault", name)
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the key file is readable by other users; make it mode 0600", "path", path, "mode", fi.Mode().Perm().String())
+	}
+	pass := passphrase(fc.Passphrase)
+	defer clear(pass)
+	e := newEnclave("file", false)
+	for i, ent := range entries {
+		label := fmt.Sprintf("entry %d", i+1)
+		if ent.Name != "" {
+			label += fmt.Sprintf(" (%q)", ent.Name)
+		}
+		if err := addSecret(e, ent.Value, pass, label); err != nil {
+			e.Close()
+			return vault.Instance{}, fmt.Errorf("file vault: %w", err)
+		}
+	}
+	warnClear(log, "file", len(e.order))
+	return vault.Instance{Enclave: e, Store: store{e}, Close: e.Close}, nil
+}
+
+// OpenMem is the vault.Opener of the `mem` driver: its section is a list of
+// secret keys (Signatory's form; an "unencrypted:" or "encrypted:" tag is
+// accepted as in key files).
+func OpenMem(_ context.Context, name string, decode func(any) error, env vault.Env) (vault.Instance, error) {
+	var keys []string
+	if decode != nil {
+		if err := decode(&keys); err != nil {
+			return vault.Instance{}, domain.Errorf(domain.KindInvalid, "mem vault: config must be a list of secret keys: %v", err)
+		}
+	}
+	pass := passphrase("")
+	defer clear(pass)
+	e := newEnclave("mem", true)
+	for i, k := range keys {
+		if err := addSecret(e, k, pass, fmt.Sprintf("key %d", i+1)); err != nil {
+			e.Close()
+			return vault.Instance{}, fmt.Errorf("mem vault: %w", err)
+		}
+	}
+	warnClear(logger(env).With("vault", name), "mem", len(e.order))
+	return vault.Instance{Enclave: e, Store: store{e}, Close: e.Close}, nil
+}
+
+// addSecret parses (decrypting if needed) one secret key and adds it.
+// Errors name the entry, never its value.
+func addSecret(e *Enclave, value string, pass []byte, label string) error {
+	v := strings.TrimSpace(value)
+	if i := strings.IndexByte(v, ':'); i >= 0 { // "unencrypted:edsk…", "encrypted:edesk…"
+		v = v[i+1:]
+	}
+	if v == "" {
+		return domain.Errorf(domain.KindInvalid, "%s: empty secret key", label)
+	}
+	if tezos.IsEncryptedSecretKey(v) && len(pass) == 0 {
+		return domain.Errorf(domain.KindInvalid, "%s is encrypted: give the passphrase (passphrase in the vault's config, or $%s)", label, PassphraseEnv)
+	}
+	sk, err := tezos.DecryptSecretKey(v, pass)
+	if errors.Is(err, tezos.ErrPassphrase) {
+		return domain.Errorf(domain.KindInvalid, "%s: %v", label, err)
+	}
+	if err != nil {
+		return domain.Errorf(domain.KindInvalid, "%s: %v", label, err)
+	}
+	if _, _, err := e.add(sk); err != nil {
+		return domain.Errorf(domain.KindInvalid, "%s: %v", label, err)
+	}
+	return nil
+}
+
+func passphrase(configured string) []byte {
+	if configured != "" {
+		return []byte(configured)
+	}
+	return []byte(os.Getenv(PassphraseEnv))
+}
+
+// redactJSONError keeps a JSON syntax error's position but not any of the
+// input it may quote.
+func redactJSONError(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("a %s where %s was expected, at byte %d", te.Value, te.Type, te.Offset)
+	}
+	return "invalid JSON"
+}
+
+func warnClear(log *slog.Logger, kind string, n int) {
+	log.Warn("INSECURE: the "+kind+" vault holds its private keys in the clear in this process's memory; use it for test networks and development only, never for keys that matter",
+		"driver", kind, "keys", n)
+}
+
+func logger(env vault.Env) *slog.Logger {
+	if env.Logger != nil {
+		return env.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+var (
+	_ vault.Opener = OpenFile
+	_ vault.Opener = OpenMem
+)
