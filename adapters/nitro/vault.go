@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -168,7 +169,7 @@ func NewOpener(dial Dial, listen func(port uint32) (net.Listener, error)) vault.
 				if !ok {
 					return fmt.Errorf("nitro: the file storage takes a path")
 				}
-				*p = "${BASE_DIR}/" + DefaultKeyFile
+				*p = filepath.Join(env.BaseDir, DefaultKeyFile)
 				return nil
 			}
 		}

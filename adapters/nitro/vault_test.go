@@ -100,7 +100,7 @@ storage:
 	inst, err = OpenVault(context.Background(), "nitro", decoder(t, "encryption_key_id: k\ncredentials: {access_key_id: a, secret_access_key: s, region: r}"), fakeEnv(t, &got))
 	require.NoError(t, err)
 	require.NoError(t, inst.Close())
-	require.Equal(t, storeCall{"", "${BASE_DIR}/enclave_keys.json"}, got)
+	require.Equal(t, storeCall{"", "/var/lib/signatory/enclave_keys.json"}, got)
 }
 
 // TestEnvironmentFallbacks: Signatory's variables fill absent fields, and
