@@ -108,28 +108,38 @@ type TezosPolicy struct {
 	AllowedChains []string `yaml:"allowed_chains"`
 }
 
-// AuthorizedKeys is one public key or a list of them (Signatory accepts both).
+// AuthorizedKeys is one public key or a list of them; as in Signatory, a
+// list may nest lists (e.g. YAML anchors of shared key groups), which are
+// flattened.
 type AuthorizedKeys []tezos.PublicKey
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (a *AuthorizedKeys) UnmarshalYAML(n *yaml.Node) error {
-	var list []string
+	return a.add(n, 0)
+}
+
+func (a *AuthorizedKeys) add(n *yaml.Node, depth int) error {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if depth > 8 {
+		return fmt.Errorf("line %d: authorized_keys: lists nested more than 8 deep", n.Line)
+	}
 	switch n.Kind {
 	case yaml.ScalarNode:
-		list = []string{n.Value}
+		pk, err := tezos.ParsePublicKey(strings.TrimSpace(n.Value))
+		if err != nil {
+			return fmt.Errorf("line %d: authorized_keys: %s: %w", n.Line, quote(n.Value), err)
+		}
+		*a = append(*a, pk)
 	case yaml.SequenceNode:
-		if err := n.Decode(&list); err != nil {
-			return err
+		for _, c := range n.Content {
+			if err := a.add(c, depth+1); err != nil {
+				return err
+			}
 		}
 	default:
 		return fmt.Errorf("line %d: authorized_keys must be a public key or a list of public keys", n.Line)
-	}
-	for _, s := range list {
-		pk, err := tezos.ParsePublicKey(strings.TrimSpace(s))
-		if err != nil {
-			return fmt.Errorf("line %d: authorized_keys: %s: %w", n.Line, quote(s), err)
-		}
-		*a = append(*a, pk)
 	}
 	return nil
 }

@@ -242,3 +242,20 @@ func TestUnquotedVariableInFlowCollectionHint(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `quote it: ["${VAR}"]`)
 }
+
+// Nested lists in authorized_keys (YAML anchors of key groups) are
+// flattened, as Signatory documents.
+func TestNestedAuthorizedKeys(t *testing.T) {
+	c, err := config.Parse([]byte(`
+server:
+  authorized_keys:
+    - &ops [edpkuBknW28nW72KG6RoHtYW7p12T6GKc7nAbwYX5m8Wd9sDVC9yav]
+    - [[edpkuBknW28nW72KG6RoHtYW7p12T6GKc7nAbwYX5m8Wd9sDVC9yav]]
+tezos:
+  tz1burnburnburnburnburnburnburjAYjjX:
+    authorized_keys: *ops
+`), "")
+	require.NoError(t, err)
+	assert.Len(t, c.Server.AuthorizedKeys, 2)
+	assert.Len(t, c.Tezos["tz1burnburnburnburnburnburnburjAYjjX"].AuthorizedKeys, 1)
+}
