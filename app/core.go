@@ -15,6 +15,7 @@ import (
 	"go.uber.org/fx/fxevent"
 
 	"github.com/sigil-signer/sigil/adapters/config"
+	"github.com/sigil-signer/sigil/adapters/logbuf"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/vault"
 	"github.com/sigil-signer/sigil/domain/signer"
@@ -31,6 +32,9 @@ type Options struct {
 	AllowMissingConfig bool
 	// Stderr receives logs; nil means os.Stderr.
 	Stderr io.Writer
+	// LogBuffer, when set, buffers log lines in front of Stderr (the
+	// daemon, under load, logs every signature); its owner closes it.
+	LogBuffer *logbuf.Writer
 }
 
 // Core provides configuration, logging, the vaults and the signing
@@ -73,11 +77,18 @@ func newLogger(opts Options) (*slog.Logger, error) {
 	if w == nil {
 		w = os.Stderr
 	}
-	ho := &slog.HandlerOptions{Level: lvl}
-	if opts.JSONLog {
-		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	if opts.LogBuffer != nil {
+		w = opts.LogBuffer
 	}
-	return slog.New(slog.NewTextHandler(w, ho)), nil
+	ho := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(w, ho)
+	if opts.JSONLog {
+		h = slog.NewJSONHandler(w, ho)
+	}
+	if opts.LogBuffer != nil {
+		h = logbuf.Handler(h, opts.LogBuffer)
+	}
+	return slog.New(h), nil
 }
 
 func loadConfig(opts Options) (*config.Config, error) {

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/fx"
 
+	"github.com/sigil-signer/sigil/adapters/logbuf"
 	"github.com/sigil-signer/sigil/app"
 )
 
@@ -38,6 +40,14 @@ func newServe(g *globals) *cobra.Command {
 				opts.AllowMissingConfig = true
 				modules = append(modules, app.Dev(app.DevOptions{Out: cmd.OutOrStdout()}))
 			}
+			// The daemon logs every signature: buffer the lines (flushed
+			// every 100 ms, at once for warnings, and on exit).
+			out := opts.Stderr
+			if out == nil {
+				out = os.Stderr
+			}
+			opts.LogBuffer = logbuf.New(out)
+			defer opts.LogBuffer.Close()
 			return runDaemon(fx.Options(append([]fx.Option{app.Core(opts)}, modules...)...))
 		},
 	}

@@ -7,6 +7,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -110,7 +111,10 @@ func (a *API) sign(w http.ResponseWriter, r *http.Request) {
 		var sig tezos.Signature
 		sig, err = a.s.Sign(r.Context(), req)
 		if err == nil {
-			writeJSON(w, http.StatusOK, map[string]string{"signature": sig.String()})
+			// {"signature":"…"}: base58 needs no escaping.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte(`{"signature":"` + sig.String() + "\"}\n"))
 			return
 		}
 	}
@@ -118,6 +122,31 @@ func (a *API) sign(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, signer.ErrAuthentication) && a.opts.Observer != nil {
 		a.opts.Observer.AuthenticationFailed(status, "authorized_keys", ClientIP(r))
 	}
+}
+
+// decodeHexString decodes the sign request body, a JSON string of hex
+// digits. The common form (a plain quoted string of hex digits) is decoded
+// directly; anything else goes through encoding/json, so escapes are
+// handled and errors are its own.
+func decodeHexString(body []byte) ([]byte, error) {
+	b := bytes.TrimSpace(body)
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' && bytes.IndexAny(b[1:len(b)-1], "\\\"") < 0 {
+		b = b[1 : len(b)-1]
+	} else {
+		var s string
+		if err := json.Unmarshal(body, &s); err != nil {
+			return nil, domain.Errorf(domain.KindInvalid, "request body must be a JSON string of hex bytes: %v", err)
+		}
+		b = []byte(s)
+	}
+	msg := make([]byte, hex.DecodedLen(len(b)))
+	if _, err := hex.Decode(msg, b); err != nil {
+		return nil, domain.Errorf(domain.KindInvalid, "request body is not valid hex: %v", err)
+	}
+	if len(b)%2 != 0 {
+		return nil, domain.Errorf(domain.KindInvalid, "request body is not valid hex: odd length")
+	}
+	return msg, nil
 }
 
 // ClientIP is the request's peer address without its port.
@@ -166,13 +195,9 @@ func (a *API) decodeSign(w http.ResponseWriter, r *http.Request) (signer.SignReq
 		}
 		return req, domain.Errorf(domain.KindInvalid, "reading request body: %w", err)
 	}
-	var hexMsg string
-	if err := json.Unmarshal(body, &hexMsg); err != nil {
-		return req, domain.Errorf(domain.KindInvalid, "request body must be a JSON string of hex bytes: %v", err)
-	}
-	msg, err := hex.DecodeString(hexMsg)
+	msg, err := decodeHexString(body)
 	if err != nil {
-		return req, domain.Errorf(domain.KindInvalid, "request body is not valid hex: %v", err)
+		return req, err
 	}
 	if len(msg) == 0 {
 		return req, domain.Errorf(domain.KindInvalid, "request body holds no bytes to sign")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,7 +87,7 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 	if r.HasWatermark() {
 		attrs = append(attrs, "chain_id", r.ChainID.String(), "level", r.Level, "round", r.Round)
 	} else if len(r.Ops) > 0 {
-		attrs = append(attrs, "ops", r.Ops)
+		attrs = append(attrs, "ops", strings.Join(r.Ops, ","))
 	}
 	if pol.LogPayloads {
 		attrs = append(attrs, "payload", hex.EncodeToString(req.Message))
