@@ -78,7 +78,6 @@ func craft(t *testing.T, header, claims map[string]any, secret string, h func() 
 	return input + "." + b64(m.Sum(nil))
 }
 
-
 // decode verifies an HS256 token with crypto/hmac (not the JWT library)
 // and returns its header and claims.
 func decode(t *testing.T, tok, secret string) (map[string]any, map[string]any) {
