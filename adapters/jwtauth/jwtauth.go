@@ -116,10 +116,10 @@ func CheckUser(name string, u User) error {
 	}
 	check := func(field string, c Credentials) error {
 		if err := CheckPassword(c.Password); err != nil {
-			return fmt.Errorf("user %s: %spassword: %w", name, field, err)
+			return fmt.Errorf("user %s: %s%w", name, field, err)
 		}
 		if err := CheckSecret(c.Secret); err != nil {
-			return fmt.Errorf("user %s: %ssecret: %w", name, field, err)
+			return fmt.Errorf("user %s: %s%w", name, field, err)
 		}
 		if c.TTL < 0 || c.TTL > MaxTTL {
 			return fmt.Errorf("user %s: %sjwt_exp: %v is out of range (1 minute to %v)", name, field, c.TTL, MaxTTL)
