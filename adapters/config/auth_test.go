@@ -116,7 +116,9 @@ func TestJWTAndPolicyHookErrors(t *testing.T) {
 		{"jwt_exp huge", replace("jwt_exp: 35", "jwt_exp: 99999999"), "new_data.jwt_exp"},
 		{"old_cred_exp format", replace("2030-01-02 15:04:05", "2030-01-02T15:04:05Z"), "YYYY-MM-DD hh:mm:ss"},
 		{"unknown user field", replace("        jwt_exp: 234\n", "        jwt_expiry: 234\n"), "server.jwt.users.user_name1.jwt_expiry: unknown field"},
-		{"unset variable", replace("${USER2_SECRET}", "${NO_SUCH_SECRET_VAR}"), "NO_SUCH_SECRET_VAR is not set"},
+		{"unset variable in a secret", replace("${USER2_SECRET}", "${NO_SUCH_SECRET_VAR}"), "server.jwt.users.user_name2.secret: a $ reference in this secret does not expand"},
+		{"a $ inside a password", replace(pass1, "Operat0r$Passw0rd!"), "user_name1.password: a $ reference"},
+		{"an unterminated ${ inside a secret", replace(secret1, "Operat0r${Secret-0123456789abcdefgh"), "user_name1.secret: a $ reference"},
 		{"jwt_users names an unknown user", replace("      - user_name2\n", "      - user_name3\n"), `jwt_users: "user_name3" is not a user`},
 		{"jwt_users empty", replace("    jwt_users:\n      - user_name1\n      - user_name2\n", "    jwt_users: []\n"), "jwt_users: present but empty"},
 		{"jwt_users without server.jwt", "tezos:\n  " + keyPKH + ":\n    jwt_users: [u]\n", "server.jwt is not configured"},
@@ -135,7 +137,7 @@ func TestJWTAndPolicyHookErrors(t *testing.T) {
 			_, err := config.Parse([]byte(tc.yaml), "")
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
-			for _, s := range []string{pass1, secret1, pass2, secret2, "password1", "secret1", "Short1!", "Second-Passw0rd-x"} {
+			for _, s := range []string{pass1, secret1, pass2, secret2, "password1", "secret1", "Short1!", "Second-Passw0rd-x", "Passw0rd", "Secret-0123456789abcdefgh", "NO_SUCH_SECRET_VAR"} {
 				assert.NotContains(t, err.Error(), s, "a credential leaks into a configuration error")
 			}
 		})
