@@ -149,6 +149,7 @@ type SignerParams struct {
 	Log        *slog.Logger
 	Watermarks ports.WatermarkStore `optional:"true"`
 	Policy     *DefaultPolicy       `optional:"true"`
+	Hook       ports.PolicyHook     `optional:"true"`
 }
 
 // DefaultPolicy, when provided, applies to keys absent from the tezos
@@ -165,6 +166,7 @@ func newSigner(p SignerParams) (*signer.Service, error) {
 		Policies:       pols,
 		AuthorizedKeys: p.Config.Server.AuthorizedKeys,
 		Watermarks:     p.Watermarks,
+		PolicyHook:     p.Hook,
 	}
 	if p.Policy != nil {
 		opts.DefaultPolicy = p.Policy.Policy
@@ -196,6 +198,7 @@ func Policies(cfg *config.Config, log *slog.Logger) (map[string]*signer.Policy, 
 			LogPayloads:            tp.LogPayloads,
 			AuthorizedKeys:         tp.AuthorizedKeys,
 			AllowProofOfPossession: tp.AllowProofOfPossession,
+			JWTUsers:               tp.JWTUsers,
 		}
 	}
 	return pols, nil

@@ -87,7 +87,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"vaults:\n  cs:\n    config: {}\n", "vaults.cs.driver"},
 		{"sever:\n  address: :1\n", "line 1: sever: unknown field"},
 		{"tezos:\n  tz1nope: {}\n", "tezos.tz1nope"},
-		{"policy_hook:\n  address: http://x\n", "policy_hook"},
+		{"policy_hook:\n  address: localhost:8080\n", "policy_hook.address"},
 		{"tezos:\n  tz1burnburnburnburnburnburnburjAYjjX:\n    authorized_keys: [edpkNOPE]\n", "authorized_keys"},
 		{"watermark:\n  config: {}\n", "watermark.driver"},
 		{"base_dir: [1\n", "parsing YAML"},

@@ -1,9 +1,11 @@
 // Package httpapi is Sigil's HTTP adapter: the Tezos remote-signer API that
 // octez-client, octez-baker and Taquito speak (GET/POST /keys/{pkh},
-// GET /authorized_keys, GET /bls_prove_possession/{pkh}) with Signatory's
-// error JSON, and the utility endpoints (/healthz, /metrics). It translates
+// GET /authorized_keys, GET /bls_prove_possession/{pkh}, and POST /login
+// with JWT authentication of every other request when configured) with
+// Signatory's error JSON, and the utility endpoints (/healthz, /metrics). It
+// translates
 // domain error kinds into HTTP status codes and nothing else: all decisions
-// are the domain's.
+// are the domain's (and the authenticator's).
 package httpapi
 
 import (
@@ -15,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -54,6 +55,9 @@ type Options struct {
 	MaxBody  int64
 	Logger   *slog.Logger
 	Observer Observer
+	// Auth, when set, enables JWT: POST /login, and a token on every
+	// other request.
+	Auth Authenticator
 }
 
 // API serves the remote-signer endpoints.
@@ -85,6 +89,10 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", domain.Echo(r.Method), domain.Echo(r.URL.Path)))
 	})
+	if a.opts.Auth != nil {
+		mux.HandleFunc("POST /login", a.login)
+		return a.requireToken(mux)
+	}
 	return mux
 }
 
@@ -120,7 +128,7 @@ func (a *API) sign(w http.ResponseWriter, r *http.Request) {
 	}
 	status = a.fail(w, r, err)
 	if errors.Is(err, signer.ErrAuthentication) && a.opts.Observer != nil {
-		a.opts.Observer.AuthenticationFailed(status, "authorized_keys", ClientIP(r))
+		a.opts.Observer.AuthenticationFailed(status, "authorized_keys", clientIP(r))
 	}
 }
 
@@ -149,17 +157,8 @@ func decodeHexString(body []byte) ([]byte, error) {
 	return msg, nil
 }
 
-// ClientIP is the request's peer address without its port.
-func ClientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 func (a *API) decodeSign(w http.ResponseWriter, r *http.Request) (signer.SignRequest, error) {
-	req := signer.SignRequest{PKH: r.PathValue("pkh")}
+	req := signer.SignRequest{PKH: r.PathValue("pkh"), User: userFrom(r.Context()), Source: clientIP(r)}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		// A malformed parameter must not be dropped silently (a version

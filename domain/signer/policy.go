@@ -30,6 +30,9 @@ type Policy struct {
 	AuthorizedKeys []tezos.PublicKey
 	// AllowProofOfPossession allows GET /bls_prove_possession for this key.
 	AllowProofOfPossession bool
+	// JWTUsers, when non-empty, are the only JWT users that may ask this
+	// key to sign; a request no user authenticated is then refused.
+	JWTUsers []string
 }
 
 // DefaultKeyPolicy is the policy of a key listed with an empty entry
@@ -178,6 +181,22 @@ func (p *Policy) check(pkh string, r *request.Request) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// checkUser enforces the key's jwt_users: with a list, the request must
+// come from a JWT-authenticated user (else KindUnauthorized) who is in it
+// (else KindForbidden). Without a list, any user or none may ask.
+func (p *Policy) checkUser(pkh, user string) error {
+	if p == nil || len(p.JWTUsers) == 0 {
+		return nil
+	}
+	if user == "" {
+		return domain.Errorf(domain.KindUnauthorized, "%s may only be used by its jwt_users: log in (POST /login) and send the token as Authorization: Bearer with the username header", pkh)
+	}
+	if !slices.Contains(p.JWTUsers, user) {
+		return domain.Errorf(domain.KindForbidden, "user %q is not allowed to use %s (not in its jwt_users)", domain.Echo(user), pkh)
+	}
+	return nil
 }
 
 // authData is what a client signs to authenticate a sign request:
