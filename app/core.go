@@ -31,6 +31,8 @@ type Options struct {
 	AllowMissingConfig bool
 	// Stderr receives logs; nil means os.Stderr.
 	Stderr io.Writer
+	// StateDirs replaces DefaultStateDirs in the start-up check (tests).
+	StateDirs *StateDirs
 }
 
 // Core provides configuration, logging, the vaults and the signing
@@ -80,8 +82,19 @@ func newLogger(opts Options) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, ho)), nil
 }
 
+// loadConfig reads the configuration and validates all of it (policies and
+// every driver section included) before anything is opened: every vault,
+// store and the signing service depend on it, so a configuration error is
+// reported before any enclave is dialled.
 func loadConfig(opts Options) (*config.Config, error) {
-	return config.Load(opts.ConfigPath, opts.AllowMissingConfig, opts.BaseDir)
+	cfg, err := config.Load(opts.ConfigPath, opts.AllowMissingConfig, opts.BaseDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkConfig(cfg, opts); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // Vaults are the opened vaults, in name order.

@@ -464,3 +464,28 @@ func Driver(_ context.Context, decode func(any) error, env wm.Env) (ports.Waterm
 	}
 	return Open(cfg)
 }
+
+// Check is the `file` backend's watermark.Checker: the section decodes as
+// Driver reads it and a base directory is set; nothing is created.
+func Check(decode func(any) error, env wm.Env) error {
+	_, err := driverConfig(decode, env)
+	return err
+}
+
+func driverConfig(decode func(any) error, env wm.Env) (Config, error) {
+	cfg := Config{BaseDir: env.BaseDir}
+	if decode != nil {
+		if err := decode(&cfg); err != nil {
+			return Config{}, domain.Errorf(domain.KindInvalid, "file watermark: invalid config: %v", err)
+		}
+	}
+	if cfg.BaseDir == "" {
+		return Config{}, domain.Errorf(domain.KindInvalid, "file watermark: base_dir is not set")
+	}
+	return cfg, nil
+}
+
+var (
+	_ wm.Opener  = Driver
+	_ wm.Checker = Check
+)
