@@ -502,7 +502,8 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 		return watermark.Mark{}, err
 	}
 	return s.update(ctx, k, "commit", func(recorded *watermark.Mark) step {
-		switch d, err := watermark.Decide(k, recorded, m); d {
+		// A block mark Signatory recorded (no signature) covers its level.
+		switch d, err := watermark.Decide(k, watermark.Enforced(k.Kind, recorded), m); d {
 		case watermark.Replay:
 			return step{result: *recorded}
 		case watermark.Accept:

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -27,7 +26,7 @@ const (
 )
 
 // maxRound stands for "every round of this level".
-const maxRound = math.MaxInt32
+const maxRound = watermark.WholeLevel
 
 // v0Mark is one entry of a v0 file (round omitted means 0).
 type v0Mark struct {
@@ -69,19 +68,10 @@ var v1Kinds = []struct {
 	order int
 }{{watermark.KindBlock, 0}, {watermark.KindPreattestation, 1}, {watermark.KindAttestation, 2}}
 
-// fromSignatory turns a mark Signatory recorded for kind into the mark Sigil
-// keeps: Signatory records a block at its payload round (gotez's
-// BlockSignRequest.GetRound), Sigil at its fitness round, and a later block
-// of the same level may carry any payload round up to its own fitness round.
-// No single fitness round refuses every block Signatory's mark refuses, so
-// the block mark covers its whole level. Other kinds read the round the same
-// way in both. The mark keeps no signature, so nothing is replayed from it.
+// fromSignatory is watermark.FromSignatory: what Sigil enforces for a mark
+// Signatory recorded (a block mark covers its whole level).
 func fromSignatory(kind string, m watermark.Mark) watermark.Mark {
-	m.Signature = ""
-	if kind == watermark.KindBlock {
-		m.Round = maxRound
-	}
-	return m
+	return watermark.FromSignatory(kind, m)
 }
 
 // raiseInto sets marks[pkh][kind] to m unless a higher mark is there.

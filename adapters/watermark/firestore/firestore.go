@@ -248,7 +248,8 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 			recorded = &st.mark
 			s.remember(k, st.mark)
 		}
-		switch d, err := watermark.Decide(k, recorded, m); d {
+		// A block mark Signatory recorded (no signature) covers its level.
+		switch d, err := watermark.Decide(k, watermark.Enforced(k.Kind, recorded), m); d {
 		case watermark.Replay:
 			return *recorded, nil
 		case watermark.Refuse:
