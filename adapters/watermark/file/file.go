@@ -255,7 +255,7 @@ func (s *Store) commitBatch(c *chain, batch []*pending) {
 		} else if r, ok := c.get(p.k.PKH, p.k.Kind); ok {
 			recorded = &r
 		}
-		switch d, err := watermark.Decide(p.k, recorded, p.m); d {
+		switch d, err := watermark.Decide(p.k, watermark.Enforced(p.k.Kind, recorded), p.m); d {
 		case watermark.Accept:
 			set[p.k] = p.m
 			p.res = p.m
