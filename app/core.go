@@ -35,6 +35,8 @@ type Options struct {
 	// LogBuffer, when set, buffers log lines in front of Stderr (the
 	// daemon, under load, logs every signature); its owner closes it.
 	LogBuffer *logbuf.Writer
+	// StateDirs replaces DefaultStateDirs in the start-up check (tests).
+	StateDirs *StateDirs
 }
 
 // Core provides configuration, logging, the vaults and the signing
@@ -91,8 +93,19 @@ func newLogger(opts Options) (*slog.Logger, error) {
 	return slog.New(h), nil
 }
 
+// loadConfig reads the configuration and validates all of it (policies and
+// every driver section included) before anything is opened: every vault,
+// store and the signing service depend on it, so a configuration error is
+// reported before any enclave is dialled.
 func loadConfig(opts Options) (*config.Config, error) {
-	return config.Load(opts.ConfigPath, opts.AllowMissingConfig, opts.BaseDir)
+	cfg, err := config.Load(opts.ConfigPath, opts.AllowMissingConfig, opts.BaseDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkConfig(cfg, opts); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // Vaults are the opened vaults, in name order.

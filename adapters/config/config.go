@@ -36,7 +36,11 @@ const (
 
 // Config is the whole configuration file.
 type Config struct {
-	BaseDir    string                  `yaml:"base_dir"`
+	BaseDir string `yaml:"base_dir"`
+	// BaseDirSet records that the base directory was chosen explicitly (a
+	// base_dir in the file or the --base-dir flag) rather than defaulted.
+	BaseDirSet bool `yaml:"-"`
+
 	Server     Server                  `yaml:"server"`
 	Vaults     map[string]*Vault       `yaml:"vaults"`
 	Tezos      map[string]*TezosPolicy `yaml:"tezos"`
@@ -280,7 +284,7 @@ func Load(path string, allowMissing bool, baseDir string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && allowMissing {
-			c := &Config{BaseDir: baseDir}
+			c := &Config{BaseDir: baseDir, BaseDirSet: baseDir != ""}
 			c.ApplyDefaults()
 			return c, nil
 		}
@@ -323,6 +327,7 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 	if root != nil && root.Kind != yaml.MappingNode && !(root.Kind == yaml.ScalarNode && root.Tag == "!!null") {
 		return nil, fmt.Errorf("line %d: the configuration must be a mapping of settings (base_dir, server, vaults, tezos, …)", root.Line)
 	}
+	baseDirSet := baseDir != ""
 	if root != nil && root.Kind == yaml.MappingNode {
 		if baseDir == "" {
 			if n := mapValue(root, "base_dir"); n != nil {
@@ -330,6 +335,7 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 					return nil, err
 				}
 				baseDir = n.Value
+				baseDirSet = strings.TrimSpace(baseDir) != ""
 			}
 		}
 		if baseDir == "" {
@@ -352,6 +358,7 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 		baseDir = DefaultBaseDir
 	}
 	c.BaseDir = baseDir
+	c.BaseDirSet = baseDirSet
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
