@@ -19,12 +19,10 @@ import (
 	"go.uber.org/dig"
 	"go.uber.org/fx"
 
+	"github.com/sigil-signer/sigil/adapters/buildinfo"
 	"github.com/sigil-signer/sigil/app"
 	"github.com/sigil-signer/sigil/domain/signer"
 )
-
-// Version is set at build time with -ldflags "-X ...cli.Version=…".
-var Version = "dev"
 
 // DefaultConfigPath is where the configuration is read from by default.
 const DefaultConfigPath = "/etc/sigil.yaml"
@@ -76,10 +74,14 @@ func Execute() int {
 func newVersion() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Show the version",
+		Short: "Show the version, VCS revision, build time and Go version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "sigil %s\n", Version)
+			// From the Go build information (module version, VCS revision
+			// and commit time), plus what scripts/build-release.sh sets
+			// with -ldflags (build time, branch). See adapters/buildinfo.
+			i := buildinfo.Read()
+			fmt.Fprintf(cmd.OutOrStdout(), "sigil %s\n%s", i.Version, i)
 			return nil
 		},
 	}
