@@ -110,6 +110,13 @@ func startServers(p ServeParams) (*Listeners, error) {
 	cfg, svc, m, log := p.Config, p.Signer, p.Metrics, p.Log
 	svc.SetObserver(m)
 	m.SetKeys(svc.Has)
+	m.SetConsensusKeys(svc.ConsensusKeys)
+	for _, v := range p.Vaults {
+		// Pooled enclave clients export their health and request latency.
+		if pool, ok := v.Enclave.(ports.EnclavePool); ok {
+			pool.SetRPCObserver(m.AddEnclavePool(v.Name, pool.PoolStats))
+		}
+	}
 	api := httpapi.New(svc, httpapi.Options{Logger: log.With("component", "http"), Observer: m})
 	main := newHTTPServer(api.Handler(), cfg.Server, log)
 	util := newHTTPServer(httpapi.UtilityHandler(readiness(svc, p.Vaults, p.Watermarks), m.Handler()), cfg.Server, log)

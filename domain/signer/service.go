@@ -284,6 +284,21 @@ func (s *Service) Has(pkh string) bool {
 	return ok
 }
 
+// ConsensusKeys returns the addresses of the available keys whose policy
+// allows a consensus request (block, preattestation or attestation): the
+// keys a baker expects to sign continuously. Unordered.
+func (s *Service) ConsensusKeys() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for addr := range s.keys {
+		if p := s.policyFor(addr); p != nil && p.allowsConsensus() {
+			out = append(out, addr)
+		}
+	}
+	return out
+}
+
 // Count returns how many keys are available.
 func (s *Service) Count() int {
 	s.mu.RLock()

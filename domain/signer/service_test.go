@@ -177,3 +177,20 @@ func TestStartLoadingWaitsForEnclave(t *testing.T) {
 	_, err = s2.Key("tz1burnburnburnburnburnburnburjAYjjX")
 	assert.Equal(t, domain.KindNotFound, domain.KindOf(err))
 }
+
+func TestConsensusKeys(t *testing.T) {
+	ctx := context.Background()
+	enc, st := newFakeEnclave(), &memStore{}
+	probe := vaultService(t, enc, st, signer.Options{DefaultPolicy: signer.AllowAll()})
+	ks, err := probe.Generate(ctx, "cs", tezos.Ed25519, 4)
+	require.NoError(t, err)
+	pols := map[string]*signer.Policy{
+		ks[0].Address: signer.DefaultKeyPolicy(),                                               // block, preattestation, attestation
+		ks[1].Address: {Allow: map[string][]string{"generic": {"transaction"}}},                // no consensus
+		ks[2].Address: {Allow: map[string][]string{"attestation": nil, "generic": {"reveal"}}}, // attestations only
+		// ks[3] has no policy: it cannot sign at all.
+	}
+	s := vaultService(t, enc, st, signer.Options{Policies: pols})
+	require.NoError(t, s.Load(ctx))
+	require.ElementsMatch(t, []string{ks[0].Address, ks[2].Address}, s.ConsensusKeys())
+}
