@@ -273,7 +273,7 @@ scrape_configs:
 			c.sign(keyB, loadgen.Attestation(chain, 2, l, 0))
 			if i%5 == 0 {
 				c.sign(keyA, loadgen.Attestation(chain, 3, l-3, 0)) // below the mark: 409
-				c.sign(keyB, tx)                                     // not allowed: 403
+				c.sign(keyB, tx)                                    // not allowed: 403
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
