@@ -15,6 +15,7 @@ import (
 	"go.uber.org/fx/fxevent"
 
 	"github.com/sigil-signer/sigil/adapters/config"
+	"github.com/sigil-signer/sigil/adapters/logbuf"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/vault"
 	"github.com/sigil-signer/sigil/domain/signer"
@@ -31,6 +32,11 @@ type Options struct {
 	AllowMissingConfig bool
 	// Stderr receives logs; nil means os.Stderr.
 	Stderr io.Writer
+	// LogBuffer, when set, buffers log lines in front of Stderr (the
+	// daemon, under load, logs every signature); its owner closes it.
+	LogBuffer *logbuf.Writer
+	// StateDirs replaces DefaultStateDirs in the start-up check (tests).
+	StateDirs *StateDirs
 }
 
 // Core provides configuration, logging, the vaults and the signing
@@ -73,15 +79,33 @@ func newLogger(opts Options) (*slog.Logger, error) {
 	if w == nil {
 		w = os.Stderr
 	}
-	ho := &slog.HandlerOptions{Level: lvl}
-	if opts.JSONLog {
-		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	if opts.LogBuffer != nil {
+		w = opts.LogBuffer
 	}
-	return slog.New(slog.NewTextHandler(w, ho)), nil
+	ho := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(w, ho)
+	if opts.JSONLog {
+		h = slog.NewJSONHandler(w, ho)
+	}
+	if opts.LogBuffer != nil {
+		h = logbuf.Handler(h, opts.LogBuffer)
+	}
+	return slog.New(h), nil
 }
 
+// loadConfig reads the configuration and validates all of it (policies and
+// every driver section included) before anything is opened: every vault,
+// store and the signing service depend on it, so a configuration error is
+// reported before any enclave is dialled.
 func loadConfig(opts Options) (*config.Config, error) {
-	return config.Load(opts.ConfigPath, opts.AllowMissingConfig, opts.BaseDir)
+	cfg, err := config.Load(opts.ConfigPath, opts.AllowMissingConfig, opts.BaseDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkConfig(cfg, opts); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // Vaults are the opened vaults, in name order.
@@ -138,6 +162,7 @@ type SignerParams struct {
 	Log        *slog.Logger
 	Watermarks ports.WatermarkStore `optional:"true"`
 	Policy     *DefaultPolicy       `optional:"true"`
+	Hook       ports.PolicyHook     `optional:"true"`
 }
 
 // DefaultPolicy, when provided, applies to keys absent from the tezos
@@ -154,6 +179,7 @@ func newSigner(p SignerParams) (*signer.Service, error) {
 		Policies:       pols,
 		AuthorizedKeys: p.Config.Server.AuthorizedKeys,
 		Watermarks:     p.Watermarks,
+		PolicyHook:     p.Hook,
 	}
 	if p.Policy != nil {
 		opts.DefaultPolicy = p.Policy.Policy
@@ -185,6 +211,7 @@ func Policies(cfg *config.Config, log *slog.Logger) (map[string]*signer.Policy, 
 			LogPayloads:            tp.LogPayloads,
 			AuthorizedKeys:         tp.AuthorizedKeys,
 			AllowProofOfPossession: tp.AllowProofOfPossession,
+			JWTUsers:               tp.JWTUsers,
 		}
 	}
 	return pols, nil

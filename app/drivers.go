@@ -27,3 +27,10 @@ var storageDrivers = map[string]storage.Opener{
 	"aws":       storagedynamodb.Open,
 	"dynamodb":  storagedynamodb.Open,
 }
+
+// DriverNames lists, sorted, the vault and watermark driver names this
+// build knows (for tests that check a configuration without opening its
+// drivers).
+func DriverNames() (vaults, watermarks []string) {
+	return keys(vaultDrivers), keys(watermarkDrivers)
+}

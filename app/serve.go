@@ -31,7 +31,7 @@ type Listeners struct {
 func Serve() fx.Option {
 	return fx.Options(
 		Watermarks(),
-		fx.Provide(newMetrics, startServers,
+		fx.Provide(newMetrics, startServers, newPolicyHook,
 			func(m *metrics.Metrics) ports.WatermarkIOObserver { return m }),
 		fx.Invoke(func(*Listeners) {}),
 	)
@@ -117,7 +117,11 @@ func startServers(p ServeParams) (*Listeners, error) {
 			pool.SetRPCObserver(m.AddEnclavePool(v.Name, pool.PoolStats))
 		}
 	}
-	api := httpapi.New(svc, httpapi.Options{Logger: log.With("component", "http"), Observer: m})
+	jwt, err := newJWT(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	api := httpapi.New(svc, httpapi.Options{Logger: log.With("component", "http"), Observer: m, Auth: jwt})
 	main := newHTTPServer(api.Handler(), cfg.Server, log)
 	util := newHTTPServer(httpapi.UtilityHandler(readiness(svc, p.Vaults, p.Watermarks), m.Handler()), cfg.Server, log)
 	ls := &Listeners{}

@@ -32,14 +32,25 @@ type globals struct {
 	timeout time.Duration
 }
 
-// NewRoot returns the root command.
+// stateDirs, when set (tests), replaces app.DefaultStateDirs.
+var stateDirs *app.StateDirs
+
+// NewRoot returns the root command. As Signatory's, the root command with
+// no verb runs the daemon (`sigil` is `sigil serve`, with serve's flags).
 func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{}
+	var so serveOptions
 	root := &cobra.Command{
-		Use:           "sigil",
-		Short:         "A Tezos remote signer whose keys live in a Confidential Space enclave",
+		Use:   "sigil",
+		Short: "A Tezos remote signer whose keys live in a Confidential Space enclave",
+		Long: "A Tezos remote signer whose keys live in a Confidential Space enclave.\n" +
+			"With no command, sigil runs the daemon, as `sigil serve` does.",
+		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd, g, so)
+		},
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -49,12 +60,16 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	f.BoolVar(&g.opts.JSONLog, "json-log", false, "Use JSON structured logs")
 	f.StringVar(&g.opts.LogLevel, "log", "info", "Log level: [error, warn, info, debug, trace]")
 	f.DurationVar(&g.timeout, "timeout", time.Minute, "How long a key command waits for the enclave and storage")
+	so.flags(root)
 	g.opts.Stderr = stderr
+	g.opts.StateDirs = stateDirs
 	root.AddCommand(
 		newServe(g),
 		newGenerate(g),
 		newImport(g),
 		newList(g),
+		newListRequests(),
+		newListOps(),
 		newWatermarks(g),
 		newVersion(),
 	)
@@ -73,9 +88,10 @@ func Execute() int {
 
 func newVersion() *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Show the version, VCS revision, build time and Go version",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Aliases: []string{"v"},
+		Short:   "Show the version, VCS revision, build time and Go version (short alias 'v')",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// From the Go build information (module version, VCS revision
 			// and commit time), plus what scripts/build-release.sh sets
@@ -111,12 +127,15 @@ func (g *globals) runOnce(ctx context.Context, modules fx.Option, fn func(contex
 	return errors.Join(err, a.Stop(stopCtx))
 }
 
-// runDaemon builds the app, starts it and serves until SIGINT or SIGTERM.
-// SIGHUP (sent by log rotation, or by a closing terminal) is logged and
-// never stops the signer. On SIGINT/SIGTERM the app stops: listeners close,
-// in-flight requests drain (bounded by stopTimeout), the watermark store
-// closes; each step is logged.
-func runDaemon(modules fx.Option) error {
+// runDaemon builds the app, starts it and serves until SIGINT or SIGTERM
+// (or until ctx ends). SIGHUP (sent by log rotation, or by a closing
+// terminal) is logged and never stops the signer. On SIGINT/SIGTERM the app
+// stops: listeners close, in-flight requests drain (bounded by
+// stopTimeout), the watermark store closes; each step is logged.
+func runDaemon(ctx context.Context, modules fx.Option) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	var log *slog.Logger
 	a := fx.New(modules, fx.Populate(&log), fx.NopLogger)
 	if err := a.Err(); err != nil {
@@ -130,13 +149,20 @@ func runDaemon(modules fx.Option) error {
 	if err := a.Start(startCtx); err != nil {
 		return unwrapFx(err)
 	}
-	for s := range sig {
-		if s == syscall.SIGHUP {
-			log.Warn("SIGHUP received and ignored: sigil keeps serving (it does not reload its configuration; restart it to apply changes)")
-			continue
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				log.Warn("SIGHUP received and ignored: sigil keeps serving (it does not reload its configuration; restart it to apply changes)")
+				continue
+			}
+			log.Info("signal received: shutting down", "signal", s.String())
+			break wait
+		case <-ctx.Done():
+			log.Info("shutting down")
+			break wait
 		}
-		log.Info("signal received: shutting down", "signal", s.String())
-		break
 	}
 	stopCtx, cancel2 := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel2()

@@ -1,17 +1,20 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"text/tabwriter"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-signer/sigil/app"
+	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/request"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
@@ -47,62 +50,109 @@ func newGenerate(g *globals) *cobra.Command {
 }
 
 func newImport(g *globals) *cobra.Command {
-	var vault string
+	var vault, password, opt string
 	cmd := &cobra.Command{
-		Use:   "import [FILE]",
-		Short: "Import a secret key (PEM, DER or Tezos base58) from FILE or standard input",
-		Long: "Import a plain secret key into the enclave, which seals it; only the sealed form is stored.\n" +
-			"The key is read from FILE, or from standard input when FILE is absent or \"-\". It is never printed.",
-		Args: cobra.MaximumNArgs(1),
+		Use:   "import [SECRET_KEY | FILE | -]...",
+		Short: "Import secret keys (edsk…, spsk…, p2sk…, BLsk…, their encrypted forms, PEM, DER) into the enclave",
+		Long: "Import secret keys into the enclave, which seals them; only the sealed form is stored, and the\n" +
+			"address of each key is printed. A key is given as an argument (a Tezos secret key string, or\n" +
+			"the name of a file holding one, PEM or DER), or, with no argument or \"-\", typed at the prompt\n" +
+			"(not echoed) or read from standard input. An encrypted key (edesk…, spesk…, p2esk…, BLesk…, as\n" +
+			"octez-client writes them, \"encrypted:\" prefix allowed) is decrypted with --password, else with\n" +
+			"the password typed at the prompt or read from the next line of standard input.\n" +
+			"The configuration is checked before anything is asked. Keys and passwords are never printed.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := readSecret(cmd.InOrStdin(), args)
+			o, err := parseOptions(opt)
 			if err != nil {
 				return err
 			}
-			sk, err := tezos.ParsePrivateKeyAny(data)
-			clear(data)
-			if err != nil {
+			if len(o) > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: import options ignored (%s): Sigil's vaults take none\n", strings.Join(slices.Sorted(maps.Keys(o)), ", "))
+			}
+			if err := app.CheckConfig(g.opts); err != nil {
 				return err
 			}
-			defer sk.Zero()
-			return g.runOnce(cmd.Context(), app.Core(g.opts), func(ctx context.Context, svc *signer.Service) error {
-				k, err := svc.Import(ctx, vault, sk)
+			in := newSecretInput(cmd.InOrStdin(), cmd.ErrOrStderr())
+			defer in.clear()
+			getPassword := func() ([]byte, error) {
+				if password != "" {
+					return []byte(password), nil
+				}
+				return in.password()
+			}
+			sources := args
+			if len(sources) == 0 {
+				sources = []string{"-"}
+			}
+			var keys []tezos.PrivateKey
+			defer func() {
+				for i := range keys {
+					keys[i].Zero()
+				}
+			}()
+			warned := false
+			for i, src := range sources {
+				data, err := keyMaterial(src, in)
+				if err == nil && isKeyText(src) && !warned {
+					warned = true
+					fmt.Fprintln(cmd.ErrOrStderr(), "warning: a secret key given as an argument can be seen by other users of this machine (ps) and stays in the shell history; prefer the prompt or a file")
+				}
+				var sk tezos.PrivateKey
+				if err == nil {
+					sk, err = parseSecret(data, getPassword)
+					clear(data)
+				}
 				if err != nil {
+					if len(sources) > 1 {
+						return fmt.Errorf("key %d of %d: %w", i+1, len(sources), err)
+					}
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), k.PKH.String())
+				keys = append(keys, sk)
+			}
+			return g.runOnce(cmd.Context(), app.Core(g.opts), func(ctx context.Context, svc *signer.Service) error {
+				for _, sk := range keys {
+					k, err := svc.Import(ctx, vault, sk)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), k.PKH.String())
+				}
 				return nil
 			})
 		},
 	}
-	cmd.Flags().StringVarP(&vault, "vault", "v", "", "Vault name for importing")
+	cmd.Flags().StringVarP(&vault, "vault", "v", "", "Vault name for importing (optional with one vault)")
+	cmd.Flags().StringVar(&password, "password", "", "Password of encrypted secret keys (else asked, or read from the line after the key)")
+	cmd.Flags().StringVarP(&opt, "opt", "o", "", "Options to be passed to the backend. Syntax: key:val[,...] (Sigil's vaults take none)")
 	return cmd
 }
 
-// maxSecretFile bounds what import reads: key files are tiny.
-const maxSecretFile = 64 << 10
-
-func readSecret(stdin io.Reader, args []string) ([]byte, error) {
-	var r io.Reader = stdin
-	name := "standard input"
-	if len(args) == 1 && args[0] != "-" {
-		f, err := os.Open(args[0])
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r, name = f, args[0]
+// keyMaterial returns the key material src names: "-" for the prompt or
+// standard input, a Tezos secret key string as is, else a file's content.
+func keyMaterial(src string, in *secretInput) ([]byte, error) {
+	switch {
+	case src == "-":
+		return in.key()
+	case isKeyText(src):
+		return []byte(src), nil
 	}
-	data, err := io.ReadAll(io.LimitReader(r, maxSecretFile+1))
+	f, err := os.Open(src)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: no such file, and not a Tezos secret key string (edsk…, spsk…, p2sk…, BLsk… or their encrypted forms)", domain.Echo(src))
+		}
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		clear(data)
+		return nil, fmt.Errorf("reading %s: %w", src, err)
 	}
 	if len(data) > maxSecretFile {
 		clear(data)
-		return nil, fmt.Errorf("%s is larger than %d bytes: not a key file", name, maxSecretFile)
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errors.New("no key given: pass a file or pipe the key on standard input")
+		return nil, fmt.Errorf("%s is larger than %d bytes: not a key file", src, maxSecretFile)
 	}
 	return data, nil
 }
@@ -110,25 +160,51 @@ func readSecret(stdin io.Reader, args []string) ([]byte, error) {
 func newList(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List keys",
-		Args:  cobra.NoArgs,
+		Short: "List the keys of every vault with their policy",
+		Long: "List the keys of every vault (loading them into the enclave), with Signatory's fields: the\n" +
+			"policy that applies (Active: false when the key is not under tezos: and may not sign).",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.runOnce(cmd.Context(), app.Core(g.opts), func(ctx context.Context, svc *signer.Service) error {
 				if err := svc.Load(ctx); err != nil {
 					return err
 				}
-				printKeys(cmd.OutOrStdout(), svc.List())
+				printKeys(cmd.OutOrStdout(), svc.List(), svc.PolicyFor)
 				return nil
 			})
 		},
 	}
 }
 
-func printKeys(w io.Writer, keys []signer.Key) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PUBLIC KEY HASH\tPUBLIC KEY\tVAULT\tTYPE")
+// printKeys writes one block per key, with Signatory's labels and layout
+// (its `list` template): address, public key, vault reference (none here),
+// vault, whether the key may sign, and its policy.
+func printKeys(w io.Writer, keys []signer.Key, policyFor func(string) *signer.Policy) {
+	var b strings.Builder
+	line := func(label string, v any) { fmt.Fprintf(&b, "%-27s%v\n", label+":", v) }
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.PKH, k.PublicKey, k.Vault, k.PKH.Type)
+		pol := policyFor(k.Address)
+		line("Public Key Hash", k.Address)
+		line("Public Key", k.PublicKey.String())
+		line("Reference", "")
+		line("Vault", k.Vault)
+		line("Active", pol != nil)
+		if pol != nil {
+			reqs := slices.Sorted(maps.Keys(pol.Allow))
+			ops := slices.Clone(pol.Allow[string(request.KindGeneric)])
+			slices.Sort(ops)
+			line("Allowed Requests", fmt.Sprint(nonNil(reqs)))
+			line("Allowed Operations", fmt.Sprint(nonNil(ops)))
+			line("Allow Proof of Possession", pol.AllowProofOfPossession)
+		}
+		b.WriteString("\n")
 	}
-	tw.Flush()
+	io.WriteString(w, b.String())
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -1,46 +1,107 @@
 package cli
 
 import (
+	"context"
+	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/fx"
 
+	"github.com/sigil-signer/sigil/adapters/logbuf"
 	"github.com/sigil-signer/sigil/app"
+	"github.com/sigil-signer/sigil/domain/signer"
 )
 
 // DefaultDevBaseDir is where `serve --dev` keeps its keys and KMS key.
 const DefaultDevBaseDir = ".sigil-dev"
 
+// serveOptions are serve's flags, which the root command has too.
+type serveOptions struct {
+	dev    bool
+	noList bool
+}
+
+func (o *serveOptions) flags(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&o.dev, "dev", false, "Run with an embedded mock enclave and local storage (no cloud account)")
+	cmd.Flags().BoolVar(&o.noList, "no-list", false, "Don't output the list of configured keys at startup")
+}
+
 func newServe(g *globals) *cobra.Command {
-	var dev bool
+	var so serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the signer daemon",
-		Long: "Run the signer daemon. With --dev it runs entirely on this machine: an embedded mock\n" +
+		Short: "Run the signer daemon (also what `sigil` with no command does)",
+		Long: "Run the signer daemon. Once the stored keys are loaded it prints them, as `sigil list`\n" +
+			"does (--no-list: don't). With --dev it runs entirely on this machine: an embedded mock\n" +
 			"enclave on loopback with a local KMS stand-in, keys under ./" + DefaultDevBaseDir + " (or --base-dir),\n" +
 			"and one key of each type created on first run. --dev is for development only.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := g.opts
-			modules := []fx.Option{app.Serve()}
-			if dev {
-				if opts.BaseDir == "" {
-					abs, err := filepath.Abs(DefaultDevBaseDir)
-					if err != nil {
-						return err
-					}
-					opts.BaseDir = abs
-				}
-				if !cmd.Flags().Changed("config") {
-					opts.ConfigPath = filepath.Join(opts.BaseDir, "sigil.yaml")
-				}
-				opts.AllowMissingConfig = true
-				modules = append(modules, app.Dev(app.DevOptions{Out: cmd.OutOrStdout()}))
-			}
-			return runDaemon(fx.Options(append([]fx.Option{app.Core(opts)}, modules...)...))
+			return runServe(cmd, g, so)
 		},
 	}
-	cmd.Flags().BoolVar(&dev, "dev", false, "Run with an embedded mock enclave and local storage (no cloud account)")
+	so.flags(cmd)
 	return cmd
+}
+
+// runServe runs the daemon with the global options and so.
+func runServe(cmd *cobra.Command, g *globals, so serveOptions) error {
+	opts := g.opts
+	modules := []fx.Option{app.Serve()}
+	if so.dev {
+		if opts.BaseDir == "" {
+			abs, err := filepath.Abs(DefaultDevBaseDir)
+			if err != nil {
+				return err
+			}
+			opts.BaseDir = abs
+		}
+		if !cmd.Flags().Changed("config") {
+			opts.ConfigPath = filepath.Join(opts.BaseDir, "sigil.yaml")
+		}
+		opts.AllowMissingConfig = true
+		modules = append(modules, app.Dev(app.DevOptions{Out: cmd.OutOrStdout()}))
+	} else if !so.noList {
+		// (--dev prints its own list of keys.)
+		modules = append(modules, listAtStart(cmd.OutOrStdout()))
+	}
+	// The daemon logs every signature: buffer the lines (flushed every
+	// 100 ms, at once for warnings, and on exit).
+	out := opts.Stderr
+	if out == nil {
+		out = os.Stderr
+	}
+	opts.LogBuffer = logbuf.New(out)
+	defer opts.LogBuffer.Close()
+	return runDaemon(cmd.Context(), fx.Options(append([]fx.Option{app.Core(opts)}, modules...)...))
+}
+
+// listAtStart prints the key table, as `sigil list` does, once the stored
+// keys are loaded (they load in the background while the daemon already
+// listens).
+func listAtStart(w io.Writer) fx.Option {
+	// Depending on the listeners orders this hook after the one that
+	// starts loading the keys.
+	return fx.Invoke(func(lc fx.Lifecycle, svc *signer.Service, _ *app.Listeners) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		lc.Append(fx.Hook{
+			OnStart: func(context.Context) error {
+				go func() {
+					defer close(done)
+					if svc.WaitLoaded(ctx) == nil {
+						printKeys(w, svc.List(), svc.PolicyFor)
+					}
+				}()
+				return nil
+			},
+			OnStop: func(context.Context) error {
+				cancel()
+				<-done
+				return nil
+			},
+		})
+	})
 }

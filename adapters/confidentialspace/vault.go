@@ -47,26 +47,12 @@ func envOr(v, name string) string {
 // the key storage, then the enclave client (connections come up in the
 // background).
 func OpenVault(ctx context.Context, name string, decode func(any) error, env vault.Env) (vault.Instance, error) {
-	var vc VaultConfig
-	if decode != nil {
-		if err := decode(&vc); err != nil {
-			return vault.Instance{}, domain.Errorf(domain.KindInvalid, "confidential space: invalid config: %v", err)
-		}
-	}
-	cfg, err := vc.clientConfig()
+	cfg, driver, sdecode, err := parseVault(decode)
 	if err != nil {
 		return vault.Instance{}, err
 	}
 	if env.OpenStorage == nil {
 		return vault.Instance{}, fmt.Errorf("confidential space: no storage opener")
-	}
-	driver := ""
-	var sdecode func(any) error
-	if vc.Storage != nil {
-		driver = vc.Storage.Driver
-		if vc.Storage.Config.Kind != 0 {
-			sdecode = config.StrictDecoder(&vc.Storage.Config)
-		}
 	}
 	store, err := env.OpenStorage(ctx, driver, sdecode)
 	if err != nil {
@@ -85,6 +71,43 @@ func OpenVault(ctx context.Context, name string, decode func(any) error, env vau
 	return vault.Instance{Enclave: enc, Store: store, Close: func() error {
 		return errors.Join(enc.Close(), closeStore())
 	}}, nil
+}
+
+// CheckVault is the vault.Checker of the `confidentialspace` driver: the
+// section and its storage section are validated as OpenVault reads them,
+// and nothing is opened or dialled.
+func CheckVault(_ string, decode func(any) error, env vault.Env) error {
+	_, driver, sdecode, err := parseVault(decode)
+	if err != nil {
+		return err
+	}
+	if env.CheckStorage != nil {
+		if err := env.CheckStorage(driver, sdecode); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+	}
+	return nil
+}
+
+// parseVault decodes and validates the section: the enclave client's
+// configuration, and the storage driver name with its raw section.
+func parseVault(decode func(any) error) (cfg Config, driver string, sdecode func(any) error, err error) {
+	var vc VaultConfig
+	if decode != nil {
+		if err := decode(&vc); err != nil {
+			return Config{}, "", nil, domain.Errorf(domain.KindInvalid, "confidential space: invalid config: %v", err)
+		}
+	}
+	if cfg, err = vc.clientConfig(); err != nil {
+		return Config{}, "", nil, err
+	}
+	if vc.Storage != nil {
+		driver = vc.Storage.Driver
+		if vc.Storage.Config.Kind != 0 {
+			sdecode = config.StrictDecoder(&vc.Storage.Config)
+		}
+	}
+	return cfg, driver, sdecode, nil
 }
 
 // clientConfig applies Signatory's environment fallbacks and reports every
@@ -125,4 +148,7 @@ func (vc VaultConfig) clientConfig() (Config, error) {
 	return cfg, nil
 }
 
-var _ vault.Opener = OpenVault
+var (
+	_ vault.Opener  = OpenVault
+	_ vault.Checker = CheckVault
+)

@@ -2,7 +2,10 @@
 // configuration format (base_dir, server, vaults, tezos policy, watermark),
 // expands ${VAR} references from the environment, applies defaults, and
 // reports missing or malformed fields by name. Vault and storage sections
-// stay raw YAML nodes that each driver decodes itself.
+// stay raw YAML nodes that each driver decodes itself. JWT users
+// (server.jwt) and the policy hook (policy_hook) are checked here with the
+// rules of their adapters, so that a bad one stops the program before
+// anything is dialled; passwords and secrets never appear in an error.
 package config
 
 import (
@@ -10,12 +13,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sigil-signer/sigil/adapters/jwtauth"
+	"github.com/sigil-signer/sigil/adapters/policyhook"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/request"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -30,12 +36,135 @@ const (
 
 // Config is the whole configuration file.
 type Config struct {
-	BaseDir    string                  `yaml:"base_dir"`
+	BaseDir string `yaml:"base_dir"`
+	// BaseDirSet records that the base directory was chosen explicitly (a
+	// base_dir in the file or the --base-dir flag) rather than defaulted.
+	BaseDirSet bool `yaml:"-"`
+
 	Server     Server                  `yaml:"server"`
 	Vaults     map[string]*Vault       `yaml:"vaults"`
 	Tezos      map[string]*TezosPolicy `yaml:"tezos"`
 	Watermark  *Driver                 `yaml:"watermark"`
-	PolicyHook yaml.Node               `yaml:"policy_hook"`
+	PolicyHook *PolicyHook             `yaml:"policy_hook"`
+}
+
+// PolicyHook is an external policy service asked before every signature
+// the key's policy allows (Signatory's policy_hook).
+type PolicyHook struct {
+	// Address is the hook's http:// or https:// URL.
+	Address string `yaml:"address"`
+	// AuthorizedKeys, when set, are the keys one of which must sign the
+	// hook's replies.
+	AuthorizedKeys AuthorizedKeys `yaml:"authorized_keys"`
+	// Timeout bounds one call (Sigil extension; default 5s).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// DefaultPolicyHookTimeout is policy_hook.timeout's default.
+const DefaultPolicyHookTimeout = policyhook.DefaultTimeout
+
+// JWT is server.jwt: the users that may log in (POST /login) and present
+// tokens.
+type JWT struct {
+	Users map[string]*JWTUser `yaml:"users"`
+}
+
+// JWTUser is one server.jwt.users entry.
+type JWTUser struct {
+	Password Secret `yaml:"password"`
+	Secret   Secret `yaml:"secret"`
+	// Exp is the token lifetime in minutes (jwt_exp); nil means 60.
+	Exp *uint64 `yaml:"jwt_exp"`
+	// OldCredExp is when the current credentials stop being accepted next
+	// to NewData ("YYYY-MM-DD hh:mm:ss", UTC).
+	OldCredExp string `yaml:"old_cred_exp"`
+	// NewData are the credentials replacing these.
+	NewData *JWTCredentials `yaml:"new_data"`
+}
+
+// JWTCredentials is a user's new_data.
+type JWTCredentials struct {
+	Password Secret  `yaml:"password"`
+	Secret   Secret  `yaml:"secret"`
+	Exp      *uint64 `yaml:"jwt_exp"`
+}
+
+// Format prints a user without its credentials, whatever the verb.
+func (u JWTUser) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "{password:[redacted] secret:[redacted] jwt_exp:%s old_cred_exp:%q new_data:%v}", minutes(u.Exp), u.OldCredExp, u.NewData)
+}
+
+// Format prints new credentials without their values, whatever the verb.
+func (c JWTCredentials) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "{password:[redacted] secret:[redacted] jwt_exp:%s}", minutes(c.Exp))
+}
+
+func minutes(v *uint64) string {
+	if v == nil {
+		return "default"
+	}
+	return fmt.Sprintf("%dm", *v)
+}
+
+// Secret is a configuration value that must never be printed: it formats
+// and logs as [redacted].
+type Secret string
+
+func (Secret) String() string               { return "[redacted]" }
+func (Secret) GoString() string             { return "[redacted]" }
+func (Secret) LogValue() slog.Value         { return slog.StringValue("[redacted]") }
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// maxJWTExp bounds jwt_exp, in minutes.
+const maxJWTExp = uint64(jwtauth.MaxTTL / time.Minute)
+
+func jwtExp(field string, v *uint64) (time.Duration, error) {
+	if v == nil {
+		return 0, nil
+	}
+	if *v < 1 || *v > maxJWTExp {
+		return 0, fmt.Errorf("%s: %d is out of range (want 1 to %d minutes; leave it out for 60)", field, *v, maxJWTExp)
+	}
+	return time.Duration(*v) * time.Minute, nil
+}
+
+// AuthUsers converts server.jwt.users for the JWT authenticator, checking each
+// user with its rules. Errors name the user and the field, never a value.
+func (j *JWT) AuthUsers() (map[string]jwtauth.User, error) {
+	if j == nil || len(j.Users) == 0 {
+		return nil, errors.New("server.jwt.users: no user configured (remove server.jwt to run without JWT authentication)")
+	}
+	out := make(map[string]jwtauth.User, len(j.Users))
+	for name, u := range j.Users {
+		field := "server.jwt.users." + domain.Echo(name)
+		if u == nil {
+			return nil, fmt.Errorf("%s: empty entry (password and secret are required)", field)
+		}
+		ttl, err := jwtExp(field+".jwt_exp", u.Exp)
+		if err != nil {
+			return nil, err
+		}
+		ju := jwtauth.User{Credentials: jwtauth.Credentials{Password: string(u.Password), Secret: string(u.Secret), TTL: ttl}}
+		if u.NewData != nil {
+			nttl, err := jwtExp(field+".new_data.jwt_exp", u.NewData.Exp)
+			if err != nil {
+				return nil, err
+			}
+			ju.Next = &jwtauth.Credentials{Password: string(u.NewData.Password), Secret: string(u.NewData.Secret), TTL: nttl}
+		}
+		if strings.TrimSpace(u.OldCredExp) != "" {
+			t, err := jwtauth.ParseOldCredExp(u.OldCredExp)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", field, err)
+			}
+			ju.OldUntil = t
+		}
+		if err := jwtauth.CheckUser(name, ju); err != nil {
+			return nil, fmt.Errorf("server.jwt.users: %w", err)
+		}
+		out[name] = ju
+	}
+	return out, nil
 }
 
 // Server configures the HTTP listeners.
@@ -43,7 +172,7 @@ type Server struct {
 	Address        string         `yaml:"address"`
 	UtilityAddress string         `yaml:"utility_address"`
 	AuthorizedKeys AuthorizedKeys `yaml:"authorized_keys"`
-	JWT            yaml.Node      `yaml:"jwt"`
+	JWT            *JWT           `yaml:"jwt"`
 
 	// Sigil extensions, shared by both listeners (zero: the default).
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 10s
@@ -106,30 +235,43 @@ type TezosPolicy struct {
 	AllowProofOfPossession bool           `yaml:"allow_proof_of_possession"`
 	// AllowedChains restricts consensus requests to these chain ids.
 	AllowedChains []string `yaml:"allowed_chains"`
+	// JWTUsers, when set, are the only server.jwt users that may use the
+	// key.
+	JWTUsers []string `yaml:"jwt_users"`
 }
 
-// AuthorizedKeys is one public key or a list of them (Signatory accepts both).
+// AuthorizedKeys is one public key or a list of them; as in Signatory, a
+// list may nest lists (e.g. YAML anchors of shared key groups), which are
+// flattened.
 type AuthorizedKeys []tezos.PublicKey
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (a *AuthorizedKeys) UnmarshalYAML(n *yaml.Node) error {
-	var list []string
+	return a.add(n, 0)
+}
+
+func (a *AuthorizedKeys) add(n *yaml.Node, depth int) error {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if depth > 8 {
+		return fmt.Errorf("line %d: authorized_keys: lists nested more than 8 deep", n.Line)
+	}
 	switch n.Kind {
 	case yaml.ScalarNode:
-		list = []string{n.Value}
+		pk, err := tezos.ParsePublicKey(strings.TrimSpace(n.Value))
+		if err != nil {
+			return fmt.Errorf("line %d: authorized_keys: %s: %w", n.Line, quote(n.Value), err)
+		}
+		*a = append(*a, pk)
 	case yaml.SequenceNode:
-		if err := n.Decode(&list); err != nil {
-			return err
+		for _, c := range n.Content {
+			if err := a.add(c, depth+1); err != nil {
+				return err
+			}
 		}
 	default:
 		return fmt.Errorf("line %d: authorized_keys must be a public key or a list of public keys", n.Line)
-	}
-	for _, s := range list {
-		pk, err := tezos.ParsePublicKey(strings.TrimSpace(s))
-		if err != nil {
-			return fmt.Errorf("line %d: authorized_keys: %s: %w", n.Line, quote(s), err)
-		}
-		*a = append(*a, pk)
 	}
 	return nil
 }
@@ -142,7 +284,7 @@ func Load(path string, allowMissing bool, baseDir string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && allowMissing {
-			c := &Config{BaseDir: baseDir}
+			c := &Config{BaseDir: baseDir, BaseDirSet: baseDir != ""}
 			c.ApplyDefaults()
 			return c, nil
 		}
@@ -185,6 +327,7 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 	if root != nil && root.Kind != yaml.MappingNode && !(root.Kind == yaml.ScalarNode && root.Tag == "!!null") {
 		return nil, fmt.Errorf("line %d: the configuration must be a mapping of settings (base_dir, server, vaults, tezos, …)", root.Line)
 	}
+	baseDirSet := baseDir != ""
 	if root != nil && root.Kind == yaml.MappingNode {
 		if baseDir == "" {
 			if n := mapValue(root, "base_dir"); n != nil {
@@ -192,6 +335,7 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 					return nil, err
 				}
 				baseDir = n.Value
+				baseDirSet = strings.TrimSpace(baseDir) != ""
 			}
 		}
 		if baseDir == "" {
@@ -214,6 +358,7 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 		baseDir = DefaultBaseDir
 	}
 	c.BaseDir = baseDir
+	c.BaseDirSet = baseDirSet
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -231,25 +376,48 @@ func mapValue(n *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
-// checkPresentLists refuses an authorized_keys setting that is present but
-// empty (after expansion): it would silently turn client authentication
-// off. Leave the field out to run without authentication.
+// checkPresentLists refuses security settings that are present but empty
+// (after expansion): an empty authorized_keys or jwt_users would silently
+// turn a check off, an empty server.jwt or policy_hook section would
+// silently run without what it names. Leave the field out to run without
+// it.
 func checkPresentLists(root *yaml.Node) error {
-	check := func(n *yaml.Node, path string) error {
-		if n == nil {
-			return nil
-		}
-		empty := (n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Tag == "" && (n.Value == "" || n.Value == "~" || n.Value == "null"))) ||
+	isEmpty := func(n *yaml.Node) bool {
+		return (n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Tag == "" && (n.Value == "" || n.Value == "~" || n.Value == "null"))) ||
 			(n.Kind == yaml.ScalarNode && strings.TrimSpace(n.Value) == "") ||
-			(n.Kind == yaml.SequenceNode && len(n.Content) == 0)
-		if empty {
-			return fmt.Errorf("line %d: %s: present but empty; list at least one public key, or remove the field to accept unauthenticated requests", n.Line, path)
+			(n.Kind == yaml.SequenceNode && len(n.Content) == 0) ||
+			(n.Kind == yaml.MappingNode && len(n.Content) == 0)
+	}
+	check := func(n *yaml.Node, path, hint string) error {
+		if n != nil && isEmpty(n) {
+			return fmt.Errorf("line %d: %s: present but empty; %s", n.Line, path, hint)
 		}
 		return nil
 	}
+	const keysHint = "list at least one public key, or remove the field to accept unauthenticated requests"
 	if srv := mapValue(root, "server"); srv != nil && srv.Kind == yaml.MappingNode {
-		if err := check(mapValue(srv, "authorized_keys"), "server.authorized_keys"); err != nil {
+		if err := check(mapValue(srv, "authorized_keys"), "server.authorized_keys", keysHint); err != nil {
 			return err
+		}
+		if jwt := mapValue(srv, "jwt"); jwt != nil {
+			if err := check(jwt, "server.jwt", "configure users, or remove it to run without JWT authentication"); err != nil {
+				return err
+			}
+			if jwt.Kind == yaml.MappingNode {
+				if err := check(mapValue(jwt, "users"), "server.jwt.users", "configure at least one user, or remove server.jwt"); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if hook := mapValue(root, "policy_hook"); hook != nil {
+		if err := check(hook, "policy_hook", "set its address, or remove it to sign without a policy hook"); err != nil {
+			return err
+		}
+		if hook.Kind == yaml.MappingNode {
+			if err := check(mapValue(hook, "authorized_keys"), "policy_hook.authorized_keys", "list the keys that sign the hook's replies, or remove the field to trust unsigned replies"); err != nil {
+				return err
+			}
 		}
 	}
 	if tz := mapValue(root, "tezos"); tz != nil && tz.Kind == yaml.MappingNode {
@@ -258,7 +426,11 @@ func checkPresentLists(root *yaml.Node) error {
 			if pol.Kind != yaml.MappingNode {
 				continue
 			}
-			if err := check(mapValue(pol, "authorized_keys"), "tezos."+tz.Content[i].Value+".authorized_keys"); err != nil {
+			path := "tezos." + tz.Content[i].Value
+			if err := check(mapValue(pol, "authorized_keys"), path+".authorized_keys", keysHint); err != nil {
+				return err
+			}
+			if err := check(mapValue(pol, "jwt_users"), path+".jwt_users", "list at least one server.jwt user, or remove the field to let any user sign"); err != nil {
 				return err
 			}
 		}
@@ -293,6 +465,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Server.MaxConnections == 0 {
 		c.Server.MaxConnections = DefaultMaxConnections
 	}
+	if c.PolicyHook != nil && c.PolicyHook.Timeout == 0 {
+		c.PolicyHook.Timeout = DefaultPolicyHookTimeout
+	}
 }
 
 // Validate checks what can be checked without opening drivers.
@@ -313,11 +488,23 @@ func (c *Config) Validate() error {
 	if c.Server.MaxConnections < 1 || c.Server.MaxConnections > 1<<20 {
 		return fmt.Errorf("server.max_connections: %d is out of range (want 1 to %d)", c.Server.MaxConnections, 1<<20)
 	}
-	if c.PolicyHook.Kind != 0 {
-		return errors.New("policy_hook: not supported by sigil; remove it (requests would otherwise be signed without the hook's approval)")
+	if h := c.PolicyHook; h != nil {
+		if h.Address == "" {
+			return errors.New("policy_hook.address: required field is missing")
+		}
+		if err := policyhook.CheckAddress(h.Address); err != nil {
+			return fmt.Errorf("policy_hook.address: %w", err)
+		}
+		if h.Timeout < 100*time.Millisecond || h.Timeout > 5*time.Minute {
+			return fmt.Errorf("policy_hook.timeout: %s is out of range (want 100ms to 5m)", h.Timeout)
+		}
 	}
-	if c.Server.JWT.Kind != 0 {
-		return errors.New("server.jwt: JWT authentication is not supported by sigil yet; use authorized_keys")
+	var jwtUsers map[string]jwtauth.User
+	if c.Server.JWT != nil {
+		var err error
+		if jwtUsers, err = c.Server.JWT.AuthUsers(); err != nil {
+			return err
+		}
 	}
 	for name, v := range c.Vaults {
 		if v == nil {
@@ -337,6 +524,14 @@ func (c *Config) Validate() error {
 		for _, id := range p.AllowedChains {
 			if _, err := request.ParseChainID(id); err != nil {
 				return fmt.Errorf("tezos.%s.allowed_chains: %w", pkh, err)
+			}
+		}
+		for _, u := range p.JWTUsers {
+			if jwtUsers == nil {
+				return fmt.Errorf("tezos.%s.jwt_users: server.jwt is not configured, so no request could come from %q (Signatory would let every request through)", pkh, domain.Echo(u))
+			}
+			if _, ok := jwtUsers[u]; !ok {
+				return fmt.Errorf("tezos.%s.jwt_users: %q is not a user of server.jwt.users", pkh, domain.Echo(u))
 			}
 		}
 	}

@@ -87,7 +87,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"vaults:\n  cs:\n    config: {}\n", "vaults.cs.driver"},
 		{"sever:\n  address: :1\n", "line 1: sever: unknown field"},
 		{"tezos:\n  tz1nope: {}\n", "tezos.tz1nope"},
-		{"policy_hook:\n  address: http://x\n", "policy_hook"},
+		{"policy_hook:\n  address: localhost:8080\n", "policy_hook.address"},
 		{"tezos:\n  tz1burnburnburnburnburnburnburjAYjjX:\n    authorized_keys: [edpkNOPE]\n", "authorized_keys"},
 		{"watermark:\n  config: {}\n", "watermark.driver"},
 		{"base_dir: [1\n", "parsing YAML"},
@@ -241,4 +241,21 @@ func TestUnquotedVariableInFlowCollectionHint(t *testing.T) {
 	_, err := config.Parse([]byte("server:\n  authorized_keys: [${SIGIL_T_KEY}]\n"), "")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `quote it: ["${VAR}"]`)
+}
+
+// Nested lists in authorized_keys (YAML anchors of key groups) are
+// flattened, as Signatory documents.
+func TestNestedAuthorizedKeys(t *testing.T) {
+	c, err := config.Parse([]byte(`
+server:
+  authorized_keys:
+    - &ops [edpkuBknW28nW72KG6RoHtYW7p12T6GKc7nAbwYX5m8Wd9sDVC9yav]
+    - [[edpkuBknW28nW72KG6RoHtYW7p12T6GKc7nAbwYX5m8Wd9sDVC9yav]]
+tezos:
+  tz1burnburnburnburnburnburnburjAYjjX:
+    authorized_keys: *ops
+`), "")
+	require.NoError(t, err)
+	assert.Len(t, c.Server.AuthorizedKeys, 2)
+	assert.Len(t, c.Tezos["tz1burnburnburnburnburnburnburjAYjjX"].AuthorizedKeys, 1)
 }

@@ -153,6 +153,11 @@ func expandNode(n *yaml.Node, path string, lookup lookupFunc) error {
 func expandScalar(n *yaml.Node, path string, lookup lookupFunc) error {
 	v, err := expand(n.Value, lookup)
 	if err != nil {
+		if secretField(path) {
+			// The message would repeat part of the value (a "variable"
+			// may be a fragment of a password holding a $).
+			return fmt.Errorf("line %d: %s: a $ reference in this secret does not expand (an unset variable or a malformed ${…}; the value is not repeated); write $$ for a literal $", n.Line, fieldName(path))
+		}
 		return fmt.Errorf("line %d: %s: %w", n.Line, fieldName(path), err)
 	}
 	if v != n.Value {
@@ -165,6 +170,14 @@ func expandScalar(n *yaml.Node, path string, lookup lookupFunc) error {
 		}
 	}
 	return nil
+}
+
+// secretFields are the settings whose values are secrets: errors about them
+// never repeat any part of the value.
+var secretFields = map[string]bool{"password": true, "secret": true, "secret_access_key": true, "session_token": true}
+
+func secretField(path string) bool {
+	return secretFields[path[strings.LastIndexByte(path, '.')+1:]]
 }
 
 func join(path, key string) string {

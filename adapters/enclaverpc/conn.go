@@ -35,7 +35,8 @@ type conn struct {
 	// draining: a reply to an abandoned request is still on its way.
 	draining bool
 	rd       countingReader
-	wbuf     []byte // request frame buffer, reused (zeroed after each write)
+	wbuf     []byte    // request frame buffer, reused (zeroed after each write)
+	lastOK   time.Time // when the last reply was read in full (owner only)
 	hmu      sync.Mutex
 	handles  map[tezos.PublicKeyHash]uint64
 }
@@ -248,8 +249,20 @@ func (cn *conn) alive() bool {
 	if cn.nc == nil || cn.broken {
 		return false
 	}
+	// A reply arrived less than recentlyAlive ago: the enclave cannot have
+	// been restarted since (a restart takes longer), so the peek — a system
+	// call on every request under load — is skipped. A connection that
+	// broke in that window fails its request, which is retried once on
+	// another connection.
+	if time.Since(cn.lastOK) < recentlyAlive {
+		return true
+	}
 	return connAlive(cn.nc)
 }
+
+// recentlyAlive is the window in which a connection that just answered is
+// taken as alive without a peek.
+const recentlyAlive = 20 * time.Millisecond
 
 func (cn *conn) closeConn() {
 	cn.c.mu.Lock()
@@ -365,6 +378,7 @@ func (cn *conn) roundTrip1(ctx context.Context, start time.Time, frame []byte, m
 		}
 		return cn.fault(fmt.Errorf("%s reply: %w", method, err), true)
 	}
+	cn.lastOK = time.Now()
 	err = decode(reply)
 	var re *rpc.RPCError
 	var mc errMalformedContent

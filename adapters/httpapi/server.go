@@ -1,12 +1,15 @@
 // Package httpapi is Sigil's HTTP adapter: the Tezos remote-signer API that
 // octez-client, octez-baker and Taquito speak (GET/POST /keys/{pkh},
-// GET /authorized_keys, GET /bls_prove_possession/{pkh}) with Signatory's
-// error JSON, and the utility endpoints (/healthz, /metrics). It translates
+// GET /authorized_keys, GET /bls_prove_possession/{pkh}, and POST /login
+// with JWT authentication of every other request when configured) with
+// Signatory's error JSON, and the utility endpoints (/healthz, /metrics). It
+// translates
 // domain error kinds into HTTP status codes and nothing else: all decisions
-// are the domain's.
+// are the domain's (and the authenticator's).
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -14,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -53,6 +55,9 @@ type Options struct {
 	MaxBody  int64
 	Logger   *slog.Logger
 	Observer Observer
+	// Auth, when set, enables JWT: POST /login, and a token on every
+	// other request.
+	Auth Authenticator
 }
 
 // API serves the remote-signer endpoints.
@@ -84,6 +89,10 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", domain.Echo(r.Method), domain.Echo(r.URL.Path)))
 	})
+	if a.opts.Auth != nil {
+		mux.HandleFunc("POST /login", a.login)
+		return a.requireToken(mux)
+	}
 	return mux
 }
 
@@ -110,27 +119,46 @@ func (a *API) sign(w http.ResponseWriter, r *http.Request) {
 		var sig tezos.Signature
 		sig, err = a.s.Sign(r.Context(), req)
 		if err == nil {
-			writeJSON(w, http.StatusOK, map[string]string{"signature": sig.String()})
+			// {"signature":"…"}: base58 needs no escaping.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte(`{"signature":"` + sig.String() + "\"}\n"))
 			return
 		}
 	}
 	status = a.fail(w, r, err)
 	if errors.Is(err, signer.ErrAuthentication) && a.opts.Observer != nil {
-		a.opts.Observer.AuthenticationFailed(status, "authorized_keys", ClientIP(r))
+		a.opts.Observer.AuthenticationFailed(status, "authorized_keys", clientIP(r))
 	}
 }
 
-// ClientIP is the request's peer address without its port.
-func ClientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+// decodeHexString decodes the sign request body, a JSON string of hex
+// digits. The common form (a plain quoted string of hex digits) is decoded
+// directly; anything else goes through encoding/json, so escapes are
+// handled and errors are its own.
+func decodeHexString(body []byte) ([]byte, error) {
+	b := bytes.TrimSpace(body)
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' && bytes.IndexAny(b[1:len(b)-1], "\\\"") < 0 {
+		b = b[1 : len(b)-1]
+	} else {
+		var s string
+		if err := json.Unmarshal(body, &s); err != nil {
+			return nil, domain.Errorf(domain.KindInvalid, "request body must be a JSON string of hex bytes: %v", err)
+		}
+		b = []byte(s)
 	}
-	return host
+	msg := make([]byte, hex.DecodedLen(len(b)))
+	if _, err := hex.Decode(msg, b); err != nil {
+		return nil, domain.Errorf(domain.KindInvalid, "request body is not valid hex: %v", err)
+	}
+	if len(b)%2 != 0 {
+		return nil, domain.Errorf(domain.KindInvalid, "request body is not valid hex: odd length")
+	}
+	return msg, nil
 }
 
 func (a *API) decodeSign(w http.ResponseWriter, r *http.Request) (signer.SignRequest, error) {
-	req := signer.SignRequest{PKH: r.PathValue("pkh")}
+	req := signer.SignRequest{PKH: r.PathValue("pkh"), User: userFrom(r.Context()), Source: clientIP(r)}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		// A malformed parameter must not be dropped silently (a version
@@ -166,13 +194,9 @@ func (a *API) decodeSign(w http.ResponseWriter, r *http.Request) (signer.SignReq
 		}
 		return req, domain.Errorf(domain.KindInvalid, "reading request body: %w", err)
 	}
-	var hexMsg string
-	if err := json.Unmarshal(body, &hexMsg); err != nil {
-		return req, domain.Errorf(domain.KindInvalid, "request body must be a JSON string of hex bytes: %v", err)
-	}
-	msg, err := hex.DecodeString(hexMsg)
+	msg, err := decodeHexString(body)
 	if err != nil {
-		return req, domain.Errorf(domain.KindInvalid, "request body is not valid hex: %v", err)
+		return req, err
 	}
 	if len(msg) == 0 {
 		return req, domain.Errorf(domain.KindInvalid, "request body holds no bytes to sign")

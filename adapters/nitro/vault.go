@@ -129,6 +129,51 @@ func (vc *VaultConfig) resolve(ctx context.Context) (settings, error) {
 	return s, nil
 }
 
+// storage returns the key storage driver and its section; with neither,
+// Signatory's Nitro key file under baseDir (not Confidential Space's).
+func (vc *VaultConfig) storage(baseDir string) (string, func(any) error) {
+	driver, sdecode := "", (func(any) error)(nil)
+	if vc.Storage != nil {
+		driver = vc.Storage.Driver
+		if vc.Storage.Config.Kind != 0 {
+			sdecode = config.StrictDecoder(&vc.Storage.Config)
+		}
+	}
+	if (driver == "" || driver == "file") && sdecode == nil && baseDir != "" {
+		sdecode = func(v any) error {
+			p, ok := v.(*string)
+			if !ok {
+				return fmt.Errorf("nitro: the file storage takes a path")
+			}
+			*p = filepath.Join(baseDir, DefaultKeyFile)
+			return nil
+		}
+	}
+	return driver, sdecode
+}
+
+// CheckVault is the vault.Checker of the `nitro` driver: it validates the
+// section (settings, ranges, credentials' shape, the storage section)
+// without dialling the enclave or AWS.
+func CheckVault(_ string, decode func(any) error, env vault.Env) error {
+	var vc VaultConfig
+	if decode != nil {
+		if err := decode(&vc); err != nil {
+			return domain.Errorf(domain.KindInvalid, "nitro: invalid config: %v", err)
+		}
+	}
+	if _, err := vc.resolve(context.Background()); err != nil {
+		return err
+	}
+	if env.CheckStorage != nil {
+		driver, sdecode := vc.storage(env.BaseDir)
+		if err := env.CheckStorage(driver, sdecode); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+	}
+	return nil
+}
+
 // OpenVault is the vault.Opener of the `nitro` driver, reaching the enclave
 // over vsock.
 var OpenVault = NewOpener(nil, nil)
@@ -155,24 +200,7 @@ func NewOpener(dial Dial, listen func(port uint32) (net.Listener, error)) vault.
 		if env.OpenStorage == nil {
 			return vault.Instance{}, fmt.Errorf("nitro: no storage opener")
 		}
-		driver, sdecode := "", (func(any) error)(nil)
-		if vc.Storage != nil {
-			driver = vc.Storage.Driver
-			if vc.Storage.Config.Kind != 0 {
-				sdecode = config.StrictDecoder(&vc.Storage.Config)
-			}
-		}
-		if (driver == "" || driver == "file") && sdecode == nil && env.BaseDir != "" {
-			// Signatory's default Nitro key file, not Confidential Space's.
-			sdecode = func(v any) error {
-				p, ok := v.(*string)
-				if !ok {
-					return fmt.Errorf("nitro: the file storage takes a path")
-				}
-				*p = filepath.Join(env.BaseDir, DefaultKeyFile)
-				return nil
-			}
-		}
+		driver, sdecode := vc.storage(env.BaseDir)
 		store, err := env.OpenStorage(ctx, driver, sdecode)
 		if err != nil {
 			return vault.Instance{}, fmt.Errorf("storage: %w", err)

@@ -36,14 +36,15 @@ type fileEntry struct {
 	Value string `json:"value"`
 }
 
-// OpenFile is the vault.Opener of the `file` driver.
-func OpenFile(_ context.Context, name string, decode func(any) error, env vault.Env) (vault.Instance, error) {
+// fileSection decodes the `file` vault's section: `file: PATH` (and the
+// optional passphrase) or a bare path.
+func fileSection(decode func(any) error) (FileConfig, error) {
 	if decode == nil {
-		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: missing config (want file: PATH)")
+		return FileConfig{}, domain.Errorf(domain.KindInvalid, "file vault: missing config (want file: PATH)")
 	}
 	var node yaml.Node
 	if err := decode(&node); err != nil {
-		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: invalid config: %v", err)
+		return FileConfig{}, domain.Errorf(domain.KindInvalid, "file vault: invalid config: %v", err)
 	}
 	if node.Kind == yaml.DocumentNode && len(node.Content) == 1 {
 		node = *node.Content[0]
@@ -52,12 +53,42 @@ func OpenFile(_ context.Context, name string, decode func(any) error, env vault.
 	if node.Kind == yaml.ScalarNode {
 		fc.File = node.Value
 	} else if err := decode(&fc); err != nil {
-		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: invalid config: %v", err)
+		return FileConfig{}, domain.Errorf(domain.KindInvalid, "file vault: invalid config: %v", err)
 	}
-	path := os.ExpandEnv(strings.TrimSpace(fc.File))
-	if path == "" {
-		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: missing file (the path of the key file)")
+	// The configuration has expanded ${VAR} already.
+	fc.File = strings.TrimSpace(fc.File)
+	if fc.File == "" {
+		return FileConfig{}, domain.Errorf(domain.KindInvalid, "file vault: missing file (the path of the key file)")
 	}
+	return fc, nil
+}
+
+// CheckFile is the vault.Checker of the `file` driver (the key file itself
+// is read when the vault opens).
+func CheckFile(_ string, decode func(any) error, _ vault.Env) error {
+	_, err := fileSection(decode)
+	return err
+}
+
+// CheckMem is the vault.Checker of the `mem` driver.
+func CheckMem(_ string, decode func(any) error, _ vault.Env) error {
+	if decode == nil {
+		return nil
+	}
+	var keys []string
+	if err := decode(&keys); err != nil {
+		return domain.Errorf(domain.KindInvalid, "mem vault: config must be a list of secret keys: %v", err)
+	}
+	return nil
+}
+
+// OpenFile is the vault.Opener of the `file` driver.
+func OpenFile(_ context.Context, name string, decode func(any) error, env vault.Env) (vault.Instance, error) {
+	fc, err := fileSection(decode)
+	if err != nil {
+		return vault.Instance{}, err
+	}
+	path := fc.File
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: reading the key file: %v", err)

@@ -1,8 +1,9 @@
 // Package storage holds what every key storage driver shares: the Opener
-// signature each driver package exports as its Open function, and the Env a
-// driver receives from the application. A new storage driver is one new
-// package under adapters/storage exporting an Open of type Opener, plus one
-// line in the application's driver table; the drivers themselves live in the
+// signature each driver package exports as its Open function, the Checker it
+// exports as Check (validation of its section without opening anything), and
+// the Env a driver receives from the application. A new storage driver is one
+// new package under adapters/storage exporting an Open of type Opener and a
+// Check of type Checker, plus its line in the application's driver tables; the drivers themselves live in the
 // sub-packages (file, firestore, dynamodb) and storagetest holds their shared contract
 // test.
 package storage
@@ -29,6 +30,12 @@ type Env struct {
 // absent). If the returned store holds resources it also implements
 // io.Closer, and the caller closes it when done.
 type Opener func(ctx context.Context, decode func(any) error, env Env) (ports.KeyStore, error)
+
+// Checker validates a driver's raw `config` section as its Opener would,
+// without opening anything (no file created, no client, no network): the
+// application checks every section of the configuration before it opens
+// any storage or vault.
+type Checker func(decode func(any) error, env Env) error
 
 // LoggerOf returns env.Logger, or a logger that discards everything when it
 // is nil.

@@ -1,7 +1,8 @@
 // Package watermark holds the contract Sigil's high-watermark backends share
 // with the application: each backend package (file, mem, firestore, dynamodb) exports
-// a Driver of type Opener, so a new backend is one package plus one line in
-// the application's driver table. A backend reports every I/O it makes
+// a Driver of type Opener and a Check of type Checker (validation of its
+// section without opening anything), so a new backend is one package plus
+// its line in the application's driver tables. A backend reports every I/O it makes
 // (read, write, create) through Env.IO, which feeds Signatory's
 // watermark_io_* metrics. watermarktest holds their contract suite.
 package watermark
@@ -29,6 +30,12 @@ type Env struct {
 // `config` section (nil when absent). A store holding resources also
 // implements io.Closer.
 type Opener func(ctx context.Context, decode func(any) error, env Env) (ports.WatermarkStore, error)
+
+// Checker validates a backend's raw `config` section as its Opener would,
+// without opening anything (no directory created, no client, no network):
+// the application checks the whole configuration before it opens any
+// store or vault.
+type Checker func(decode func(any) error, env Env) error
 
 // IORecorder reports one backend's I/O to an observer. Its zero value (or
 // one with a nil observer) records nothing.

@@ -59,6 +59,10 @@ type Options struct {
 	// Watermarks records consensus high watermarks. Consensus requests are
 	// refused when it is nil.
 	Watermarks ports.WatermarkStore
+	// PolicyHook, when set, must approve every request the key's policy
+	// allows before it is signed (after the policy check, before the
+	// watermark and the enclave).
+	PolicyHook ports.PolicyHook
 }
 
 // Service is the signing and key lifecycle service.

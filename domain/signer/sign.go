@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +27,12 @@ type SignRequest struct {
 	// Authentication is the client's signature over AuthenticationData when
 	// authorized keys are configured; nil when the client sent none.
 	Authentication *tezos.Signature
+	// User is the name of the user the transport authenticated (JWT);
+	// empty when none did.
+	User string
+	// Source is the client's IP address, for the policy hook; empty when
+	// unknown.
+	Source string
 }
 
 // keyLocks serializes watermarked requests per key; different keys never
@@ -53,10 +60,18 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "empty message")
 	}
 	pol := s.policyFor(req.PKH)
-	if _, err := s.authenticate(k.PKH, pol, req); err != nil {
+	client, err := s.authenticate(k.PKH, pol, req)
+	if err != nil {
 		if errors.Is(err, errClientNotAllowed) {
 			s.observePolicy(k.Address, "", ports.ViolationClient)
 		}
+		return tezos.Signature{}, err
+	}
+	if err := pol.checkUser(req.PKH, req.User); err != nil {
+		if domain.KindOf(err) == domain.KindForbidden {
+			s.observePolicy(k.Address, "", ports.ViolationJWTUser)
+		}
+		s.log.Warn("sign request refused: JWT user not allowed for this key", "pkh", req.PKH, "user", domain.Echo(req.User), "error", err.Error())
 		return tezos.Signature{}, err
 	}
 	r, err := request.Parse(req.Message)
@@ -75,6 +90,14 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 		s.log.Warn("sign request refused by policy", "pkh", req.PKH, "kind", r.PolicyKind(), "ops", r.Ops, "error", err.Error())
 		return tezos.Signature{}, err
 	}
+	// The external policy service sees only what the key's own policy
+	// allows, and is asked before the watermark moves or the enclave signs.
+	if h := s.opts.PolicyHook; h != nil {
+		if err := h.Approve(ctx, ports.HookRequest{Message: req.Message, Source: req.Source, PKH: k.PKH, ClientKeyHash: client}); err != nil {
+			s.log.Warn("sign request refused by the policy hook", "pkh", req.PKH, "kind", r.PolicyKind(), "error", err.Error())
+			return tezos.Signature{}, err
+		}
+	}
 	version := tezos.SignVersion2
 	if req.Version != nil {
 		version = *req.Version
@@ -86,7 +109,7 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 	if r.HasWatermark() {
 		attrs = append(attrs, "chain_id", r.ChainID.String(), "level", r.Level, "round", r.Round)
 	} else if len(r.Ops) > 0 {
-		attrs = append(attrs, "ops", r.Ops)
+		attrs = append(attrs, "ops", strings.Join(r.Ops, ","))
 	}
 	if pol.LogPayloads {
 		attrs = append(attrs, "payload", hex.EncodeToString(req.Message))

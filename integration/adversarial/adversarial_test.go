@@ -315,9 +315,15 @@ func TestServerErrorsHideAddresses(t *testing.T) {
 		assert.NotContains(t, r.body, e.dir)
 		return true
 	})
-	r := get(t, d.utility+"/healthz")
-	assert.Equal(t, 503, r.status)
-	assert.NotContains(t, r.body, fmt.Sprintf("127.0.0.1:%d", e.encPort))
+	// Idle connections notice the enclave is gone within their probe
+	// period (1 s).
+	var r result
+	eventually(t, 5*time.Second, "/healthz 503", func() bool {
+		r = get(t, d.utility+"/healthz")
+		return r.status == 503
+	})
+	assert.NotContains(t, r.body, "127.0.0.1")
+	assert.NotContains(t, r.body, fmt.Sprint(e.encPort))
 }
 
 func mustHex(s string) []byte {
@@ -326,4 +332,42 @@ func mustHex(s string) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// An enclave that comes back initialized with another KMS key cannot open
+// the stored keys: every sign would fail, so /healthz is not ready and
+// names the key (not the blob), until the right KMS key is back.
+func TestHealthzWrongKMSKey(t *testing.T) {
+	e := newEnv(t)
+	pkh := e.generate("tz1")
+	d := e.start(e.writeConfig(policy(pkh)), true)
+	require.Equal(t, 200, get(t, d.utility+"/healthz").status)
+	e.enclave.Kill()
+	e.startEnclave(filepath.Join(e.dir, "other-kms.key"))
+	eventually(t, 20*time.Second, "a 503 naming the key", func() bool {
+		r := get(t, d.utility+"/healthz")
+		return r.status == 503 && strings.Contains(r.body, pkh)
+	})
+	s := post(t, d.api+"/keys/"+pkh, mustHex(loadgen.GenericTransactionHex))
+	assert.GreaterOrEqual(t, s.status, 500, s.body)
+	assert.Empty(t, s.sig)
+	e.enclave.Kill()
+	e.startEnclave(e.kmsPath)
+	eventually(t, 20*time.Second, "ready again with the right KMS key", func() bool {
+		return get(t, d.utility+"/healthz").status == 200
+	})
+	assert.Equal(t, 200, post(t, d.api+"/keys/"+pkh, mustHex(loadgen.GenericTransactionHex)).status)
+}
+
+// Numeric settings are validated for range: `connections: -3` was
+// accepted; the daemon now refuses to start, naming the field and range.
+func TestNumericRangesRefused(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.writeConfig("")
+	data, err := os.ReadFile(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(cfg, []byte(strings.Replace(string(data), "      dial_timeout: 1s\n", "      dial_timeout: 1s\n      connections: -3\n", 1)), 0o600))
+	out := e.refusesToStart(cfg)
+	assert.Contains(t, out, "connections")
+	assert.Contains(t, out, "-3")
 }

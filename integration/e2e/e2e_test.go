@@ -307,6 +307,26 @@ func runEndToEnd(t *testing.T, mode enclaveMode) {
 	}
 	keys = append(keys, key{pkh: oracle.EdPkh, typ: "ed25519", sigPfx: "edsig", imported: true})
 
+	// Two keys encrypted as octez-client writes them (edesk…, spesk…), from
+	// the vectors whose addresses Taquito's InMemorySigner computes: one
+	// with --password, one with the password on standard input.
+	for i, v := range encryptedVectors(t, "ed25519", "secp256k1") {
+		secrets[v.Type+" encrypted key"] = v.Encrypted
+		secrets[v.Type+" decrypted key"] = v.SecretKey
+		secrets[v.Type+" passphrase"] = v.Passphrase
+		args, stdin := []string{"-c", cfgPath, "import", "--password", v.Passphrase, v.Encrypted}, ""
+		if i == 1 {
+			args, stdin = []string{"-c", cfgPath, "import", v.Encrypted}, v.Passphrase+"\n"
+		}
+		out, errOut = runCLI(t, sigil, stdin, args...)
+		checkNoSecret("the output of `import` of an encrypted key", out+errOut)
+		if got := strings.TrimSpace(out); got != v.PublicKeyHash {
+			t.Fatalf("import of the %s encrypted key printed %q, want Taquito's address %s", v.Type, got, v.PublicKeyHash)
+		}
+		pfx := map[string]string{"ed25519": "edsig", "secp256k1": "spsig1"}[v.Type]
+		keys = append(keys, key{pkh: v.PublicKeyHash, typ: v.Type, sigPfx: pfx, imported: true})
+	}
+
 	// sigil list: the six keys with their types.
 	out, errOut = runCLI(t, sigil, "", "-c", cfgPath, "list")
 	checkNoSecret("the output of `list`", out+errOut)
@@ -398,6 +418,43 @@ func runEndToEnd(t *testing.T, mode enclaveMode) {
 	checkKeyFile(t, keyFile, keys, [][]byte{seed, scalar}, mode.checkBlob)
 	d2.proc.Stop()
 	checkNoSecret("the restarted daemon's log", d2.proc.Log())
+}
+
+// encryptedVector is one of domain/tezos/testdata/encrypted_keys.json (made
+// by tools/taquito/encrypted-key-vectors.js, decrypted by Taquito).
+type encryptedVector struct {
+	Type          string `json:"type"`
+	Passphrase    string `json:"passphrase"`
+	Encrypted     string `json:"encrypted"`
+	SecretKey     string `json:"secret_key"`
+	PublicKeyHash string `json:"public_key_hash"`
+}
+
+// encryptedVectors returns one vector of each type asked for, with a
+// passphrase long enough to be looked for in outputs.
+func encryptedVectors(t *testing.T, types ...string) []encryptedVector {
+	t.Helper()
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "domain/tezos/testdata/encrypted_keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []encryptedVector
+	if err := json.Unmarshal(data, &all); err != nil {
+		t.Fatal(err)
+	}
+	var out []encryptedVector
+	for _, typ := range types {
+		i := slices.IndexFunc(all, func(v encryptedVector) bool { return v.Type == typ && len(v.Passphrase) >= 12 })
+		if i < 0 {
+			t.Fatalf("no %s vector", typ)
+		}
+		out = append(out, all[i])
+	}
+	return out
 }
 
 // daemon is a running `sigil serve`.
@@ -548,17 +605,22 @@ type listRow struct{ pk, vault, typ string }
 // parseList reads the table `sigil list` prints.
 func parseList(t *testing.T, out string) map[string]listRow {
 	t.Helper()
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) == 0 || !strings.HasPrefix(lines[0], "PUBLIC KEY HASH") {
-		t.Fatalf("sigil list: no header:\n%s", out)
-	}
+	types := map[string]string{"edpk": "ed25519", "sppk": "secp256k1", "p2pk": "p256", "BLpk": "bls"}
 	rows := map[string]listRow{}
-	for _, l := range lines[1:] {
-		f := strings.Fields(l)
-		if len(f) != 4 {
-			t.Fatalf("sigil list: malformed row %q", l)
+	for _, block := range strings.Split(strings.TrimSpace(out), "\n\n") {
+		fields := map[string]string{}
+		for _, l := range strings.Split(block, "\n") {
+			k, v, ok := strings.Cut(l, ":")
+			if !ok {
+				t.Fatalf("sigil list: malformed line %q", l)
+			}
+			fields[k] = strings.TrimSpace(v)
 		}
-		rows[f[0]] = listRow{pk: f[1], vault: f[2], typ: f[3]}
+		pkh, pk := fields["Public Key Hash"], fields["Public Key"]
+		if pkh == "" || len(pk) < 4 || types[pk[:4]] == "" {
+			t.Fatalf("sigil list: malformed entry:\n%s", block)
+		}
+		rows[pkh] = listRow{pk: pk, vault: fields["Vault"], typ: types[pk[:4]]}
 	}
 	return rows
 }

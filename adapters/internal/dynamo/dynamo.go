@@ -66,11 +66,33 @@ func (c Config) TableName(what, def string) (string, error) {
 // own log lines go to log (nil discards them). It does not contact the
 // service. Errors never quote the credentials.
 func NewClient(ctx context.Context, c Config, what string, log *slog.Logger) (*dynamodb.Client, string, error) {
+	cfg, err := c.awsConfig(ctx, what, log)
+	if err != nil {
+		return nil, "", err
+	}
+	return dynamodb.NewFromConfig(cfg), cfg.Region, nil
+}
+
+// Check validates c as a driver whose default table is defTable would use
+// it (table name, credentials given in pairs, a region from the section or
+// the SDK's environment and shared files), without creating a client or
+// contacting AWS.
+func (c Config) Check(ctx context.Context, what, defTable string) error {
+	if _, err := c.TableName(what, defTable); err != nil {
+		return err
+	}
+	_, err := c.awsConfig(ctx, what, nil)
+	return err
+}
+
+// awsConfig resolves the SDK configuration for c (no network: the SDK
+// resolves credentials lazily).
+func (c Config) awsConfig(ctx context.Context, what string, log *slog.Logger) (aws.Config, error) {
 	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
-		return nil, "", domain.Errorf(domain.KindInvalid, "%s: access_key_id and secret_access_key go together: set both, or neither to use the default AWS credential chain", what)
+		return aws.Config{}, domain.Errorf(domain.KindInvalid, "%s: access_key_id and secret_access_key go together: set both, or neither to use the default AWS credential chain", what)
 	}
 	if c.SessionToken != "" && c.AccessKeyID == "" {
-		return nil, "", domain.Errorf(domain.KindInvalid, "%s: session_token needs access_key_id and secret_access_key", what)
+		return aws.Config{}, domain.Errorf(domain.KindInvalid, "%s: session_token needs access_key_id and secret_access_key", what)
 	}
 	opts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
@@ -84,12 +106,12 @@ func NewClient(ctx context.Context, c Config, what string, log *slog.Logger) (*d
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, "", domain.Errorf(domain.KindInvalid, "%s: loading the AWS configuration: %v", what, err)
+		return aws.Config{}, domain.Errorf(domain.KindInvalid, "%s: loading the AWS configuration: %v", what, err)
 	}
 	if cfg.Region == "" {
-		return nil, "", domain.Errorf(domain.KindInvalid, "%s: no AWS region: set region in the config section, or AWS_REGION", what)
+		return aws.Config{}, domain.Errorf(domain.KindInvalid, "%s: no AWS region: set region in the config section, or AWS_REGION", what)
 	}
-	return dynamodb.NewFromConfig(cfg), cfg.Region, nil
+	return cfg, nil
 }
 
 // sdkLogger passes the SDK's log lines (warnings, and debug lines when

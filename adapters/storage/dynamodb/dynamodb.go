@@ -111,16 +111,37 @@ func newStore(ctx context.Context, api API, table, region string, log *slog.Logg
 // without it the table is encrypted_keys and credentials and region come
 // from the SDK's defaults.
 func Open(ctx context.Context, decode func(any) error, env storage.Env) (ports.KeyStore, error) {
-	var cfg Config
-	if decode != nil {
-		if err := decode(&cfg); err != nil {
-			return nil, domain.Errorf(domain.KindInvalid, "%s: invalid config: %v", what, err)
-		}
+	cfg, err := decodeConfig(decode)
+	if err != nil {
+		return nil, err
 	}
 	return New(ctx, cfg, storage.LoggerOf(env))
 }
 
-var _ storage.Opener = Open
+// Check is the driver's storage.Checker: the section is validated as Open
+// reads it, without creating a client or contacting AWS.
+func Check(decode func(any) error, _ storage.Env) error {
+	cfg, err := decodeConfig(decode)
+	if err != nil {
+		return err
+	}
+	return cfg.Check(context.Background(), what, DefaultTable)
+}
+
+func decodeConfig(decode func(any) error) (Config, error) {
+	var cfg Config
+	if decode != nil {
+		if err := decode(&cfg); err != nil {
+			return Config{}, domain.Errorf(domain.KindInvalid, "%s: invalid config: %v", what, err)
+		}
+	}
+	return cfg, nil
+}
+
+var (
+	_ storage.Opener  = Open
+	_ storage.Checker = Check
+)
 
 // bound gives ctx a deadline if it has none.
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -49,13 +49,7 @@ var beforeRename func(tmpPath string) error
 // ${BASE_DIR} included). With no config, or an empty string, the path is
 // <base dir>/confidential_space_keys.json.
 func Open(_ context.Context, decode func(any) error, env storage.Env) (ports.KeyStore, error) {
-	var raw string
-	if decode != nil {
-		if err := decode(&raw); err != nil {
-			return nil, domain.Errorf(domain.KindInvalid, "file key storage: config must be a single path string: %v", err)
-		}
-	}
-	path, err := ResolvePath(raw, env.BaseDir)
+	path, err := configPath(decode, env)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +61,27 @@ func Open(_ context.Context, decode func(any) error, env storage.Env) (ports.Key
 	return s, nil
 }
 
-var _ storage.Opener = Open
+// Check is the driver's storage.Checker: the section must be one path
+// string (or absent, with a base directory to put the default file in).
+func Check(decode func(any) error, env storage.Env) error {
+	_, err := configPath(decode, env)
+	return err
+}
+
+func configPath(decode func(any) error, env storage.Env) (string, error) {
+	var raw string
+	if decode != nil {
+		if err := decode(&raw); err != nil {
+			return "", domain.Errorf(domain.KindInvalid, "file key storage: config must be a single path string: %v", err)
+		}
+	}
+	return ResolvePath(raw, env.BaseDir)
+}
+
+var (
+	_ storage.Opener  = Open
+	_ storage.Checker = Check
+)
 
 // ResolvePath turns the configured path into the file path: an empty path
 // means baseDir/confidential_space_keys.json.

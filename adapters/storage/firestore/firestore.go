@@ -197,12 +197,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 // Open is the driver's storage.Opener; the config section decodes into
 // Config and is required (project and database have no defaults).
 func Open(ctx context.Context, decode func(any) error, env storage.Env) (ports.KeyStore, error) {
-	if decode == nil {
-		return nil, domain.Errorf(domain.KindInvalid, "firestore key storage: missing config section (project and database are required)")
-	}
-	var cfg Config
-	if err := decode(&cfg); err != nil {
-		return nil, domain.Errorf(domain.KindInvalid, "firestore key storage: invalid config: %v", err)
+	cfg, err := decodeConfig(decode)
+	if err != nil {
+		return nil, err
 	}
 	s, err := New(ctx, cfg)
 	if err != nil {
@@ -212,7 +209,38 @@ func Open(ctx context.Context, decode func(any) error, env storage.Env) (ports.K
 	return s, nil
 }
 
-var _ storage.Opener = Open
+// Check is the driver's storage.Checker: the section is decoded and
+// validated as Open does (project, database, collection name, credentials
+// file or data), and no client is created.
+func Check(decode func(any) error, _ storage.Env) error {
+	cfg, err := decodeConfig(decode)
+	if err != nil {
+		return err
+	}
+	if _, err := cfg.CollectionName(); err != nil {
+		return err
+	}
+	if _, err := ClientOptions(cfg.ApplicationCredentials, cfg.ApplicationCredentialsData); err != nil {
+		return fmt.Errorf("firestore key storage: %w", err)
+	}
+	return nil
+}
+
+func decodeConfig(decode func(any) error) (Config, error) {
+	if decode == nil {
+		return Config{}, domain.Errorf(domain.KindInvalid, "firestore key storage: missing config section (project and database are required)")
+	}
+	var cfg Config
+	if err := decode(&cfg); err != nil {
+		return Config{}, domain.Errorf(domain.KindInvalid, "firestore key storage: invalid config: %v", err)
+	}
+	return cfg, nil
+}
+
+var (
+	_ storage.Opener  = Open
+	_ storage.Checker = Check
+)
 
 // Close releases the Firestore client.
 func (s *Store) Close() error { return s.client.Close() }

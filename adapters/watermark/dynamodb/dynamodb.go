@@ -152,16 +152,37 @@ func open(ctx context.Context, api API, table, region string, env wm.Env) (*Stor
 
 // Driver is the `aws` backend's watermark.Opener.
 func Driver(ctx context.Context, decode func(any) error, env wm.Env) (ports.WatermarkStore, error) {
-	var cfg Config
-	if decode != nil {
-		if err := decode(&cfg); err != nil {
-			return nil, domain.Errorf(domain.KindInvalid, "%s: invalid config: %v", what, err)
-		}
+	cfg, err := driverConfig(decode)
+	if err != nil {
+		return nil, err
 	}
 	return Open(ctx, cfg, env)
 }
 
-var _ wm.Opener = Driver
+// Check is the `aws` backend's watermark.Checker: the section is validated
+// as Driver reads it, without creating a client or contacting AWS.
+func Check(decode func(any) error, _ wm.Env) error {
+	cfg, err := driverConfig(decode)
+	if err != nil {
+		return err
+	}
+	return cfg.Check(context.Background(), what, DefaultTable)
+}
+
+func driverConfig(decode func(any) error) (Config, error) {
+	var cfg Config
+	if decode != nil {
+		if err := decode(&cfg); err != nil {
+			return Config{}, domain.Errorf(domain.KindInvalid, "%s: invalid config: %v", what, err)
+		}
+	}
+	return cfg, nil
+}
+
+var (
+	_ wm.Opener  = Driver
+	_ wm.Checker = Check
+)
 
 // itemKey is the primary key of k's item.
 func itemKey(k watermark.Key) map[string]types.AttributeValue {
@@ -481,7 +502,8 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 		return watermark.Mark{}, err
 	}
 	return s.update(ctx, k, "commit", func(recorded *watermark.Mark) step {
-		switch d, err := watermark.Decide(k, recorded, m); d {
+		// A block mark Signatory recorded (no signature) covers its level.
+		switch d, err := watermark.Decide(k, watermark.Enforced(k.Kind, recorded), m); d {
 		case watermark.Replay:
 			return step{result: *recorded}
 		case watermark.Accept:

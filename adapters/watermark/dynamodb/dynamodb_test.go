@@ -159,7 +159,11 @@ func TestSignatoryItem(t *testing.T) {
 	require.Equal(t, []watermark.Record{{Key: k, Mark: watermark.Mark{Level: 10, Round: 1, Digest: digest}}}, recs)
 	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 1, Digest: digest, Signature: watermarktest.Sig("x")})
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "no replay without a recorded signature")
-	next := watermark.Mark{Level: 10, Round: 2, Digest: [32]byte{9}, Signature: watermarktest.Sig("sig")}
+	// Signatory recorded the block at its payload round: another block of
+	// level 10 may have any fitness round, and is refused.
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 5, Digest: [32]byte{9}, Signature: watermarktest.Sig("sig")})
+	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "a block at the level of Signatory's block mark")
+	next := watermark.Mark{Level: 11, Round: 0, Digest: [32]byte{9}, Signature: watermarktest.Sig("sig")}
 	_, err = s.Commit(ctx, k, next)
 	require.NoError(t, err)
 
@@ -169,15 +173,16 @@ func TestSignatoryItem(t *testing.T) {
 		TableName: aws.String(table),
 		Item: map[string]types.AttributeValue{
 			"idx": raw["idx"], "request": raw["request"],
-			"lvl": &types.AttributeValueMemberN{Value: "11"}, "round": &types.AttributeValueMemberN{Value: "0"},
+			"lvl": &types.AttributeValueMemberN{Value: "12"}, "round": &types.AttributeValueMemberN{Value: "0"},
 			"digest": &types.AttributeValueMemberB{Value: make([]byte, 32)},
 		},
 		ConditionExpression:       aws.String("lvl = :lvl AND round = :round AND digest = :digest"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":lvl": raw["lvl"], ":round": raw["round"], ":digest": raw["digest"]},
 	})
 	require.NoError(t, err, "Signatory's condition holds on an item Sigil wrote")
-	// Sigil, which last saw level 10 round 2, learns of level 11 and refuses.
-	_, err = s.Commit(ctx, k, watermark.Mark{Level: 11, Round: 0, Digest: [32]byte{7}, Signature: watermarktest.Sig("x")})
+	// Sigil, which last saw level 11 round 0, learns of level 12 and refuses
+	// a block of that level, whatever its round.
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 12, Round: 3, Digest: [32]byte{7}, Signature: watermarktest.Sig("x")})
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "%v", err)
 }
 

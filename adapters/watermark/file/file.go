@@ -8,6 +8,11 @@
 // directory, so a recorded mark survives a crash or kill -9. All marks are
 // loaded into memory when the store opens, so Check needs no I/O; each chain
 // has its own lock, held only while deciding and writing that chain's file.
+// Marks Signatory recorded are read conservatively: its older directories
+// (watermark_v1, watermark) are migrated when watermark_v2 is empty, older
+// kind names count as the current ones, and a block mark Signatory recorded
+// (at its payload round, where Sigil reads the fitness round) covers its
+// whole level.
 package file
 
 import (
@@ -15,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -39,6 +45,9 @@ const DirName = "watermark_v2"
 type Config struct {
 	// BaseDir is Sigil's base directory; files go to BaseDir/watermark_v2.
 	BaseDir string `yaml:"base_dir"`
+	// Logger receives the migration of Signatory's older directories; nil
+	// discards.
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // Store is a file-backed ports.WatermarkStore.
@@ -80,7 +89,9 @@ var _ ports.WatermarkStore = (*Store)(nil)
 
 // Open opens (creating if needed) the store under cfg.BaseDir and loads
 // every chain's file. A file that cannot be read or parsed is an error
-// naming it; nothing is ever silently reset.
+// naming it; nothing is ever silently reset. When watermark_v2 holds no
+// chain file yet, Signatory's older directories (watermark_v1, else
+// watermark) are migrated into it first, as Signatory migrates them.
 func Open(cfg Config) (*Store, error) {
 	if cfg.BaseDir == "" {
 		return nil, domain.Errorf(domain.KindInvalid, "file watermark: base_dir is not set")
@@ -91,6 +102,14 @@ func Open(cfg Config) (*Store, error) {
 	}
 	lock, err := lockDir(dir)
 	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := migrate(cfg.BaseDir, dir, log); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	s, err := open(dir)
@@ -238,7 +257,7 @@ func (s *Store) commitBatch(c *chain, batch []*pending) {
 		} else if r, ok := c.get(p.k.PKH, p.k.Kind); ok {
 			recorded = &r
 		}
-		switch d, err := watermark.Decide(p.k, recorded, p.m); d {
+		switch d, err := watermark.Decide(p.k, watermark.Enforced(p.k.Kind, recorded), p.m); d {
 		case watermark.Accept:
 			set[p.k] = p.m
 			p.res = p.m
@@ -377,10 +396,6 @@ type fileMark struct {
 	Signature string  `json:"signature,omitempty"`
 }
 
-// legacyKinds are request kinds older Signatory versions recorded; they
-// carry no watermark Sigil enforces and are dropped.
-var legacyKinds = map[string]bool{"endorsement": true, "preendorsement": true}
-
 // load reads and validates one chain's file.
 func load(path string) (chainMarks, error) {
 	data, err := os.ReadFile(path)
@@ -407,10 +422,8 @@ func load(path string) (chainMarks, error) {
 		}
 		ms := make(map[string]watermark.Mark, len(kinds))
 		for kind, fm := range kinds {
-			if legacyKinds[kind] {
-				continue
-			}
-			if !watermark.ValidKind(kind) {
+			to, ok := kindAliases[kind]
+			if !ok {
 				return nil, corrupt("unknown request kind %q for %s", kind, pkh)
 			}
 			if fm == nil {
@@ -432,7 +445,14 @@ func load(path string) (chainMarks, error) {
 				}
 				m.Digest = d
 			}
-			ms[kind] = m
+			if fm.Signature == "" || to != kind {
+				// Recorded by Signatory (Sigil records every mark with its
+				// signature), or under an older name.
+				m = fromSignatory(to, m)
+			}
+			if old, dup := ms[to]; !dup || m.Above(old) {
+				ms[to] = m
+			}
 		}
 		if len(ms) > 0 {
 			out[pkh] = ms
@@ -461,7 +481,7 @@ func encode(marks chainMarks) ([]byte, error) {
 // Driver is the `file` backend's watermark.Opener: files under the base
 // directory unless the config section sets base_dir.
 func Driver(_ context.Context, decode func(any) error, env wm.Env) (ports.WatermarkStore, error) {
-	cfg := Config{BaseDir: env.BaseDir}
+	cfg := Config{BaseDir: env.BaseDir, Logger: env.Logger}
 	if decode != nil {
 		if err := decode(&cfg); err != nil {
 			return nil, domain.Errorf(domain.KindInvalid, "file watermark: invalid config: %v", err)
@@ -474,3 +494,28 @@ func Driver(_ context.Context, decode func(any) error, env wm.Env) (ports.Waterm
 	s.rec = env.Recorder("file", "")
 	return s, nil
 }
+
+// Check is the `file` backend's watermark.Checker: the section decodes as
+// Driver reads it and a base directory is set; nothing is created.
+func Check(decode func(any) error, env wm.Env) error {
+	_, err := driverConfig(decode, env)
+	return err
+}
+
+func driverConfig(decode func(any) error, env wm.Env) (Config, error) {
+	cfg := Config{BaseDir: env.BaseDir}
+	if decode != nil {
+		if err := decode(&cfg); err != nil {
+			return Config{}, domain.Errorf(domain.KindInvalid, "file watermark: invalid config: %v", err)
+		}
+	}
+	if cfg.BaseDir == "" {
+		return Config{}, domain.Errorf(domain.KindInvalid, "file watermark: base_dir is not set")
+	}
+	return cfg, nil
+}
+
+var (
+	_ wm.Opener  = Driver
+	_ wm.Checker = Check
+)

@@ -98,8 +98,10 @@ func TestReopen(t *testing.T) {
 	}
 }
 
-// TestSignatoryFormat reads a file as Signatory writes it (no signature) and
-// checks that what Sigil writes keeps Signatory's fields.
+// TestSignatoryFormat reads a file as Signatory writes it (no signature):
+// the block mark, recorded by Signatory at its payload round, covers its
+// whole level; the older name "endorsement" counts as an attestation; what
+// Sigil writes keeps Signatory's fields.
 func TestSignatoryFormat(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -112,7 +114,7 @@ func TestSignatoryFormat(t *testing.T) {
 	require.Len(t, vh, 52)
 	content := fmt.Sprintf(`{"%s": {"block": {"level": 120, "round": 2, "hash": %q},
 		"preattestation": {"level": 119, "round": 0, "hash": null},
-		"endorsement": {"level": 5, "round": 0, "hash": null}}}`, pkh, vh)
+		"endorsement": {"level": 5, "round": 1, "hash": null}}}`, pkh, vh)
 	require.NoError(t, os.WriteFile(filepath.Join(wd, chainID+".json"), []byte(content), 0o600))
 
 	s := openT(t, dir)
@@ -120,10 +122,16 @@ func TestSignatoryFormat(t *testing.T) {
 	got, ok, err := s.Check(ctx, k)
 	require.NoError(t, err)
 	require.True(t, ok)
-	assert.Equal(t, watermark.Mark{Level: 120, Round: 2, Digest: digest}, got)
-	_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: 2, Digest: digest, Signature: watermarktest.Sig("x")})
-	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "no replay without a recorded signature")
-	_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: 3, Digest: [32]byte{9}, Signature: watermarktest.Sig("edsigNew")})
+	assert.Equal(t, watermark.Mark{Level: 120, Round: maxRound, Digest: digest}, got)
+	for _, round := range []int32{2, 3, 40} {
+		_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: round, Digest: digest, Signature: watermarktest.Sig("x")})
+		assert.Equal(t, domain.KindConflict, domain.KindOf(err), "block at level 120 round %d after Signatory's mark at payload round 2", round)
+	}
+	got, ok, err = s.Check(ctx, watermark.Key{ChainID: chainID, PKH: pkh, Kind: watermark.KindAttestation})
+	require.NoError(t, err)
+	require.True(t, ok, "the endorsement mark is kept as the attestation mark")
+	assert.Equal(t, watermark.Mark{Level: 5, Round: 1, Digest: [32]byte{}}, got)
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 121, Round: 0, Digest: [32]byte{9}, Signature: watermarktest.Sig("edsigNew")})
 	require.NoError(t, err)
 
 	raw, err := os.ReadFile(filepath.Join(wd, chainID+".json"))
@@ -131,9 +139,11 @@ func TestSignatoryFormat(t *testing.T) {
 	var f map[string]map[string]map[string]any
 	require.NoError(t, json.Unmarshal(raw, &f))
 	assert.Equal(t, map[string]any{
-		"level": float64(120), "round": float64(3), "hash": encodePayloadHash([32]byte{9}), "signature": watermarktest.Sig("edsigNew"),
+		"level": float64(121), "round": float64(0), "hash": encodePayloadHash([32]byte{9}), "signature": watermarktest.Sig("edsigNew"),
 	}, f[pkh]["block"])
 	assert.Equal(t, float64(119), f[pkh]["preattestation"]["level"])
+	assert.Equal(t, float64(5), f[pkh]["attestation"]["level"])
+	assert.NotContains(t, f[pkh], "endorsement")
 }
 
 func TestPayloadHash(t *testing.T) {

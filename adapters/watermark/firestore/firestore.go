@@ -27,6 +27,7 @@ import (
 
 	gfs "cloud.google.com/go/firestore"
 	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -69,6 +70,30 @@ type Config struct {
 	ApplicationCredentialsData string `yaml:"application_credentials_data"`
 }
 
+// resolve validates cfg and returns the database, the collection and the
+// client options (no network).
+func (cfg Config) resolve() (db, name string, opts []option.ClientOption, err error) {
+	if strings.TrimSpace(cfg.Project) == "" {
+		return "", "", nil, domain.Errorf(domain.KindInvalid, "firestore watermark: missing required field project")
+	}
+	db = cfg.Database
+	if db == "" {
+		db = DefaultDatabase
+	}
+	name = cfg.Collection
+	if name == "" {
+		name = DefaultCollection
+	}
+	if strings.Contains(name, "/") {
+		return "", "", nil, domain.Errorf(domain.KindInvalid, "firestore watermark: collection %q must be a collection id, without '/'", name)
+	}
+	opts, err = storagefs.ClientOptions(cfg.ApplicationCredentials, cfg.ApplicationCredentialsData)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("firestore watermark: %w", err)
+	}
+	return db, name, opts, nil
+}
+
 var defaultRetry = gcpretry.Policy{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Attempts: 10}
 
 // txAttempts is how many times the SDK runs a transaction that aborts on
@@ -94,23 +119,9 @@ var _ ports.WatermarkStore = (*Store)(nil)
 
 // New creates the client for cfg. It does not contact the server.
 func New(ctx context.Context, cfg Config) (*Store, error) {
-	if strings.TrimSpace(cfg.Project) == "" {
-		return nil, domain.Errorf(domain.KindInvalid, "firestore watermark: missing required field project")
-	}
-	db := cfg.Database
-	if db == "" {
-		db = DefaultDatabase
-	}
-	name := cfg.Collection
-	if name == "" {
-		name = DefaultCollection
-	}
-	if strings.Contains(name, "/") {
-		return nil, domain.Errorf(domain.KindInvalid, "firestore watermark: collection %q must be a collection id, without '/'", name)
-	}
-	opts, err := storagefs.ClientOptions(cfg.ApplicationCredentials, cfg.ApplicationCredentialsData)
+	db, name, opts, err := cfg.resolve()
 	if err != nil {
-		return nil, fmt.Errorf("firestore watermark: %w", err)
+		return nil, err
 	}
 	client, err := gfs.NewClientWithDatabase(ctx, cfg.Project, db, opts...)
 	if err != nil {
@@ -240,7 +251,8 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 			recorded = &st.mark
 			s.remember(k, st.mark)
 		}
-		switch d, err := watermark.Decide(k, recorded, m); d {
+		// A block mark Signatory recorded (no signature) covers its level.
+		switch d, err := watermark.Decide(k, watermark.Enforced(k.Kind, recorded), m); d {
 		case watermark.Replay:
 			return *recorded, nil
 		case watermark.Refuse:
@@ -539,4 +551,25 @@ func Driver(ctx context.Context, decode func(any) error, env wm.Env) (ports.Wate
 	}
 	s.rec = env.Recorder("gcp", s.col.ID)
 	return s, nil
+}
+
+// Check is the `gcp`/`firestore` backend's watermark.Checker: the section is
+// validated as Driver reads it, and no client is created.
+func Check(decode func(any) error, _ wm.Env) error {
+	cfg, err := driverConfig(decode)
+	if err != nil {
+		return err
+	}
+	_, _, _, err = cfg.resolve()
+	return err
+}
+
+func driverConfig(decode func(any) error) (Config, error) {
+	var cfg Config
+	if decode != nil {
+		if err := decode(&cfg); err != nil {
+			return Config{}, domain.Errorf(domain.KindInvalid, "firestore watermark: invalid config: %v", err)
+		}
+	}
+	return cfg, nil
 }

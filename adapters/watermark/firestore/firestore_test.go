@@ -110,7 +110,11 @@ func TestSignatoryDocument(t *testing.T) {
 	require.Equal(t, []watermark.Record{{Key: k, Mark: watermark.Mark{Level: 10, Round: 1, Digest: digest}}}, recs)
 	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 1, Digest: digest, Signature: watermarktest.Sig("x")})
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+	// Signatory recorded the block at its payload round: another block of
+	// level 10 may have any fitness round, and is refused.
 	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 2, Digest: digest, Signature: watermarktest.Sig("x")})
+	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 11, Round: 0, Digest: digest, Signature: watermarktest.Sig("x")})
 	assert.NoError(t, err)
 }
 

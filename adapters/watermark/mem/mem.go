@@ -114,11 +114,25 @@ func (s *Store) Import(_ context.Context, recs []watermark.Record) error {
 // Driver is the `mem` backend's watermark.Opener (for tests: marks are lost
 // when the process ends).
 func Driver(_ context.Context, decode func(any) error, _ wm.Env) (ports.WatermarkStore, error) {
+	cfg, err := driverConfig(decode)
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg), nil
+}
+
+// Check is the `mem` backend's watermark.Checker.
+func Check(decode func(any) error, _ wm.Env) error {
+	_, err := driverConfig(decode)
+	return err
+}
+
+func driverConfig(decode func(any) error) (Config, error) {
 	var cfg Config
 	if decode != nil {
 		if err := decode(&cfg); err != nil {
-			return nil, domain.Errorf(domain.KindInvalid, "mem watermark: invalid config: %v", err)
+			return Config{}, domain.Errorf(domain.KindInvalid, "mem watermark: invalid config: %v", err)
 		}
 	}
-	return New(cfg), nil
+	return cfg, nil
 }
