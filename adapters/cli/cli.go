@@ -20,8 +20,10 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sigil-signer/sigil/adapters/buildinfo"
+	"github.com/sigil-signer/sigil/adapters/progress"
 	"github.com/sigil-signer/sigil/app"
 	"github.com/sigil-signer/sigil/domain/signer"
+	"github.com/sigil-signer/sigil/ports"
 )
 
 // DefaultConfigPath is where the configuration is read from by default.
@@ -101,6 +103,17 @@ func newVersion() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// progress starts reporting a task of total items on the command's error
+// output: a bar on a terminal, log lines every few seconds otherwise. Tasks
+// of one item or none report nothing.
+func (g *globals) progress(cmd *cobra.Command, what string, total int) ports.ProgressTask {
+	if total < 2 {
+		return ports.NoProgress{}.Begin(what, total)
+	}
+	w := cmd.ErrOrStderr()
+	return progress.New(w, slog.New(slog.NewTextHandler(w, nil)), progress.Options{}).Begin(what, total)
 }
 
 // runOnce builds the app from modules, starts it, runs fn with the signing
