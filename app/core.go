@@ -16,6 +16,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/logbuf"
+	"github.com/sigil-signer/sigil/adapters/progress"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/vault"
 	"github.com/sigil-signer/sigil/domain/signer"
@@ -44,7 +45,7 @@ type Options struct {
 func Core(opts Options) fx.Option {
 	return fx.Options(
 		fx.Supply(opts),
-		fx.Provide(newLogger, loadConfig, openVaults, newSigner),
+		fx.Provide(newLogger, loadConfig, openVaults, newSigner, newProgress),
 		fx.WithLogger(func(log *slog.Logger) fxevent.Logger {
 			return &fxevent.SlogLogger{Logger: log.With("component", "fx")}
 		}),
@@ -97,6 +98,16 @@ func newLogger(opts Options) (*slog.Logger, error) {
 // every driver section included) before anything is opened: every vault,
 // store and the signing service depend on it, so a configuration error is
 // reported before any enclave is dialled.
+// newProgress reports long work (key loading, generation) on the log
+// output: a bar on a terminal, periodic log lines otherwise.
+func newProgress(opts Options, log *slog.Logger) ports.Progress {
+	w := opts.Stderr
+	if w == nil {
+		w = os.Stderr
+	}
+	return progress.New(w, log, progress.Options{})
+}
+
 func loadConfig(opts Options) (*config.Config, error) {
 	cfg, err := config.Load(opts.ConfigPath, opts.AllowMissingConfig, opts.BaseDir)
 	if err != nil {
@@ -163,6 +174,7 @@ type SignerParams struct {
 	Watermarks ports.WatermarkStore `optional:"true"`
 	Policy     *DefaultPolicy       `optional:"true"`
 	Hook       ports.PolicyHook     `optional:"true"`
+	Progress   ports.Progress       `optional:"true"`
 }
 
 // DefaultPolicy, when provided, applies to keys absent from the tezos
@@ -179,6 +191,7 @@ func newSigner(p SignerParams) (*signer.Service, error) {
 		Policies:       pols,
 		AuthorizedKeys: p.Config.Server.AuthorizedKeys,
 		Watermarks:     p.Watermarks,
+		Progress:       p.Progress,
 		PolicyHook:     p.Hook,
 	}
 	if p.Policy != nil {

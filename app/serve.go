@@ -110,6 +110,13 @@ func startServers(p ServeParams) (*Listeners, error) {
 	cfg, svc, m, log := p.Config, p.Signer, p.Metrics, p.Log
 	svc.SetObserver(m)
 	m.SetKeys(svc.Has)
+	m.SetConsensusKeys(svc.ConsensusKeys)
+	for _, v := range p.Vaults {
+		// Pooled enclave clients export their health and request latency.
+		if pool, ok := v.Enclave.(ports.EnclavePool); ok {
+			pool.SetRPCObserver(m.AddEnclavePool(v.Name, pool.PoolStats))
+		}
+	}
 	jwt, err := newJWT(cfg, log)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package ports
 
 import (
 	"context"
+	"time"
 
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
@@ -33,4 +34,43 @@ type Enclave interface {
 	ProvePossession(ctx context.Context, key tezos.PublicKeyHash) (tezos.Signature, error)
 	// Ready reports whether the enclave can serve requests now.
 	Ready(ctx context.Context) error
+}
+
+// EnclavePoolStats is a snapshot of a pooled enclave client's health.
+type EnclavePoolStats struct {
+	Connections  int    // pool size
+	Up           int    // connections up and initialized now
+	Redials      uint64 // dials after a connection was lost or a dial failed, since start
+	KeysLoaded   int    // keys the client holds and the enclave opens
+	KeysUnopened int    // keys a (re)connected enclave could not open
+}
+
+// Causes of a failed enclave request (EnclaveRPCEvent.Failure).
+const (
+	EnclaveFailureError      = "enclave_error" // the enclave answered with an error
+	EnclaveFailureConnection = "connection"    // no reply: the connection broke or could not be used
+	EnclaveFailureTimeout    = "timeout"       // no reply in time
+	EnclaveFailureMalformed  = "malformed"     // a reply that does not decode or holds the wrong thing
+)
+
+// EnclaveRPCEvent is one request to an enclave on the wire.
+type EnclaveRPCEvent struct {
+	Method   string // the protocol call: Sign, Import, Initialize, … (a fixed set)
+	Duration time.Duration
+	Failure  string // "" on success, else one of the EnclaveFailure* causes
+}
+
+// EnclaveRPCObserver receives the requests of an enclave client (metrics).
+// It is called on the request path: implementations must be fast, must not
+// block and should not allocate.
+type EnclaveRPCObserver interface {
+	ObserveEnclaveRPC(EnclaveRPCEvent)
+}
+
+// EnclavePool is implemented by enclave clients that keep a pool of
+// connections (adapters/enclaverpc); the daemon exports their health.
+type EnclavePool interface {
+	PoolStats() EnclavePoolStats
+	// SetRPCObserver installs the observer of every request (nil: none).
+	SetRPCObserver(EnclaveRPCObserver)
 }

@@ -4,6 +4,10 @@
 // `go build`; the few values the build information cannot carry (a release
 // version for a binary built from a checkout, the branch, the build time)
 // can be set with -ldflags "-X github.com/sigil-signer/sigil/adapters/buildinfo.Version=…".
+// Revision and CommitTime set that way are used only when the build
+// information has none (`go build` stamps them only inside a git clone, and
+// not with -buildvcs=false or from a git worktree): scripts/build-release.sh
+// sets them from git for that case.
 package buildinfo
 
 import (
@@ -17,6 +21,9 @@ var (
 	Version   string // overrides the module version (e.g. a release tag)
 	Branch    string
 	BuildTime string // RFC 3339
+	// Fallbacks for a build without VCS stamping (see the package comment).
+	Revision   string // "-dirty" appended by the builder when modified
+	CommitTime string // RFC 3339
 )
 
 // Info is what is known of this binary; unknown fields are empty.
@@ -54,6 +61,12 @@ func Read() Info {
 	if Version != "" {
 		i.Version = Version
 	}
+	if i.Revision == "" {
+		i.Revision = Revision
+	}
+	if i.Time == "" {
+		i.Time = CommitTime
+	}
 	i.Branch, i.BuildTime = Branch, BuildTime
 	return i
 }
@@ -65,10 +78,13 @@ func (i Info) String() string {
 		if v == "" {
 			v = "unknown"
 		}
-		fmt.Fprintf(&b, "%-11s %s\n", k+":", v)
+		fmt.Fprintf(&b, "%-12s %s\n", k+":", v)
 	}
 	row("version", i.Version)
 	row("revision", i.Revision)
+	if i.Branch != "" {
+		row("branch", i.Branch)
+	}
 	row("commit time", i.Time)
 	row("build time", i.BuildTime)
 	row("go", i.GoVersion)

@@ -19,12 +19,12 @@ import (
 	"go.uber.org/dig"
 	"go.uber.org/fx"
 
+	"github.com/sigil-signer/sigil/adapters/buildinfo"
+	"github.com/sigil-signer/sigil/adapters/progress"
 	"github.com/sigil-signer/sigil/app"
 	"github.com/sigil-signer/sigil/domain/signer"
+	"github.com/sigil-signer/sigil/ports"
 )
-
-// Version is set at build time with -ldflags "-X ...cli.Version=…".
-var Version = "dev"
 
 // DefaultConfigPath is where the configuration is read from by default.
 const DefaultConfigPath = "/etc/sigil.yaml"
@@ -92,13 +92,28 @@ func newVersion() *cobra.Command {
 	return &cobra.Command{
 		Use:     "version",
 		Aliases: []string{"v"},
-		Short:   "Show the version (short alias 'v')",
+		Short:   "Show the version, VCS revision, build time and Go version (short alias 'v')",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "sigil %s\n", Version)
+			// From the Go build information (module version, VCS revision
+			// and commit time), plus what scripts/build-release.sh sets
+			// with -ldflags (build time, branch). See adapters/buildinfo.
+			i := buildinfo.Read()
+			fmt.Fprintf(cmd.OutOrStdout(), "sigil %s\n%s", i.Version, i)
 			return nil
 		},
 	}
+}
+
+// progress starts reporting a task of total items on the command's error
+// output: a bar on a terminal, log lines every few seconds otherwise. Tasks
+// of one item or none report nothing.
+func (g *globals) progress(cmd *cobra.Command, what string, total int) ports.ProgressTask {
+	if total < 2 {
+		return ports.NoProgress{}.Begin(what, total)
+	}
+	w := cmd.ErrOrStderr()
+	return progress.New(w, slog.New(slog.NewTextHandler(w, nil)), progress.Options{}).Begin(what, total)
 }
 
 // runOnce builds the app from modules, starts it, runs fn with the signing

@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sigil-signer/sigil/adapters/buildinfo"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/app"
 	"github.com/sigil-signer/sigil/domain/request"
@@ -406,7 +407,8 @@ func TestVersionAlias(t *testing.T) {
 	for _, verb := range []string{"version", "v"} {
 		out, _, err := runCLI(t, "", verb)
 		require.NoError(t, err)
-		assert.Equal(t, "sigil "+Version+"\n", out)
+		i := buildinfo.Read()
+		assert.Equal(t, "sigil "+i.Version+"\n"+i.String(), out)
 	}
 }
 

@@ -111,12 +111,15 @@ func newImport(g *globals) *cobra.Command {
 				keys = append(keys, sk)
 			}
 			return g.runOnce(cmd.Context(), app.Core(g.opts), func(ctx context.Context, svc *signer.Service) error {
+				task := g.progress(cmd, "importing keys", len(keys))
+				defer task.Done()
 				for _, sk := range keys {
 					k, err := svc.Import(ctx, vault, sk)
 					if err != nil {
 						return err
 					}
 					fmt.Fprintln(cmd.OutOrStdout(), k.PKH.String())
+					task.Add(1)
 				}
 				return nil
 			})

@@ -54,6 +54,9 @@ func newWatermarksExport(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("exporting watermarks: %w", err)
 				}
+				task := g.progress(cmd, "exporting watermarks", len(recs))
+				defer task.Done()
+				defer task.Add(len(recs)) // written (or failed) at once
 				if recs == nil {
 					recs = []watermark.Record{}
 				}
@@ -101,10 +104,14 @@ func newWatermarksImport(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("loading the signer's keys to check the records' signatures: %w", err)
 				}
-				if err := watermark.VerifyRecords(recs, func(pkh string) (tezos.PublicKey, bool) {
+				task := g.progress(cmd, "checking watermark signatures", signedRecords(recs))
+				err = watermark.VerifyRecords(recs, func(pkh string) (tezos.PublicKey, bool) {
+					task.Add(1) // called once per signed record
 					pk, ok := keys[pkh]
 					return pk, ok
-				}); err != nil {
+				})
+				task.Done()
+				if err != nil {
 					return fmt.Errorf("%s: %w (nothing was imported)", displayName(name), err)
 				}
 			}
@@ -113,7 +120,11 @@ func newWatermarksImport(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("reading the recorded watermarks: %w", err)
 				}
-				if err := st.Import(ctx, recs); err != nil {
+				task := g.progress(cmd, "importing watermarks", len(recs))
+				err = st.Import(ctx, recs)
+				task.Add(len(recs))
+				task.Done()
+				if err != nil {
 					return fmt.Errorf("importing watermarks: %w", err)
 				}
 				after, err := st.Export(ctx)
@@ -127,6 +138,16 @@ func newWatermarksImport(g *globals) *cobra.Command {
 			})
 		},
 	}
+}
+
+func signedRecords(recs []watermark.Record) int {
+	n := 0
+	for _, r := range recs {
+		if r.Signature != "" {
+			n++
+		}
+	}
+	return n
 }
 
 func hasSignatures(recs []watermark.Record) bool {

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
@@ -52,6 +53,9 @@ type Client struct {
 	everUp  bool          // some connection was up once
 	closed  bool          // Close was called
 	stateCh chan struct{} // closed and replaced whenever health changes
+
+	redials  atomic.Uint64                            // connect() calls after each slot's first
+	observer atomic.Pointer[ports.EnclaveRPCObserver] // nil: none
 }
 
 type keyEntry struct {
@@ -59,7 +63,10 @@ type keyEntry struct {
 	blob []byte
 }
 
-var _ ports.Enclave = (*Client)(nil)
+var (
+	_ ports.Enclave     = (*Client)(nil)
+	_ ports.EnclavePool = (*Client)(nil)
+)
 
 // New validates cfg and starts the connection pool in the background; it
 // does not wait for the enclave. log may be nil.
@@ -113,6 +120,30 @@ func (c *Client) Close() error {
 		c.wg.Wait()
 	})
 	return nil
+}
+
+// PoolStats implements ports.EnclavePool: the pool's size and health now.
+func (c *Client) PoolStats() ports.EnclavePoolStats {
+	c.mu.Lock()
+	up := c.healthy
+	c.mu.Unlock()
+	c.kmu.RLock()
+	loaded, unopened := len(c.keys)-len(c.unopened), len(c.unopened)
+	c.kmu.RUnlock()
+	return ports.EnclavePoolStats{
+		Connections: len(c.conns), Up: up, Redials: c.redials.Load(),
+		KeysLoaded: loaded, KeysUnopened: unopened,
+	}
+}
+
+// SetRPCObserver implements ports.EnclavePool: o sees every request on the
+// wire from now on (nil: none).
+func (c *Client) SetRPCObserver(o ports.EnclaveRPCObserver) {
+	if o == nil {
+		c.observer.Store(nil)
+		return
+	}
+	c.observer.Store(&o)
 }
 
 // Ready returns nil when at least one connection is up and initialized and

@@ -13,6 +13,7 @@ import (
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/ports"
 )
 
 // conn is one connection slot. At any time it belongs to exactly one of:
@@ -29,6 +30,7 @@ type conn struct {
 	broken  bool
 	synced  int  // keys of c.order already considered for import here
 	counted bool // included in c.healthy
+	dialed  bool // connect was called before (later calls are redials)
 	isIdle  bool // in c.idle; under c.mu
 	// draining: a reply to an abandoned request is still on its way.
 	draining bool
@@ -201,6 +203,10 @@ func (cn *conn) connect() error {
 	c := cn.c
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
 	defer cancel()
+	if cn.dialed {
+		c.redials.Add(1)
+	}
+	cn.dialed = true
 	nc, err := c.cfg.Dial(ctx)
 	if err != nil {
 		return err
@@ -309,8 +315,40 @@ type errMalformedContent struct{ err error }
 func (e errMalformedContent) Error() string { return e.err.Error() }
 
 // roundTrip writes one framed request (then zeroes it) and decodes the
-// reply with decode.
+// reply with decode; the observer, if any, sees its duration and outcome.
 func (cn *conn) roundTrip(ctx context.Context, method string, frame []byte, decode func(reply []byte) error) error {
+	start := time.Now()
+	err := cn.roundTrip1(ctx, start, frame, method, decode)
+	if o := cn.c.observer.Load(); o != nil {
+		(*o).ObserveEnclaveRPC(ports.EnclaveRPCEvent{Method: method, Duration: time.Since(start), Failure: failure(err)})
+	}
+	return err
+}
+
+// failure classifies a roundTrip error for metrics.
+func failure(err error) string {
+	if err == nil {
+		return ""
+	}
+	var re *rpc.RPCError
+	if errors.As(err, &re) {
+		return ports.EnclaveFailureError
+	}
+	var f *connFault
+	if errors.As(err, &f) && f.ctxErr != nil {
+		return ports.EnclaveFailureTimeout
+	}
+	if errors.Is(err, rpc.ErrMalformed) {
+		return ports.EnclaveFailureMalformed
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return ports.EnclaveFailureTimeout
+	}
+	return ports.EnclaveFailureConnection
+}
+
+func (cn *conn) roundTrip1(ctx context.Context, start time.Time, frame []byte, method string, decode func(reply []byte) error) error {
 	if cap(frame) <= 64<<10 {
 		defer func() { cn.wbuf = frame[:0] }()
 	}
@@ -319,7 +357,7 @@ func (cn *conn) roundTrip(ctx context.Context, method string, frame []byte, deco
 		clear(frame)
 		return cn.fault(errors.New("connection closed"), true)
 	}
-	deadline := time.Now().Add(cn.c.cfg.RPCTimeout)
+	deadline := start.Add(cn.c.cfg.RPCTimeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}

@@ -5,8 +5,11 @@
 // watermark_rejection_total, authentication_failure_total, watermark_*, the
 // build info), so existing dashboards and alerts keep working, fed by the
 // domain's events, the HTTP adapter's handler events and the watermark
-// backends' I/O events. Label values come only from bounded sets, so that no
-// client can grow the number of series.
+// backends' I/O events. Sigil adds its own sigil_* families (sigil.go): the
+// build info, the enclave connection pools' health and request latency,
+// fine-grained sign latency per key and each consensus key's last signature.
+// Label values come only from bounded sets, so that no client can grow the
+// number of series.
 package metrics
 
 import (
@@ -59,6 +62,7 @@ type Metrics struct {
 	watermarkIOOps    *prometheus.CounterVec
 	watermarkIOTime   *prometheus.HistogramVec
 	watermarkIOErrors *prometheus.CounterVec
+	sigil             *sigilMetrics
 }
 
 // Options configure New.
@@ -78,6 +82,7 @@ func New(o Options) *Metrics {
 	m := &Metrics{
 		reg:     prometheus.NewRegistry(),
 		backend: o.WatermarkBackend,
+		sigil:   newSigilMetrics(),
 		signingOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signing_ops_total",
 			Help: "Total number of signing operations completed.",
@@ -145,6 +150,7 @@ func New(o Options) *Metrics {
 		buildInfo("sigil_build_info", "Build information of this sigil binary.", o.Build, true),
 		buildInfo("signatory_build_info", "Build information, under Signatory's name and labels (for its dashboards).", o.Build, false),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.sigil.collectors()...)
 	return m
 }
 
@@ -262,6 +268,9 @@ func (m *Metrics) ObserveWatermark(e ports.WatermarkEvent) {
 	switch e.Outcome {
 	case ports.WatermarkAccepted:
 		m.consensusRounds.WithLabelValues(addr, e.Request, chain, round(e.Round)).Inc()
+		if addr != unknownLabel {
+			m.sigil.consensusSigned(addr)
+		}
 	case ports.WatermarkRejected:
 		result = "rejected"
 		m.watermarkRejects.WithLabelValues(addr, e.Request, chain, e.Reason).Inc()
@@ -285,13 +294,15 @@ func (m *Metrics) ObserveWatermarkIO(e ports.WatermarkIOEvent) {
 	m.watermarkIOTime.WithLabelValues(e.Backend, e.Operation, e.Table).Observe(e.Duration.Seconds())
 }
 
-// SignHandled implements httpapi.Observer: sign_handler_requests_total and
-// sign_handler_request_duration_milliseconds.
+// SignHandled implements httpapi.Observer: sign_handler_requests_total,
+// sign_handler_request_duration_milliseconds and
+// sigil_sign_request_duration_seconds.
 func (m *Metrics) SignHandled(address string, status int, d time.Duration) {
 	address = m.address(address)
 	s := strconv.Itoa(status)
 	m.handlerDuration.WithLabelValues(address, s).Observe(float64(d) / float64(time.Millisecond))
 	m.handlerRequests.WithLabelValues(address, s).Inc()
+	m.sigil.signLatency.WithLabelValues(address, s).Observe(d.Seconds())
 }
 
 // AuthenticationFailed implements httpapi.Observer:

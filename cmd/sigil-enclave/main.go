@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sigil-signer/sigil/adapters/buildinfo"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 )
 
@@ -49,6 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	mode := fs.String("mode", mockenclave.ModeConfidentialSpace, "platform whose Initialize to accept: confidentialspace (WIP provider and KMS key paths) or nitro (AWS credentials, KMS key id, region)")
 	gcp := addGCPFlags(fs)
+	version := fs.Bool("version", false, "print the version, VCS revision, build time and Go version, and exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: sigil-enclave [flags]
 
@@ -75,6 +77,11 @@ Flags:
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *version {
+		i := buildinfo.Read()
+		fmt.Fprintf(stdout, "sigil-enclave %s\n%s", i.Version, i)
+		return nil
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +66,15 @@ func TestRunRejectsBadFlags(t *testing.T) {
 	} {
 		err := run(context.Background(), append(args, "--kms-key-file", filepath.Join(t.TempDir(), "k")), io.Discard, io.Discard)
 		require.Error(t, err, "%v", args)
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	var out strings.Builder
+	require.NoError(t, run(context.Background(), []string{"--version"}, &out, io.Discard))
+	s := out.String()
+	require.True(t, strings.HasPrefix(s, "sigil-enclave "), s)
+	for _, f := range []string{"\nversion:", "\nrevision:", "\nbuild time:", "\ngo:", runtime.Version()} {
+		require.Contains(t, s, f)
 	}
 }

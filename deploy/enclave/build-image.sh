@@ -11,10 +11,10 @@
 # OUT_DIR/sigil-enclave.digest (its manifest digest), and tags the image
 # SIGIL_IMAGE (default localhost/sigil-enclave:latest) in buildah's store.
 #
-# The build is reproducible: the binary is built with -trimpath and no build
-# id, and buildah's --timestamp 0 fixes every date in the image, so the same
-# source, Go toolchain and static C library (the Debian release's glibc) give
-# the same digest.
+# The build is reproducible: the binary is built with -trimpath, no build id
+# and the commit time as build time, and buildah's --timestamp 0 fixes every
+# date in the image, so the same source, Go toolchain and static C library
+# (the Debian release's glibc) give the same digest.
 #
 # Environment:
 #   SIGIL_IMAGE      image name and tag in buildah's store
@@ -32,14 +32,17 @@ read -r -a storage <<< "${BUILDAH_STORAGE:---storage-driver vfs}"
 
 command -v buildah >/dev/null || { echo "build-image: buildah is not installed (Debian: apt-get install buildah)" >&2; exit 1; }
 
-# sigil-enclave links blst (BLS12-381) through cgo, so this is a static cgo
-# build: the pure-Go resolver and user lookup (netgo, osusergo) keep glibc's
-# NSS out, and the external linker links libc statically.
+# The static binary comes from scripts/build-release.sh (a static cgo build:
+# sigil-enclave links blst), stamped with the revision; its build time is
+# the commit time (SOURCE_DATE_EPOCH, unless set), so that one commit gives
+# one digest.
+if [ -z "${SOURCE_DATE_EPOCH:-}" ] && git -C "$root" rev-parse --git-dir >/dev/null 2>&1; then
+  SOURCE_DATE_EPOCH=$(git -C "$root" log -1 --format=%ct)
+  export SOURCE_DATE_EPOCH
+fi
 rm -rf "$out/context"
 mkdir -p "$out/context"
-CGO_ENABLED=1 go build -C "$root" -tags netgo,osusergo -trimpath \
-  -ldflags '-s -w -buildid= -linkmode external -extldflags -static' \
-  -o "$out/context/sigil-enclave" ./cmd/sigil-enclave
+bash "$root/scripts/build-release.sh" "$out/context" ./cmd/sigil-enclave >/dev/null
 cp "$root/deploy/enclave/Containerfile" "$out/context/Containerfile"
 
 buildah "${storage[@]}" bud --quiet --isolation chroot --timestamp 0 --layers=false \

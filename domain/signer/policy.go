@@ -44,6 +44,16 @@ func DefaultKeyPolicy() *Policy {
 	}}
 }
 
+// allowsConsensus reports whether p allows any consensus request kind.
+func (p *Policy) allowsConsensus() bool {
+	for _, k := range []string{string(request.KindBlock), request.OpPreattestation, request.OpAttestation, request.OpAttestationWithDAL} {
+		if _, ok := p.Allow[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // AllowAll returns a policy allowing every request and operation kind and
 // proofs of possession (development only).
 func AllowAll() *Policy {

@@ -63,6 +63,9 @@ type Options struct {
 	// allows before it is signed (after the policy check, before the
 	// watermark and the enclave).
 	PolicyHook ports.PolicyHook
+	// Progress reports the loading of stored keys and the generation of
+	// several keys; nil reports nothing.
+	Progress ports.Progress
 }
 
 // Service is the signing and key lifecycle service.
@@ -91,6 +94,9 @@ func (s *Service) SetObserver(o ports.SignObserver) { s.observer = o }
 func New(vaults []Vault, opts Options) (*Service, error) {
 	if opts.LoadConcurrency <= 0 {
 		opts.LoadConcurrency = 16
+	}
+	if opts.Progress == nil {
+		opts.Progress = ports.NoProgress{}
 	}
 	log := opts.Logger
 	if log == nil {
@@ -146,8 +152,8 @@ func (s *Service) Load(ctx context.Context) error {
 		var (
 			mu     sync.Mutex
 			loaded = make([]*Key, 0, len(stored))
-			done   int
 		)
+		task := s.opts.Progress.Begin("loading keys into vault "+name, len(stored))
 		p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(s.opts.LoadConcurrency)
 		for _, sk := range stored {
 			p.Go(func(ctx context.Context) error {
@@ -160,15 +166,14 @@ func (s *Service) Load(ctx context.Context) error {
 				}
 				mu.Lock()
 				loaded = append(loaded, newKey(pk, name))
-				done++
-				if len(stored) >= 100 && done%(len(stored)/10) == 0 {
-					s.log.Info("loading keys", "vault", name, "loaded", done, "of", len(stored))
-				}
 				mu.Unlock()
+				task.Add(1)
 				return nil
 			})
 		}
-		if err := p.Wait(); err != nil {
+		err = p.Wait()
+		task.Done()
+		if err != nil {
 			return err
 		}
 		s.mu.Lock()
@@ -210,6 +215,11 @@ func (s *Service) Generate(ctx context.Context, vault string, t tezos.KeyType, n
 		return nil, err
 	}
 	out := make([]Key, 0, n)
+	task := ports.ProgressTask(ports.NoProgress{}.Begin("", n))
+	if n > 1 {
+		task = s.opts.Progress.Begin(fmt.Sprintf("generating %v keys in vault %s", t, v.Name), n)
+	}
+	defer task.Done()
 	for range n {
 		sealed, err := v.Enclave.Generate(ctx, t)
 		if err != nil {
@@ -224,6 +234,7 @@ func (s *Service) Generate(ctx context.Context, vault string, t tezos.KeyType, n
 		}
 		s.log.Info("key generated", "vault", v.Name, "pkh", k.PKH.String(), "type", t.String())
 		out = append(out, k)
+		task.Add(1)
 	}
 	return out, nil
 }
@@ -286,6 +297,21 @@ func (s *Service) Has(pkh string) bool {
 	_, ok := s.keys[pkh]
 	s.mu.RUnlock()
 	return ok
+}
+
+// ConsensusKeys returns the addresses of the available keys whose policy
+// allows a consensus request (block, preattestation or attestation): the
+// keys a baker expects to sign continuously. Unordered.
+func (s *Service) ConsensusKeys() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for addr := range s.keys {
+		if p := s.policyFor(addr); p != nil && p.allowsConsensus() {
+			out = append(out, addr)
+		}
+	}
+	return out
 }
 
 // Count returns how many keys are available.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/ports"
 )
 
 // newService returns a service with one vault "cs" over a fresh fake enclave
@@ -176,4 +178,63 @@ func TestStartLoadingWaitsForEnclave(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s2.Key("tz1burnburnburnburnburnburnburjAYjjX")
 	assert.Equal(t, domain.KindNotFound, domain.KindOf(err))
+}
+
+func TestConsensusKeys(t *testing.T) {
+	ctx := context.Background()
+	enc, st := newFakeEnclave(), &memStore{}
+	probe := vaultService(t, enc, st, signer.Options{DefaultPolicy: signer.AllowAll()})
+	ks, err := probe.Generate(ctx, "cs", tezos.Ed25519, 4)
+	require.NoError(t, err)
+	pols := map[string]*signer.Policy{
+		ks[0].Address: signer.DefaultKeyPolicy(),                                               // block, preattestation, attestation
+		ks[1].Address: {Allow: map[string][]string{"generic": {"transaction"}}},                // no consensus
+		ks[2].Address: {Allow: map[string][]string{"attestation": nil, "generic": {"reveal"}}}, // attestations only
+		// ks[3] has no policy: it cannot sign at all.
+	}
+	s := vaultService(t, enc, st, signer.Options{Policies: pols})
+	require.NoError(t, s.Load(ctx))
+	require.ElementsMatch(t, []string{ks[0].Address, ks[2].Address}, s.ConsensusKeys())
+}
+
+// progressLog records progress reports.
+type progressLog struct {
+	mu    sync.Mutex
+	tasks map[string]*[2]int // what → total, done
+	ended map[string]bool
+}
+
+func (p *progressLog) Begin(what string, total int) ports.ProgressTask {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tasks == nil {
+		p.tasks, p.ended = map[string]*[2]int{}, map[string]bool{}
+	}
+	p.tasks[what] = &[2]int{total, 0}
+	return progressTask{p, what}
+}
+
+type progressTask struct {
+	p    *progressLog
+	what string
+}
+
+func (t progressTask) Add(n int) { t.p.mu.Lock(); t.p.tasks[t.what][1] += n; t.p.mu.Unlock() }
+func (t progressTask) Done()     { t.p.mu.Lock(); t.p.ended[t.what] = true; t.p.mu.Unlock() }
+
+func TestLoadAndGenerateReportProgress(t *testing.T) {
+	ctx := context.Background()
+	enc, st := newFakeEnclave(), &memStore{}
+	var p progressLog
+	s := vaultService(t, enc, st, signer.Options{DefaultPolicy: signer.AllowAll(), Progress: &p})
+	_, err := s.Generate(ctx, "cs", tezos.Ed25519, 7)
+	require.NoError(t, err)
+	_, err = s.Generate(ctx, "cs", tezos.Ed25519, 1) // one key: no task
+	require.NoError(t, err)
+	require.Equal(t, map[string]*[2]int{"generating ed25519 keys in vault cs": {7, 7}}, p.tasks)
+
+	s2 := vaultService(t, enc, st, signer.Options{DefaultPolicy: signer.AllowAll(), Progress: &p})
+	require.NoError(t, s2.Load(ctx))
+	require.Equal(t, [2]int{8, 8}, *p.tasks["loading keys into vault cs"])
+	require.True(t, p.ended["loading keys into vault cs"] && p.ended["generating ed25519 keys in vault cs"])
 }

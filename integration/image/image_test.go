@@ -1,10 +1,11 @@
-// Package image tests the Confidential Space workload image of
-// sigil-enclave: deploy/enclave/build-image.sh (what `task image:enclave`
-// runs) builds it with buildah into a private store, twice, and the test
+// Package image tests the two images. The daemon's (daemon_test.go):
+// deploy/sigil/build-image.sh builds it, and the daemon in it answers. The
+// Confidential Space workload image of sigil-enclave: deploy/enclave/build-image.sh
+// (what `task image:enclave` runs) builds it with buildah into a private store, twice, and the test
 // checks that the digest is the same both times (a reproducible build), that
 // the image is the one static binary with the configuration and launch
-// policy the deployment guide relies on, and that its entrypoint answers
-// --help under `buildah run --isolation chroot` (no container runtime can
+// policy the deployment guide relies on, that --version carries the
+// checkout's revision, and that its entrypoint answers --help under `buildah run --isolation chroot` (no container runtime can
 // run here). buildah is a Debian package that .ci/run installs; without it
 // the test fails in CI and is skipped elsewhere.
 package image
@@ -166,6 +167,10 @@ func TestEnclaveImage(t *testing.T) {
 			t.Errorf("--help in the image lacks %q:\n%s", s, out)
 		}
 	}
+	// --version carries the checkout's revision.
+	version := b.must("run", "--isolation", "chroot", ctr, "--", "/sigil-enclave", "--version")
+	checkVersion(t, version, headRevision(t, root))
+
 	// And a bad flag fails: the binary really parsed the arguments.
 	if out, err := b.run(append([]string{"run", "--isolation", "chroot", ctr, "--"}, append(cfg.Entrypoint, "--kms", "nonsense")...)...); err == nil {
 		t.Errorf("the entrypoint accepted --kms nonsense:\n%s", out)
