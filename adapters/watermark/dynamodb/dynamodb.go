@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -89,11 +88,7 @@ type Store struct {
 	where string // "table T, region R"
 	call  dynamo.Caller
 	rec   wm.IORecorder
-
-	mu    sync.Mutex
-	cache map[watermark.Key]watermark.Mark // highest mark seen recorded (Check)
-	items map[watermark.Key]itemState      // each item as last read or written (Commit)
-	locks map[watermark.Key]chan struct{}  // one in-flight commit per key
+	keys  *wm.Shared[itemState] // per-key lock, marks seen (Check), items as last read or written (Commit)
 }
 
 var _ ports.WatermarkStore = (*Store)(nil)
@@ -123,9 +118,7 @@ func open(ctx context.Context, api API, table, region string, env wm.Env) (*Stor
 		table: table,
 		where: fmt.Sprintf("table %s, region %s", table, region),
 		rec:   env.Recorder("aws", table),
-		cache: make(map[watermark.Key]watermark.Mark),
-		items: make(map[watermark.Key]itemState),
-		locks: make(map[watermark.Key]chan struct{}),
+		keys:  wm.NewShared[itemState](what),
 	}
 	s.call = dynamo.Caller{
 		Policy:         defaultRetry,
@@ -311,70 +304,12 @@ func describe(v types.AttributeValue) string {
 	return fmt.Sprintf("a %T", v)
 }
 
-// lock waits (bounded by ctx) until this store has no other commit in
-// flight on k and returns the function releasing k. Commits of one process
-// on one key would only defeat each other's conditions; serializing them
-// locally leaves contention to separate daemons, which the conditions
-// arbitrate.
-func (s *Store) lock(ctx context.Context, k watermark.Key) (func(), error) {
-	s.mu.Lock()
-	l, ok := s.locks[k]
-	if !ok {
-		l = make(chan struct{}, 1)
-		s.locks[k] = l
-	}
-	s.mu.Unlock()
-	select {
-	case l <- struct{}{}:
-		return func() { <-l }, nil
-	case <-ctx.Done():
-		return nil, domain.Errorf(domain.KindUnavailable, "%s: waiting for %s: %w", what, k, ctx.Err())
-	}
-}
-
-// remember records in the cache that m is recorded for k, keeping the
-// highest mark (and, at one position, the one with a signature).
-func (s *Store) remember(k watermark.Key, m watermark.Mark) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, ok := s.cache[k]
-	if !ok || m.Above(old) || (m.SamePosition(old) && old.Signature == "") {
-		s.cache[k] = m
-	}
-}
-
-func (s *Store) state(k watermark.Key) (itemState, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, ok := s.items[k]
-	return st, ok
-}
-
-func (s *Store) setState(k watermark.Key, st itemState) {
-	s.mu.Lock()
-	s.items[k] = st
-	s.mu.Unlock()
-}
-
-func (s *Store) forgetState(k watermark.Key) {
-	s.mu.Lock()
-	delete(s.items, k)
-	s.mu.Unlock()
-}
-
 // Check returns the highest mark this store has seen recorded for k. It is
 // not authoritative: another daemon may have recorded a higher one.
 func (s *Store) Check(_ context.Context, k watermark.Key) (watermark.Mark, bool, error) {
-	if err := k.Validate(); err != nil {
-		return watermark.Mark{}, false, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, ok := s.cache[k]
-	return m, ok, nil
+	return s.keys.Check(k)
 }
 
-// read fetches k's item with a strongly consistent read.
 // Healthy implements ports.HealthChecker: one consistent read of an absent
 // item, bounded to 2 s, so it fails when DynamoDB cannot be reached or
 // refuses this daemon's credentials.
@@ -395,6 +330,7 @@ func (s *Store) Healthy(ctx context.Context) error {
 	return nil
 }
 
+// read fetches k's item with a strongly consistent read.
 func (s *Store) read(ctx context.Context, k watermark.Key) (itemState, error) {
 	var out *ddb.GetItemOutput
 	err := s.call.Do(ctx, "read", func(ctx context.Context) error {
@@ -432,23 +368,23 @@ type step struct {
 // condition learn the item (from the failure, or by reading it) and decide
 // again. op names the operation in errors.
 func (s *Store) update(ctx context.Context, k watermark.Key, op string, decide func(recorded *watermark.Mark) step) (watermark.Mark, error) {
-	unlock, err := s.lock(ctx, k)
+	unlock, err := s.keys.Lock(ctx, k)
 	if err != nil {
 		return watermark.Mark{}, err
 	}
 	defer unlock()
 	for attempt := 1; ; attempt++ {
-		st, known := s.state(k)
+		st, known := s.keys.State(k)
 		if !known {
 			if st, err = s.read(ctx, k); err != nil {
 				return watermark.Mark{}, err
 			}
-			s.setState(k, st)
+			s.keys.SetState(k, st)
 		}
 		var recorded *watermark.Mark
 		if st.exists {
 			recorded = &st.mark
-			s.remember(k, st.mark)
+			s.keys.Remember(k, st.mark)
 		}
 		d := decide(recorded)
 		if d.err != nil {
@@ -471,21 +407,21 @@ func (s *Store) update(ctx context.Context, k watermark.Key, op string, decide f
 			return err
 		})
 		if err == nil {
-			s.setState(k, stateOf(it, *d.next))
-			s.remember(k, *d.next)
+			s.keys.SetState(k, stateOf(it, *d.next))
+			s.keys.Remember(k, *d.next)
 			return d.result, nil
 		}
 		current, conflict := dynamo.ConditionFailed(err)
 		if !conflict {
-			s.forgetState(k)
+			s.keys.ForgetState(k)
 			return watermark.Mark{}, dynamo.Fail(ctx, what, s.where, op+" "+k.String(), err)
 		}
 		// Written by someone else since we read it (or by our own write
 		// whose answer was lost): learn the item and decide again.
-		s.forgetState(k)
+		s.keys.ForgetState(k)
 		if len(current) > 0 {
 			if m, err := s.decodeItem(current); err == nil {
-				s.setState(k, stateOf(current, m))
+				s.keys.SetState(k, stateOf(current, m))
 			}
 		}
 		if attempt >= casAttempts {
