@@ -48,26 +48,7 @@ func TestTwoInstances(t *testing.T) {
 	a, b := newStore(t, cfg), newStore(t, cfg)
 	t.Run("Concurrent", func(t *testing.T) { watermarktest.Concurrent(t, a, b) })
 	t.Run("ConcurrentReplay", func(t *testing.T) { watermarktest.ConcurrentReplay(t, a, b) })
-	t.Run("SeesOther", func(t *testing.T) {
-		ctx := context.Background()
-		k := watermarktest.Key(watermarktest.Mainnet, watermark.KindBlock)
-		_, err := a.Commit(ctx, k, watermarktest.M(100, 0, 1, "fromA"))
-		require.NoError(t, err)
-		_, ok, err := b.Check(ctx, k)
-		require.NoError(t, err)
-		assert.False(t, ok, "b has not seen the mark yet")
-		_, err = b.Commit(ctx, k, watermarktest.M(100, 0, 2, "fromB"))
-		require.Error(t, err)
-		assert.Equal(t, domain.KindConflict, domain.KindOf(err))
-		assert.Contains(t, err.Error(), "not above the recorded level 100 round 0")
-		m, ok, err := b.Check(ctx, k)
-		require.NoError(t, err)
-		require.True(t, ok, "the refusal taught b the recorded mark")
-		assert.Equal(t, watermarktest.Sig("fromA"), m.Signature)
-		got, err := b.Commit(ctx, k, watermarktest.M(100, 0, 1, "fromB"))
-		require.NoError(t, err)
-		assert.Equal(t, watermarktest.Sig("fromA"), got.Signature, "b replays a's signature")
-	})
+	t.Run("SeesOther", func(t *testing.T) { watermarktest.SeesOther(t, a, b) })
 }
 
 // TestLayout checks Signatory's document path and field names.
