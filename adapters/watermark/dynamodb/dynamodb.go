@@ -96,11 +96,7 @@ var _ ports.WatermarkStore = (*Store)(nil)
 // Open connects to the table cfg names (creating it when absent) and
 // returns the store. env.IO observes every DynamoDB call.
 func Open(ctx context.Context, cfg Config, env wm.Env) (*Store, error) {
-	table, err := cfg.TableName(what, DefaultTable)
-	if err != nil {
-		return nil, err
-	}
-	client, region, err := dynamo.NewClient(ctx, cfg, what, env.Logger)
+	client, table, region, err := dynamo.Connect(ctx, cfg, what, DefaultTable, env.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +141,7 @@ func open(ctx context.Context, api API, table, region string, env wm.Env) (*Stor
 
 // Driver is the `aws` backend's watermark.Opener.
 func Driver(ctx context.Context, decode func(any) error, env wm.Env) (ports.WatermarkStore, error) {
-	cfg, err := driverConfig(decode)
+	cfg, err := dynamo.DecodeConfig(decode, what)
 	if err != nil {
 		return nil, err
 	}
@@ -155,21 +151,7 @@ func Driver(ctx context.Context, decode func(any) error, env wm.Env) (ports.Wate
 // Check is the `aws` backend's watermark.Checker: the section is validated
 // as Driver reads it, without creating a client or contacting AWS.
 func Check(decode func(any) error, _ wm.Env) error {
-	cfg, err := driverConfig(decode)
-	if err != nil {
-		return err
-	}
-	return cfg.Check(context.Background(), what, DefaultTable)
-}
-
-func driverConfig(decode func(any) error) (Config, error) {
-	var cfg Config
-	if decode != nil {
-		if err := decode(&cfg); err != nil {
-			return Config{}, domain.Errorf(domain.KindInvalid, "%s: invalid config: %v", what, err)
-		}
-	}
-	return cfg, nil
+	return dynamo.CheckSection(decode, what, DefaultTable)
 }
 
 var (
@@ -478,47 +460,31 @@ func (s *Store) Import(ctx context.Context, recs []watermark.Record) error {
 // Items of request kinds that carry no watermark in Sigil (Signatory's
 // legacy "endorsement") are skipped.
 func (s *Store) Export(ctx context.Context) ([]watermark.Record, error) {
-	var (
-		out   []watermark.Record
-		start map[string]types.AttributeValue
-	)
-	for page := 1; ; page++ {
-		var res *ddb.ScanOutput
-		err := s.call.Do(ctx, "read", func(ctx context.Context) error {
-			var err error
-			res, err = s.api.Scan(ctx, &ddb.ScanInput{
-				TableName:         aws.String(s.table),
-				ConsistentRead:    aws.Bool(true),
-				ExclusiveStartKey: start,
-			})
-			return err
-		})
+	var out []watermark.Record
+	in := &ddb.ScanInput{TableName: aws.String(s.table)}
+	err := dynamo.ScanAll(ctx, s.api, s.call, in, what, s.where, "export", func(raw map[string]types.AttributeValue) error {
+		idx, _ := raw[AttrIdx].(*types.AttributeValueMemberS)
+		req, _ := raw[AttrRequest].(*types.AttributeValueMemberS)
+		if idx == nil || req == nil {
+			return domain.Errorf(domain.KindInternal, "%s: %s: an item lacks the string key attributes %s and %s", what, s.where, AttrIdx, AttrRequest)
+		}
+		if !watermark.ValidKind(req.Value) {
+			return nil
+		}
+		chain, pkh, _ := strings.Cut(idx.Value, "/")
+		k := watermark.Key{ChainID: chain, PKH: pkh, Kind: req.Value}
+		if err := k.Validate(); err != nil {
+			return domain.Errorf(domain.KindInternal, "%s: %s: item %s %s: %v", what, s.where, idx.Value, req.Value, err)
+		}
+		m, err := s.decodeItem(raw)
 		if err != nil {
-			return nil, dynamo.Fail(ctx, what, s.where, fmt.Sprintf("export (page %d)", page), err)
+			return err
 		}
-		for _, raw := range res.Items {
-			idx, _ := raw[AttrIdx].(*types.AttributeValueMemberS)
-			req, _ := raw[AttrRequest].(*types.AttributeValueMemberS)
-			if idx == nil || req == nil {
-				return nil, domain.Errorf(domain.KindInternal, "%s: %s: an item lacks the string key attributes %s and %s", what, s.where, AttrIdx, AttrRequest)
-			}
-			if !watermark.ValidKind(req.Value) {
-				continue
-			}
-			chain, pkh, _ := strings.Cut(idx.Value, "/")
-			k := watermark.Key{ChainID: chain, PKH: pkh, Kind: req.Value}
-			if err := k.Validate(); err != nil {
-				return nil, domain.Errorf(domain.KindInternal, "%s: %s: item %s %s: %v", what, s.where, idx.Value, req.Value, err)
-			}
-			m, err := s.decodeItem(raw)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, watermark.Record{Key: k, Mark: m})
-		}
-		if len(res.LastEvaluatedKey) == 0 {
-			return out, nil
-		}
-		start = res.LastEvaluatedKey
+		out = append(out, watermark.Record{Key: k, Mark: m})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
