@@ -235,18 +235,7 @@ func TestWrongKeySchema(t *testing.T) {
 // without recording anything.
 func TestContextBound(t *testing.T) {
 	d := dynalite(t)
-	s := newStore(t, Config{Table: d.NewTable(t)}, wm.Env{})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	k := watermarktest.Key(watermarktest.Mainnet, watermark.KindBlock)
-	_, err := s.Commit(ctx, k, watermarktest.M(1, 0, 1, "s"))
-	require.Error(t, err)
-	assert.Equal(t, domain.KindUnavailable, domain.KindOf(err))
-	_, ok, _ := s.Check(context.Background(), k)
-	assert.False(t, ok)
-	recs, err := s.Export(context.Background())
-	require.NoError(t, err)
-	assert.Empty(t, recs)
+	watermarktest.ContextBound(t, newStore(t, Config{Table: d.NewTable(t)}, wm.Env{}))
 }
 
 // observer records watermark I/O events.

@@ -121,18 +121,10 @@ func TestConfig(t *testing.T) {
 	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
 }
 
-// TestContextBound: an expired context makes Commit fail as unavailable
+// TestContextBound: an ended context makes Commit fail as unavailable
 // without recording anything.
 func TestContextBound(t *testing.T) {
-	s := newStore(t, Config{Project: newProject(t)})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	k := watermarktest.Key(watermarktest.Mainnet, watermark.KindBlock)
-	_, err := s.Commit(ctx, k, watermarktest.M(1, 0, 1, "s"))
-	require.Error(t, err)
-	assert.Equal(t, domain.KindUnavailable, domain.KindOf(err))
-	_, ok, _ := s.Check(context.Background(), k)
-	assert.False(t, ok)
+	watermarktest.ContextBound(t, newStore(t, Config{Project: newProject(t)}))
 }
 
 func BenchmarkCommit(b *testing.B) {

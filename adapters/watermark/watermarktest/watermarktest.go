@@ -368,6 +368,23 @@ func SeesOther(t *testing.T, a, b ports.WatermarkStore) {
 	assert.Equal(t, Sig("fromA"), got.Signature, "b replays a's signature")
 }
 
+// ContextBound checks that a store whose Commit goes over the network
+// fails a Commit under an ended context as unavailable, recording nothing
+// (Check and Export see no mark).
+func ContextBound(t *testing.T, s ports.WatermarkStore) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	k := Key(Mainnet, watermark.KindBlock)
+	_, err := s.Commit(ctx, k, M(1, 0, 1, "s"))
+	require.Error(t, err)
+	assert.Equal(t, domain.KindUnavailable, domain.KindOf(err))
+	_, ok, _ := s.Check(context.Background(), k)
+	assert.False(t, ok)
+	recs, err := s.Export(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, recs)
+}
+
 // BenchmarkCommit measures sequential Commits of rising marks on one key and
 // reports p50 and p99 latencies (ns) besides the mean.
 func BenchmarkCommit(b *testing.B, s ports.WatermarkStore) {
