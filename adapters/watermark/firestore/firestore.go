@@ -475,11 +475,9 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 
 // Driver is the `gcp`/`firestore` backend's watermark.Opener.
 func Driver(ctx context.Context, decode func(any) error, env wm.Env) (ports.WatermarkStore, error) {
-	var cfg Config
-	if decode != nil {
-		if err := decode(&cfg); err != nil {
-			return nil, domain.Errorf(domain.KindInvalid, "firestore watermark: invalid config: %v", err)
-		}
+	cfg, err := driverConfig(decode)
+	if err != nil {
+		return nil, err
 	}
 	s, err := New(ctx, cfg)
 	if err != nil {
