@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc/rpctest"
 	"github.com/sigil-signer/sigil/adapters/gcpkms"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -115,30 +116,6 @@ func startEnclave(t *testing.T, f *fakes) (*mockenclave.Server, string) {
 	return srv, l.Addr().String()
 }
 
-type conn struct {
-	t  *testing.T
-	nc net.Conn
-}
-
-func dial(t *testing.T, addr string) *conn {
-	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { nc.Close() })
-	return &conn{t: t, nc: nc}
-}
-
-func (c *conn) call(req *rpc.Request, out any) error {
-	c.t.Helper()
-	b, err := rpc.EncodeRequest(req)
-	require.NoError(c.t, err)
-	require.NoError(c.t, rpc.WriteFrame(c.nc, b))
-	require.NoError(c.t, c.nc.SetReadDeadline(time.Now().Add(20*time.Second)))
-	frame, err := rpc.ReadFrame(c.nc, 0)
-	require.NoError(c.t, err)
-	return rpc.DecodeReply(frame, out)
-}
-
 var creds = rpc.Credentials{WIPProviderPath: wip, EncryptionKeyPath: keyRes}
 
 func wirePrivateKey(t rpc.KeyType, b []byte) *rpc.PrivateKey {
@@ -169,14 +146,14 @@ func TestEnclaveSealsEnclaveSignerPlaintext(t *testing.T) {
 		defer mu.Unlock()
 		seen = append(seen, plain)
 	})
-	c := dial(t, addr)
-	require.NoError(t, c.call(rpc.NewInitialize(creds), nil))
+	c := rpctest.Dial(t, addr)
+	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
 	msg := []byte("\x03sigil golden vector operation")
 
 	for i, v := range loadGolden(t) {
 		// Sigil → enclave-signer.
 		var gi rpc.GenerateAndImportResult
-		require.NoError(t, c.call(rpc.NewImportUnencrypted(wirePrivateKey(v.KeyType, unhex(t, v.Secret))), &gi))
+		require.NoError(t, c.Call(rpc.NewImportUnencrypted(wirePrivateKey(v.KeyType, unhex(t, v.Secret))), &gi))
 		require.Equal(t, v.PublicKey, hex.EncodeToString(gi.PublicKey.Bytes), "%s", v.KeyType)
 		mu.Lock()
 		require.Len(t, seen, i+1)
@@ -190,14 +167,14 @@ func TestEnclaveSealsEnclaveSignerPlaintext(t *testing.T) {
 		blob, err := f.kms.Seal(keyRes, unhex(t, v.Plaintext))
 		require.NoError(t, err)
 		var ir rpc.ImportResult
-		require.NoError(t, c.call(rpc.NewImport(blob), &ir))
+		require.NoError(t, c.Call(rpc.NewImport(blob), &ir))
 		require.Equal(t, v.PublicKey, hex.EncodeToString(ir.PublicKey.Bytes), "%s imported from enclave-signer's plaintext", v.KeyType)
 		kt, err := v.KeyType.Tezos()
 		require.NoError(t, err)
 		pk, err := tezos.NewPublicKey(kt, unhex(t, v.PublicKey))
 		require.NoError(t, err)
 		var sig rpc.Tagged
-		require.NoError(t, c.call(rpc.NewSign(ir.Handle, msg, 2), &sig))
+		require.NoError(t, c.Call(rpc.NewSign(ir.Handle, msg, 2), &sig))
 		s, err := sig.Signature(kt)
 		require.NoError(t, err)
 		require.NoError(t, pk.Verify(msg, s, 2), "%s", v.KeyType)
@@ -207,45 +184,45 @@ func TestEnclaveSealsEnclaveSignerPlaintext(t *testing.T) {
 func TestEnclaveInitializeAndRefusals(t *testing.T) {
 	f := newFakes(t, time.Hour)
 	srv, addr := startEnclave(t, f)
-	c := dial(t, addr)
+	c := rpctest.Dial(t, addr)
 
 	// STS refusal: Initialize fails with a clear error, the session stays
 	// uninitialized and can try again.
 	f.sts.Refuse(403, "the attestation does not satisfy the provider's condition")
-	err := c.call(rpc.NewInitialize(creds), nil)
+	err := c.Call(rpc.NewInitialize(creds), nil)
 	require.ErrorContains(t, err, "encryption error: no access token for workload identity provider "+wip)
 	require.ErrorContains(t, err, "the attestation does not satisfy the provider's condition")
 	var gr rpc.GenerateResult
-	require.EqualError(t, c.call(rpc.NewGenerate(rpc.KeyEd25519), &gr), "uninitialized")
+	require.EqualError(t, c.Call(rpc.NewGenerate(rpc.KeyEd25519), &gr), "uninitialized")
 	f.sts.Refuse(0, "")
-	require.NoError(t, c.call(rpc.NewInitialize(creds), nil))
+	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
 
 	// Malformed names never reach a service.
-	c2 := dial(t, addr)
-	err = c2.call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: "pool", EncryptionKeyPath: keyRes}), nil)
+	c2 := rpctest.Dial(t, addr)
+	err = c2.Call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: "pool", EncryptionKeyPath: keyRes}), nil)
 	require.ErrorContains(t, err, "wip_provider_path \"pool\" is not projects/")
 
 	// A key the KMS refuses: a clear error, and nothing loaded or sealed.
 	refused := strings.Replace(keyRes, "/enclave", "/revoked", 1)
-	c3 := dial(t, addr)
-	require.NoError(t, c3.call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: wip, EncryptionKeyPath: refused}), nil))
+	c3 := rpctest.Dial(t, addr)
+	require.NoError(t, c3.Call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: wip, EncryptionKeyPath: refused}), nil))
 	var gi rpc.GenerateAndImportResult
-	err = c3.call(rpc.NewGenerateAndImport(rpc.KeyBLS), &gi)
+	err = c3.Call(rpc.NewGenerateAndImport(rpc.KeyBLS), &gi)
 	require.ErrorContains(t, err, "encryption error: Cloud KMS Encrypt with "+refused)
 	require.ErrorContains(t, err, "PermissionDenied")
-	err = c3.call(rpc.NewImportUnencrypted(&rpc.PrivateKey{Ed25519: make([]byte, 32)}), &gi)
+	err = c3.Call(rpc.NewImportUnencrypted(&rpc.PrivateKey{Ed25519: make([]byte, 32)}), &gi)
 	require.ErrorContains(t, err, "Cloud KMS Encrypt with "+refused)
 	var sig rpc.Tagged
-	require.EqualError(t, c3.call(rpc.NewSign(0, []byte("x"), 2), &sig), "signer error: invalid handle")
+	require.EqualError(t, c3.Call(rpc.NewSign(0, []byte("x"), 2), &sig), "signer error: invalid handle")
 	for _, s := range srv.Sessions() {
 		require.Empty(t, s.Keys, "a key stayed loaded after its seal failed")
 	}
 
 	// A corrupted checksum: refused, nothing loaded.
 	f.kms.CorruptChecksums(true)
-	err = c.call(rpc.NewGenerateAndImport(rpc.KeySecp256k1), &gi)
+	err = c.Call(rpc.NewGenerateAndImport(rpc.KeySecp256k1), &gi)
 	require.ErrorContains(t, err, "CRC32C")
 	f.kms.CorruptChecksums(false)
-	require.NoError(t, c.call(rpc.NewGenerateAndImport(rpc.KeySecp256k1), &gi))
+	require.NoError(t, c.Call(rpc.NewGenerateAndImport(rpc.KeySecp256k1), &gi))
 	require.Equal(t, uint64(0), gi.Handle, "the refused key took a handle")
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc/rpctest"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -15,18 +16,18 @@ func TestModes(t *testing.T) {
 	aws := rpc.AWSCredentials{AccessKeyID: "AKIA", SecretAccessKey: "secret", EncryptionKeyID: "arn:aws:kms:eu-west-1:1:key/k", Region: "eu-west-1"}
 
 	_, nitro := start(t, Options{Mode: ModeNitro})
-	c := dial(t, nitro)
-	require.ErrorContains(t, c.call(rpc.NewInitialize(creds), nil), "AWS Nitro mode")
+	c := rpctest.Dial(t, nitro)
+	require.ErrorContains(t, c.Call(rpc.NewInitialize(creds), nil), "AWS Nitro mode")
 	noRegion := aws
 	noRegion.Region = ""
-	require.ErrorContains(t, dial(t, nitro).call(rpc.NewInitializeAWS(noRegion), nil), "region are required")
-	c = dial(t, nitro)
-	require.NoError(t, c.call(rpc.NewInitializeAWS(aws), nil))
-	require.EqualError(t, c.call(rpc.NewInitializeAWS(aws), nil), "already initialized")
+	require.ErrorContains(t, rpctest.Dial(t, nitro).Call(rpc.NewInitializeAWS(noRegion), nil), "region are required")
+	c = rpctest.Dial(t, nitro)
+	require.NoError(t, c.Call(rpc.NewInitializeAWS(aws), nil))
+	require.EqualError(t, c.Call(rpc.NewInitializeAWS(aws), nil), "already initialized")
 	var gi rpc.GenerateAndImportResult
-	require.NoError(t, c.call(rpc.NewGenerateAndImport(rpc.KeyEd25519), &gi))
+	require.NoError(t, c.Call(rpc.NewGenerateAndImport(rpc.KeyEd25519), &gi))
 	var sig rpc.Tagged
-	require.NoError(t, c.call(rpc.NewSign(gi.Handle, []byte("m"), 2), &sig))
+	require.NoError(t, c.Call(rpc.NewSign(gi.Handle, []byte("m"), 2), &sig))
 	pk, err := gi.PublicKey.PublicKeyOf(tezos.Ed25519)
 	require.NoError(t, err)
 	s, err := sig.Signature(tezos.Ed25519)
@@ -34,6 +35,6 @@ func TestModes(t *testing.T) {
 	require.NoError(t, pk.Verify([]byte("m"), s, 2))
 
 	_, cs := start(t, Options{Mode: ModeConfidentialSpace})
-	require.ErrorContains(t, dial(t, cs).call(rpc.NewInitializeAWS(aws), nil), "Confidential Space mode")
-	require.NoError(t, dial(t, cs).call(rpc.NewInitialize(creds), nil))
+	require.ErrorContains(t, rpctest.Dial(t, cs).Call(rpc.NewInitializeAWS(aws), nil), "Confidential Space mode")
+	require.NoError(t, rpctest.Dial(t, cs).Call(rpc.NewInitialize(creds), nil))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc/rpctest"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -32,51 +33,26 @@ func start(t *testing.T, opts Options) (*Server, string) {
 	return s, l.Addr().String()
 }
 
-// rawClient speaks the protocol directly, one request at a time.
-type rawClient struct {
-	t  *testing.T
-	nc net.Conn
-}
-
-func dial(t *testing.T, addr string) *rawClient {
-	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { nc.Close() })
-	return &rawClient{t: t, nc: nc}
-}
-
-func (c *rawClient) call(req *rpc.Request, out any) error {
-	c.t.Helper()
-	b, err := rpc.EncodeRequest(req)
-	require.NoError(c.t, err)
-	require.NoError(c.t, rpc.WriteFrame(c.nc, b))
-	require.NoError(c.t, c.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
-	frame, err := rpc.ReadFrame(c.nc, 0)
-	require.NoError(c.t, err)
-	return rpc.DecodeReply(frame, out)
-}
-
 var creds = rpc.Credentials{WIPProviderPath: "projects/1/locations/global/workloadIdentityPools/p/providers/q", EncryptionKeyPath: "projects/p/locations/global/keyRings/r/cryptoKeys/k"}
 
 func TestSessionLifecycle(t *testing.T) {
 	_, addr := start(t, Options{})
-	c := dial(t, addr)
+	c := rpctest.Dial(t, addr)
 
 	var gr rpc.GenerateResult
-	require.EqualError(t, c.call(rpc.NewGenerate(rpc.KeyEd25519), &gr), "uninitialized")
-	require.EqualError(t, c.call(rpc.NewInitialize(rpc.Credentials{}), nil), "encryption error: invalid credentials: wip_provider_path and encryption_key_path are required")
-	require.NoError(t, c.call(rpc.NewInitialize(creds), nil))
-	require.EqualError(t, c.call(rpc.NewInitialize(creds), nil), "already initialized")
+	require.EqualError(t, c.Call(rpc.NewGenerate(rpc.KeyEd25519), &gr), "uninitialized")
+	require.EqualError(t, c.Call(rpc.NewInitialize(rpc.Credentials{}), nil), "encryption error: invalid credentials: wip_provider_path and encryption_key_path are required")
+	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
+	require.EqualError(t, c.Call(rpc.NewInitialize(creds), nil), "already initialized")
 
 	// Handles are per connection: a second connection starts empty.
 	var gi rpc.GenerateAndImportResult
-	require.NoError(t, c.call(rpc.NewGenerateAndImport(rpc.KeyEd25519), &gi))
+	require.NoError(t, c.Call(rpc.NewGenerateAndImport(rpc.KeyEd25519), &gi))
 	require.Equal(t, uint64(0), gi.Handle)
-	c2 := dial(t, addr)
-	require.NoError(t, c2.call(rpc.NewInitialize(creds), nil))
+	c2 := rpctest.Dial(t, addr)
+	require.NoError(t, c2.Call(rpc.NewInitialize(creds), nil))
 	var tg rpc.Tagged
-	err := c2.call(rpc.NewSign(0, []byte("x"), 2), &tg)
+	err := c2.Call(rpc.NewSign(0, []byte("x"), 2), &tg)
 	require.EqualError(t, err, "signer error: invalid handle")
 }
 
@@ -90,8 +66,8 @@ func TestEveryRPC(t *testing.T) {
 				opts.KMS = k
 			}
 			_, addr := start(t, opts)
-			c := dial(t, addr)
-			require.NoError(t, c.call(rpc.NewInitialize(creds), nil))
+			c := rpctest.Dial(t, addr)
+			require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
 			msg := []byte("\x03some operation bytes")
 			handle := uint64(0)
 
@@ -101,48 +77,48 @@ func TestEveryRPC(t *testing.T) {
 
 				// Generate: sealed but not loaded.
 				var gr rpc.GenerateResult
-				require.NoError(t, c.call(rpc.NewGenerate(rkt), &gr))
+				require.NoError(t, c.Call(rpc.NewGenerate(rkt), &gr))
 				pk, err := gr.PublicKey.PublicKeyOf(kt)
 				require.NoError(t, err)
 
 				// PublicKeyFrom the blob.
 				var pf rpc.Tagged
-				require.NoError(t, c.call(rpc.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pf))
+				require.NoError(t, c.Call(rpc.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pf))
 				pk2, err := pf.PublicKeyOf(kt)
 				require.NoError(t, err)
 				require.True(t, pk.Equal(pk2))
 
 				// SignWith, with and without version.
 				var sw rpc.Tagged
-				require.NoError(t, c.call(rpc.NewSignWith(gr.EncryptedPrivateKey, msg, 2), &sw))
+				require.NoError(t, c.Call(rpc.NewSignWith(gr.EncryptedPrivateKey, msg, 2), &sw))
 				sig, err := sw.Signature(kt)
 				require.NoError(t, err)
 				require.NoError(t, pk.Verify(msg, sig, 2))
 				noVersion := &rpc.Request{SignWith: &rpc.SignWithRequest{EncryptedPrivateKey: gr.EncryptedPrivateKey, Message: msg}}
-				require.NoError(t, c.call(noVersion, &sw))
+				require.NoError(t, c.Call(noVersion, &sw))
 				sig, err = sw.Signature(kt)
 				require.NoError(t, err)
 				require.NoError(t, pk.Verify(msg, sig, tezos.SignVersionLatest))
 
 				// Import the blob, then Sign and PublicKey by handle.
 				var ir rpc.ImportResult
-				require.NoError(t, c.call(rpc.NewImport(gr.EncryptedPrivateKey), &ir))
+				require.NoError(t, c.Call(rpc.NewImport(gr.EncryptedPrivateKey), &ir))
 				require.Equal(t, handle, ir.Handle)
 				handle++
 				var st rpc.Tagged
-				require.NoError(t, c.call(rpc.NewSign(ir.Handle, msg, 2), &st))
+				require.NoError(t, c.Call(rpc.NewSign(ir.Handle, msg, 2), &st))
 				sig, err = st.Signature(kt)
 				require.NoError(t, err)
 				require.NoError(t, pk.Verify(msg, sig, 2))
 				var pt rpc.Tagged
-				require.NoError(t, c.call(rpc.NewPublicKey(ir.Handle), &pt))
+				require.NoError(t, c.Call(rpc.NewPublicKey(ir.Handle), &pt))
 				pk3, err := pt.PublicKeyOf(kt)
 				require.NoError(t, err)
 				require.True(t, pk.Equal(pk3))
 
 				// GenerateAndImport.
 				var gi rpc.GenerateAndImportResult
-				require.NoError(t, c.call(rpc.NewGenerateAndImport(rkt), &gi))
+				require.NoError(t, c.Call(rpc.NewGenerateAndImport(rkt), &gi))
 				require.Equal(t, handle, gi.Handle)
 				handle++
 
@@ -154,7 +130,7 @@ func TestEveryRPC(t *testing.T) {
 				w, err := rpc.NewPrivateKey(sk)
 				require.NoError(t, err)
 				var iu rpc.GenerateAndImportResult
-				require.NoError(t, c.call(rpc.NewImportUnencrypted(w), &iu))
+				require.NoError(t, c.Call(rpc.NewImportUnencrypted(w), &iu))
 				w.Zero()
 				require.Equal(t, handle, iu.Handle)
 				handle++
@@ -167,7 +143,7 @@ func TestEveryRPC(t *testing.T) {
 
 				// ProvePossession: BLS only.
 				var pp rpc.Tagged
-				err = c.call(rpc.NewProvePossession(iu.Handle), &pp)
+				err = c.Call(rpc.NewProvePossession(iu.Handle), &pp)
 				if kt == tezos.BLS {
 					require.NoError(t, err)
 					proof, err := pp.Signature(tezos.BLS)
@@ -175,20 +151,20 @@ func TestEveryRPC(t *testing.T) {
 					require.NoError(t, wantPK.VerifyPossession(proof))
 					// BLS versions: 0 refused, 1, 2, 255 verify.
 					for _, v := range []uint8{1, 2, 255} {
-						require.NoError(t, c.call(rpc.NewSign(iu.Handle, msg, v), &st))
+						require.NoError(t, c.Call(rpc.NewSign(iu.Handle, msg, v), &st))
 						sig, err := st.Signature(tezos.BLS)
 						require.NoError(t, err)
 						require.NoError(t, wantPK.Verify(msg, sig, v), "version %d", v)
 					}
-					require.EqualError(t, c.call(rpc.NewSign(iu.Handle, msg, 0), &st), "signer error: invalid signing version")
+					require.EqualError(t, c.Call(rpc.NewSign(iu.Handle, msg, 0), &st), "signer error: invalid signing version")
 				} else {
 					require.EqualError(t, err, "signer error: Proof of possession is not supported")
 				}
 			}
 
-			require.EqualError(t, c.call(rpc.NewPublicKey(999), &rpc.Tagged{}), "signer error: invalid handle")
+			require.EqualError(t, c.Call(rpc.NewPublicKey(999), &rpc.Tagged{}), "signer error: invalid handle")
 			var ir rpc.ImportResult
-			err := c.call(rpc.NewImport([]byte{1, 2, 3}), &ir)
+			err := c.Call(rpc.NewImport([]byte{1, 2, 3}), &ir)
 			var re *rpc.RPCError
 			require.ErrorAs(t, err, &re)
 		})
@@ -238,27 +214,27 @@ func TestTamperedBlobOverRPC(t *testing.T) {
 	k, err := NewLocalKMS(filepath.Join(t.TempDir(), "kms.key"))
 	require.NoError(t, err)
 	_, addr := start(t, Options{KMS: k})
-	c := dial(t, addr)
-	require.NoError(t, c.call(rpc.NewInitialize(creds), nil))
+	c := rpctest.Dial(t, addr)
+	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
 	var gr rpc.GenerateResult
-	require.NoError(t, c.call(rpc.NewGenerate(rpc.KeyBLS), &gr))
+	require.NoError(t, c.Call(rpc.NewGenerate(rpc.KeyBLS), &gr))
 	gr.EncryptedPrivateKey[len(gr.EncryptedPrivateKey)-1] ^= 0x80
 	var ir rpc.ImportResult
-	err = c.call(rpc.NewImport(gr.EncryptedPrivateKey), &ir)
+	err = c.Call(rpc.NewImport(gr.EncryptedPrivateKey), &ir)
 	require.EqualError(t, err, "encryption error: "+ErrOpen.Error())
 	// The connection still works.
-	require.NoError(t, c.call(rpc.NewGenerate(rpc.KeyBLS), &gr))
+	require.NoError(t, c.Call(rpc.NewGenerate(rpc.KeyBLS), &gr))
 }
 
 func TestOversizedFrameClosesConnection(t *testing.T) {
 	_, addr := start(t, Options{MaxFrame: 1024})
-	c := dial(t, addr)
+	c := rpctest.Dial(t, addr)
 	var hdr [4]byte
 	binary.BigEndian.PutUint32(hdr[:], 0xfffffff0)
-	_, err := c.nc.Write(hdr[:])
+	_, err := c.Conn.Write(hdr[:])
 	require.NoError(t, err)
-	require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(5*time.Second)))
-	_, err = c.nc.Read(make([]byte, 1))
+	require.NoError(t, c.Conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = c.Conn.Read(make([]byte, 1))
 	require.True(t, errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err), "got %v", err)
 }
 
@@ -269,9 +245,9 @@ func isReset(err error) bool {
 
 func TestGarbageRequestGetsError(t *testing.T) {
 	_, addr := start(t, Options{})
-	c := dial(t, addr)
-	require.NoError(t, rpc.WriteFrame(c.nc, []byte{0xff, 0x00, 0x13}))
-	frame, err := rpc.ReadFrame(c.nc, 0)
+	c := rpctest.Dial(t, addr)
+	require.NoError(t, rpc.WriteFrame(c.Conn, []byte{0xff, 0x00, 0x13}))
+	frame, err := rpc.ReadFrame(c.Conn, 0)
 	require.NoError(t, err)
 	err = rpc.DecodeReply(frame, nil)
 	var re *rpc.RPCError
@@ -288,8 +264,8 @@ func TestReplyDelayDoesNotBlockOthers(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := dial(t, addr)
-			_ = c.call(rpc.NewInitialize(creds), nil)
+			c := rpctest.Dial(t, addr)
+			_ = c.Call(rpc.NewInitialize(creds), nil)
 		}()
 	}
 	wg.Wait()
@@ -300,10 +276,10 @@ func TestReplyDelayDoesNotBlockOthers(t *testing.T) {
 
 func TestSessionsAndClose(t *testing.T) {
 	s, addr := start(t, Options{})
-	c := dial(t, addr)
-	require.NoError(t, c.call(rpc.NewInitialize(creds), nil))
+	c := rpctest.Dial(t, addr)
+	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
 	var gi rpc.GenerateAndImportResult
-	require.NoError(t, c.call(rpc.NewGenerateAndImport(rpc.KeySecp256k1), &gi))
+	require.NoError(t, c.Call(rpc.NewGenerateAndImport(rpc.KeySecp256k1), &gi))
 	pk, err := gi.PublicKey.PublicKeyOf(tezos.Secp256k1)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
@@ -311,7 +287,7 @@ func TestSessionsAndClose(t *testing.T) {
 		return len(ss) == 1 && ss[0].Initialized && len(ss[0].Keys) == 1 && ss[0].Keys[0] == pk.Hash()
 	}, 5*time.Second, 10*time.Millisecond)
 	require.NoError(t, s.Close())
-	require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(5*time.Second)))
-	_, err = c.nc.Read(make([]byte, 1))
+	require.NoError(t, c.Conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = c.Conn.Read(make([]byte, 1))
 	require.Error(t, err)
 }

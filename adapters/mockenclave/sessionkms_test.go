@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc/rpctest"
 )
 
 // recordingKMS is a per-session KMS that remembers which credentials it was
@@ -67,22 +68,22 @@ func TestKMSProviderPerSession(t *testing.T) {
 	_, addr := start(t, Options{KMSProvider: provider, KMS: PassthroughKMS{}})
 
 	// A refused Initialize leaves the session uninitialized; it may retry.
-	c := dial(t, addr)
-	require.EqualError(t, c.call(rpc.NewInitialize(creds), nil), "encryption error: token exchange refused")
+	c := rpctest.Dial(t, addr)
+	require.EqualError(t, c.Call(rpc.NewInitialize(creds), nil), "encryption error: token exchange refused")
 	var gr rpc.GenerateResult
-	require.EqualError(t, c.call(rpc.NewGenerate(rpc.KeyEd25519), &gr), "uninitialized")
-	require.NoError(t, c.call(rpc.NewInitialize(creds), nil))
-	require.NoError(t, c.call(rpc.NewGenerate(rpc.KeyEd25519), &gr))
+	require.EqualError(t, c.Call(rpc.NewGenerate(rpc.KeyEd25519), &gr), "uninitialized")
+	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
+	require.NoError(t, c.Call(rpc.NewGenerate(rpc.KeyEd25519), &gr))
 
 	// Another session with another key gets its own KMS: the first
 	// session's blob does not open there, but does in the first.
 	other := creds
 	other.EncryptionKeyPath = "projects/p/locations/global/keyRings/r/cryptoKeys/other"
-	c2 := dial(t, addr)
-	require.NoError(t, c2.call(rpc.NewInitialize(other), nil))
+	c2 := rpctest.Dial(t, addr)
+	require.NoError(t, c2.Call(rpc.NewInitialize(other), nil))
 	var pk rpc.Tagged
-	require.ErrorContains(t, c2.call(rpc.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pk), "sealed under another key")
-	require.NoError(t, c.call(rpc.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pk))
+	require.ErrorContains(t, c2.Call(rpc.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pk), "sealed under another key")
+	require.NoError(t, c.Call(rpc.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pk))
 
 	mu.Lock()
 	require.Len(t, made, 2)
@@ -92,7 +93,7 @@ func TestKMSProviderPerSession(t *testing.T) {
 	mu.Unlock()
 
 	// Closing a connection closes its session's KMS.
-	c.nc.Close()
+	c.Conn.Close()
 	require.Eventually(t, func() bool {
 		made[0].mu.Lock()
 		defer made[0].mu.Unlock()

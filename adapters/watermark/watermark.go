@@ -4,7 +4,9 @@
 // section without opening anything), so a new backend is one package plus
 // its line in the application's driver tables. A backend reports every I/O it makes
 // (read, write, create) through Env.IO, which feeds Signatory's
-// watermark_io_* metrics. watermarktest holds their contract suite.
+// watermark_io_* metrics. Shared is the per-key bookkeeping (lock, marks
+// seen, state as last read or written) of the backends several daemons share
+// through conditional writes. watermarktest holds their contract suite.
 package watermark
 
 import (

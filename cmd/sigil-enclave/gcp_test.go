@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc/rpctest"
 	"github.com/sigil-signer/sigil/adapters/gcpkms"
 	"github.com/sigil-signer/sigil/adapters/gcpkms/gcpkmstest"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -46,18 +46,7 @@ func TestRunGCP(t *testing.T) {
 	addr := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
 	go io.Copy(io.Discard, pr)
 
-	nc, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer nc.Close()
-	call := func(req *rpc.Request, out any) error {
-		b, err := rpc.EncodeRequest(req)
-		require.NoError(t, err)
-		require.NoError(t, rpc.WriteFrame(nc, b))
-		require.NoError(t, nc.SetReadDeadline(time.Now().Add(20*time.Second)))
-		frame, err := rpc.ReadFrame(nc, 0)
-		require.NoError(t, err)
-		return rpc.DecodeReply(frame, out)
-	}
+	call := rpctest.Dial(t, addr).Call
 	require.NoError(t, call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: wip, EncryptionKeyPath: key}), nil))
 	var gi rpc.GenerateAndImportResult
 	require.NoError(t, call(rpc.NewGenerateAndImport(rpc.KeyNistP256), &gi))

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"net"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc/rpctest"
 )
 
 func TestRunServesAndStops(t *testing.T) {
@@ -34,16 +34,8 @@ func TestRunServesAndStops(t *testing.T) {
 			addr := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
 			go io.Copy(io.Discard, pr)
 
-			nc, err := net.Dial("tcp", addr)
-			require.NoError(t, err)
-			defer nc.Close()
-			b, err := rpc.EncodeRequest(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"}))
-			require.NoError(t, err)
-			require.NoError(t, rpc.WriteFrame(nc, b))
-			require.NoError(t, nc.SetReadDeadline(time.Now().Add(5*time.Second)))
-			frame, err := rpc.ReadFrame(nc, 0)
-			require.NoError(t, err)
-			require.NoError(t, rpc.DecodeReply(frame, nil))
+			c := rpctest.Dial(t, addr)
+			require.NoError(t, c.Call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"}), nil))
 
 			cancel()
 			select {

@@ -10,17 +10,14 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,8 +33,7 @@ func TestMain(m *testing.M) { harness.Main(m) }
 type env struct {
 	t        *testing.T
 	sigil    string
-	enclave  *harness.Process
-	encBin   string
+	enclave  *harness.Enclave
 	encPort  int
 	kmsPath  string
 	dir      string
@@ -50,7 +46,6 @@ func newEnv(t *testing.T) *env {
 	e := &env{
 		t:       t,
 		sigil:   harness.BuildBinary(t, "./cmd/sigil"),
-		encBin:  harness.BuildBinary(t, "./cmd/sigil-enclave"),
 		encPort: harness.FreePort(t),
 		dir:     t.TempDir(),
 	}
@@ -63,14 +58,7 @@ func newEnv(t *testing.T) *env {
 // startEnclave (re)starts the mock enclave with the local KMS key file.
 func (e *env) startEnclave(kmsPath string) {
 	e.t.Helper()
-	e.enclave = harness.StartProcess(e.t, harness.ProcessOptions{
-		Name:      "sigil-enclave",
-		Binary:    e.encBin,
-		Args:      []string{"--listen", fmt.Sprintf("127.0.0.1:%d", e.encPort), "--kms", "local", "--kms-key-file", kmsPath},
-		Ready:     func(line string) bool { return strings.HasPrefix(line, "listening on ") },
-		Timeout:   30 * time.Second,
-		StopGrace: 2 * time.Second,
-	})
+	e.enclave = harness.StartEnclave(e.t, harness.EnclaveOptions{Port: e.encPort, KMSKeyFile: kmsPath})
 }
 
 // vaultYAML is the vault section pointing at the test's enclave and key file.
@@ -134,36 +122,12 @@ type daemon struct {
 	utility string
 }
 
-var (
-	listeningRE = regexp.MustCompile(`msg="signer listening" address=(\S+) utility_address=(\S+)`)
-	readyRE     = regexp.MustCompile(`msg="signer ready"`)
-)
-
 // start runs `sigil serve -c cfg`; with waitReady it waits for the keys to
 // load, else only for the listeners.
 func (e *env) start(cfg string, waitReady bool) *daemon {
 	e.t.Helper()
-	var mu sync.Mutex
-	d := &daemon{}
-	d.proc = harness.StartProcess(e.t, harness.ProcessOptions{
-		Name:   "sigil",
-		Binary: e.sigil,
-		Args:   []string{"serve", "-c", cfg},
-		Ready: func(line string) bool {
-			mu.Lock()
-			defer mu.Unlock()
-			if m := listeningRE.FindStringSubmatch(line); m != nil {
-				d.api, d.utility = "http://"+m[1], "http://"+m[2]
-				return !waitReady
-			}
-			return waitReady && readyRE.MatchString(line)
-		},
-		Timeout:   60 * time.Second,
-		StopGrace: 10 * time.Second,
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	return d
+	h := harness.StartDaemon(e.t, harness.DaemonOptions{Binary: e.sigil, Config: cfg, Listening: !waitReady})
+	return &daemon{proc: h.Process, api: h.API, utility: h.Utility}
 }
 
 // refusesToStart runs `sigil serve -c cfg` and returns its output, failing
@@ -197,24 +161,9 @@ func post(t *testing.T, url string, msg []byte) result {
 
 func postRaw(t *testing.T, url, body string) result {
 	t.Helper()
-	resp, err := client.Post(url, "application/json", strings.NewReader(body))
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	require.NoError(t, err)
-	r := result{status: resp.StatusCode, body: string(raw)}
-	var ok struct {
-		Signature string `json:"signature"`
-	}
-	var fail []struct {
-		Msg string `json:"msg"`
-	}
-	if json.Unmarshal(raw, &ok) == nil {
-		r.sig = ok.Signature
-	} else if json.Unmarshal(raw, &fail) == nil && len(fail) == 1 {
-		r.msg = fail[0].Msg
-	}
-	return r
+	r := harness.PostSignBody(client, url, body)
+	require.NoError(t, r.Err)
+	return result{status: r.Status, body: r.Body, sig: r.Signature, msg: r.Message}
 }
 
 func get(t *testing.T, url string) result {

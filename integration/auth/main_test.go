@@ -15,9 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -54,14 +52,7 @@ func newEnv(t *testing.T) *env {
 		dir:     t.TempDir(),
 	}
 	e.keysPath = filepath.Join(e.dir, "keys.json")
-	harness.StartProcess(t, harness.ProcessOptions{
-		Name:      "sigil-enclave",
-		Binary:    harness.BuildBinary(t, "./cmd/sigil-enclave"),
-		Args:      []string{"--listen", fmt.Sprintf("127.0.0.1:%d", e.encPort), "--kms", "local", "--kms-key-file", filepath.Join(e.dir, "kms.key")},
-		Ready:     func(line string) bool { return strings.HasPrefix(line, "listening on ") },
-		Timeout:   30 * time.Second,
-		StopGrace: 2 * time.Second,
-	})
+	harness.StartEnclave(t, harness.EnclaveOptions{Port: e.encPort, KMSKeyFile: filepath.Join(e.dir, "kms.key")})
 	return e
 }
 
@@ -110,32 +101,11 @@ type daemon struct {
 	url  string
 }
 
-var listeningRE = regexp.MustCompile(`msg="signer listening" address=(\S+) `)
-
 // start runs `sigil serve -c cfg` and waits until its keys are loaded.
 func (e *env) start(cfg string) *daemon {
 	e.t.Helper()
-	var mu sync.Mutex
-	d := &daemon{}
-	d.proc = harness.StartProcess(e.t, harness.ProcessOptions{
-		Name:   "sigil",
-		Binary: e.sigil,
-		Args:   []string{"serve", "-c", cfg},
-		Ready: func(line string) bool {
-			mu.Lock()
-			defer mu.Unlock()
-			if m := listeningRE.FindStringSubmatch(line); m != nil {
-				d.url = "http://" + m[1]
-			}
-			return strings.Contains(line, `msg="signer ready"`)
-		},
-		Timeout:   60 * time.Second,
-		StopGrace: 10 * time.Second,
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	require.NotEmpty(e.t, d.url, "no listening line in the daemon's log")
-	return d
+	h := harness.StartDaemon(e.t, harness.DaemonOptions{Binary: e.sigil, Config: cfg})
+	return &daemon{proc: h.Process, url: h.API}
 }
 
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,8 +31,7 @@ func TestMain(m *testing.M) { harness.Main(m) }
 // cliTimeout bounds one `sigil` CLI run.
 const cliTimeout = 90 * time.Second
 
-func sigilBin(t *testing.T) string   { return harness.BuildBinary(t, "./cmd/sigil") }
-func enclaveBin(t *testing.T) string { return harness.BuildBinary(t, "./cmd/sigil-enclave") }
+func sigilBin(t *testing.T) string { return harness.BuildBinary(t, "./cmd/sigil") }
 
 // enclave is a running mock enclave.
 type enclave struct {
@@ -39,24 +39,13 @@ type enclave struct {
 	host, port string
 }
 
-var listeningRE = regexp.MustCompile(`listening on (127\.0\.0\.1):(\d+)`)
-
 // startEnclave starts cmd/sigil-enclave with the local KMS stand-in keyed
 // by kmsKeyFile (created if absent); enclaves given the same file open each
 // other's sealed blobs.
 func startEnclave(t *testing.T, kmsKeyFile string) *enclave {
 	t.Helper()
-	p := harness.StartProcess(t, harness.ProcessOptions{
-		Name:   "sigil-enclave",
-		Binary: enclaveBin(t),
-		Args:   []string{"--listen", "127.0.0.1:0", "--kms", "local", "--kms-key-file", kmsKeyFile},
-		Ready:  func(line string) bool { return listeningRE.MatchString(line) },
-	})
-	m := listeningRE.FindStringSubmatch(p.Log())
-	if m == nil {
-		t.Fatalf("enclave log lacks its address:\n%s", p.Log())
-	}
-	return &enclave{proc: p, host: m[1], port: m[2]}
+	e := harness.StartEnclave(t, harness.EnclaveOptions{KMSKeyFile: kmsKeyFile})
+	return &enclave{proc: e.Process, host: "127.0.0.1", port: strconv.Itoa(e.Port)}
 }
 
 // node is one daemon's configuration and base directory.
@@ -192,27 +181,12 @@ type daemon struct {
 	keys int
 }
 
-var listeningLineRE = regexp.MustCompile(`msg="signer ready" address=(\S+) utility_address=(\S+) keys=(\d+)`)
-
 // start writes the configuration and starts the daemon.
 func (n *node) start() *daemon {
 	n.t.Helper()
 	n.writeConfig()
-	p := harness.StartProcess(n.t, harness.ProcessOptions{
-		Name:      "sigil-" + n.name,
-		Binary:    sigilBin(n.t),
-		Args:      []string{"serve", "-c", n.cfg},
-		Env:       n.env,
-		Ready:     func(line string) bool { return listeningLineRE.MatchString(line) },
-		StopGrace: 5 * time.Second,
-	})
-	m := listeningLineRE.FindStringSubmatch(p.Log())
-	if m == nil {
-		n.t.Fatalf("%s: no listening line in:\n%s", n.name, p.Log())
-	}
-	var keys int
-	fmt.Sscan(m[3], &keys)
-	return &daemon{proc: p, url: "http://" + m[1], keys: keys}
+	h := harness.StartDaemon(n.t, harness.DaemonOptions{Name: "sigil-" + n.name, Binary: sigilBin(n.t), Config: n.cfg, Env: n.env})
+	return &daemon{proc: h.Process, url: h.API, keys: h.Keys}
 }
 
 var client = &http.Client{Timeout: 60 * time.Second}
@@ -245,29 +219,15 @@ type signResult struct {
 	err    error
 }
 
-// sign posts msg for pkh. It does not fail the test (it runs in goroutines).
+// sign posts msg for pkh. It does not fail the test (it runs in goroutines);
+// a 200 without a signature is an error.
 func (d *daemon) sign(pkh string, msg []byte) signResult {
-	body, _ := json.Marshal(hex.EncodeToString(msg))
-	resp, err := client.Post(d.url+"/keys/"+pkh, "application/json", bytes.NewReader(body))
-	if err != nil {
-		return signResult{err: err}
+	r := harness.PostSign(client, d.url+"/keys/"+pkh, msg)
+	res := signResult{status: r.Status, sig: r.Signature, body: r.Body, err: r.Err}
+	if r.Err == nil && r.Status == http.StatusOK && r.Signature == "" {
+		res.err = fmt.Errorf("no signature in the 200 reply %s", r.Body)
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return signResult{status: resp.StatusCode, err: err}
-	}
-	r := signResult{status: resp.StatusCode, body: string(raw)}
-	if resp.StatusCode == http.StatusOK {
-		var v struct {
-			Signature string `json:"signature"`
-		}
-		if err := json.Unmarshal(raw, &v); err != nil {
-			r.err = fmt.Errorf("decoding %s: %w", raw, err)
-		}
-		r.sig = v.Signature
-	}
-	return r
+	return res
 }
 
 // mustSign signs msg and fails unless the answer is 200 with a signature

@@ -1,15 +1,11 @@
 package cluster
 
 import (
-	"encoding/json"
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/sigil-signer/sigil/domain/tezos"
-	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/integration/harness"
 )
 
@@ -22,97 +18,6 @@ func dynamoStorage(table string) map[string]any {
 // section on table.
 func dynamoWatermark(table string) map[string]any {
 	return map[string]any{"driver": "aws", "config": map[string]any{"table": table, "region": harness.DynaliteRegion}}
-}
-
-// TestDoubleSignAcrossDaemonsDynamoDB sends 64 concurrent conflicting
-// attestations (same level and round, different payload hashes) split
-// across two daemons sharing one DynamoDB watermark table (and one key
-// table): exactly one is signed, every other answer is 409, and the
-// identical retry of the winner on the other daemon gets the same signature.
-func TestDoubleSignAcrossDaemonsDynamoDB(t *testing.T) {
-	t.Parallel()
-	dl := harness.StartDynalite(t)
-	keys, marks := dl.NewTable(t), dl.NewTable(t)
-	enc := startEnclave(t, filepath.Join(t.TempDir(), "kms.key"))
-	a := newNode(t, "a", enc, dl.Env())
-	b := newNode(t, "b", enc, dl.Env())
-	for _, n := range []*node{a, b} {
-		n.storage = dynamoStorage(keys)
-		n.watermark = dynamoWatermark(marks)
-	}
-	pkh := a.generate("tz1")
-	a.allow(pkh, "attestation")
-	b.allow(pkh, "attestation")
-	da, db := a.start(), b.start()
-	pk, status := db.publicKey(t, pkh)
-	if status != http.StatusOK {
-		t.Fatalf("daemon B does not serve %s from the shared key table: %d", pkh, status)
-	}
-
-	const n, level = 64, 1000
-	msgs := make([][]byte, n)
-	for i := range msgs {
-		msgs[i] = attestation(level, 0, randomPayload(t))
-	}
-	daemons := []*daemon{da, db}
-	results := make([]signResult, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range msgs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			results[i] = daemons[i%2].sign(pkh, msgs[i])
-		}()
-	}
-	close(start)
-	wg.Wait()
-
-	winner := -1
-	sigs := map[string]bool{}
-	conflicts := 0
-	for i, r := range results {
-		switch {
-		case r.err != nil:
-			t.Fatalf("request %d: %v", i, r.err)
-		case r.status == http.StatusOK:
-			sigs[r.sig] = true
-			winner = i
-		case r.status == http.StatusConflict:
-			conflicts++
-			if !strings.Contains(r.body, "level 1000 round 0 is not above the recorded level 1000 round 0") {
-				t.Errorf("request %d: 409 body does not name both marks: %s", i, r.body)
-			}
-		default:
-			t.Errorf("request %d to daemon %c: status %d: %s", i, 'A'+i%2, r.status, r.body)
-		}
-	}
-	if len(sigs) != 1 || conflicts != n-1 {
-		t.Fatalf("%d distinct signatures and %d conflicts out of %d, want 1 and %d", len(sigs), conflicts, n, n-1)
-	}
-	won := results[winner].sig
-	verify(t, pk, msgs[winner], won)
-	t.Logf("request %d (daemon %c) won; %d conflicts", winner, 'A'+winner%2, conflicts)
-
-	other := daemons[(winner+1)%2]
-	if r := other.sign(pkh, msgs[winner]); r.status != http.StatusOK || r.sig != won {
-		t.Fatalf("identical retry on the other daemon: %d %q (%s), want 200 %s", r.status, r.sig, r.body, won)
-	}
-	next := attestation(level+1, 0, randomPayload(t))
-	other.mustSign(t, pkh, pk, next)
-
-	// The shared mark, as the export command sees it while both daemons run.
-	var recs []watermark.Record
-	out := b.mustRun("", "watermarks", "export")
-	if err := json.Unmarshal([]byte(out), &recs); err != nil {
-		t.Fatalf("export: %v\n%s", err, out)
-	}
-	if len(recs) != 1 || recs[0].PKH != pkh || recs[0].Kind != watermark.KindAttestation ||
-		recs[0].ChainID != "NetXdQprcVkpaWU" || recs[0].Level != level+1 || recs[0].Round != 0 ||
-		recs[0].Digest != tezos.Digest(next) || recs[0].Signature == "" {
-		t.Fatalf("exported marks %+v, want one attestation mark at level %d for %s with its signature", recs, level+1, pkh)
-	}
 }
 
 // TestSignDuringDynamoDBOutage stops the (private) dynalite under a running

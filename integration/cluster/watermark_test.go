@@ -10,23 +10,54 @@ import (
 
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/domain/watermark"
+	"github.com/sigil-signer/sigil/integration/harness"
 )
 
-// TestDoubleSignAcrossDaemons sends 64 concurrent conflicting attestations
-// (same level and round, different payload hashes) split across two daemons
-// that share a Firestore watermark collection: exactly one is signed, every
-// other answer is 409, and the identical retry of the winner on the other
-// daemon gets the same signature.
+// sharedDatabase is a database two daemons share for their keys and
+// watermarks.
+type sharedDatabase struct {
+	name string
+	// open returns, fresh for t, the daemons' environment pointing at the
+	// database and their vault storage and watermark sections.
+	open func(t *testing.T) (env []string, storage, watermark map[string]any)
+}
+
+var sharedDatabases = []sharedDatabase{
+	{"Firestore", func(t *testing.T) ([]string, map[string]any, map[string]any) {
+		fs := sharedFirestore(t)
+		project := fs.NewProject(t)
+		wm := map[string]any{"driver": "gcp", "config": map[string]any{"project": project, "database": "(default)"}}
+		return fs.Env(), firestoreSection(project), wm
+	}},
+	{"DynamoDB", func(t *testing.T) ([]string, map[string]any, map[string]any) {
+		dl := harness.StartDynalite(t)
+		return dl.Env(), dynamoStorage(dl.NewTable(t)), dynamoWatermark(dl.NewTable(t))
+	}},
+}
+
+// TestDoubleSignAcrossDaemons sends, for each shared database (Firestore,
+// DynamoDB), 64 concurrent conflicting attestations (same level and round,
+// different payload hashes) split across two daemons that share their key
+// and watermark collection or tables: exactly one is signed, every other
+// answer is 409, the identical retry of the winner on the other daemon gets
+// the same signature, and the export command sees the shared mark.
 func TestDoubleSignAcrossDaemons(t *testing.T) {
 	t.Parallel()
-	fs := sharedFirestore(t)
-	project := fs.NewProject(t)
+	for _, database := range sharedDatabases {
+		t.Run(database.name, func(t *testing.T) {
+			t.Parallel()
+			testDoubleSignAcrossDaemons(t, database)
+		})
+	}
+}
+
+func testDoubleSignAcrossDaemons(t *testing.T, shared sharedDatabase) {
+	env, storage, wm := shared.open(t)
 	enc := startEnclave(t, filepath.Join(t.TempDir(), "kms.key"))
-	a := newNode(t, "a", enc, fs.Env())
-	b := newNode(t, "b", enc, fs.Env())
-	wm := map[string]any{"driver": "gcp", "config": map[string]any{"project": project, "database": "(default)"}}
+	a := newNode(t, "a", enc, env)
+	b := newNode(t, "b", enc, env)
 	for _, n := range []*node{a, b} {
-		n.storage = firestoreSection(project)
+		n.storage = storage
 		n.watermark = wm
 	}
 	pkh := a.generate("tz1")
@@ -35,7 +66,7 @@ func TestDoubleSignAcrossDaemons(t *testing.T) {
 	da, db := a.start(), b.start()
 	pk, status := db.publicKey(t, pkh)
 	if status != http.StatusOK {
-		t.Fatalf("daemon B does not serve %s: %d", pkh, status)
+		t.Fatalf("daemon B does not serve %s from the shared keys: %d", pkh, status)
 	}
 
 	const n, level = 64, 1000
@@ -101,8 +132,8 @@ func TestDoubleSignAcrossDaemons(t *testing.T) {
 	}
 	if len(recs) != 1 || recs[0].PKH != pkh || recs[0].Kind != watermark.KindAttestation ||
 		recs[0].ChainID != "NetXdQprcVkpaWU" || recs[0].Level != level+1 || recs[0].Round != 0 ||
-		recs[0].Digest != tezos.Digest(next) {
-		t.Fatalf("exported marks %+v, want one attestation mark at level %d for %s", recs, level+1, pkh)
+		recs[0].Digest != tezos.Digest(next) || recs[0].Signature == "" {
+		t.Fatalf("exported marks %+v, want one attestation mark at level %d for %s with its signature", recs, level+1, pkh)
 	}
 }
 

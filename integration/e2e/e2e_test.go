@@ -211,18 +211,8 @@ func runEndToEnd(t *testing.T, mode enclaveMode) {
 	keyFile := filepath.Join(baseDir, "confidential_space_keys.json")
 
 	// The mock enclave, a separate process with the local AES-GCM KMS.
-	enclave := harness.StartProcess(t, harness.ProcessOptions{
-		Name:    "sigil-enclave",
-		Binary:  enclaveBin,
-		Args:    append([]string{"--listen", "127.0.0.1:0"}, mode.args(t, dir)...),
-		Ready:   func(line string) bool { return strings.HasPrefix(line, "listening on ") },
-		Timeout: 20 * time.Second,
-	})
-	m := regexp.MustCompile(`(?m)^listening on 127\.0\.0\.1:(\d+)$`).FindStringSubmatch(enclave.Log())
-	if m == nil {
-		t.Fatalf("no port in the enclave's output:\n%s", enclave.Log())
-	}
-	enclavePort := m[1]
+	enclave := harness.StartEnclave(t, harness.EnclaveOptions{Binary: enclaveBin, Args: mode.args(t, dir)})
+	enclavePort := strconv.Itoa(enclave.Port)
 
 	// Configuration without policy for the CLI (no storage section: the
 	// file store at ${BASE_DIR}/confidential_space_keys.json is the default).
@@ -463,28 +453,16 @@ type daemon struct {
 	url  string
 }
 
-var listeningRE = regexp.MustCompile(`msg="signer ready" address=(\S+) utility_address=(\S+) keys=(\d+)`)
-
 // startDaemon starts `sigil serve -c cfg`, waits for its listening line and
 // checks that it loaded wantKeys keys and that /healthz answers 200.
 func startDaemon(t *testing.T, bin, cfg string, wantKeys int) *daemon {
 	t.Helper()
-	p := harness.StartProcess(t, harness.ProcessOptions{
-		Name:    "sigil-serve",
-		Binary:  bin,
-		Args:    []string{"-c", cfg, "serve"},
-		Ready:   func(line string) bool { return strings.Contains(line, `msg="signer ready"`) },
-		Timeout: 20 * time.Second,
-	})
-	m := listeningRE.FindStringSubmatch(p.Log())
-	if m == nil {
-		t.Fatalf("cannot parse the daemon's listening line:\n%s", p.Log())
+	h := harness.StartDaemon(t, harness.DaemonOptions{Name: "sigil-serve", Binary: bin, Args: []string{"-c", cfg, "serve"}})
+	if h.Keys != wantKeys {
+		t.Errorf("daemon started with keys=%d, want %d", h.Keys, wantKeys)
 	}
-	if n, _ := strconv.Atoi(m[3]); n != wantKeys {
-		t.Errorf("daemon started with keys=%d, want %d", n, wantKeys)
-	}
-	expectStatus(t, "GET", "http://"+m[2]+"/healthz", "", http.StatusOK)
-	return &daemon{proc: p, url: "http://" + m[1]}
+	expectStatus(t, "GET", h.Utility+"/healthz", "", http.StatusOK)
+	return &daemon{proc: h.Process, url: h.API}
 }
 
 // signAll runs signScript against the daemon for every key and checks the

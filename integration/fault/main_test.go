@@ -8,17 +8,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,23 +110,8 @@ func writeConfig(t *testing.T, dir string, port int, keysPath, rpcTimeout string
 // key file and returns it with the time its "listening on" line was seen.
 func startEnclave(t *testing.T, bin string, port int, kmsPath string, extra ...string) (*harness.Process, time.Time) {
 	t.Helper()
-	var at atomic.Int64
-	args := append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--kms", "local", "--kms-key-file", kmsPath}, extra...)
-	p := harness.StartProcess(t, harness.ProcessOptions{
-		Name:   "sigil-enclave",
-		Binary: bin,
-		Args:   args,
-		Ready: func(line string) bool {
-			if strings.HasPrefix(line, "listening on ") {
-				at.CompareAndSwap(0, time.Now().UnixNano())
-				return true
-			}
-			return false
-		},
-		Timeout:   30 * time.Second,
-		StopGrace: 2 * time.Second,
-	})
-	return p, time.Unix(0, at.Load())
+	e := harness.StartEnclave(t, harness.EnclaveOptions{Binary: bin, Port: port, KMSKeyFile: kmsPath, Args: extra})
+	return e.Process, e.Listening
 }
 
 // daemon is a running `sigil serve`, started and ready (keys loaded).
@@ -140,34 +121,10 @@ type daemon struct {
 	utility string
 }
 
-// The daemon logs "signer listening" when its listeners are bound and
-// "signer ready" (same fields) once every stored key is in the enclave.
-var readyRE = regexp.MustCompile(`msg="signer ready" address=(\S+) utility_address=(\S+)`)
-
 func startDaemon(t *testing.T, bin, cfg string) *daemon {
 	t.Helper()
-	var mu sync.Mutex
-	d := &daemon{}
-	d.proc = harness.StartProcess(t, harness.ProcessOptions{
-		Name:   "sigil",
-		Binary: bin,
-		Args:   []string{"serve", "-c", cfg},
-		Ready: func(line string) bool {
-			m := readyRE.FindStringSubmatch(line)
-			if m == nil {
-				return false
-			}
-			mu.Lock()
-			d.api, d.utility = "http://"+m[1], "http://"+m[2]
-			mu.Unlock()
-			return true
-		},
-		Timeout:   60 * time.Second,
-		StopGrace: 5 * time.Second,
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	return d
+	h := harness.StartDaemon(t, harness.DaemonOptions{Binary: bin, Config: cfg})
+	return &daemon{proc: h.Process, api: h.API, utility: h.Utility}
 }
 
 func newHTTPClient() *http.Client {
@@ -190,39 +147,11 @@ type signResult struct {
 	err    error  // transport error (no HTTP response)
 }
 
+// sign posts msg for pkh. An error body not in Signatory's shape leaves msg
+// empty, which callers treat as a failure.
 func sign(c *http.Client, api, pkh string, msg []byte) signResult {
-	body := strconv.Quote(hex.EncodeToString(msg))
-	resp, err := c.Post(api+"/keys/"+pkh, "application/json", strings.NewReader(body))
-	if err != nil {
-		return signResult{err: err}
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return signResult{status: resp.StatusCode, err: err}
-	}
-	r := signResult{status: resp.StatusCode}
-	if resp.StatusCode == http.StatusOK {
-		var ok struct {
-			Signature string `json:"signature"`
-		}
-		if err := json.Unmarshal(raw, &ok); err != nil {
-			r.msg = "undecodable 200 body: " + string(raw)
-		}
-		r.sig = ok.Signature
-		return r
-	}
-	var fail []struct {
-		ID   string `json:"id"`
-		Kind string `json:"kind"`
-		Msg  string `json:"msg"`
-	}
-	if err := json.Unmarshal(raw, &fail); err != nil || len(fail) != 1 {
-		r.msg = "" // not Signatory's error shape: callers treat an empty message as a failure
-		return r
-	}
-	r.msg = fail[0].Msg
-	return r
+	r := harness.PostSign(c, api+"/keys/"+pkh, msg)
+	return signResult{status: r.Status, sig: r.Signature, msg: r.Message, err: r.Err}
 }
 
 // verify checks a base58 signature returned for msg by pk.

@@ -2,16 +2,12 @@ package harness
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,24 +31,18 @@ const (
 
 // Dynalite is a running dynalite (an implementation of the DynamoDB API).
 // The shared one keeps its data in memory; a private one keeps it on disk,
-// so that it survives Stop and Restart as DynamoDB's survives an outage.
+// so that it survives Stop and Restart (on the same port) as DynamoDB's
+// survives an outage.
 // Tests sharing one stay apart by using a table each (NewTable).
 type Dynalite struct {
-	mu      sync.Mutex
-	launch  []string
-	port    int
-	dir     string // LevelDB directory; "" for memory
-	proc    *Process
-	startup time.Duration
-	logs    strings.Builder // logs of earlier (stopped) runs
-	tables  atomic.Int64
+	emulator
+	launch []string
+	port   int
+	dir    string // LevelDB directory; "" for memory
+	tables atomic.Int64
 }
 
-var (
-	dynaliteOnce   sync.Once
-	sharedDynalite *Dynalite
-	dynaliteErr    error
-)
+var sharedDynalite shared[*Dynalite]
 
 // StartDynalite returns the dynalite shared by the whole test binary,
 // starting it on first use; it is stopped when Main ends. Do not Stop or
@@ -62,17 +52,7 @@ var (
 // skipped otherwise. Under -short it is skipped.
 func StartDynalite(t testing.TB) *Dynalite {
 	t.Helper()
-	SkipIfShort(t)
-	dynaliteOnce.Do(func() {
-		sharedDynalite, dynaliteErr = startDynalite(false)
-		if dynaliteErr == nil {
-			atExit(func() { sharedDynalite.Stop() })
-		}
-	})
-	failDynalite(t, dynaliteErr)
-	t.Logf("harness: shared dynalite at %s, started in %v", sharedDynalite.Endpoint(), sharedDynalite.startup.Round(time.Millisecond))
-	sharedDynalite.logOnFailure(t)
-	return sharedDynalite
+	return startShared(t, &sharedDynalite, "dynalite", func() (*Dynalite, error) { return startDynalite(false) })
 }
 
 // StartPrivateDynalite starts a dynalite for t alone (for tests that stop
@@ -80,35 +60,12 @@ func StartDynalite(t testing.TB) *Dynalite {
 // stopped at t's cleanup.
 func StartPrivateDynalite(t testing.TB) *Dynalite {
 	t.Helper()
-	SkipIfShort(t)
-	d, err := startDynalite(true)
-	failDynalite(t, err)
-	t.Logf("harness: private dynalite at %s, started in %v", d.Endpoint(), d.startup.Round(time.Millisecond))
-	atExit(d.Stop)
-	t.Cleanup(d.Stop)
-	d.logOnFailure(t)
-	return d
+	return startPrivate(t, "dynalite", func() (*Dynalite, error) { return startDynalite(true) })
 }
 
-func failDynalite(t testing.TB, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	var missing *errMissing
-	if errors.As(err, &missing) && os.Getenv("CI") == "" {
-		t.Skipf("harness: cannot run dynalite: %v (the CI environment variable is not set, so skipping)", err)
-	}
-	t.Fatalf("harness: cannot run dynalite: %v", err)
-}
+func (d *Dynalite) base() *emulator { return &d.emulator }
 
-func (d *Dynalite) logOnFailure(t testing.TB) {
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("harness: last lines of the dynalite log:\n%s", tail(d.Log(), 60))
-		}
-	})
-}
+func (d *Dynalite) describe() string { return "dynalite at " + d.Endpoint() }
 
 // dynaliteLauncher finds how to run dynalite: $SIGIL_DYNALITE, then the
 // project-local install under tools/dynalite, then dynalite on PATH.
@@ -151,12 +108,13 @@ func startDynalite(onDisk bool) (*Dynalite, error) {
 		return nil, err
 	}
 	d := &Dynalite{launch: launch, port: port}
+	d.emulator = emulator{name: "dynalite", start: d.start}
 	if onDisk {
 		if d.dir, err = tempRoot("sigil-dynalite-"); err != nil {
 			return nil, err
 		}
 	}
-	if err := d.start(); err != nil {
+	if err := d.run(); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -165,7 +123,6 @@ func startDynalite(onDisk bool) (*Dynalite, error) {
 // start launches dynalite (d.mu held or d not yet shared). Tables become
 // ACTIVE 50 ms after their creation, so that clients do wait for them.
 func (d *Dynalite) start() error {
-	begin := time.Now()
 	args := append([]string(nil), d.launch[1:]...)
 	args = append(args, "--host", "127.0.0.1", "--port", strconv.Itoa(d.port),
 		"--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50")
@@ -191,7 +148,6 @@ func (d *Dynalite) start() error {
 		return err
 	}
 	d.proc = p
-	d.startup = time.Since(begin)
 	return nil
 }
 
@@ -234,52 +190,8 @@ func (d *Dynalite) client() *dynamodb.Client {
 }
 
 // NewTable returns a table name no other caller got.
-func (d *Dynalite) NewTable(t testing.TB) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("sigil-test-%d-%s", d.tables.Add(1), hex.EncodeToString(b[:]))
-}
-
-// StartupTime is how long the last start took until dynalite answered.
-func (d *Dynalite) StartupTime() time.Duration {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.startup
-}
+func (d *Dynalite) NewTable(t testing.TB) string { return uniqueName(&d.tables) }
 
 // Stop stops dynalite (a shared one loses its data, a private one keeps
 // it). Stopping a stopped one does nothing.
-func (d *Dynalite) Stop() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.stopLocked()
-}
-
-func (d *Dynalite) stopLocked() {
-	if d.proc != nil {
-		d.proc.Stop()
-		d.logs.WriteString(d.proc.Log())
-		d.proc = nil
-	}
-}
-
-// Restart stops dynalite and starts it again on the same port (a private
-// one with its data).
-func (d *Dynalite) Restart() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.stopLocked()
-	d.logs.WriteString("----- restart -----\n")
-	return d.start()
-}
-
-// Log returns dynalite's output, across restarts.
-func (d *Dynalite) Log() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s := d.logs.String()
-	if d.proc != nil {
-		s += d.proc.Log()
-	}
-	return s
-}
+func (d *Dynalite) Stop() { _ = d.emulator.Stop() }

@@ -2,8 +2,6 @@ package harness
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,29 +37,18 @@ const emulatorMainClass = "com.google.cloud.datastore.emulator.firestore.CloudFi
 
 // Firestore is a running Firestore emulator. Projects are isolated by the
 // emulator, so tests sharing one emulator stay apart by using NewProject.
+// Stop stops it and Restart starts it again (on the same port when run
+// locally); either way its data is lost.
 type Firestore struct {
-	mu       sync.Mutex
+	emulator
 	mode     string // "local" or "docker"
 	launch   []string
-	host     string // 127.0.0.1:port
+	host     string // 127.0.0.1:port; guarded by mu
 	port     int
-	proc     *Process
-	ctr      *testcontainers.DockerContainer
-	startup  time.Duration
-	logs     strings.Builder // logs of earlier (stopped) runs
 	projects atomic.Int64
 }
 
-// errMissing marks a missing prerequisite: the test is skipped outside CI.
-type errMissing struct{ what string }
-
-func (e *errMissing) Error() string { return e.what }
-
-var (
-	sharedOnce sync.Once
-	sharedFS   *Firestore
-	sharedErr  error
-)
+var sharedFirestore shared[*Firestore]
 
 // StartFirestore returns the Firestore emulator shared by the whole test
 // binary, starting it on first use. It is stopped when Main ends. Do not
@@ -72,55 +58,25 @@ var (
 // environment variable is set and is skipped otherwise.
 func StartFirestore(t testing.TB) *Firestore {
 	t.Helper()
-	SkipIfShort(t)
-	sharedOnce.Do(func() {
-		sharedFS, sharedErr = startFirestore()
-		if sharedErr == nil {
-			atExit(func() { _ = sharedFS.Stop() })
-		}
-	})
-	failFirestore(t, sharedErr)
-	t.Logf("harness: shared Firestore emulator (%s) at %s, started in %v", sharedFS.mode, sharedFS.Host(), sharedFS.startup.Round(time.Millisecond))
-	sharedFS.logOnFailure(t)
-	return sharedFS
+	return startShared(t, &sharedFirestore, "Firestore emulator", startFirestore)
 }
 
 // StartPrivateFirestore starts an emulator for t alone (for tests that stop
 // or restart it); it is stopped at t's cleanup.
 func StartPrivateFirestore(t testing.TB) *Firestore {
 	t.Helper()
-	SkipIfShort(t)
-	f, err := startFirestore()
-	failFirestore(t, err)
-	t.Logf("harness: private Firestore emulator (%s) at %s, started in %v", f.mode, f.Host(), f.startup.Round(time.Millisecond))
-	atExit(func() { _ = f.Stop() })
-	t.Cleanup(func() { _ = f.Stop() })
-	f.logOnFailure(t)
-	return f
+	return startPrivate(t, "Firestore emulator", startFirestore)
 }
 
-func failFirestore(t testing.TB, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	var missing *errMissing
-	if errors.As(err, &missing) && os.Getenv("CI") == "" {
-		t.Skipf("harness: cannot run a Firestore emulator: %v (the CI environment variable is not set, so skipping)", err)
-	}
-	t.Fatalf("harness: cannot run a Firestore emulator: %v", err)
-}
+func (f *Firestore) base() *emulator { return &f.emulator }
 
-func (f *Firestore) logOnFailure(t testing.TB) {
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("harness: last lines of the Firestore emulator log:\n%s", tail(f.Log(), 60))
-		}
-	})
+func (f *Firestore) describe() string {
+	return fmt.Sprintf("Firestore emulator (%s) at %s", f.mode, f.Host())
 }
 
 func startFirestore() (*Firestore, error) {
 	f := &Firestore{}
+	f.emulator = emulator{name: "Firestore emulator", start: f.start}
 	mode := os.Getenv(EnvEmulatorMode)
 	switch mode {
 	case "docker":
@@ -149,7 +105,7 @@ func startFirestore() (*Firestore, error) {
 		}
 		f.port = port
 	}
-	if err := f.start(); err != nil {
+	if err := f.run(); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -255,7 +211,6 @@ func dockerReachable() error {
 
 // start launches the emulator (f.mu held or f not yet shared).
 func (f *Firestore) start() error {
-	begin := time.Now()
 	if f.mode == "docker" {
 		if err := f.startDocker(); err != nil {
 			return err
@@ -281,7 +236,6 @@ func (f *Firestore) start() error {
 		}
 		f.proc, f.host = p, host
 	}
-	f.startup = time.Since(begin)
 	return nil
 }
 
@@ -343,80 +297,6 @@ func (f *Firestore) SetEnv(t testing.TB) { t.Setenv("FIRESTORE_EMULATOR_HOST", f
 // Mode returns "local" or "docker".
 func (f *Firestore) Mode() string { return f.mode }
 
-// StartupTime is how long the last start took until the emulator answered.
-func (f *Firestore) StartupTime() time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.startup
-}
-
 // NewProject returns a project id no other caller got; the emulator keeps
 // each project's data apart.
-func (f *Firestore) NewProject(t testing.TB) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("sigil-test-%d-%s", f.projects.Add(1), hex.EncodeToString(b[:]))
-}
-
-// Stop stops the emulator (its data is lost). Stopping a stopped emulator
-// does nothing.
-func (f *Firestore) Stop() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.stopLocked()
-}
-
-func (f *Firestore) stopLocked() error {
-	switch {
-	case f.proc != nil:
-		f.proc.Stop()
-		f.logs.WriteString(f.proc.Log())
-		f.proc = nil
-	case f.ctr != nil:
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		f.logs.WriteString(containerLogs(ctx, f.ctr))
-		err := f.ctr.Terminate(ctx)
-		f.ctr = nil
-		return err
-	}
-	return nil
-}
-
-// Restart stops the emulator and starts it again, on the same port when
-// run locally. The emulator keeps no data across a restart.
-func (f *Firestore) Restart() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.stopLocked(); err != nil {
-		return err
-	}
-	f.logs.WriteString("----- restart -----\n")
-	return f.start()
-}
-
-// Log returns the emulator's output, across restarts.
-func (f *Firestore) Log() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s := f.logs.String()
-	switch {
-	case f.proc != nil:
-		s += f.proc.Log()
-	case f.ctr != nil:
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s += containerLogs(ctx, f.ctr)
-	}
-	return s
-}
-
-func containerLogs(ctx context.Context, c *testcontainers.DockerContainer) string {
-	r, err := c.Logs(ctx)
-	if err != nil {
-		return fmt.Sprintf("[container logs unavailable: %v]\n", err)
-	}
-	defer r.Close()
-	b, _ := io.ReadAll(r)
-	return string(b)
-}
+func (f *Firestore) NewProject(t testing.TB) string { return uniqueName(&f.projects) }

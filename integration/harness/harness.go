@@ -6,7 +6,10 @@
 // run with testcontainers when a Docker engine is reachable and from the
 // preinstalled Google Cloud SDK otherwise, and dynalite, a DynamoDB
 // implementation installed by npm under tools/dynalite, likewise shared
-// (StartDynalite) or private (StartPrivateDynalite). A test package using it calls
+// (StartDynalite) or private (StartPrivateDynalite), and Sigil's own
+// processes: the mock enclave (StartEnclave), `sigil serve` waited for until
+// it listens or is ready (StartDaemon), and a sign request client
+// (PostSign). A test package using it calls
 // Main from its TestMain, so that every process started is killed (as a
 // group) when the tests end, whatever their outcome.
 package harness

@@ -17,10 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,17 +69,15 @@ func newWorld(t *testing.T, tokenTTL time.Duration) *world {
 // would print (requests hold plain keys) may reach the log.
 func (w *world) startEnclave() *harness.Process {
 	w.t.Helper()
-	return harness.StartProcess(w.t, harness.ProcessOptions{
+	return harness.StartEnclave(w.t, harness.EnclaveOptions{
 		Name:   "sigil-enclave-gcp",
 		Binary: w.enclaveBin,
-		Args: []string{"--listen", fmt.Sprintf("127.0.0.1:%d", w.port), "--kms", "gcp", "--log-level", "debug",
+		Port:   w.port,
+		Args: []string{"--kms", "gcp", "--log-level", "debug",
 			"--gcp-token-file", w.tokenFile, "--gcp-sts-url", w.sts.URL,
 			"--gcp-kms-endpoint", w.kms.Addr, "--gcp-kms-insecure"},
-		Env:       []string{"GOOGLE_SDK_GO_LOGGING_LEVEL=debug"},
-		Ready:     func(line string) bool { return strings.HasPrefix(line, "listening on ") },
-		Timeout:   30 * time.Second,
-		StopGrace: 3 * time.Second,
-	})
+		Env: []string{"GOOGLE_SDK_GO_LOGGING_LEVEL=debug"},
+	}).Process
 }
 
 // writeConfig writes the daemon's configuration: the confidentialspace
@@ -169,41 +164,12 @@ type daemon struct {
 	api, utility string
 }
 
-var listeningRE = regexp.MustCompile(`msg="signer (?:listening|ready)" address=(\S+) utility_address=(\S+)`)
-
 // startDaemon starts `sigil serve`; with ready it waits for every stored
 // key to be loaded ("signer ready"), otherwise only for the listeners.
 func (w *world) startDaemon(cfg string, ready bool) *daemon {
 	w.t.Helper()
-	var mu sync.Mutex
-	d := &daemon{}
-	want := `msg="signer listening"`
-	if ready {
-		want = `msg="signer ready"`
-	}
-	d.proc = harness.StartProcess(w.t, harness.ProcessOptions{
-		Name:   "sigil-serve",
-		Binary: w.sigil,
-		Args:   []string{"serve", "-c", cfg},
-		Ready: func(line string) bool {
-			if !strings.Contains(line, want) {
-				return false
-			}
-			m := listeningRE.FindStringSubmatch(line)
-			if m == nil {
-				return false
-			}
-			mu.Lock()
-			d.api, d.utility = "http://"+m[1], "http://"+m[2]
-			mu.Unlock()
-			return true
-		},
-		Timeout:   60 * time.Second,
-		StopGrace: 5 * time.Second,
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	return d
+	h := harness.StartDaemon(w.t, harness.DaemonOptions{Name: "sigil-serve", Binary: w.sigil, Config: cfg, Listening: !ready})
+	return &daemon{proc: h.Process, api: h.API, utility: h.Utility}
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
@@ -240,24 +206,16 @@ var transaction = func() []byte {
 // the signature.
 func (d *daemon) signAndVerify(t *testing.T, pkh string, pk tezos.PublicKey, msg []byte) string {
 	t.Helper()
-	resp, err := httpClient.Post(d.api+"/keys/"+pkh, "application/json", strings.NewReader(strconv.Quote(hex.EncodeToString(msg))))
-	if err != nil {
-		t.Fatalf("sign with %s: %v", pkh, err)
+	out := harness.PostSign(httpClient, d.api+"/keys/"+pkh, msg)
+	if out.Err != nil {
+		t.Fatalf("sign with %s: %v", pkh, out.Err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("sign with %s: status %d: %s", pkh, resp.StatusCode, body)
-	}
-	var out struct {
-		Signature string `json:"signature"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		t.Fatalf("sign with %s: %s: %v", pkh, body, err)
+	if out.Status != http.StatusOK {
+		t.Fatalf("sign with %s: status %d: %s", pkh, out.Status, out.Body)
 	}
 	sig, err := tezos.ParseSignature(out.Signature)
 	if err != nil {
-		t.Fatalf("sign with %s: %v", pkh, err)
+		t.Fatalf("sign with %s: %s: %v", pkh, out.Body, err)
 	}
 	if err := pk.Verify(msg, sig, tezos.SignVersionLatest); err != nil {
 		t.Fatalf("sign with %s: the signature %s does not verify: %v", pkh, out.Signature, err)

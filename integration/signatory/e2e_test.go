@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -75,17 +74,7 @@ func TestDropInEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	baseDir := filepath.Join(dir, "base")
 	cfgPath := filepath.Join(dir, "sigil.yaml")
-	enclave := harness.StartProcess(t, harness.ProcessOptions{
-		Name:    "sigil-enclave",
-		Binary:  enclaveBin,
-		Args:    []string{"--listen", "127.0.0.1:0", "--kms", "local", "--kms-key-file", filepath.Join(dir, "kms.key")},
-		Ready:   func(line string) bool { return strings.HasPrefix(line, "listening on ") },
-		Timeout: 20 * time.Second,
-	})
-	m := regexp.MustCompile(`(?m)^listening on 127\.0\.0\.1:(\d+)$`).FindStringSubmatch(enclave.Log())
-	if m == nil {
-		t.Fatalf("no port in the enclave's output:\n%s", enclave.Log())
-	}
+	enclave := harness.StartEnclave(t, harness.EnclaveOptions{Binary: enclaveBin, KMSKeyFile: filepath.Join(dir, "kms.key")})
 	writeConfig := func(server, extra string) {
 		cfg := fmt.Sprintf(`base_dir: %s
 server:
@@ -96,11 +85,11 @@ server:
     driver: confidentialspace
     config:
       host: 127.0.0.1
-      port: %s
+      port: %d
       wip_provider_path: x
       encryption_key_path: y
       rpc_timeout: 5s
-%s`, baseDir, server, m[1], extra)
+%s`, baseDir, server, enclave.Port, extra)
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -133,18 +122,11 @@ tezos:
 		t.Fatal(err)
 	}
 
-	d := harness.StartProcess(t, harness.ProcessOptions{
-		Name:    "sigil-serve",
-		Binary:  sigil,
-		Args:    []string{"-c", cfgPath, "serve"},
-		Ready:   func(line string) bool { return strings.Contains(line, `msg="signer ready"`) },
-		Timeout: 30 * time.Second,
-	})
-	lm := regexp.MustCompile(`msg="signer ready" address=(\S+) utility_address=(\S+) keys=(\d+)`).FindStringSubmatch(d.Log())
-	if lm == nil || lm[3] != "3" {
-		t.Fatalf("cannot read the daemon's ready line (want keys=3):\n%s", d.Log())
+	d := harness.StartDaemon(t, harness.DaemonOptions{Name: "sigil-serve", Binary: sigil, Args: []string{"-c", cfgPath, "serve"}})
+	if d.Keys != 3 {
+		t.Fatalf("the daemon loaded %d keys, want 3:\n%s", d.Keys, d.Log())
 	}
-	api, utility := "http://"+lm[1], "http://"+lm[2]
+	api, utility := d.API, d.Utility
 
 	var forged map[string]struct{ Stake, Transaction string }
 	taquito.Run(t, forgeScript, map[string]any{"keys": []string{stakeKey, txKey, bareKey}, "branch": e2eBranch, "destination": e2eDestination}, &forged)
@@ -283,21 +265,14 @@ func postSign(t *testing.T, api, pkh string, msg []byte, auth bool, client testK
 		}
 		u += "?authentication=" + url.QueryEscape(sig.String())
 	}
-	resp, err := httpClient.Post(u, "application/json", strings.NewReader(`"`+hex.EncodeToString(msg)+`"`))
-	if err != nil {
-		t.Fatalf("POST %s: %v", u, err)
+	r := harness.PostSign(httpClient, u, msg)
+	if r.Err != nil {
+		t.Fatalf("POST %s: %v", u, r.Err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var r struct {
-		Signature string `json:"signature"`
+	if r.Status == http.StatusOK && r.Signature == "" {
+		t.Fatalf("POST %s: no signature in the 200 reply %s", u, r.Body)
 	}
-	if resp.StatusCode == http.StatusOK {
-		if err := json.Unmarshal(body, &r); err != nil {
-			t.Fatalf("POST %s: %v (%s)", u, err, body)
-		}
-	}
-	return resp.StatusCode, r.Signature, string(body)
+	return r.Status, r.Signature, r.Body
 }
 
 // scrapeFamilies reads a Prometheus text exposition and returns, per

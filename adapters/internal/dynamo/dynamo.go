@@ -4,9 +4,10 @@
 // session_token), the AWS SDK for Go v2 client built from those fields (static
 // keys when given, else the SDK's default credential chain; the standard
 // AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL variables point it at another
-// endpoint), creation of a missing table at start, and Caller, which runs
+// endpoint), creation of a missing table at start, Caller, which runs
 // each DynamoDB call under the awsretry discipline with a bound per attempt
-// and reports every attempt to an observer.
+// and reports every attempt to an observer, and ScanAll, a whole table read
+// page by page through a Caller.
 package dynamo
 
 import (
@@ -59,6 +60,42 @@ func (c Config) TableName(what, def string) (string, error) {
 		return "", domain.Errorf(domain.KindInvalid, "%s: table %q is not a valid DynamoDB table name (3 to 255 of a-z A-Z 0-9 _ - .)", what, name)
 	}
 	return name, nil
+}
+
+// DecodeConfig decodes a driver's config section with decode (nil: the
+// section is absent, and the zero Config applies); what names the driver in
+// the error.
+func DecodeConfig(decode func(any) error, what string) (Config, error) {
+	var cfg Config
+	if decode != nil {
+		if err := decode(&cfg); err != nil {
+			return Config{}, domain.Errorf(domain.KindInvalid, "%s: invalid config: %v", what, err)
+		}
+	}
+	return cfg, nil
+}
+
+// CheckSection is a driver's configuration check: its section decoded as
+// DecodeConfig does and validated as Check does, without creating a client
+// or contacting AWS.
+func CheckSection(decode func(any) error, what, defTable string) error {
+	cfg, err := DecodeConfig(decode, what)
+	if err != nil {
+		return err
+	}
+	return cfg.Check(context.Background(), what, defTable)
+}
+
+// Connect is what a driver does before it opens its table: the table name
+// (see TableName), and a client with its region (see NewClient).
+func Connect(ctx context.Context, c Config, what, defTable string, log *slog.Logger) (client *dynamodb.Client, table, region string, err error) {
+	if table, err = c.TableName(what, defTable); err != nil {
+		return nil, "", "", err
+	}
+	if client, region, err = NewClient(ctx, c, what, log); err != nil {
+		return nil, "", "", err
+	}
+	return client, table, region, nil
 }
 
 // NewClient builds a DynamoDB client for c and returns it with the region

@@ -37,7 +37,7 @@ func Check(data []byte, shape any) error {
 		return errors.New("empty document")
 	}
 	if err != nil {
-		return syntax(data, err)
+		return SyntaxError(data, err)
 	}
 	if tok == nil {
 		return errors.New("the document is null")
@@ -90,7 +90,7 @@ func (c *checker) value(tok json.Token, t reflect.Type, path string, depth int) 
 		for c.dec.More() {
 			kt, err := c.dec.Token()
 			if err != nil {
-				return syntax(c.data, err)
+				return SyntaxError(c.data, err)
 			}
 			key, _ := kt.(string)
 			folded := strings.ToLower(key)
@@ -117,7 +117,7 @@ func (c *checker) value(tok json.Token, t reflect.Type, path string, depth int) 
 			}
 			vtok, err := c.dec.Token()
 			if err != nil {
-				return syntax(c.data, err)
+				return SyntaxError(c.data, err)
 			}
 			if err := c.value(vtok, vt, sub, depth+1); err != nil {
 				return err
@@ -131,7 +131,7 @@ func (c *checker) value(tok json.Token, t reflect.Type, path string, depth int) 
 		for i := 0; c.dec.More(); i++ {
 			vtok, err := c.dec.Token()
 			if err != nil {
-				return syntax(c.data, err)
+				return SyntaxError(c.data, err)
 			}
 			if err := c.value(vtok, elem, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
 				return err
@@ -139,7 +139,7 @@ func (c *checker) value(tok json.Token, t reflect.Type, path string, depth int) 
 		}
 	}
 	if _, err := c.dec.Token(); err != nil { // the closing delimiter
-		return syntax(c.data, err)
+		return SyntaxError(c.data, err)
 	}
 	return nil
 }
@@ -194,8 +194,10 @@ func sortedKeys(m map[string]reflect.Type) []string {
 	return out
 }
 
-// syntax turns a decoder error into one with a line and column.
-func syntax(data []byte, err error) error {
+// SyntaxError describes err, an encoding/json error met while decoding
+// data, by where data stops being valid JSON: "invalid JSON at line L,
+// column C: …" for a syntax error, the line for a document cut short.
+func SyntaxError(data []byte, err error) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		line, col := 1, 1

@@ -1,6 +1,9 @@
 package strictjson
 
 import (
+	"encoding/json"
+	"errors"
+	"io"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -64,4 +67,15 @@ func TestDepthBounded(t *testing.T) {
 	err := Check([]byte(deep), []any{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nested more than")
+}
+
+func TestSyntaxError(t *testing.T) {
+	data := []byte("[\n  {\"a\": 1,,}\n]")
+	var v any
+	err := SyntaxError(data, json.Unmarshal(data, &v))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "invalid JSON at line 2, column ")
+	assert.Contains(t, err.Error(), "invalid character ',' looking for beginning of object key string")
+	assert.EqualError(t, SyntaxError([]byte("[\n1,"), io.ErrUnexpectedEOF), "invalid JSON at line 2: unexpected end of data")
+	assert.EqualError(t, SyntaxError(nil, errors.New("other")), "invalid JSON: other")
 }

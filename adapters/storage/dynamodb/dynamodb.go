@@ -76,11 +76,7 @@ var _ ports.KeyStore = (*Store)(nil)
 
 // New connects to the table cfg names, creating it when absent.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
-	table, err := cfg.TableName(what, DefaultTable)
-	if err != nil {
-		return nil, err
-	}
-	client, region, err := dynamo.NewClient(ctx, cfg, what, log)
+	client, table, region, err := dynamo.Connect(ctx, cfg, what, DefaultTable, log)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +107,7 @@ func newStore(ctx context.Context, api API, table, region string, log *slog.Logg
 // without it the table is encrypted_keys and credentials and region come
 // from the SDK's defaults.
 func Open(ctx context.Context, decode func(any) error, env storage.Env) (ports.KeyStore, error) {
-	cfg, err := decodeConfig(decode)
+	cfg, err := dynamo.DecodeConfig(decode, what)
 	if err != nil {
 		return nil, err
 	}
@@ -121,21 +117,7 @@ func Open(ctx context.Context, decode func(any) error, env storage.Env) (ports.K
 // Check is the driver's storage.Checker: the section is validated as Open
 // reads it, without creating a client or contacting AWS.
 func Check(decode func(any) error, _ storage.Env) error {
-	cfg, err := decodeConfig(decode)
-	if err != nil {
-		return err
-	}
-	return cfg.Check(context.Background(), what, DefaultTable)
-}
-
-func decodeConfig(decode func(any) error) (Config, error) {
-	var cfg Config
-	if decode != nil {
-		if err := decode(&cfg); err != nil {
-			return Config{}, domain.Errorf(domain.KindInvalid, "%s: invalid config: %v", what, err)
-		}
-	}
-	return cfg, nil
+	return dynamo.CheckSection(decode, what, DefaultTable)
 }
 
 var (
@@ -187,36 +169,23 @@ func (s *Store) Put(ctx context.Context, k ports.StoredKey) error {
 func (s *Store) List(ctx context.Context) ([]ports.StoredKey, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	var (
-		out   []ports.StoredKey
-		start map[string]types.AttributeValue
-	)
-	for page := 1; ; page++ {
-		in := &ddb.ScanInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true), ExclusiveStartKey: start}
-		if s.pageSize > 0 {
-			in.Limit = aws.Int32(s.pageSize)
-		}
-		var res *ddb.ScanOutput
-		err := s.call.Do(ctx, "read", func(ctx context.Context) error {
-			var err error
-			res, err = s.api.Scan(ctx, in)
-			return err
-		})
-		if err != nil {
-			return nil, dynamo.Fail(ctx, what, s.where, fmt.Sprintf("list (page %d)", page), err)
-		}
-		for _, it := range res.Items {
-			k, err := decodeItem(it)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %s: %w", what, s.where, err)
-			}
-			out = append(out, k)
-		}
-		if len(res.LastEvaluatedKey) == 0 {
-			return out, nil
-		}
-		start = res.LastEvaluatedKey
+	var out []ports.StoredKey
+	in := &ddb.ScanInput{TableName: aws.String(s.table)}
+	if s.pageSize > 0 {
+		in.Limit = aws.Int32(s.pageSize)
 	}
+	err := dynamo.ScanAll(ctx, s.api, s.call, in, what, s.where, "list", func(it map[string]types.AttributeValue) error {
+		k, err := decodeItem(it)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", what, s.where, err)
+		}
+		out = append(out, k)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // decodeItem validates one key item.

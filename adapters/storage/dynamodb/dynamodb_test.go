@@ -209,32 +209,7 @@ func TestOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Stop()
-	const budget = 3 * time.Second
-	for _, op := range []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"Put", func(ctx context.Context) error {
-			return s.Put(ctx, ports.StoredKey{PKH: storagetest.PKH(tezos.BLS, 2), Blob: []byte("two")})
-		}},
-		{"List", func(ctx context.Context) error { _, err := s.List(ctx); return err }},
-	} {
-		dctx, cancel := context.WithTimeout(ctx, budget)
-		start := time.Now()
-		err := op.run(dctx)
-		took := time.Since(start)
-		cancel()
-		t.Logf("%s during the outage failed after %v: %v", op.name, took.Round(time.Millisecond), err)
-		if err == nil {
-			t.Fatalf("%s succeeded while DynamoDB was down", op.name)
-		}
-		if took > budget+time.Second {
-			t.Fatalf("%s took %v, beyond its %v deadline", op.name, took, budget)
-		}
-		if domain.KindOf(err) != domain.KindUnavailable || !strings.Contains(err.Error(), "DynamoDB") || !strings.Contains(err.Error(), "table "+table) {
-			t.Fatalf("%s: error %v (kind %v), want an unavailable error naming DynamoDB and the table", op.name, err, domain.KindOf(err))
-		}
-	}
+	storagetest.FailsDuringOutage(t, s, 3*time.Second, "DynamoDB", "table "+table)
 
 	// DynamoDB comes back with its data: the store works again, and the
 	// Put that failed stored nothing.

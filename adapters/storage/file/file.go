@@ -313,21 +313,8 @@ func Decode(data []byte) ([]ports.StoredKey, error) {
 // syntaxError describes where data stops being valid JSON.
 func syntaxError(data []byte) error {
 	var v any
-	err := json.Unmarshal(data, &v)
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		line, col := 1, 1
-		for _, c := range data[:min(int(se.Offset), len(data))] {
-			if c == '\n' {
-				line, col = line+1, 1
-			} else {
-				col++
-			}
-		}
-		return fmt.Errorf("invalid JSON at line %d, column %d: %v", line, col, se)
-	}
-	if err != nil {
-		return fmt.Errorf("invalid JSON: %v", err)
+	if err := json.Unmarshal(data, &v); err != nil {
+		return strictjson.SyntaxError(data, err)
 	}
 	return errors.New("invalid JSON")
 }

@@ -370,35 +370,7 @@ func TestEmulatorOutage(t *testing.T) {
 	}
 	t.Logf("emulator stopped in %v", time.Since(stopAt).Round(time.Millisecond))
 
-	const budget = 3 * time.Second
-	for _, op := range []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"Put", func(ctx context.Context) error {
-			return s.Put(ctx, ports.StoredKey{PKH: storagetest.PKH(tezos.BLS, 2), Blob: []byte("two")})
-		}},
-		{"List", func(ctx context.Context) error { _, err := s.List(ctx); return err }},
-	} {
-		dctx, cancel := context.WithTimeout(ctx, budget)
-		start := time.Now()
-		err := op.run(dctx)
-		took := time.Since(start)
-		cancel()
-		t.Logf("%s during the outage failed after %v: %v", op.name, took.Round(time.Millisecond), err)
-		if err == nil {
-			t.Fatalf("%s succeeded while the emulator was down", op.name)
-		}
-		if took > budget+time.Second {
-			t.Fatalf("%s took %v, beyond its %v deadline", op.name, took, budget)
-		}
-		if domain.KindOf(err) != domain.KindUnavailable {
-			t.Fatalf("%s error kind %v, want unavailable: %v", op.name, domain.KindOf(err), err)
-		}
-		if !strings.Contains(err.Error(), "project "+project) {
-			t.Fatalf("%s error does not say which store failed: %v", op.name, err)
-		}
-	}
+	storagetest.FailsDuringOutage(t, s, 3*time.Second, "project "+project)
 
 	if err := f.Restart(); err != nil {
 		t.Fatal(err)

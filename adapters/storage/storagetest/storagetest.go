@@ -1,7 +1,8 @@
 // Package storagetest is the contract test every key storage driver
 // (ports.KeyStore implementation) must pass: empty store, round trip,
 // replacement without duplicates, many keys, concurrent writers, a second
-// store instance on the same backing, and rejection of bad input. A driver's
+// store instance on the same backing, and rejection of bad input; and
+// FailsDuringOutage, for drivers on a service that can go down. A driver's
 // own tests call Run with a function that prepares a fresh backing.
 package storagetest
 
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -317,5 +319,44 @@ func testCanceled(ctx context.Context, t *testing.T, open func() ports.KeyStore)
 	}
 	if got := mustList(ctx, t, s); len(got) != 0 {
 		t.Fatalf("a Put with a canceled context stored %d keys", len(got))
+	}
+}
+
+// FailsDuringOutage checks s while its backing is down: Put (of a key
+// derived from index 2, with blob "two") and List each fail within budget
+// (plus a second of slack) with an error of kind Unavailable whose text
+// contains every string of mentions (what says which store failed). The
+// caller stops the backing before and checks what is stored after.
+func FailsDuringOutage(t *testing.T, s ports.KeyStore, budget time.Duration, mentions ...string) {
+	t.Helper()
+	for _, op := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"Put", func(ctx context.Context) error {
+			return s.Put(ctx, ports.StoredKey{PKH: PKH(tezos.BLS, 2), Blob: []byte("two")})
+		}},
+		{"List", func(ctx context.Context) error { _, err := s.List(ctx); return err }},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), budget)
+		start := time.Now()
+		err := op.run(ctx)
+		took := time.Since(start)
+		cancel()
+		t.Logf("%s during the outage failed after %v: %v", op.name, took.Round(time.Millisecond), err)
+		if err == nil {
+			t.Fatalf("%s succeeded while the backing was down", op.name)
+		}
+		if took > budget+time.Second {
+			t.Fatalf("%s took %v, beyond its %v deadline", op.name, took, budget)
+		}
+		if domain.KindOf(err) != domain.KindUnavailable {
+			t.Fatalf("%s error kind %v, want unavailable: %v", op.name, domain.KindOf(err), err)
+		}
+		for _, m := range mentions {
+			if !strings.Contains(err.Error(), m) {
+				t.Fatalf("%s error does not mention %q: %v", op.name, m, err)
+			}
+		}
 	}
 }

@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -89,11 +88,7 @@ type Store struct {
 	where string // "table T, region R"
 	call  dynamo.Caller
 	rec   wm.IORecorder
-
-	mu    sync.Mutex
-	cache map[watermark.Key]watermark.Mark // highest mark seen recorded (Check)
-	items map[watermark.Key]itemState      // each item as last read or written (Commit)
-	locks map[watermark.Key]chan struct{}  // one in-flight commit per key
+	keys  *wm.Shared[itemState] // per-key lock, marks seen (Check), items as last read or written (Commit)
 }
 
 var _ ports.WatermarkStore = (*Store)(nil)
@@ -101,11 +96,7 @@ var _ ports.WatermarkStore = (*Store)(nil)
 // Open connects to the table cfg names (creating it when absent) and
 // returns the store. env.IO observes every DynamoDB call.
 func Open(ctx context.Context, cfg Config, env wm.Env) (*Store, error) {
-	table, err := cfg.TableName(what, DefaultTable)
-	if err != nil {
-		return nil, err
-	}
-	client, region, err := dynamo.NewClient(ctx, cfg, what, env.Logger)
+	client, table, region, err := dynamo.Connect(ctx, cfg, what, DefaultTable, env.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -123,9 +114,7 @@ func open(ctx context.Context, api API, table, region string, env wm.Env) (*Stor
 		table: table,
 		where: fmt.Sprintf("table %s, region %s", table, region),
 		rec:   env.Recorder("aws", table),
-		cache: make(map[watermark.Key]watermark.Mark),
-		items: make(map[watermark.Key]itemState),
-		locks: make(map[watermark.Key]chan struct{}),
+		keys:  wm.NewShared[itemState](what),
 	}
 	s.call = dynamo.Caller{
 		Policy:         defaultRetry,
@@ -152,7 +141,7 @@ func open(ctx context.Context, api API, table, region string, env wm.Env) (*Stor
 
 // Driver is the `aws` backend's watermark.Opener.
 func Driver(ctx context.Context, decode func(any) error, env wm.Env) (ports.WatermarkStore, error) {
-	cfg, err := driverConfig(decode)
+	cfg, err := dynamo.DecodeConfig(decode, what)
 	if err != nil {
 		return nil, err
 	}
@@ -162,21 +151,7 @@ func Driver(ctx context.Context, decode func(any) error, env wm.Env) (ports.Wate
 // Check is the `aws` backend's watermark.Checker: the section is validated
 // as Driver reads it, without creating a client or contacting AWS.
 func Check(decode func(any) error, _ wm.Env) error {
-	cfg, err := driverConfig(decode)
-	if err != nil {
-		return err
-	}
-	return cfg.Check(context.Background(), what, DefaultTable)
-}
-
-func driverConfig(decode func(any) error) (Config, error) {
-	var cfg Config
-	if decode != nil {
-		if err := decode(&cfg); err != nil {
-			return Config{}, domain.Errorf(domain.KindInvalid, "%s: invalid config: %v", what, err)
-		}
-	}
-	return cfg, nil
+	return dynamo.CheckSection(decode, what, DefaultTable)
 }
 
 var (
@@ -311,70 +286,12 @@ func describe(v types.AttributeValue) string {
 	return fmt.Sprintf("a %T", v)
 }
 
-// lock waits (bounded by ctx) until this store has no other commit in
-// flight on k and returns the function releasing k. Commits of one process
-// on one key would only defeat each other's conditions; serializing them
-// locally leaves contention to separate daemons, which the conditions
-// arbitrate.
-func (s *Store) lock(ctx context.Context, k watermark.Key) (func(), error) {
-	s.mu.Lock()
-	l, ok := s.locks[k]
-	if !ok {
-		l = make(chan struct{}, 1)
-		s.locks[k] = l
-	}
-	s.mu.Unlock()
-	select {
-	case l <- struct{}{}:
-		return func() { <-l }, nil
-	case <-ctx.Done():
-		return nil, domain.Errorf(domain.KindUnavailable, "%s: waiting for %s: %w", what, k, ctx.Err())
-	}
-}
-
-// remember records in the cache that m is recorded for k, keeping the
-// highest mark (and, at one position, the one with a signature).
-func (s *Store) remember(k watermark.Key, m watermark.Mark) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, ok := s.cache[k]
-	if !ok || m.Above(old) || (m.SamePosition(old) && old.Signature == "") {
-		s.cache[k] = m
-	}
-}
-
-func (s *Store) state(k watermark.Key) (itemState, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, ok := s.items[k]
-	return st, ok
-}
-
-func (s *Store) setState(k watermark.Key, st itemState) {
-	s.mu.Lock()
-	s.items[k] = st
-	s.mu.Unlock()
-}
-
-func (s *Store) forgetState(k watermark.Key) {
-	s.mu.Lock()
-	delete(s.items, k)
-	s.mu.Unlock()
-}
-
 // Check returns the highest mark this store has seen recorded for k. It is
 // not authoritative: another daemon may have recorded a higher one.
 func (s *Store) Check(_ context.Context, k watermark.Key) (watermark.Mark, bool, error) {
-	if err := k.Validate(); err != nil {
-		return watermark.Mark{}, false, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, ok := s.cache[k]
-	return m, ok, nil
+	return s.keys.Check(k)
 }
 
-// read fetches k's item with a strongly consistent read.
 // Healthy implements ports.HealthChecker: one consistent read of an absent
 // item, bounded to 2 s, so it fails when DynamoDB cannot be reached or
 // refuses this daemon's credentials.
@@ -395,6 +312,7 @@ func (s *Store) Healthy(ctx context.Context) error {
 	return nil
 }
 
+// read fetches k's item with a strongly consistent read.
 func (s *Store) read(ctx context.Context, k watermark.Key) (itemState, error) {
 	var out *ddb.GetItemOutput
 	err := s.call.Do(ctx, "read", func(ctx context.Context) error {
@@ -432,23 +350,23 @@ type step struct {
 // condition learn the item (from the failure, or by reading it) and decide
 // again. op names the operation in errors.
 func (s *Store) update(ctx context.Context, k watermark.Key, op string, decide func(recorded *watermark.Mark) step) (watermark.Mark, error) {
-	unlock, err := s.lock(ctx, k)
+	unlock, err := s.keys.Lock(ctx, k)
 	if err != nil {
 		return watermark.Mark{}, err
 	}
 	defer unlock()
 	for attempt := 1; ; attempt++ {
-		st, known := s.state(k)
+		st, known := s.keys.State(k)
 		if !known {
 			if st, err = s.read(ctx, k); err != nil {
 				return watermark.Mark{}, err
 			}
-			s.setState(k, st)
+			s.keys.SetState(k, st)
 		}
 		var recorded *watermark.Mark
 		if st.exists {
 			recorded = &st.mark
-			s.remember(k, st.mark)
+			s.keys.Remember(k, st.mark)
 		}
 		d := decide(recorded)
 		if d.err != nil {
@@ -471,21 +389,21 @@ func (s *Store) update(ctx context.Context, k watermark.Key, op string, decide f
 			return err
 		})
 		if err == nil {
-			s.setState(k, stateOf(it, *d.next))
-			s.remember(k, *d.next)
+			s.keys.SetState(k, stateOf(it, *d.next))
+			s.keys.Remember(k, *d.next)
 			return d.result, nil
 		}
 		current, conflict := dynamo.ConditionFailed(err)
 		if !conflict {
-			s.forgetState(k)
+			s.keys.ForgetState(k)
 			return watermark.Mark{}, dynamo.Fail(ctx, what, s.where, op+" "+k.String(), err)
 		}
 		// Written by someone else since we read it (or by our own write
 		// whose answer was lost): learn the item and decide again.
-		s.forgetState(k)
+		s.keys.ForgetState(k)
 		if len(current) > 0 {
 			if m, err := s.decodeItem(current); err == nil {
-				s.setState(k, stateOf(current, m))
+				s.keys.SetState(k, stateOf(current, m))
 			}
 		}
 		if attempt >= casAttempts {
@@ -542,47 +460,31 @@ func (s *Store) Import(ctx context.Context, recs []watermark.Record) error {
 // Items of request kinds that carry no watermark in Sigil (Signatory's
 // legacy "endorsement") are skipped.
 func (s *Store) Export(ctx context.Context) ([]watermark.Record, error) {
-	var (
-		out   []watermark.Record
-		start map[string]types.AttributeValue
-	)
-	for page := 1; ; page++ {
-		var res *ddb.ScanOutput
-		err := s.call.Do(ctx, "read", func(ctx context.Context) error {
-			var err error
-			res, err = s.api.Scan(ctx, &ddb.ScanInput{
-				TableName:         aws.String(s.table),
-				ConsistentRead:    aws.Bool(true),
-				ExclusiveStartKey: start,
-			})
-			return err
-		})
+	var out []watermark.Record
+	in := &ddb.ScanInput{TableName: aws.String(s.table)}
+	err := dynamo.ScanAll(ctx, s.api, s.call, in, what, s.where, "export", func(raw map[string]types.AttributeValue) error {
+		idx, _ := raw[AttrIdx].(*types.AttributeValueMemberS)
+		req, _ := raw[AttrRequest].(*types.AttributeValueMemberS)
+		if idx == nil || req == nil {
+			return domain.Errorf(domain.KindInternal, "%s: %s: an item lacks the string key attributes %s and %s", what, s.where, AttrIdx, AttrRequest)
+		}
+		if !watermark.ValidKind(req.Value) {
+			return nil
+		}
+		chain, pkh, _ := strings.Cut(idx.Value, "/")
+		k := watermark.Key{ChainID: chain, PKH: pkh, Kind: req.Value}
+		if err := k.Validate(); err != nil {
+			return domain.Errorf(domain.KindInternal, "%s: %s: item %s %s: %v", what, s.where, idx.Value, req.Value, err)
+		}
+		m, err := s.decodeItem(raw)
 		if err != nil {
-			return nil, dynamo.Fail(ctx, what, s.where, fmt.Sprintf("export (page %d)", page), err)
+			return err
 		}
-		for _, raw := range res.Items {
-			idx, _ := raw[AttrIdx].(*types.AttributeValueMemberS)
-			req, _ := raw[AttrRequest].(*types.AttributeValueMemberS)
-			if idx == nil || req == nil {
-				return nil, domain.Errorf(domain.KindInternal, "%s: %s: an item lacks the string key attributes %s and %s", what, s.where, AttrIdx, AttrRequest)
-			}
-			if !watermark.ValidKind(req.Value) {
-				continue
-			}
-			chain, pkh, _ := strings.Cut(idx.Value, "/")
-			k := watermark.Key{ChainID: chain, PKH: pkh, Kind: req.Value}
-			if err := k.Validate(); err != nil {
-				return nil, domain.Errorf(domain.KindInternal, "%s: %s: item %s %s: %v", what, s.where, idx.Value, req.Value, err)
-			}
-			m, err := s.decodeItem(raw)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, watermark.Record{Key: k, Mark: m})
-		}
-		if len(res.LastEvaluatedKey) == 0 {
-			return out, nil
-		}
-		start = res.LastEvaluatedKey
+		out = append(out, watermark.Record{Key: k, Mark: m})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }

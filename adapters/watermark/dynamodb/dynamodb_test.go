@@ -53,26 +53,7 @@ func TestTwoInstances(t *testing.T) {
 	a, b := newStore(t, cfg, wm.Env{}), newStore(t, cfg, wm.Env{})
 	t.Run("Concurrent", func(t *testing.T) { watermarktest.Concurrent(t, a, b) })
 	t.Run("ConcurrentReplay", func(t *testing.T) { watermarktest.ConcurrentReplay(t, a, b) })
-	t.Run("SeesOther", func(t *testing.T) {
-		ctx := context.Background()
-		k := watermarktest.Key(watermarktest.Mainnet, watermark.KindBlock)
-		_, err := a.Commit(ctx, k, watermarktest.M(100, 0, 1, "fromA"))
-		require.NoError(t, err)
-		_, ok, err := b.Check(ctx, k)
-		require.NoError(t, err)
-		assert.False(t, ok, "b has not seen the mark yet")
-		_, err = b.Commit(ctx, k, watermarktest.M(100, 0, 2, "fromB"))
-		require.Error(t, err)
-		assert.Equal(t, domain.KindConflict, domain.KindOf(err))
-		assert.Contains(t, err.Error(), "not above the recorded level 100 round 0")
-		m, ok, err := b.Check(ctx, k)
-		require.NoError(t, err)
-		require.True(t, ok, "the refusal taught b the recorded mark")
-		assert.Equal(t, watermarktest.Sig("fromA"), m.Signature)
-		got, err := b.Commit(ctx, k, watermarktest.M(100, 0, 1, "fromB"))
-		require.NoError(t, err)
-		assert.Equal(t, watermarktest.Sig("fromA"), got.Signature, "b replays a's signature")
-	})
+	t.Run("SeesOther", func(t *testing.T) { watermarktest.SeesOther(t, a, b) })
 	t.Run("StaleState", func(t *testing.T) {
 		// a knows the item at level 5; b raises it to 6 behind a's back.
 		// a's next write at 6 (another digest) fails its condition, and a
@@ -254,18 +235,7 @@ func TestWrongKeySchema(t *testing.T) {
 // without recording anything.
 func TestContextBound(t *testing.T) {
 	d := dynalite(t)
-	s := newStore(t, Config{Table: d.NewTable(t)}, wm.Env{})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	k := watermarktest.Key(watermarktest.Mainnet, watermark.KindBlock)
-	_, err := s.Commit(ctx, k, watermarktest.M(1, 0, 1, "s"))
-	require.Error(t, err)
-	assert.Equal(t, domain.KindUnavailable, domain.KindOf(err))
-	_, ok, _ := s.Check(context.Background(), k)
-	assert.False(t, ok)
-	recs, err := s.Export(context.Background())
-	require.NoError(t, err)
-	assert.Empty(t, recs)
+	watermarktest.ContextBound(t, newStore(t, Config{Table: d.NewTable(t)}, wm.Env{}))
 }
 
 // observer records watermark I/O events.

@@ -3,6 +3,7 @@ package file
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -151,6 +152,22 @@ func TestPayloadHash(t *testing.T) {
 		back, err := decodePayloadHash(encodePayloadHash(d))
 		require.NoError(t, err)
 		assert.Equal(t, d, back)
+	}
+	// Encodings computed by Taquito (@taquito/utils b58Encode with
+	// PrefixV2.ValueHash), an independent base58check implementation.
+	for hexDigest, want := range map[string]string{
+		"0500000000000000000000000000000000000000000000000000000000000000": "vh1iKqDaxkeWVMp3nwzGLJtoqMk6EtcU5w9Z4RmoBfbfSkdKyk6R",
+		"ff01000000000000000000000000000000000000000000000000000000000000": "vh3cRr3WDjyJmu7wkkap31qwz2dRtiowiQFfcsYwhV4W6hcAZUuD",
+		"00000000000000000000000000000000000000000000000000000000000000ff": "vh1g87ZG6scSYxKhspAUzprQVuLAyoa5qMBKcUfjgnQGnkNo5heG",
+		"0000000000000000000000000000000000000000000000000000000000000000": "vh1g87ZG6scSYxKhspAUzprQVuLAyoa5qMBKcUfjgnQGnFb3dJcG",
+	} {
+		var d [32]byte
+		_, err := hex.Decode(d[:], []byte(hexDigest))
+		require.NoError(t, err)
+		assert.Equal(t, want, encodePayloadHash(d), hexDigest)
+		back, err := decodePayloadHash(want)
+		require.NoError(t, err)
+		assert.Equal(t, d, back, want)
 	}
 	vh := encodePayloadHash([32]byte{5})
 	for _, bad := range []string{"", "vh", vh[:51], vh[:51] + "1", "0" + vh[1:], strings.Repeat("z", 100)} {

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/internal/gcpretry"
@@ -108,11 +107,7 @@ type Store struct {
 	where  string
 	retry  gcpretry.Policy
 	rec    wm.IORecorder
-
-	mu    sync.Mutex
-	cache map[watermark.Key]watermark.Mark // highest mark seen recorded (Check)
-	docs  map[watermark.Key]docState       // each document as last read or written (Commit)
-	locks map[watermark.Key]chan struct{}  // one in-flight commit per key
+	keys   *wm.Shared[docState] // per-key lock, marks seen (Check), documents as last read or written (Commit)
 }
 
 var _ ports.WatermarkStore = (*Store)(nil)
@@ -132,9 +127,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		col:    client.Collection(name),
 		where:  fmt.Sprintf("project %s, database %s, collection %s", cfg.Project, db, name),
 		retry:  defaultRetry,
-		cache:  make(map[watermark.Key]watermark.Mark),
-		docs:   make(map[watermark.Key]docState),
-		locks:  make(map[watermark.Key]chan struct{}),
+		keys:   wm.NewShared[docState]("firestore watermark"),
 	}, nil
 }
 
@@ -158,48 +151,10 @@ func (s *Store) doc(k watermark.Key) *gfs.DocumentRef {
 	return s.col.Doc(k.ChainID).Collection(k.Kind).Doc(k.PKH)
 }
 
-// lock waits (bounded by ctx) until this store has no other commit in
-// flight on k, and returns the function that releases k. Commits of one
-// process on one key would only defeat each other's preconditions;
-// serializing them locally leaves contention to separate daemons, which the
-// preconditions arbitrate. Different keys never wait on each other.
-func (s *Store) lock(ctx context.Context, k watermark.Key) (func(), error) {
-	s.mu.Lock()
-	l, ok := s.locks[k]
-	if !ok {
-		l = make(chan struct{}, 1)
-		s.locks[k] = l
-	}
-	s.mu.Unlock()
-	select {
-	case l <- struct{}{}:
-		return func() { <-l }, nil
-	case <-ctx.Done():
-		return nil, domain.Errorf(domain.KindUnavailable, "firestore watermark: waiting for %s: %w", k, ctx.Err())
-	}
-}
-
-// remember records in the cache that m is recorded for k, keeping the
-// highest mark (and, at one position, the one with a signature).
-func (s *Store) remember(k watermark.Key, m watermark.Mark) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, ok := s.cache[k]
-	if !ok || m.Above(old) || (m.SamePosition(old) && old.Signature == "") {
-		s.cache[k] = m
-	}
-}
-
 // Check returns the highest mark this store has seen recorded for k. It is
 // not authoritative: another daemon may have recorded a higher one.
 func (s *Store) Check(_ context.Context, k watermark.Key) (watermark.Mark, bool, error) {
-	if err := k.Validate(); err != nil {
-		return watermark.Mark{}, false, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, ok := s.cache[k]
-	return m, ok, nil
+	return s.keys.Check(k)
 }
 
 // docState is what this store last knew of a watermark document: its mark
@@ -226,14 +181,14 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 	if err := watermark.ValidateCommit(k, m); err != nil {
 		return watermark.Mark{}, err
 	}
-	unlock, err := s.lock(ctx, k)
+	unlock, err := s.keys.Lock(ctx, k)
 	if err != nil {
 		return watermark.Mark{}, err
 	}
 	defer unlock()
 	ref := s.doc(k)
 	for attempt := 1; ; attempt++ {
-		st, known := s.state(k)
+		st, known := s.keys.State(k)
 		if !known {
 			if err := s.do(ctx, func(ctx context.Context) error {
 				var err error
@@ -244,12 +199,12 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 			}); err != nil {
 				return watermark.Mark{}, s.fail(ctx, "read "+k.String(), err)
 			}
-			s.setState(k, st)
+			s.keys.SetState(k, st)
 		}
 		var recorded *watermark.Mark
 		if st.exists {
 			recorded = &st.mark
-			s.remember(k, st.mark)
+			s.keys.Remember(k, st.mark)
 		}
 		// A block mark Signatory recorded (no signature) covers its level.
 		switch d, err := watermark.Decide(k, watermark.Enforced(k.Kind, recorded), m); d {
@@ -273,19 +228,19 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 		})
 		switch status.Code(err) {
 		case codes.OK:
-			s.setState(k, docState{exists: true, mark: m, updated: wr.UpdateTime})
-			s.remember(k, m)
+			s.keys.SetState(k, docState{exists: true, mark: m, updated: wr.UpdateTime})
+			s.keys.Remember(k, m)
 			return m, nil
 		case codes.FailedPrecondition, codes.AlreadyExists, codes.NotFound:
 			// Written by someone else since we read it (or by our own
 			// write whose reply was lost): read again and decide again.
-			s.forgetState(k)
+			s.keys.ForgetState(k)
 			if attempt < casAttempts {
 				continue
 			}
 			return watermark.Mark{}, domain.Errorf(domain.KindUnavailable, "firestore watermark: %s: %s changed under %d attempts in a row", s.where, k, attempt)
 		default:
-			s.forgetState(k)
+			s.keys.ForgetState(k)
 			return watermark.Mark{}, s.fail(ctx, "commit "+k.String(), err)
 		}
 	}
@@ -320,25 +275,6 @@ func read(ctx context.Context, ref *gfs.DocumentRef) (docState, error) {
 		return docState{}, err
 	}
 	return docState{exists: true, mark: m, updated: snap.UpdateTime}, nil
-}
-
-func (s *Store) state(k watermark.Key) (docState, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, ok := s.docs[k]
-	return st, ok
-}
-
-func (s *Store) setState(k watermark.Key, st docState) {
-	s.mu.Lock()
-	s.docs[k] = st
-	s.mu.Unlock()
-}
-
-func (s *Store) forgetState(k watermark.Key) {
-	s.mu.Lock()
-	delete(s.docs, k)
-	s.mu.Unlock()
 }
 
 // updates is fields as a full update of an existing document.
@@ -488,7 +424,7 @@ func (s *Store) Import(ctx context.Context, recs []watermark.Record) error {
 		}
 	}
 	for _, r := range recs {
-		unlock, err := s.lock(ctx, r.Key)
+		unlock, err := s.keys.Lock(ctx, r.Key)
 		if err != nil {
 			return err
 		}
@@ -512,7 +448,7 @@ func (s *Store) Import(ctx context.Context, recs []watermark.Record) error {
 		if err != nil {
 			return s.fail(ctx, "import "+r.Key.String(), err)
 		}
-		s.remember(r.Key, kept)
+		s.keys.Remember(r.Key, kept)
 	}
 	return nil
 }
@@ -539,11 +475,9 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 
 // Driver is the `gcp`/`firestore` backend's watermark.Opener.
 func Driver(ctx context.Context, decode func(any) error, env wm.Env) (ports.WatermarkStore, error) {
-	var cfg Config
-	if decode != nil {
-		if err := decode(&cfg); err != nil {
-			return nil, domain.Errorf(domain.KindInvalid, "firestore watermark: invalid config: %v", err)
-		}
+	cfg, err := driverConfig(decode)
+	if err != nil {
+		return nil, err
 	}
 	s, err := New(ctx, cfg)
 	if err != nil {

@@ -48,26 +48,7 @@ func TestTwoInstances(t *testing.T) {
 	a, b := newStore(t, cfg), newStore(t, cfg)
 	t.Run("Concurrent", func(t *testing.T) { watermarktest.Concurrent(t, a, b) })
 	t.Run("ConcurrentReplay", func(t *testing.T) { watermarktest.ConcurrentReplay(t, a, b) })
-	t.Run("SeesOther", func(t *testing.T) {
-		ctx := context.Background()
-		k := watermarktest.Key(watermarktest.Mainnet, watermark.KindBlock)
-		_, err := a.Commit(ctx, k, watermarktest.M(100, 0, 1, "fromA"))
-		require.NoError(t, err)
-		_, ok, err := b.Check(ctx, k)
-		require.NoError(t, err)
-		assert.False(t, ok, "b has not seen the mark yet")
-		_, err = b.Commit(ctx, k, watermarktest.M(100, 0, 2, "fromB"))
-		require.Error(t, err)
-		assert.Equal(t, domain.KindConflict, domain.KindOf(err))
-		assert.Contains(t, err.Error(), "not above the recorded level 100 round 0")
-		m, ok, err := b.Check(ctx, k)
-		require.NoError(t, err)
-		require.True(t, ok, "the refusal taught b the recorded mark")
-		assert.Equal(t, watermarktest.Sig("fromA"), m.Signature)
-		got, err := b.Commit(ctx, k, watermarktest.M(100, 0, 1, "fromB"))
-		require.NoError(t, err)
-		assert.Equal(t, watermarktest.Sig("fromA"), got.Signature, "b replays a's signature")
-	})
+	t.Run("SeesOther", func(t *testing.T) { watermarktest.SeesOther(t, a, b) })
 }
 
 // TestLayout checks Signatory's document path and field names.
@@ -140,18 +121,10 @@ func TestConfig(t *testing.T) {
 	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
 }
 
-// TestContextBound: an expired context makes Commit fail as unavailable
+// TestContextBound: an ended context makes Commit fail as unavailable
 // without recording anything.
 func TestContextBound(t *testing.T) {
-	s := newStore(t, Config{Project: newProject(t)})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	k := watermarktest.Key(watermarktest.Mainnet, watermark.KindBlock)
-	_, err := s.Commit(ctx, k, watermarktest.M(1, 0, 1, "s"))
-	require.Error(t, err)
-	assert.Equal(t, domain.KindUnavailable, domain.KindOf(err))
-	_, ok, _ := s.Check(context.Background(), k)
-	assert.False(t, ok)
+	watermarktest.ContextBound(t, newStore(t, Config{Project: newProject(t)}))
 }
 
 func BenchmarkCommit(b *testing.B) {

@@ -1,6 +1,7 @@
 // Package watermarktest is the contract suite every ports.WatermarkStore
 // backend must pass (increase, refusal, identical replay, independence of
-// keys, export/import, concurrent conflicting commits), plus a Commit
+// keys, export/import, concurrent conflicting commits; for stores shared
+// between daemons, one instance learning what another recorded), plus a Commit
 // benchmark that reports p50 and p99 latencies.
 package watermarktest
 
@@ -339,6 +340,49 @@ func ConcurrentReplay(t *testing.T, stores ...ports.WatermarkStore) {
 		require.NoError(t, errs[i], "goroutine %d", i)
 		require.Equal(t, sigs[0], sigs[i], "goroutine %d got another signature", i)
 	}
+}
+
+// SeesOther checks two instances of a store shared between daemons (a and
+// b, separate clients on one database): b does not know a mark a recorded
+// until it commits on that key; a conflicting commit of b is refused and
+// teaches b the recorded mark (Check then answers it), and an identical one
+// replays a's signature.
+func SeesOther(t *testing.T, a, b ports.WatermarkStore) {
+	ctx := context.Background()
+	k := Key(Mainnet, watermark.KindBlock)
+	_, err := a.Commit(ctx, k, M(100, 0, 1, "fromA"))
+	require.NoError(t, err)
+	_, ok, err := b.Check(ctx, k)
+	require.NoError(t, err)
+	assert.False(t, ok, "b has not seen the mark yet")
+	_, err = b.Commit(ctx, k, M(100, 0, 2, "fromB"))
+	require.Error(t, err)
+	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+	assert.Contains(t, err.Error(), "not above the recorded level 100 round 0")
+	m, ok, err := b.Check(ctx, k)
+	require.NoError(t, err)
+	require.True(t, ok, "the refusal taught b the recorded mark")
+	assert.Equal(t, Sig("fromA"), m.Signature)
+	got, err := b.Commit(ctx, k, M(100, 0, 1, "fromB"))
+	require.NoError(t, err)
+	assert.Equal(t, Sig("fromA"), got.Signature, "b replays a's signature")
+}
+
+// ContextBound checks that a store whose Commit goes over the network
+// fails a Commit under an ended context as unavailable, recording nothing
+// (Check and Export see no mark).
+func ContextBound(t *testing.T, s ports.WatermarkStore) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	k := Key(Mainnet, watermark.KindBlock)
+	_, err := s.Commit(ctx, k, M(1, 0, 1, "s"))
+	require.Error(t, err)
+	assert.Equal(t, domain.KindUnavailable, domain.KindOf(err))
+	_, ok, _ := s.Check(context.Background(), k)
+	assert.False(t, ok)
+	recs, err := s.Export(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, recs)
 }
 
 // BenchmarkCommit measures sequential Commits of rising marks on one key and
