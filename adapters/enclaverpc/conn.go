@@ -133,7 +133,9 @@ func (cn *conn) serve() bool {
 				break lent
 			}
 		}
-		if probing && !cn.alive() {
+		// A connection with an abandoned reply on its way has bytes to
+		// read: it is drained (next turn), not probed.
+		if probing && !cn.draining && !cn.alive() {
 			cn.broken = true
 			c.log.Warn("idle enclave connection found closed", "conn", cn.id, "addr", c.cfg.Addr)
 			return true

@@ -114,7 +114,12 @@ func startDynalite(onDisk bool) (*Dynalite, error) {
 			return nil, err
 		}
 	}
-	if err := d.run(); err != nil {
+	repick := func() error {
+		port, err := freePort()
+		d.port = port
+		return err
+	}
+	if err := d.runFresh(repick); err != nil {
 		return nil, err
 	}
 	return d, nil

@@ -122,6 +122,28 @@ func (e *emulator) run() error {
 	return nil
 }
 
+// runFresh is run for a first start on a port picked with freePort: another
+// process may bind that port between the pick and the emulator's own bind
+// (tests run in parallel packages), so on "address already in use" it picks
+// another port with repick and tries again, a few times.
+func (e *emulator) runFresh(repick func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := e.run()
+		if err == nil || attempt == 4 || !addrInUse(err) {
+			return err
+		}
+		e.logs.WriteString("----- port taken by another process; retrying on another -----\n")
+		if err := repick(); err != nil {
+			return err
+		}
+	}
+}
+
+func addrInUse(err error) bool {
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "address already in use") || strings.Contains(msg, "eaddrinuse")
+}
+
 // StartupTime is how long the last start took until the emulator answered.
 func (e *emulator) StartupTime() time.Duration {
 	e.mu.Lock()

@@ -105,7 +105,15 @@ func startFirestore() (*Firestore, error) {
 		}
 		f.port = port
 	}
-	if err := f.run(); err != nil {
+	repick := func() error {
+		port, err := freePort()
+		f.port = port
+		return err
+	}
+	if mode != "local" {
+		repick = func() error { return errors.New("no port to pick again") }
+	}
+	if err := f.runFresh(repick); err != nil {
 		return nil, err
 	}
 	return f, nil

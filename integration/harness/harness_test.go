@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -208,4 +209,29 @@ func TestPrivateFirestoreStopRestart(t *testing.T) {
 		t.Fatal("log does not span the restart")
 	}
 	t.Logf("emulator restart took %v", f.StartupTime())
+}
+
+// A first start that loses its port to another process ("address already
+// in use") is retried on another port; other failures are not retried.
+func TestRunFreshRetriesOnTakenPort(t *testing.T) {
+	fails := 2
+	e := &emulator{name: "fake"}
+	e.start = func() error {
+		if fails > 0 {
+			fails--
+			return errors.New("fake exited before it was ready: java.net.BindException: Address already in use")
+		}
+		return nil
+	}
+	picks := 0
+	if err := e.runFresh(func() error { picks++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if picks != 2 {
+		t.Fatalf("repicked %d times, want 2", picks)
+	}
+	e.start = func() error { return errors.New("no java") }
+	if err := e.runFresh(func() error { t.Fatal("repicked for another error"); return nil }); err == nil {
+		t.Fatal("a failure was swallowed")
+	}
 }
