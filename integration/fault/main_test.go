@@ -6,7 +6,6 @@ package fault
 
 import (
 	"bufio"
-	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -18,13 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/adapters/loadgen"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/integration/harness"
-	"github.com/sigil-signer/sigil/ports"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
@@ -50,32 +47,7 @@ func writeKeys(t *testing.T, kmsPath, keysPath string, types ...tezos.KeyType) [
 	}
 	var out []key
 	for _, kt := range types {
-		sk, err := tezos.GeneratePrivateKey(kt, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pk, err := sk.Public()
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := rpc.NewPrivateKey(sk)
-		if err != nil {
-			t.Fatal(err)
-		}
-		plain, err := rpc.MarshalPrivateKey(w)
-		w.Zero()
-		sk.Zero()
-		if err != nil {
-			t.Fatal(err)
-		}
-		blob, err := kms.Seal(plain)
-		clear(plain)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Put(context.Background(), ports.StoredKey{PKH: pk.Hash().String(), Blob: blob}); err != nil {
-			t.Fatal(err)
-		}
+		pk := harness.SealKey(t, kms, st, kt)
 		out = append(out, key{pkh: pk.Hash().String(), pk: pk})
 	}
 	return out

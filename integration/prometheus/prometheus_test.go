@@ -28,14 +28,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/adapters/loadgen"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/integration/harness"
 	"github.com/sigil-signer/sigil/integration/promcheck"
-	"github.com/sigil-signer/sigil/ports"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
@@ -43,49 +41,11 @@ func TestMain(m *testing.M) { harness.Main(m) }
 // dashboardVars are the values the dashboard's variables take (All).
 var dashboardVars = map[string]string{"instance": ".*", "address": ".*", "vault": ".*", "__rate_interval": "30s"}
 
-// writeKey creates a key of type kt sealed with the local KMS and stores it
-// in the key file; it returns the key's address.
-func writeKey(t *testing.T, kms *mockenclave.LocalKMS, st *file.Store, kt tezos.KeyType) string {
+// startEnclave starts the mock enclave on port with the local KMS keyed by
+// kmsPath.
+func startEnclave(t *testing.T, bin string, port int, kmsPath string) *harness.Enclave {
 	t.Helper()
-	sk, err := tezos.GeneratePrivateKey(kt, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := sk.Public()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := rpc.NewPrivateKey(sk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain, err := rpc.MarshalPrivateKey(w)
-	w.Zero()
-	sk.Zero()
-	if err != nil {
-		t.Fatal(err)
-	}
-	blob, err := kms.Seal(plain)
-	clear(plain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Put(context.Background(), ports.StoredKey{PKH: pk.Hash().String(), Blob: blob}); err != nil {
-		t.Fatal(err)
-	}
-	return pk.Hash().String()
-}
-
-func startEnclave(t *testing.T, bin string, port int, kmsPath string) *harness.Process {
-	t.Helper()
-	return harness.StartProcess(t, harness.ProcessOptions{
-		Name:      "sigil-enclave",
-		Binary:    bin,
-		Args:      []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--kms", "local", "--kms-key-file", kmsPath},
-		Ready:     func(line string) bool { return strings.HasPrefix(line, "listening on ") },
-		Timeout:   30 * time.Second,
-		StopGrace: 2 * time.Second,
-	})
+	return harness.StartEnclave(t, harness.EnclaveOptions{Binary: bin, Port: port, KMSKeyFile: kmsPath})
 }
 
 var readyRE = regexp.MustCompile(`msg="signer ready" address=(\S+) utility_address=(\S+)`)
@@ -151,7 +111,7 @@ func TestDashboardAndAlertsAgainstPrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyA, keyB := writeKey(t, kms, st, tezos.Ed25519), writeKey(t, kms, st, tezos.Secp256k1)
+	keyA, keyB := harness.SealKey(t, kms, st, tezos.Ed25519).Hash().String(), harness.SealKey(t, kms, st, tezos.Secp256k1).Hash().String()
 
 	enclavePort := harness.FreePort(t)
 	enc := startEnclave(t, enclaveBin, enclavePort, kmsPath)
