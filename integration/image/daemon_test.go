@@ -2,7 +2,6 @@ package image
 
 import (
 	"context"
-	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -90,16 +89,7 @@ func TestDaemonImage(t *testing.T) {
 		t.Errorf("no OCI archive: %v", err)
 	}
 
-	f, err := elf.Open(filepath.Join(out, "sigil-context", "sigil"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			t.Errorf("sigil in the image is dynamically linked")
-		}
-	}
-	f.Close()
+	assertStatic(t, filepath.Join(out, "sigil-context", "sigil"))
 
 	var info struct {
 		OCIv1 struct {

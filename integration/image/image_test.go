@@ -103,16 +103,7 @@ func TestEnclaveImage(t *testing.T) {
 	}
 
 	// The binary is static (no ELF interpreter): it runs FROM scratch.
-	f, err := elf.Open(filepath.Join(dir, "out1", "context", "sigil-enclave"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			t.Errorf("sigil-enclave in the image is dynamically linked")
-		}
-	}
-	f.Close()
+	assertStatic(t, filepath.Join(dir, "out1", "context", "sigil-enclave"))
 
 	// The image's configuration.
 	var info struct {
@@ -174,5 +165,21 @@ func TestEnclaveImage(t *testing.T) {
 	// And a bad flag fails: the binary really parsed the arguments.
 	if out, err := b.run(append([]string{"run", "--isolation", "chroot", ctr, "--"}, append(cfg.Entrypoint, "--kms", "nonsense")...)...); err == nil {
 		t.Errorf("the entrypoint accepted --kms nonsense:\n%s", out)
+	}
+}
+
+// assertStatic fails t unless the ELF binary at path is statically linked
+// (no interpreter), as an image FROM scratch needs.
+func assertStatic(t *testing.T, path string) {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("%s in the image is dynamically linked", filepath.Base(path))
+		}
 	}
 }
