@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
+	"github.com/sigil-signer/sigil/adapters/progress/progresstest"
 )
 
 // TestGenerateShowsProgress: `generate -n` draws a bar with the count on a
@@ -18,27 +17,8 @@ func TestGenerateShowsProgress(t *testing.T) {
 	e := newSignerEnv(t)
 
 	// A terminal.
-	master, tty, err := pty.Open()
-	if err != nil {
-		t.Fatalf("open a pseudo-terminal: %v", err)
-	}
-	defer master.Close()
-	var mu sync.Mutex
-	var screen bytes.Buffer
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			mu.Lock()
-			screen.Write(buf[:n])
-			mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
+	term := progresstest.Open(t)
+	tty := term.TTY
 	var out bytes.Buffer
 	root := NewRoot(&out, tty)
 	root.SetArgs([]string{"-c", e.cfg, "--timeout", "30s", "generate", "-n", "12"})
@@ -47,14 +27,10 @@ func TestGenerateShowsProgress(t *testing.T) {
 	if err := root.ExecuteContext(ctx); err != nil {
 		t.Fatalf("generate -n 12: %v", err)
 	}
-	tty.Close()
-	<-readDone
 	if n := strings.Count(out.String(), "tz1"); n != 12 {
 		t.Errorf("generate printed %d addresses, want 12:\n%s", n, out.String())
 	}
-	mu.Lock()
-	s := screen.String()
-	mu.Unlock()
+	s := term.Screen()
 	for _, want := range []string{"generating ed25519 keys in vault cs", "12/12", "100%", "items/s"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("the terminal shows no %q:\n%q", want, s)

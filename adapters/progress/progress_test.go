@@ -10,35 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
-
 	"github.com/sigil-signer/sigil/adapters/progress"
+	"github.com/sigil-signer/sigil/adapters/progress/progresstest"
 )
 
 // TestBarOnTerminal draws the bar on a pseudo-terminal and reads what a
 // user would see: the task, the count, the rate.
 func TestBarOnTerminal(t *testing.T) {
-	master, tty, err := pty.Open()
-	if err != nil {
-		t.Fatalf("open a pseudo-terminal: %v", err)
-	}
-	defer master.Close()
-	var mu sync.Mutex
-	var screen bytes.Buffer
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			mu.Lock()
-			screen.Write(buf[:n])
-			mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
+	term := progresstest.Open(t)
+	tty := term.TTY
 
 	var logs bytes.Buffer
 	r := progress.New(tty, slog.New(slog.NewTextHandler(&logs, nil)), progress.Options{})
@@ -51,12 +31,8 @@ func TestBarOnTerminal(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	task.Done()
-	tty.Close()
-	<-readDone
 
-	mu.Lock()
-	out := screen.String()
-	mu.Unlock()
+	out := term.Screen()
 	for _, want := range []string{"generating keys", "40/40", "items/s", "100%"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the terminal shows no %q:\n%q", want, out)
