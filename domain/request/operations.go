@@ -45,7 +45,7 @@ var operations = [256]*operation{
 	31: {name: "attestations_aggregate", body: seq(aggregateContent, dyn("committee"))},
 
 	107: {name: "reveal", manager: true, body: seq(publicKey("public_key"), blsProof)},
-	108: {name: "transaction", manager: true, body: seq(zarith("amount"), contract("destination"), parameters)},
+	108: {name: "transaction", manager: true, body: transaction},
 	109: {name: "origination", manager: true, body: seq(zarith("balance"), optPKH("delegate"), dyn("code"), dyn("storage"))},
 	110: {name: "delegation", manager: true, body: optPKH("delegate")},
 	111: {name: "register_global_constant", manager: true, body: dyn("value")},
@@ -113,8 +113,20 @@ func optional(name string, f field) field {
 func optPKH(name string) field    { return optional(name, pkh(name)) }
 func optZarith(name string) field { return optional(name, zarith(name)) }
 
-// managerFields skips source (pkh), fee, counter, gas_limit, storage_limit.
-var managerFields = seq(pkh("source"), zarith("fee"), zarith("counter"), zarith("gas_limit"), zarith("storage_limit"))
+// managerFields skips source (pkh, remembered for transaction), fee, counter,
+// gas_limit, storage_limit.
+var managerFields = seq(source, zarith("fee"), zarith("counter"), zarith("gas_limit"), zarith("storage_limit"))
+
+// source reads a manager operation's source key hash and keeps it (tag and
+// hash, a sub-slice of the input) in r.source.
+func source(r *reader) error {
+	at := r.off
+	if err := r.pkh("source"); err != nil {
+		return err
+	}
+	r.source = r.b[at:r.off]
+	return nil
+}
 
 // consensusContent: slot uint16, level int32, round int32, payload hash 32.
 var consensusContent = seq(fixed(2, "slot"), i32("level"), i32("round"), fixed(32, "block_payload_hash"))
@@ -166,11 +178,20 @@ func ballot(r *reader) error {
 	return nil
 }
 
-// Staking pseudo-operations: a transaction calling one of these entrypoints
-// (of the sender itself: the protocol accepts them on no other destination)
-// is classified by the entrypoint's name, as Signatory does, so that a
-// policy allowing `transaction` does not allow staking and the other way
-// round.
+// Staking pseudo-operations. The protocol (Octez apply.ml, since Oxford)
+// applies a transaction as stake, unstake, finalize_unstake or
+// set_delegate_parameters only when its destination is its own source (an
+// implicit account calling itself) and its entrypoint is one of these; the
+// same entrypoint on any other destination is an ordinary contract call that
+// carries funds. Parse reports such a transaction under the pseudo-operation's
+// name, so that a policy allowing `transaction` does not allow staking and a
+// staking-only policy never allows a transfer. The rule is gotez's
+// core.GetPseudoOperation, which Signatory applies: source equal to
+// destination, and the entrypoint encoded with its reserved tag (6 to 9). An
+// entrypoint spelled out by name (tag 255 then "stake") is a `transaction`
+// for Signatory even to self; Sigil does the same. The protocol would apply
+// it as the staking call, but only a key already allowed to transfer funds
+// can sign it that way, so the name never widens a policy.
 const (
 	OpStake                 = "stake"
 	OpUnstake               = "unstake"
@@ -181,47 +202,69 @@ const (
 // PseudoOperationKinds lists the staking pseudo-operation kinds.
 var PseudoOperationKinds = []string{OpStake, OpUnstake, OpFinalizeUnstake, OpSetDelegateParameters}
 
-// pseudoByEntrypoint maps the well-known entrypoint tags 6 to 9.
+// pseudoByEntrypoint maps the reserved entrypoint tags 6 to 9.
 var pseudoByEntrypoint = [10]string{6: OpStake, 7: OpUnstake, 8: OpFinalizeUnstake, 9: OpSetDelegateParameters}
 
-// parameters: option of (entrypoint, 4-byte-length Micheline value).
+// transaction: amount, destination (a contract id), parameters. It sets
+// r.pseudo when the transaction is a staking pseudo-operation: destination
+// equal to the source (tag 0, then the same tagged key hash) and a reserved
+// staking entrypoint tag.
+func transaction(r *reader) error {
+	if err := r.zarith("amount"); err != nil {
+		return err
+	}
+	at := r.off
+	if err := r.contract("destination"); err != nil {
+		return err
+	}
+	dest := r.b[at:r.off]
+	toSelf := len(r.source) > 0 && dest[0] == 0 && slices.Equal(dest[1:], r.source)
+	tag, err := parameters(r)
+	if err != nil {
+		return err
+	}
+	if toSelf && tag < byte(len(pseudoByEntrypoint)) {
+		r.pseudo = pseudoByEntrypoint[tag]
+	}
+	return nil
+}
+
+// noEntrypoint is what parameters returns when a transaction has none.
+const noEntrypoint = 254
+
+// parameters: option of (entrypoint, 4-byte-length Micheline value). It
+// returns the entrypoint's tag (noEntrypoint when parameters are absent).
 // Entrypoint: tag 0..9 for default, root, do, set_delegate, remove_delegate,
 // deposit, stake, unstake, finalize_unstake, set_delegate_parameters; 255
 // for a named one (1-byte length, at most 31 bytes).
-func parameters(r *reader) error {
+func parameters(r *reader) (byte, error) {
 	some, err := r.option("parameters")
 	if err != nil || !some {
-		return err
+		return noEntrypoint, err
 	}
 	at := r.off
 	t, err := r.u8("entrypoint")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	switch {
 	case t <= 9:
-		r.pseudo = pseudoByEntrypoint[t]
 	case t == 255:
 		at := r.off
 		n, err := r.u8("entrypoint name length")
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if n == 0 || n > 31 {
-			return r.errf("%s at offset %d has length %d, want 1 to 31", r.where("entrypoint name"), at, n)
+			return 0, r.errf("%s at offset %d has length %d, want 1 to 31", r.where("entrypoint name"), at, n)
 		}
-		name := r.b[r.off:min(r.off+int(n), len(r.b))]
 		if err := r.skip(int(n), "entrypoint name"); err != nil {
-			return err
-		}
-		// A staking entrypoint spelled out by name is the same call.
-		if slices.Contains(PseudoOperationKinds, string(name)) {
-			r.pseudo = string(name)
+			return 0, err
 		}
 	default:
-		return r.unknownTag("entrypoint", t, at)
+		return 0, r.unknownTag("entrypoint", t, at)
 	}
-	return r.skipDyn("parameters value")
+	return t, r.skipDyn("parameters value")
 }
 
 // pvmKind: 0 arith, 1 wasm_2_0_0, 2 riscv.

@@ -19,9 +19,12 @@ type reader struct {
 	// decoded; the context string is only built when an error is reported.
 	opIndex int
 	opName  string
-	// pseudo is the staking pseudo-operation a transaction's entrypoint
-	// makes it (stake, unstake, …), or "".
+	// pseudo is the staking pseudo-operation a transaction to its own
+	// source makes it (stake, unstake, …), or "".
 	pseudo string
+	// source is the current manager operation's source (tag and key hash,
+	// a sub-slice of b), or nil.
+	source []byte
 }
 
 func (r *reader) remaining() int { return len(r.b) - r.off }

@@ -392,7 +392,7 @@ func parseGeneric(r *reader, req *Request) error {
 			}
 			return r.errf("unknown operation tag %d at offset %d (operation #%d)", tag, at, i)
 		}
-		r.opIndex, r.opName, r.pseudo = i, op.name, ""
+		r.opIndex, r.opName, r.pseudo, r.source = i, op.name, "", nil
 		if op.manager {
 			if err := managerFields(r); err != nil {
 				return err

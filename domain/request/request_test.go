@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -620,6 +621,92 @@ func BenchmarkParse(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		if _, err := Parse(vs[i%len(vs)].raw); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestStakingClassification pins the protocol's rule for the staking
+// pseudo-operations over every destination and entrypoint form: a
+// transaction is stake, unstake, finalize_unstake or set_delegate_parameters
+// only when its destination is its own source (same key type and hash) and
+// its entrypoint carries the reserved tag 6 to 9; anything else, including a
+// contract or another account called with an entrypoint named "stake", is a
+// `transaction` that carries funds (gotez core.GetPseudoOperation, which
+// Signatory applies).
+func TestStakingClassification(t *testing.T) {
+	branch := strings.Repeat("01", 32)
+	hash := "0a11181f262d343b424950575e656c737a81888f"
+	other := "9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c"
+	reserved := []string{"default", "root", "do", "set_delegate", "remove_delegate", "deposit",
+		"stake", "unstake", "finalize_unstake", "set_delegate_parameters"}
+	type entry struct {
+		name string
+		hex  string // parameters option, entrypoint and value
+		tag  int    // reserved tag, -1 for none or a named entrypoint
+	}
+	unit := "00000002" + "030b"
+	entries := []entry{{"no-parameters", "00", -1}, {"named-foo", "ff" + "ff" + "03" + hex.EncodeToString([]byte("foo")) + unit, -1}}
+	for i, n := range reserved {
+		entries = append(entries,
+			entry{"tag-" + n, "ff" + fmt.Sprintf("%02x", i) + unit, i},
+			entry{"named-" + n, "ff" + "ff" + fmt.Sprintf("%02x", len(n)) + hex.EncodeToString([]byte(n)) + unit, -1})
+	}
+	pseudo := map[int]string{6: "stake", 7: "unstake", 8: "finalize_unstake", 9: "set_delegate_parameters"}
+	for srcTag := 0; srcTag < 4; srcTag++ {
+		src := fmt.Sprintf("%02x", srcTag) + hash
+		dests := []struct {
+			name string
+			hex  string
+			self bool
+		}{
+			{"self", "00" + src, true},
+			{"KT1", "01" + other + "00", false},
+			{"KT1-same-hash-as-source", "01" + hash + "00", false},
+		}
+		for dt := 0; dt < 4; dt++ {
+			dests = append(dests, struct {
+				name string
+				hex  string
+				self bool
+			}{fmt.Sprintf("tz%d-other", dt+1), "00" + fmt.Sprintf("%02x", dt) + other, false})
+			if dt != srcTag {
+				dests = append(dests, struct {
+					name string
+					hex  string
+					self bool
+				}{fmt.Sprintf("tz%d-same-hash", dt+1), "00" + fmt.Sprintf("%02x", dt) + hash, false})
+			}
+		}
+		for _, d := range dests {
+			for _, e := range entries {
+				want := "transaction"
+				if d.self && pseudo[e.tag] != "" {
+					want = pseudo[e.tag]
+				}
+				name := fmt.Sprintf("tz%d-source/%s/%s", srcTag+1, d.name, e.name)
+				t.Run(name, func(t *testing.T) {
+					// 1,000 tez: amount 1_000_000_000 mutez as zarith.
+					msg := hexMsg(t, "03", branch, "6c", src, "8c0b", "01", "01", "00", "80a8d6b907", d.hex, e.hex)
+					req, err := Parse(msg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !slices.Equal(req.Ops, []string{want}) {
+						t.Fatalf("Ops = %q, want [%q]", req.Ops, want)
+					}
+					// The same operation after another manager operation from
+					// another source: the source is per operation.
+					reveal := "6b" + "00" + other + "00" + "01" + "01" + "00" + "00" + strings.Repeat("44", 32) + "00"
+					msg2 := hexMsg(t, "03", branch, reveal, "6c", src, "8c0b", "01", "01", "00", "80a8d6b907", d.hex, e.hex)
+					req, err = Parse(msg2)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !slices.Equal(req.Ops, []string{"reveal", want}) {
+						t.Fatalf("batch Ops = %q, want [reveal %q]", req.Ops, want)
+					}
+				})
+			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package signer_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -387,4 +388,80 @@ func TestSignerEvents(t *testing.T) {
 	assert.Equal(t, ports.WatermarkRejected, log.wm[2].Outcome)
 	assert.Equal(t, ports.ReasonNotAbove, log.wm[2].Reason)
 	assert.Equal(t, []ports.PolicyEvent{{Address: pkh, Request: "generic", Violation: ports.ViolationRequestKind}}, log.policy)
+}
+
+// The staking policy decisions of Signatory, key by key: a staking-only key
+// never signs a transaction that is not a staking pseudo-operation (to a
+// contract or another account, whatever its entrypoint is called), and a
+// transfer-only key signs a contract call whose entrypoint is named or
+// tagged stake, but not a stake to itself.
+func TestStakingPolicies(t *testing.T) {
+	ctx := context.Background()
+	pols := map[string]*signer.Policy{}
+	s, _, _ := newPolicyService(t, pols, nil)
+	ks, err := s.Generate(ctx, "cs", tezos.Ed25519, 3)
+	require.NoError(t, err)
+	staking, transfer, both := ks[0], ks[1], ks[2]
+	policy := func(ops ...string) *signer.Policy {
+		allow, _, err := signer.NormalizePolicy(map[string][]string{"generic": ops}, nil, nil)
+		require.NoError(t, err)
+		return &signer.Policy{Allow: allow}
+	}
+	pols[staking.PKH.String()] = policy("stake", "unstake", "finalize_unstake", "set_delegate_parameters")
+	pols[transfer.PKH.String()] = policy("transaction")
+	pols[both.PKH.String()] = policy("transaction", "stake", "unstake", "finalize_unstake", "set_delegate_parameters")
+
+	kt1 := append([]byte{0x01}, bytes.Repeat([]byte{0x5a}, 20)...)
+	kt1 = append(kt1, 0x00)
+	other := append([]byte{0x00, 0x01}, bytes.Repeat([]byte{0x77}, 20)...) // a tz2
+	named := func(n string) []byte { return append([]byte{0xff, byte(len(n))}, n...) }
+	self := func(k signer.Key) []byte { return append([]byte{0x00}, k.PKH.Tagged()...) }
+	// tx forges a 1,000 tez transaction from k.
+	tx := func(k signer.Key, dest, entrypoint []byte) []byte {
+		b := append([]byte{0x03}, bytes.Repeat([]byte{0x01}, 32)...)
+		b = append(b, 0x6c)
+		b = append(b, k.PKH.Tagged()...)
+		b = append(b, 0x8c, 0x0b, 0x01, 0x01, 0x00) // fee, counter, gas, storage
+		b = append(b, 0x80, 0xa8, 0xd6, 0xb9, 0x07) // amount 1,000,000,000 mutez
+		b = append(b, dest...)
+		if entrypoint == nil {
+			return append(b, 0x00)
+		}
+		b = append(b, 0xff)
+		b = append(b, entrypoint...)
+		return append(b, 0x00, 0x00, 0x00, 0x02, 0x03, 0x0b) // Unit
+	}
+	cases := []struct {
+		name     string
+		dest     func(k signer.Key) []byte
+		ep       []byte
+		staking  bool // signed by the staking-only key
+		transfer bool // signed by the transfer-only key
+	}{
+		{"stake-to-self", self, []byte{6}, true, false},
+		{"unstake-to-self", self, []byte{7}, true, false},
+		{"finalize-to-self", self, []byte{8}, true, false},
+		{"set-delegate-parameters-to-self", self, []byte{9}, true, false},
+		{"stake-tag-to-KT1", func(signer.Key) []byte { return kt1 }, []byte{6}, false, true},
+		{"stake-named-to-KT1", func(signer.Key) []byte { return kt1 }, named("stake"), false, true},
+		{"stake-tag-to-other-account", func(signer.Key) []byte { return other }, []byte{6}, false, true},
+		{"stake-named-to-self", self, named("stake"), false, true},
+		{"plain-transfer", func(signer.Key) []byte { return other }, nil, false, true},
+		{"default-to-self", self, []byte{0}, false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, k := range []struct {
+				key  signer.Key
+				want bool
+			}{{staking, c.staking}, {transfer, c.transfer}, {both, true}} {
+				_, err := s.Sign(ctx, signer.SignRequest{PKH: k.key.PKH.String(), Message: tx(k.key, c.dest(k.key), c.ep)})
+				if k.want {
+					assert.NoError(t, err, "key %s", k.key.PKH)
+				} else {
+					assert.Equal(t, domain.KindForbidden, domain.KindOf(err), "key %s: %v", k.key.PKH, err)
+				}
+			}
+		})
+	}
 }

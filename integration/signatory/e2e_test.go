@@ -28,8 +28,10 @@ import (
 )
 
 // forgeScript forges, with Taquito's LocalForger, a staking transaction
-// (a transaction to the sender itself calling the entrypoint stake) and a
-// plain transaction from each key.
+// (a transaction to the sender itself calling the entrypoint stake), a
+// plain transaction, and two 1,000 tez transactions that call an
+// entrypoint stake elsewhere (a KT1 contract, another account) from each
+// key.
 const forgeScript = `
 const { LocalForger } = require('@taquito/local-forging');
 const forger = new LocalForger();
@@ -42,6 +44,12 @@ for (const k of input.keys) {
       parameters: { entrypoint: 'stake', value: { prim: 'Unit' } } }] }),
     transaction: await forger.forge({ branch: input.branch, contents: [{
       kind: 'transaction', ...base, amount: '1000000', destination: input.destination }] }),
+    stakeToContract: await forger.forge({ branch: input.branch, contents: [{
+      kind: 'transaction', ...base, amount: '1000000000', destination: input.contract,
+      parameters: { entrypoint: 'stake', value: { prim: 'Unit' } } }] }),
+    stakeToOther: await forger.forge({ branch: input.branch, contents: [{
+      kind: 'transaction', ...base, amount: '1000000000', destination: input.destination,
+      parameters: { entrypoint: 'stake', value: { prim: 'Unit' } } }] }),
   };
 }
 return out;`
@@ -54,6 +62,7 @@ return input.map((s) => verifySignature(s.msg, s.pk, s.sig));`
 const (
 	e2eBranch      = "BLockGenesisGenesisGenesisGenesisGenesisf79b5d1CoW2"
 	e2eDestination = "tz1KqTpEZ7Yob7QbPE4Hy4Wo8fHG8LhKxZSx"
+	e2eContract    = "KT1PWx2mnDueood7fEmfbBDKx1D9BAnnXitn"
 )
 
 // TestDropInEndToEnd runs sigil-enclave (local KMS stand-in) and `sigil
@@ -128,8 +137,9 @@ tezos:
 	}
 	api, utility := d.API, d.Utility
 
-	var forged map[string]struct{ Stake, Transaction string }
-	taquito.Run(t, forgeScript, map[string]any{"keys": []string{stakeKey, txKey, bareKey}, "branch": e2eBranch, "destination": e2eDestination}, &forged)
+	var forged map[string]struct{ Stake, Transaction, StakeToContract, StakeToOther string }
+	taquito.Run(t, forgeScript, map[string]any{"keys": []string{stakeKey, txKey, bareKey}, "branch": e2eBranch,
+		"destination": e2eDestination, "contract": e2eContract}, &forged)
 
 	type signed struct {
 		msg, pk, sig string
@@ -165,6 +175,18 @@ tezos:
 	sign("stake under generic: [transaction]", txKey, msgOf(forged[txKey].Stake), true, http.StatusForbidden)
 	sign("transaction under generic: [transaction]", txKey, msgOf(forged[txKey].Transaction), true, http.StatusOK)
 	sign("transaction under generic: [stake]", stakeKey, msgOf(forged[stakeKey].Transaction), true, http.StatusForbidden)
+	// An entrypoint called stake anywhere but on the sender itself is a
+	// transfer of 1,000 tez: refused to the staking key, signed for the
+	// transfer key (Signatory decides the same).
+	for _, c := range []struct{ name, forged string }{{"KT1", forged[stakeKey].StakeToContract}, {"another account", forged[stakeKey].StakeToOther}} {
+		if r, err := request.Parse(msgOf(c.forged)); err != nil || !slices.Equal(r.Ops, []string{"transaction"}) {
+			t.Fatalf("Taquito's call of %%stake on %s parses as %v (%v), want [transaction]", c.name, r, err)
+		}
+	}
+	sign("stake entrypoint of a KT1 under generic: [stake]", stakeKey, msgOf(forged[stakeKey].StakeToContract), true, http.StatusForbidden)
+	sign("stake entrypoint of another account under generic: [stake]", stakeKey, msgOf(forged[stakeKey].StakeToOther), true, http.StatusForbidden)
+	sign("stake entrypoint of a KT1 under generic: [transaction]", txKey, msgOf(forged[txKey].StakeToContract), true, http.StatusOK)
+	sign("stake entrypoint of another account under generic: [transaction]", txKey, msgOf(forged[txKey].StakeToOther), true, http.StatusOK)
 	sign("bare entry: block", bareKey, blockBytes(mainnet, 100), true, http.StatusOK)
 	sign("bare entry: attestation", bareKey, consensusBytes(request.MagicAttestation, 21, mainnet, 100, 1), true, http.StatusOK)
 	sign("bare entry: preattestation", bareKey, consensusBytes(request.MagicPreattestation, 20, mainnet, 101, 1), true, http.StatusOK)
@@ -183,8 +205,8 @@ tezos:
 		in[i] = map[string]string{"msg": s.msg, "pk": s.pk, "sig": s.sig}
 	}
 	taquito.Run(t, verifyScript, in, &verified)
-	if len(verified) != len(toVerify) || len(toVerify) != 5 {
-		t.Fatalf("verified %d of %d signatures, want 5", len(verified), len(toVerify))
+	if len(verified) != len(toVerify) || len(toVerify) != 7 {
+		t.Fatalf("verified %d of %d signatures, want 7", len(verified), len(toVerify))
 	}
 	for i, ok := range verified {
 		if !ok {
