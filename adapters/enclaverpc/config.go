@@ -75,7 +75,20 @@ type Config struct {
 	// MaxReplyBytes bounds a reply frame: 0 means rpc.DefaultMaxFrame, else
 	// 1 KiB to MaxReplyLimit.
 	MaxReplyBytes int
+	// IdleProbe is how often an idle connection is looked at (one
+	// non-blocking peek) so that an enclave restart is noticed, and Ready
+	// tells, before the next request: 0 means DefaultIdleProbe.
+	IdleProbe time.Duration
+	// LogState logs the pool's changes of state (unreachable and why,
+	// lost, restored, keys the enclave cannot open) at warning or error
+	// level, once per change: for a daemon, where no caller hears of them.
+	// Without it (one-shot commands, whose requests fail with the cause)
+	// they are logged at debug level.
+	LogState bool
 }
+
+// DefaultIdleProbe is the default Config.IdleProbe.
+const DefaultIdleProbe = time.Second
 
 // Normalize validates the numeric settings (an error names the field and
 // its allowed range) and fills in defaults for those left zero. Field names
@@ -103,6 +116,12 @@ func (c *Config) Normalize() error {
 		case *d.v < MinTimeout || *d.v > MaxTimeout:
 			return domain.Errorf(domain.KindInvalid, "%s: %s %v is out of range (allowed: %v to %v)", name, d.field, *d.v, MinTimeout, MaxTimeout)
 		}
+	}
+	switch {
+	case c.IdleProbe == 0:
+		c.IdleProbe = DefaultIdleProbe
+	case c.IdleProbe < MinTimeout || c.IdleProbe > MaxTimeout:
+		return domain.Errorf(domain.KindInvalid, "%s: idle probe %v is out of range (allowed: %v to %v)", name, c.IdleProbe, MinTimeout, MaxTimeout)
 	}
 	switch {
 	case c.MaxReplyBytes == 0:
