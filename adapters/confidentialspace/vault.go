@@ -64,6 +64,7 @@ func OpenVault(ctx context.Context, name string, decode func(any) error, env vau
 		}
 		return nil
 	}
+	cfg.LogState = env.Daemon
 	enc, err := New(cfg, env.Logger)
 	if err != nil {
 		return vault.Instance{}, errors.Join(err, closeStore())

@@ -197,6 +197,7 @@ func NewOpener(dial Dial, listen func(port uint32) (net.Listener, error)) vault.
 			return vault.Instance{}, err
 		}
 		s.cfg.Dial = dial
+		s.cfg.Pool.LogState = env.Daemon
 		if env.OpenStorage == nil {
 			return vault.Instance{}, fmt.Errorf("nitro: no storage opener")
 		}
