@@ -122,7 +122,13 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 		sig, err = s.enclaveSign(ctx, k, r, req.Message, version)
 	}
 	if err != nil {
-		s.log.Warn("sign request failed", append(attrs, "error", err.Error())...)
+		if errors.Is(err, ports.ErrEnclaveBadSignature) {
+			// An enclave fault: nothing was answered or recorded, and the
+			// connection that carried it is gone.
+			s.log.Error("enclave returned an invalid signature: refused, no watermark recorded", append(attrs, "error", err.Error())...)
+		} else {
+			s.log.Warn("sign request failed", append(attrs, "error", err.Error())...)
+		}
 		return tezos.Signature{}, err
 	}
 	s.log.Info("signed", attrs...)
@@ -368,6 +374,9 @@ func (s *Service) ProvePossession(ctx context.Context, pkh string) (tezos.Signat
 	v := s.vaults[k.Vault]
 	sig, err := v.Enclave.ProvePossession(ctx, k.PKH)
 	if err != nil {
+		if errors.Is(err, ports.ErrEnclaveBadSignature) {
+			s.log.Error("enclave returned an invalid signature: refused", "pkh", pkh, "vault", k.Vault, "kind", "proof_of_possession", "error", err.Error())
+		}
 		return tezos.Signature{}, fmt.Errorf("vault %q: proof of possession for %s: %w", k.Vault, pkh, err)
 	}
 	return sig, nil
