@@ -8,6 +8,19 @@ import (
 	"syscall"
 )
 
+// rawConn returns nc's raw connection for peeking (nil when it has none).
+func rawConn(nc net.Conn) syscall.RawConn {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
 // peek looks at the socket without blocking or consuming anything, in one
 // system call (recv with MSG_PEEK|MSG_DONTWAIT). Between requests the
 // enclave never sends anything, so only "nothing to read" is healthy:
@@ -20,36 +33,48 @@ import (
 // through Read after that deadline reports a timeout and took every idle
 // connection for dead once RPCTimeout had passed), and never parks on the
 // poller.
-func peek(nc net.Conn) peekResult {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
+func peek(nc net.Conn) peekResult { return newPeeker(nc).peek() }
+
+// peeker peeks at one connection; made once per connection, it allocates
+// nothing per peek.
+type peeker struct {
+	rc  syscall.RawConn // nil: cannot peek (taken as idle)
+	f   func(fd uintptr)
+	buf [1]byte
+	res peekResult
+}
+
+func newPeeker(nc net.Conn) *peeker {
+	p := &peeker{rc: rawConn(nc)}
+	p.f = p.recv
+	return p
+}
+
+func (p *peeker) peek() peekResult {
+	if p == nil || p.rc == nil {
 		return peekIdle
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	if err := p.rc.Control(p.f); err != nil {
 		return peekError
 	}
-	res := peekError
-	var buf [1]byte
-	if err := rc.Control(func(fd uintptr) {
-		for {
-			n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			switch {
-			case errors.Is(err, syscall.EINTR):
-				continue
-			case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK):
-				res = peekIdle
-			case err != nil:
-				res = peekError
-			case n == 0:
-				res = peekClosed
-			default:
-				res = peekUnsolicited
-			}
-			return
+	return p.res
+}
+
+func (p *peeker) recv(fd uintptr) {
+	for {
+		n, err := recvPeek(fd, p.buf[:])
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK):
+			p.res = peekIdle
+		case err != nil:
+			p.res = peekError
+		case n == 0:
+			p.res = peekClosed
+		default:
+			p.res = peekUnsolicited
 		}
-	}); err != nil {
-		return peekError
+		return
 	}
-	return res
 }

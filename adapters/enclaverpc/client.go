@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -62,12 +63,15 @@ type Client struct {
 	loggedCause    string
 	loggedUnopened bool
 
+	verifying chan struct{} // one token per signature being verified
+
 	redials  atomic.Uint64                            // connect() calls after each slot's first
 	observer atomic.Pointer[ports.EnclaveRPCObserver] // nil: none
 }
 
 type keyEntry struct {
 	pub  tezos.PublicKey
+	ver  *tezos.Verifier // pub, parsed once
 	blob []byte
 }
 
@@ -87,14 +91,15 @@ func New(cfg Config, log *slog.Logger) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		cfg:      cfg,
-		log:      log,
-		ctx:      ctx,
-		cancel:   cancel,
-		keys:     make(map[tezos.PublicKeyHash]*keyEntry),
-		unopened: make(map[tezos.PublicKeyHash]string),
-		stateCh:  make(chan struct{}),
-		upCh:     make(chan struct{}),
+		cfg:       cfg,
+		log:       log,
+		ctx:       ctx,
+		cancel:    cancel,
+		keys:      make(map[tezos.PublicKeyHash]*keyEntry),
+		unopened:  make(map[tezos.PublicKeyHash]string),
+		stateCh:   make(chan struct{}),
+		upCh:      make(chan struct{}),
+		verifying: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	for i := range cfg.Connections {
 		c.conns = append(c.conns, &conn{c: c, id: i, back: make(chan struct{}, 1), notify: make(chan struct{}, 1)})
@@ -216,7 +221,9 @@ func (c *Client) Load(ctx context.Context, blob []byte) (tezos.PublicKey, error)
 	if err != nil {
 		return tezos.PublicKey{}, err
 	}
-	c.addKey(pk, blob)
+	if err := c.addKey(pk, blob); err != nil {
+		return tezos.PublicKey{}, err
+	}
 	return pk, nil
 }
 
@@ -278,7 +285,9 @@ func (c *Client) seal(ctx context.Context, req *rpc.Request, t tezos.KeyType, wa
 	if err != nil {
 		return ports.SealedKey{}, err
 	}
-	c.addKey(sealed.PublicKey, sealed.Blob)
+	if err := c.addKey(sealed.PublicKey, sealed.Blob); err != nil {
+		return ports.SealedKey{}, err
+	}
 	return sealed, nil
 }
 
@@ -299,13 +308,42 @@ func (c *Client) Sign(ctx context.Context, key tezos.PublicKeyHash, msg []byte, 
 			return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "invalid signing version %d for a BLS key (want 1, 2 or 255)", version)
 		}
 	}
-	return do(c, ctx, func(cn *conn) (tezos.Signature, error) {
+	var (
+		used *conn
+		gen  uint64
+		wire time.Duration
+	)
+	sig, err := do(c, ctx, func(cn *conn) (tezos.Signature, error) {
 		h, err := cn.handle(ctx, key)
 		if err != nil {
 			return tezos.Signature{}, err
 		}
-		return cn.sign(ctx, h, ent.pub, msg, version)
+		sig, d, g, err := cn.sign(ctx, h, key.Type, msg, version)
+		used, gen, wire = cn, g, d
+		return sig, err
 	})
+	if err != nil {
+		return tezos.Signature{}, err
+	}
+	// Verified with the connection back in the pool (if it lied, it is
+	// dropped before it carries anything else), by at most GOMAXPROCS
+	// callers at once: under a burst, requests then finish in the order
+	// they got their signature instead of all together at the end.
+	select {
+	case c.verifying <- struct{}{}:
+	case <-ctx.Done():
+		return tezos.Signature{}, ctxError(ctx)
+	}
+	verr := ent.ver.Verify(msg, sig, version)
+	<-c.verifying
+	if verr != nil {
+		used.markBad(gen)
+		bad := &BadSignatureError{Key: key, Method: "Sign", Err: verr}
+		c.observe("Sign", wire, bad)
+		return tezos.Signature{}, domain.Errorf(domain.KindUnavailable, "enclave unavailable: %w (connection dropped)", bad)
+	}
+	c.observe("Sign", wire, nil)
+	return sig, nil
 }
 
 // ProvePossession returns a BLS proof of possession for a loaded tz4 key,
@@ -339,7 +377,7 @@ func (c *Client) ProvePossession(ctx context.Context, key tezos.PublicKeyHash) (
 			}
 			return nil
 		}, func() error {
-			if err := ent.pub.VerifyPossession(proof); err != nil {
+			if err := ent.ver.VerifyPossession(proof); err != nil {
 				return &BadSignatureError{Key: key, Method: "ProvePossession", Err: err}
 			}
 			return nil
@@ -356,11 +394,15 @@ func (c *Client) lookup(pkh tezos.PublicKeyHash) (*keyEntry, bool) {
 }
 
 // addKey records a loaded key and asks every connection to import it.
-func (c *Client) addKey(pk tezos.PublicKey, blob []byte) {
+func (c *Client) addKey(pk tezos.PublicKey, blob []byte) error {
 	pkh := pk.Hash()
+	ver, err := tezos.NewVerifier(pk)
+	if err != nil {
+		return domain.Errorf(domain.KindInternal, "enclave returned an unusable public key %s: %v", pkh, err)
+	}
 	c.kmu.Lock()
 	if _, ok := c.keys[pkh]; !ok {
-		c.keys[pkh] = &keyEntry{pub: pk, blob: append([]byte(nil), blob...)}
+		c.keys[pkh] = &keyEntry{pub: pk, ver: ver, blob: append([]byte(nil), blob...)}
 		c.order = append(c.order, pkh)
 	}
 	delete(c.unopened, pkh)
@@ -371,6 +413,7 @@ func (c *Client) addKey(pk tezos.PublicKey, blob []byte) {
 		default:
 		}
 	}
+	return nil
 }
 
 // keyAt returns the i-th key in load order, or false past its end.
@@ -715,7 +758,13 @@ func once[T any](c *Client, ctx context.Context, fn func(cn *conn) (T, error)) (
 	// or that holds bytes nobody asked for, is redialled first, so that the
 	// request is not failed for a fault that happened before it arrived.
 	// The peek is one non-blocking system call, made before every request.
-	if r, ok := cn.check(); !ok {
+	if cn.isBad() {
+		cn.dropBad()
+		cn.closeConn()
+		if err := cn.connect(); err != nil {
+			return zero, cn.fault(fmt.Errorf("redialling: %w", err), true)
+		}
+	} else if r, ok := cn.check(); !ok {
 		cn.poisoned(r, "")
 		cn.closeConn()
 		if err := cn.connect(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
@@ -26,12 +27,17 @@ type conn struct {
 	back   chan struct{} // a caller hands a broken connection back to the keeper
 	notify chan struct{} // keys were added
 
-	nc      net.Conn // written under c.mu (Close reads it)
-	broken  bool
-	synced  int  // keys of c.order already considered for import here
-	counted bool // included in c.healthy
-	dialed  bool // connect was called before (later calls are redials)
-	isIdle  bool // in c.idle; under c.mu
+	nc net.Conn // written under c.mu (Close reads it)
+	pk *peeker  // looks at nc without reading
+	// gen counts the slot's connections; badGen is the generation that
+	// returned a signature that does not verify (0: none). Set by callers
+	// after they handed the connection back, hence atomic.
+	gen, badGen atomic.Uint64
+	broken      bool
+	synced      int  // keys of c.order already considered for import here
+	counted     bool // included in c.healthy
+	dialed      bool // connect was called before (later calls are redials)
+	isIdle      bool // in c.idle; under c.mu
 	// draining: a reply to an abandoned request is still on its way.
 	draining bool
 	// checked: the socket was peeked (nothing waiting) just before the
@@ -161,8 +167,12 @@ func (cn *conn) serve() bool {
 		// A connection with an abandoned reply on its way has bytes to
 		// read: it is drained (next turn), not probed. The probe is one
 		// non-blocking peek, whatever deadline the last request left.
+		if cn.isBad() {
+			cn.dropBad()
+			return true
+		}
 		if probing && !cn.draining {
-			if r := peek(cn.nc); r != peekIdle {
+			if r := cn.pk.peek(); r != peekIdle {
 				cn.poisoned(r, "")
 				return true
 			}
@@ -190,6 +200,14 @@ func (cn *conn) poisoned(r peekResult, method string) {
 		}
 		(*o).ObserveEnclaveRPC(ports.EnclaveRPCEvent{Method: method, Failure: ports.EnclaveFailureUnsolicited})
 	}
+}
+
+// dropBad breaks a connection that returned a signature that does not
+// verify (the caller that got it logged it, through the domain).
+func (cn *conn) dropBad() {
+	cn.broken = true
+	cn.cause = errBadConn
+	cn.c.log.Debug("dropping an enclave connection that returned an invalid signature", "conn", cn.id, "addr", cn.c.cfg.Addr)
 }
 
 // syncStep imports the next known key this connection does not hold yet;
@@ -269,7 +287,8 @@ func (cn *conn) connect() error {
 		nc.Close()
 		return errors.New("client closed")
 	}
-	cn.nc = nc
+	cn.nc, cn.pk = nc, newPeeker(nc)
+	cn.gen.Add(1)
 	c.mu.Unlock()
 	cn.broken, cn.cause, cn.checked = false, nil, false
 	cn.hmu.Lock()
@@ -301,7 +320,7 @@ func (cn *conn) check() (peekResult, bool) {
 	if cn.nc == nil || cn.broken {
 		return peekClosed, false
 	}
-	r := peek(cn.nc)
+	r := cn.pk.peek()
 	cn.checked = r == peekIdle
 	return r, cn.checked
 }
@@ -332,13 +351,17 @@ func (cn *conn) call(ctx context.Context, req *rpc.Request, out any) error {
 	return cn.roundTrip(ctx, req.Method(), frame, func(reply []byte) error { return rpc.DecodeReply(reply, out) }, nil)
 }
 
-// sign runs Sign with the hand-encoded request and the fast reply decoder,
-// and verifies the signature with the key's public key as the client
-// recorded it (pub, whose hash is the address the caller named) before
-// anyone sees it.
-func (cn *conn) sign(ctx context.Context, h uint64, pub tezos.PublicKey, msg []byte, version uint8) (tezos.Signature, error) {
-	var sig tezos.Signature
-	err := cn.roundTrip(ctx, "Sign", appendSignFrame(cn.wbuf[:0], h, msg, version), func(reply []byte) error {
+// sign runs Sign with the hand-encoded request and the fast reply decoder.
+// The signature is not verified here but by the caller, once the
+// connection is back in the pool (Client.Sign): a BLS verification takes
+// longer than the enclave's signature, and holding the connection through
+// it would halve what the pool serves. A failed request is observed here;
+// a reply is observed by the caller, with the verification's outcome.
+// used is the connection's generation, to mark it bad afterwards.
+func (cn *conn) sign(ctx context.Context, h uint64, t tezos.KeyType, msg []byte, version uint8) (sig tezos.Signature, wire time.Duration, used uint64, err error) {
+	start := time.Now()
+	used = cn.gen.Load()
+	err = cn.roundTrip1(ctx, appendSignFrame(cn.wbuf[:0], h, msg, version), "Sign", func(reply []byte) error {
 		tg, ok := fastSignature(reply)
 		if !ok {
 			if err := rpc.DecodeReply(reply, &tg); err != nil {
@@ -346,17 +369,35 @@ func (cn *conn) sign(ctx context.Context, h uint64, pub tezos.PublicKey, msg []b
 			}
 		}
 		var err error
-		if sig, err = tg.Signature(pub.Type); err != nil {
+		if sig, err = tg.Signature(t); err != nil {
 			return errMalformedContent{err}
 		}
 		return nil
-	}, func() error {
-		if err := pub.Verify(msg, sig, version); err != nil {
-			return &BadSignatureError{Key: pub.Hash(), Method: "Sign", Err: err}
-		}
-		return nil
 	})
-	return sig, err
+	wire = time.Since(start)
+	if err != nil {
+		cn.c.observe("Sign", wire, err)
+	}
+	return sig, wire, used, err
+}
+
+// markBad records that the connection of generation gen returned a
+// signature that does not verify: whoever holds the connection next (a
+// caller, or its keeper) drops it before sending anything on it. A
+// connection redialled since (another generation) is left alone.
+func (cn *conn) markBad(gen uint64) {
+	for {
+		old := cn.badGen.Load()
+		if old >= gen || cn.badGen.CompareAndSwap(old, gen) {
+			return
+		}
+	}
+}
+
+// isBad reports whether the current connection was marked bad.
+func (cn *conn) isBad() bool {
+	b := cn.badGen.Load()
+	return b != 0 && b == cn.gen.Load()
 }
 
 // BadSignatureError is a signature from the enclave that does not verify
@@ -394,10 +435,15 @@ func (cn *conn) roundTrip(ctx context.Context, method string, frame []byte, deco
 			err = cn.fault(verr, false)
 		}
 	}
-	if o := cn.c.observer.Load(); o != nil {
+	cn.c.observe(method, d, err)
+	return err
+}
+
+// observe reports one request on the wire to the observer, if any.
+func (c *Client) observe(method string, d time.Duration, err error) {
+	if o := c.observer.Load(); o != nil {
 		(*o).ObserveEnclaveRPC(ports.EnclaveRPCEvent{Method: method, Duration: d, Failure: failure(err)})
 	}
-	return err
 }
 
 // failure classifies a roundTrip error for metrics.
@@ -429,6 +475,9 @@ func failure(err error) string {
 	return ports.EnclaveFailureConnection
 }
 
+// errBadConn: the connection returned a signature that does not verify.
+var errBadConn = errors.New("the connection returned a signature that does not verify")
+
 // errUnsolicited: bytes were waiting on the connection before a request
 // was written.
 var errUnsolicited = errors.New("bytes arrived that no request asked for (a stale, duplicated or unsolicited reply)")
@@ -442,11 +491,15 @@ func (cn *conn) roundTrip1(ctx context.Context, frame []byte, method string, dec
 		clear(frame)
 		return cn.fault(errors.New("connection closed"), true)
 	}
+	if cn.isBad() {
+		clear(frame)
+		return cn.fault(fmt.Errorf("%s request not sent: %w", method, errBadConn), true)
+	}
 	// One request, one reply: before a request goes out, nothing may be
 	// waiting to be read. A reply nobody asked for would otherwise be read
 	// as this request's reply, and every later one would be one behind.
 	if !cn.checked {
-		if r := peek(nc); r != peekIdle {
+		if r := cn.pk.peek(); r != peekIdle {
 			clear(frame)
 			cn.poisoned(r, method)
 			if r == peekUnsolicited {
