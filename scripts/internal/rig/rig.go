@@ -43,6 +43,8 @@ type Proc struct {
 	Name string
 	Log  string // path of the log file
 
+	exited chan struct{} // closed once the one Wait returned
+
 	mu  sync.Mutex
 	out bytes.Buffer
 }
@@ -66,20 +68,18 @@ func (p *Proc) Stop() {
 		return
 	}
 	_ = p.Cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = p.Cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(5 * time.Second):
 		_ = p.Cmd.Process.Kill()
-		<-done
+		<-p.exited
 	}
 }
 
 // Kill sends SIGKILL and waits.
 func (p *Proc) Kill() {
 	_ = p.Cmd.Process.Kill()
-	_ = p.Cmd.Wait()
+	<-p.exited
 }
 
 // CPU returns the process's user+system time.
@@ -170,7 +170,7 @@ func (r *Rig) start(name, path string, args []string, ready *regexp.Regexp, time
 	if err != nil {
 		return nil, nil, err
 	}
-	p := &Proc{Name: name, Log: logPath, Cmd: exec.Command(path, args...)}
+	p := &Proc{Name: name, Log: logPath, Cmd: exec.Command(path, args...), exited: make(chan struct{})}
 	pr, pw := io.Pipe()
 	w := io.MultiWriter(logf, p, pw)
 	p.Cmd.Stdout, p.Cmd.Stderr = w, w
@@ -190,7 +190,9 @@ func (r *Rig) start(name, path string, args []string, ready *regexp.Regexp, time
 			}
 		}
 	}()
-	go func() { _ = p.Cmd.Wait(); pw.Close(); logf.Close() }()
+	// The one Wait of this process (two concurrent Waits can block
+	// forever); Stop and Kill wait for it.
+	go func() { _ = p.Cmd.Wait(); pw.Close(); logf.Close(); close(p.exited) }()
 	select {
 	case m := <-found:
 		return p, m, nil
