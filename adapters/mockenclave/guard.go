@@ -195,8 +195,8 @@ func (s *Server) admit(sess *session) bool {
 		}
 		if victim == nil {
 			s.mu.Unlock()
+			n := s.stats.refused.Add(1) // counted before the client can see it
 			sess.conn.Close()
-			n := s.stats.refused.Add(1)
 			s.rl.warn(s.log, "refused", n, "connection limit reached and every connection is initialized: new connection closed", "max_conns", s.opts.MaxConns)
 			return false
 		}
@@ -206,8 +206,8 @@ func (s *Server) admit(sess *session) bool {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	if victim != nil {
-		victim.conn.Close()
 		n := s.stats.evicted.Add(1)
+		victim.conn.Close()
 		s.rl.warn(s.log, "evicted", n, "connection limit reached: closed the oldest connection that had not initialized", "max_conns", s.opts.MaxConns, "remote", victim.conn.RemoteAddr().String())
 	}
 	return true
