@@ -168,8 +168,15 @@ func (cn *conn) serve() bool {
 		// read: it is drained (next turn), not probed. The probe is one
 		// non-blocking peek, whatever deadline the last request left.
 		if cn.isBad() {
+			// Replaced in place, still counted: callers wait for it (or
+			// use another) rather than see the pool down.
 			cn.dropBad()
-			return true
+			cn.closeConn()
+			if err := cn.connect(); err != nil {
+				cn.broken, cn.cause = true, err
+				return true
+			}
+			continue
 		}
 		if probing && !cn.draining {
 			if r := cn.pk.peek(); r != peekIdle {

@@ -21,10 +21,12 @@ import (
 	"github.com/sigil-signer/sigil/ports"
 )
 
-// Short timeouts: the tests stay idle many times longer than each.
+// Short timeouts: the tests stay idle many times longer than each (yet
+// long enough for a BLS key generation on a loaded machine).
 const (
-	rpcTimeout = 60 * time.Millisecond
+	rpcTimeout = 250 * time.Millisecond
 	idleProbe  = 10 * time.Millisecond
+	idleFor    = 6 * rpcTimeout // 150 idle probes
 )
 
 // server is a mock enclave on a loopback address, restartable there with
@@ -198,8 +200,8 @@ func signAll(t *testing.T, c *enclaverpc.Client, keys []tezos.PublicKey, msg []b
 }
 
 // TestIdleLinkIsFree: once every connection holds every key, a client left
-// alone for 20 × rpc_timeout (the deadline of its last request long
-// expired) and 120 idle probes costs nothing: no connection, no
+// alone for 6 × rpc_timeout (the deadline of its last request long
+// expired) and 150 idle probes costs nothing: no connection, no
 // Initialize, no Import, no KMS call, no redial, no log line. Requests
 // afterwards are served by the same connections.
 func TestIdleLinkIsFree(t *testing.T) {
@@ -210,7 +212,7 @@ func TestIdleLinkIsFree(t *testing.T) {
 	signAll(t, c, keys, []byte("\x03before")) // every connection's deadline now set
 	before := reading(s, c, &l)
 
-	time.Sleep(20 * rpcTimeout)
+	time.Sleep(idleFor)
 
 	require.Equal(t, before, reading(s, c, &l), "the idle link was not free; log: %v", l.since(before.logLines))
 	signAll(t, c, keys, []byte("\x03after"))
@@ -237,7 +239,7 @@ func TestEnclaveRestartReimportsOnce(t *testing.T) {
 		return st.Requests["Import"] == int64(len(keys)*c.Size()) && c.Ready(context.Background()) == nil
 	}, 20*time.Second, 5*time.Millisecond)
 	settled := reading(s, c, &l)
-	time.Sleep(20 * rpcTimeout)
+	time.Sleep(idleFor)
 	require.Equal(t, settled, reading(s, c, &l), "more work after the restart: %v", l.since(settled.logLines))
 
 	st := s.srv.Stats()
