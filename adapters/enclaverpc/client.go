@@ -320,7 +320,7 @@ func (c *Client) Sign(ctx context.Context, key tezos.PublicKeyHash, msg []byte, 
 		}
 		sig, d, g, err := cn.sign(ctx, h, key.Type, msg, version)
 		used, gen, wire = cn, g, d
-		return sig, err
+		return sig, cn.handleRefused(err, h)
 	})
 	if err != nil {
 		return tezos.Signature{}, err
@@ -382,7 +382,7 @@ func (c *Client) ProvePossession(ctx context.Context, key tezos.PublicKeyHash) (
 			}
 			return nil
 		})
-		return proof, err
+		return proof, cn.handleRefused(err, h)
 	})
 }
 
@@ -526,19 +526,22 @@ func (c *Client) slotFailed(cn *conn, err error) {
 	}
 }
 
-// down reports (under c.mu) whether the pool is known to be down: no
-// healthy connection, and either one was up before (it was lost) or every
-// slot's latest attempt failed. Requests then fail at once with the cause
-// instead of waiting for their deadline.
+// downLocked reports (under c.mu) whether the pool is known to be down: no
+// healthy connection, and every slot's latest dial or Initialize failed.
+// Requests then fail at once with the cause instead of waiting for their
+// deadline. Connections that were lost and are being redialled are not
+// enough: a request waits for the redial (two connections replaced at the
+// same moment must not fail requests).
 func (c *Client) downLocked() bool {
-	return c.healthy == 0 && (c.everUp || c.failing == len(c.conns))
+	return c.healthy == 0 && c.failing == len(c.conns)
 }
 
 // downLogLocked returns the log line for a pool that went down or whose
 // cause changed while down ("" when nothing changed): one line per change
-// of state, never one per attempt or per connection.
+// of state, never one per attempt or per connection. Down, for the log, is
+// no healthy connection after some were up, or every attempt failed.
 func (c *Client) downLogLocked() (string, []any) {
-	if !c.downLocked() || c.lastErr == nil {
+	if c.healthy > 0 || !(c.everUp || c.failing == len(c.conns)) || c.lastErr == nil {
 		return "", nil
 	}
 	cause := c.lastErr.Error()
@@ -577,12 +580,12 @@ func (c *Client) errClosed() error {
 	return domain.Errorf(domain.KindUnavailable, "enclave unavailable: client closed")
 }
 
-// get takes an idle connection, waiting for one if all are busy. It fails
-// at once, naming the cause, when no connection is healthy and the pool is
-// known to be down: it was up before (an outage: callers should not queue
-// behind redials), or every connection's latest attempt failed (the
-// enclave refuses connections or Initialize: a command should say so now,
-// not when its deadline expires).
+// get takes an idle connection, waiting for one if all are busy or being
+// redialled. It fails at once, naming the cause, when no connection is
+// healthy and every connection's latest attempt failed: the enclave is
+// down or refuses connections or Initialize (callers should not queue
+// behind redials, and a command should say so now, not when its deadline
+// expires).
 func (c *Client) get(ctx context.Context) (*conn, error) {
 	for {
 		c.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -594,6 +595,19 @@ func (cn *conn) malformedReply(err error) error {
 		err = fmt.Errorf("%w: %v", rpc.ErrMalformed, err)
 	}
 	return cn.fault(err, true)
+}
+
+// handleRefused turns the enclave's "invalid handle" for handle h, which
+// this very connection gave, into a malformed reply: the enclave and the
+// connection disagree on what it holds (a reply meant for another request,
+// a rewritten request), so the connection is replaced and the request
+// retried once, never answered as "key not found". Other errors pass.
+func (cn *conn) handleRefused(err error, h uint64) error {
+	var re *rpc.RPCError
+	if err == nil || !errors.As(err, &re) || !strings.Contains(strings.ToLower(re.Error()), "invalid handle") {
+		return err
+	}
+	return cn.malformedReply(fmt.Errorf("the enclave refused handle %d, which it gave on this connection: %v", h, re))
 }
 
 // handle returns this connection's handle for pkh, importing the key first
