@@ -28,6 +28,7 @@ var (
 	// Token Service, its KMS key refused): each attempt costs a request to
 	// those services, and the cause needs a person, not a retry storm.
 	backoffRefusedMax = 8 * time.Second
+	backoffRefusedMin = time.Second
 )
 
 // Client is a pooled client of an enclave signer. It implements
@@ -482,6 +483,7 @@ func (c *Client) slotUp(cn *conn) {
 	}
 	c.healthy++
 	c.everUp = true
+	c.lastErr = nil
 	restored := c.healthy == 1 && c.loggedDown
 	if restored {
 		c.loggedDown, c.loggedCause = false, ""
@@ -495,7 +497,8 @@ func (c *Client) slotUp(cn *conn) {
 	}
 }
 
-// setDown uncounts a connection that was up and broke for cause.
+// setDown uncounts a connection that was up and broke for cause (nil: the
+// client is closing).
 func (c *Client) setDown(cause error) {
 	c.mu.Lock()
 	c.healthy--
@@ -503,7 +506,11 @@ func (c *Client) setDown(cause error) {
 		c.lastErr = fmt.Errorf("connection lost: %w", cause)
 	}
 	c.wakeLocked()
-	msg, args := c.downLogLocked()
+	var msg string
+	var args []any
+	if c.ctx.Err() == nil {
+		msg, args = c.downLogLocked()
+	}
 	c.mu.Unlock()
 	if msg != "" {
 		c.stateLog(slog.LevelWarn, msg, args...)

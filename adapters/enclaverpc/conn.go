@@ -77,12 +77,12 @@ func (cn *conn) keep() {
 			}
 			c.slotFailed(cn, err)
 			log.Debug("enclave connection failed", "addr", c.cfg.Addr, "attempt", attempt+1, "err", err.Error())
-			d := backoff(attempt, backoffMax)
+			d := backoff(attempt, backoffMin, backoffMax)
 			if refusedByEnclave(err) {
 				// The enclave answered and refused (its attestation, its
-				// KMS): retrying every second would only hammer the
-				// Security Token Service or KMS behind it.
-				d = backoff(attempt, backoffRefusedMax)
+				// KMS): retrying at once would only hammer the Security
+				// Token Service or KMS behind it.
+				d = backoff(attempt, backoffRefusedMin, backoffRefusedMax)
 			}
 			if !cn.sleepUnlessPeerUp(d) {
 				return
@@ -103,7 +103,7 @@ func (cn *conn) keep() {
 			return
 		}
 		log.Debug("enclave connection lost; redialling", "addr", c.cfg.Addr, "err", errString(cn.cause))
-		if !cn.sleep(backoff(0, backoffMax)) {
+		if !cn.sleep(backoff(0, backoffMin, backoffMax)) {
 			return
 		}
 	}
@@ -238,10 +238,10 @@ func (cn *conn) syncStep() bool {
 	return true
 }
 
-// backoff returns a delay growing exponentially with attempt up to max,
-// with jitter (half fixed, half random).
-func backoff(attempt int, max time.Duration) time.Duration {
-	d := backoffMin << min(attempt, 16)
+// backoff returns a delay growing exponentially with attempt from first
+// up to max, with jitter (half fixed, half random).
+func backoff(attempt int, first, max time.Duration) time.Duration {
+	d := first << min(attempt, 16)
 	if d > max || d <= 0 {
 		d = max
 	}
