@@ -775,7 +775,7 @@ func once[T any](c *Client, ctx context.Context, fn func(cn *conn) (T, error)) (
 			return zero, cn.fault(fmt.Errorf("redialling: %w", err), true)
 		}
 	} else if r, ok := cn.check(); !ok {
-		cn.poisoned(r, "")
+		cn.poisoned(r, true)
 		cn.closeConn()
 		if err := cn.connect(); err != nil {
 			return zero, cn.fault(fmt.Errorf("redialling: %w", err), true)

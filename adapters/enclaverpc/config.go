@@ -9,15 +9,24 @@
 // The Client keeps a pool of connections, each initialized and holding
 // every loaded key (key handles are per connection). A request runs on the
 // caller's goroutine on an idle connection taken from the pool (no hand-off
-// to another goroutine); a connection that the enclave closed while idle is
-// noticed before use (a non-blocking peek) and redialled, and a request
-// that fails without a reply is retried once on another connection. One
-// keeper goroutine per connection dials and redials it with backoff,
-// imports every known key onto it while no request waits, and probes it
-// every second while idle, so that a restarted enclave is noticed and Ready
-// tells the truth. Ready also reports a reconnected enclave that cannot
-// open a stored key (for example one initialized with another KMS key),
-// naming the key, until the key opens again.
+// to another goroutine). One request, one reply: before every request the
+// connection is peeked at without reading and without regard to any
+// deadline (one system call); a connection the enclave closed is redialled
+// and one holding bytes nobody asked for is replaced, before the request is
+// sent. A reply of the wrong type or content breaks the connection and the
+// request is retried once on another one, as is a request that got no
+// reply. Every signature is verified with the key's public key before it
+// is returned; one that does not verify fails the request
+// (ports.ErrEnclaveBadSignature) and the connection is dropped. One keeper
+// goroutine per connection dials and redials it with capped backoff,
+// imports every known key onto it while no request waits, and looks at it
+// every second while idle (for free: an idle connection costs no redial,
+// import or KMS call), so that a restarted enclave is noticed and Ready
+// tells the truth, with the cause. Requests fail at once, naming the cause,
+// when every connection's latest attempt failed. Ready also reports a
+// reconnected enclave that cannot open a stored key (for example one
+// initialized with another KMS key), naming the key, until the key opens
+// again. With Config.LogState the pool logs its changes of state, once each.
 package enclaverpc
 
 import (

@@ -181,7 +181,7 @@ func (cn *conn) serve() bool {
 		}
 		if probing && !cn.draining {
 			if r := cn.pk.peek(); r != peekIdle {
-				cn.poisoned(r, "")
+				cn.poisoned(r, true)
 				return true
 			}
 		}
@@ -189,10 +189,11 @@ func (cn *conn) serve() bool {
 }
 
 // poisoned marks the connection broken because a peek found it r (closed,
-// or holding bytes no request asked for) before method ("" while idle)
-// was sent. A closed connection is ordinary (an enclave restart); bytes
-// nobody asked for are a protocol violation, logged and counted.
-func (cn *conn) poisoned(r peekResult, method string) {
+// or holding bytes no request asked for). A closed connection is ordinary
+// (an enclave restart); bytes nobody asked for are a protocol violation,
+// logged here. idle says no request was about to be sent: the violation is
+// then counted here (method "none"), else by the request that fails.
+func (cn *conn) poisoned(r peekResult, idle bool) {
 	c := cn.c
 	cn.broken = true
 	cn.cause = fmt.Errorf("connection %s", r)
@@ -202,11 +203,8 @@ func (cn *conn) poisoned(r peekResult, method string) {
 	}
 	c.log.Warn("enclave connection poisoned: bytes arrived that no request asked for (a stale, duplicated or unsolicited reply); replacing it",
 		"conn", cn.id, "addr", c.cfg.Addr)
-	if o := c.observer.Load(); o != nil {
-		if method == "" {
-			method = "none"
-		}
-		(*o).ObserveEnclaveRPC(ports.EnclaveRPCEvent{Method: method, Failure: ports.EnclaveFailureUnsolicited})
+	if idle {
+		c.observe("none", 0, errUnsolicited)
 	}
 }
 
@@ -509,7 +507,7 @@ func (cn *conn) roundTrip1(ctx context.Context, frame []byte, method string, dec
 	if !cn.checked {
 		if r := cn.pk.peek(); r != peekIdle {
 			clear(frame)
-			cn.poisoned(r, method)
+			cn.poisoned(r, false)
 			if r == peekUnsolicited {
 				return cn.fault(fmt.Errorf("%s request not sent: %w", method, errUnsolicited), true)
 			}

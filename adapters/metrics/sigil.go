@@ -205,8 +205,13 @@ type rpcObserver struct {
 }
 
 // ObserveEnclaveRPC implements ports.EnclaveRPCObserver; a success on a
-// known method allocates nothing.
+// known method allocates nothing. A connection found holding bytes nobody
+// asked for sent no request: it is counted as an error, with no duration.
 func (o *rpcObserver) ObserveEnclaveRPC(e ports.EnclaveRPCEvent) {
+	if e.Failure == ports.EnclaveFailureUnsolicited {
+		o.s.rpcErrors.WithLabelValues(o.vault, e.Method, e.Failure).Inc()
+		return
+	}
 	h, ok := o.byMethod[e.Method]
 	if !ok {
 		h = o.s.rpcDuration.WithLabelValues(o.vault, e.Method)

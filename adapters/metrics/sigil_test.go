@@ -53,6 +53,7 @@ func TestSigilFamilies(t *testing.T) {
 	out0 := scrape(t, m)
 	assert.Equal(t, 0.0, sampleValue(t, out0, `sigil_enclave_bad_signatures_total{vault="cs"}`), "exported at 0 from the start")
 	obs.ObserveEnclaveRPC(ports.EnclaveRPCEvent{Method: "Sign", Duration: time.Millisecond, Failure: ports.EnclaveFailureBadSignature})
+	obs.ObserveEnclaveRPC(ports.EnclaveRPCEvent{Method: "none", Failure: ports.EnclaveFailureUnsolicited})
 	m.ObserveSign(ports.SignEvent{Vault: "cs", Address: "tz1a", Request: "attestation", ChainID: "NetXdQprcVkpaWU", Duration: 700 * time.Microsecond})
 	m.ObserveSign(ports.SignEvent{Vault: "cs", Address: "tz1random", Request: "attestation", ChainID: "NetXdQprcVkpaWU", Duration: 700 * time.Microsecond})
 	m.SignHandled("tz1a", 200, 2*time.Millisecond)
@@ -79,6 +80,8 @@ func TestSigilFamilies(t *testing.T) {
 	assert.Equal(t, 1.0, sampleValue(t, out, `sigil_enclave_rpc_errors_total{cause="enclave_error",method="Import",vault="cs"}`))
 	assert.Equal(t, 1.0, sampleValue(t, out, `sigil_enclave_rpc_errors_total{cause="bad_signature",method="Sign",vault="cs"}`))
 	assert.Equal(t, 1.0, sampleValue(t, out, `sigil_enclave_bad_signatures_total{vault="cs"}`))
+	assert.Equal(t, 1.0, sampleValue(t, out, `sigil_enclave_rpc_errors_total{cause="unsolicited",method="none",vault="cs"}`))
+	assert.NotContains(t, out, `sigil_enclave_rpc_duration_seconds_count{method="none"`, "no request, no duration")
 	// Per key, buckets finer than Signatory's first (10 ms).
 	assert.Equal(t, 1.0, sampleValue(t, out, `sigil_enclave_sign_duration_seconds_count{address="tz1a",vault="cs"}`))
 	assert.Equal(t, 0.0, sampleValue(t, out, `sigil_enclave_sign_duration_seconds_bucket{address="tz1a",vault="cs",le="0.0004"}`))
