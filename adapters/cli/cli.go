@@ -40,6 +40,9 @@ var stateDirs *app.StateDirs
 // NewRoot returns the root command. As Signatory's, the root command with
 // no verb runs the daemon (`sigil` is `sigil serve`, with serve's flags).
 func NewRoot(stdout, stderr io.Writer) *cobra.Command {
+	// On a terminal, log lines and progress bars share it through one
+	// console: a log line is written above the bar, never inside it.
+	stderr = progress.ConsoleFor(stderr)
 	g := &globals{}
 	var so serveOptions
 	root := &cobra.Command{
