@@ -37,7 +37,7 @@ const DefaultMaxBody = 1 << 20
 type Signer interface {
 	Key(pkh string) (signer.Key, error)
 	Sign(ctx context.Context, req signer.SignRequest) (tezos.Signature, error)
-	ProvePossession(ctx context.Context, pkh string) (tezos.Signature, error)
+	ProvePossession(ctx context.Context, req signer.PossessionRequest) (tezos.Signature, error)
 	AuthorizedKeys() []tezos.PublicKeyHash
 }
 
@@ -46,7 +46,8 @@ type Observer interface {
 	// SignHandled is called once per finished sign request.
 	SignHandled(address string, status int, d time.Duration)
 	// AuthenticationFailed is called for every request refused for its
-	// client authentication (method: "authorized_keys", "jwt").
+	// client authentication (method: "authentication" for the authorized
+	// keys, as Signatory names it; "jwt").
 	AuthenticationFailed(status int, method, clientIP string)
 }
 
@@ -127,8 +128,18 @@ func (a *API) sign(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	status = a.fail(w, r, err)
+	a.authFailure(err, status, r)
+}
+
+// authMethodAuthorizedKeys is the auth_method label of a refusal by the
+// server-wide authorized keys (Signatory's "authentication").
+const authMethodAuthorizedKeys = "authentication"
+
+// authFailure reports err to the observer when it refused a client's
+// authentication by the authorized keys.
+func (a *API) authFailure(err error, status int, r *http.Request) {
 	if errors.Is(err, signer.ErrAuthentication) && a.opts.Observer != nil {
-		a.opts.Observer.AuthenticationFailed(status, "authorized_keys", clientIP(r))
+		a.opts.Observer.AuthenticationFailed(status, authMethodAuthorizedKeys, clientIP(r))
 	}
 }
 
@@ -179,13 +190,9 @@ func (a *API) decodeSign(w http.ResponseWriter, r *http.Request) (signer.SignReq
 		ver := uint8(n)
 		req.Version = &ver
 	}
-	if auth := q.Get("authentication"); auth != "" {
-		sig, err := tezos.ParseSignature(auth)
-		if err != nil {
-			return req, domain.Errorf(domain.KindInvalid, "authentication: %w", err)
-		}
-		req.Authentication = &sig
-	}
+	// Read (and checked) by the domain only when authorized keys apply,
+	// as Signatory reads it.
+	req.Authentication = q.Get("authentication")
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -206,9 +213,21 @@ func (a *API) decodeSign(w http.ResponseWriter, r *http.Request) (signer.SignReq
 }
 
 func (a *API) provePossession(w http.ResponseWriter, r *http.Request) {
-	sig, err := a.s.ProvePossession(r.Context(), r.PathValue("pkh"))
+	req := signer.PossessionRequest{PKH: r.PathValue("pkh"), User: userFrom(r.Context()), Source: clientIP(r)}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err == nil && len(q["authentication"]) > 1 {
+		err = domain.Errorf(domain.KindInvalid, "query parameter %q given %d times", "authentication", len(q["authentication"]))
+	} else if err != nil {
+		err = domain.Errorf(domain.KindInvalid, "malformed query string: %s", domain.Echo(err.Error()))
+	}
+	var sig tezos.Signature
+	if err == nil {
+		req.Authentication = q.Get("authentication")
+		sig, err = a.s.ProvePossession(r.Context(), req)
+	}
 	if err != nil {
-		a.fail(w, r, err)
+		status := a.fail(w, r, err)
+		a.authFailure(err, status, r)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"bls_prove_possession": sig.String()})
