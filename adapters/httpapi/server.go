@@ -80,21 +80,41 @@ func New(s Signer, opts Options) *API {
 	return &API{s: s, opts: opts, log: log}
 }
 
-// Handler returns the main server's routes.
+// Handler returns the main server's routes. As Signatory's router, it routes
+// first: an unknown path is 404 and a known path with another method 405
+// (with Allow), without authentication; with JWT configured, a request that
+// matches an endpoint (but POST /login) is then authenticated.
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /keys/{pkh}", a.getKey)
-	mux.HandleFunc("POST /keys/{pkh}", a.sign)
-	mux.HandleFunc("GET /authorized_keys", a.authorizedKeys)
-	mux.HandleFunc("GET /bls_prove_possession/{pkh}", a.provePossession)
+	auth := func(h http.HandlerFunc) http.Handler {
+		if a.opts.Auth != nil {
+			return a.requireToken(h)
+		}
+		return h
+	}
+	mux.Handle("GET /keys/{pkh}", auth(a.getKey))
+	mux.Handle("POST /keys/{pkh}", auth(a.sign))
+	mux.Handle("/keys/{pkh}", methodNotAllowed("GET, HEAD, POST"))
+	mux.Handle("GET /authorized_keys", auth(a.authorizedKeys))
+	mux.Handle("/authorized_keys", methodNotAllowed("GET, HEAD"))
+	mux.Handle("GET /bls_prove_possession/{pkh}", auth(a.provePossession))
+	mux.Handle("/bls_prove_possession/{pkh}", methodNotAllowed("GET, HEAD"))
+	if a.opts.Auth != nil {
+		mux.HandleFunc("POST /login", a.login)
+		mux.Handle("/login", methodNotAllowed("POST"))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", domain.Echo(r.Method), domain.Echo(r.URL.Path)))
 	})
-	if a.opts.Auth != nil {
-		mux.HandleFunc("POST /login", a.login)
-		return a.requireToken(mux)
-	}
 	return mux
+}
+
+// methodNotAllowed answers 405 with the methods the path takes.
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", domain.Echo(r.Method), domain.Echo(r.URL.Path), allow))
+	})
 }
 
 func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
