@@ -230,3 +230,26 @@ func TestLabelsAreBounded(t *testing.T) {
 	assert.NotContains(t, rec.Body.String(), "tz1random")
 	assert.Contains(t, rec.Body.String(), `chain_id="other"`)
 }
+
+// BenchmarkObserveRequest measures the metrics of one signed request as
+// the signer reports them (a watermark event and a sign event): a generic
+// transaction, and an attestation.
+func BenchmarkObserveRequest(b *testing.B) {
+	m := metrics.New(metrics.Options{WatermarkBackend: "file"})
+	m.SetKeys(func(a string) bool { return a == "tz1a" })
+	ops := map[string]int{"transaction": 1}
+	b.Run("generic", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m.ObserveWatermark(ports.WatermarkEvent{Address: "tz1a", Request: "generic", Outcome: ports.WatermarkNone})
+			m.ObserveSign(ports.SignEvent{Vault: "ConfidentialSpace", Address: "tz1a", Request: "generic", Ops: ops, Duration: time.Millisecond})
+		}
+	})
+	b.Run("attestation", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m.ObserveWatermark(ports.WatermarkEvent{Address: "tz1a", Request: "attestation", ChainID: "NetXdQprcVkpaWU", Outcome: ports.WatermarkAccepted, Duration: time.Millisecond})
+			m.ObserveSign(ports.SignEvent{Vault: "ConfidentialSpace", Address: "tz1a", Request: "attestation", Consensus: true, ChainID: "NetXdQprcVkpaWU", Round: 1, Duration: time.Millisecond})
+		}
+	})
+}
