@@ -1,6 +1,6 @@
 // Package metrics is Sigil's Prometheus adapter. It exports every metric
 // family Signatory's pkg/metrics does, with the same names, types, label
-// names and buckets (signing_ops_total, vault_sign_request_*,
+// names, buckets and label values for the same requests (signing_ops_total, vault_sign_request_*,
 // sign_handler_*, consensus_round_total, policy_violation_total,
 // watermark_rejection_total, authentication_failure_total, watermark_*, the
 // build info), so existing dashboards and alerts keep working, fed by the

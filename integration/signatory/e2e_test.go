@@ -74,7 +74,8 @@ const (
 // rejection, an authentication failure (server.authorized_keys is set), a
 // failed watermark write (file backend) and a vault error (the enclave is
 // stopped); then every metric family of Signatory must be in /metrics with
-// exactly its label names.
+// exactly its label names, and the series of that traffic with Signatory's
+// label values.
 func TestDropInEndToEnd(t *testing.T) {
 	sigil := harness.BuildBinary(t, "./cmd/sigil")
 	enclaveBin := harness.BuildBinary(t, "./cmd/sigil-enclave")
