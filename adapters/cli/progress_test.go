@@ -38,7 +38,7 @@ func TestGenerateShowsProgress(t *testing.T) {
 		switch {
 		case strings.HasPrefix(l, "generating ed25519 keys in vault cs"):
 			bars++
-			if i != len(lines)-1 || !strings.Contains(l, "100% [") || !strings.Contains(l, "200/200 in ") {
+			if i != len(lines)-1 || !strings.Contains(l, " 100% ") || !strings.Contains(l, "200/200 in ") {
 				t.Errorf("line %d: %q; want only the finished bar, last", i, l)
 			}
 		case strings.Contains(l, `msg="key generated"`):
