@@ -43,6 +43,10 @@ func Dev(o DevOptions) fx.Option {
 		fx.Provide(startDevEnclave),
 		fx.Supply(&DefaultPolicy{Policy: signer.AllowAll()}),
 		fx.Decorate(devConfig),
+		fx.Provide(func(enc *devEnclave, opts Options) ConfigTransform {
+			// A reload adapts the configuration file as the start did.
+			return func(c *config.Config) (*config.Config, error) { return devConfig(c, enc, opts) }
+		}),
 		fx.Invoke(devBootstrap),
 	)
 }

@@ -144,16 +144,18 @@ func (g *globals) runOnce(ctx context.Context, modules fx.Option, fn func(contex
 }
 
 // runDaemon builds the app, starts it and serves until SIGINT or SIGTERM
-// (or until ctx ends). SIGHUP (sent by log rotation, or by a closing
-// terminal) is logged and never stops the signer. On SIGINT/SIGTERM the app
-// stops: listeners close, in-flight requests drain (bounded by
-// stopTimeout), the watermark store closes; each step is logged.
+// (or until ctx ends). SIGHUP reloads the configuration (app.Reloader: in
+// the background, never stopping the signer; a bad configuration is
+// refused and the running one kept). On SIGINT/SIGTERM the app stops:
+// listeners close, in-flight requests drain (bounded by stopTimeout), the
+// watermark store closes; each step is logged.
 func runDaemon(ctx context.Context, modules fx.Option) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	var log *slog.Logger
-	a := fx.New(modules, fx.Populate(&log), fx.NopLogger)
+	var reloader *app.Reloader
+	a := fx.New(modules, fx.Populate(&log, &reloader), fx.NopLogger)
 	if err := a.Err(); err != nil {
 		return unwrapFx(err)
 	}
@@ -170,7 +172,8 @@ wait:
 		select {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				log.Warn("SIGHUP received and ignored: sigil keeps serving (it does not reload its configuration; restart it to apply changes)")
+				log.Info("SIGHUP received: reloading the configuration")
+				reloader.Trigger(app.TriggerSIGHUP)
 				continue
 			}
 			log.Info("signal received: shutting down", "signal", s.String())

@@ -63,6 +63,7 @@ type Metrics struct {
 	watermarkIOTime   *prometheus.HistogramVec
 	watermarkIOErrors *prometheus.CounterVec
 	sigil             *sigilMetrics
+	reload            *reloadMetrics
 }
 
 // Options configure New.
@@ -83,6 +84,7 @@ func New(o Options) *Metrics {
 		reg:     prometheus.NewRegistry(),
 		backend: o.WatermarkBackend,
 		sigil:   newSigilMetrics(),
+		reload:  newReloadMetrics(),
 		signingOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signing_ops_total",
 			Help: "Total number of signing operations completed.",
@@ -151,6 +153,7 @@ func New(o Options) *Metrics {
 		buildInfo("signatory_build_info", "Build information, under Signatory's name and labels (for its dashboards).", o.Build, false),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.sigil.collectors()...)
+	m.reg.MustRegister(m.reload.collectors()...)
 	return m
 }
 

@@ -58,15 +58,18 @@ func (s *Service) update(edit func(keys map[string]*Key)) {
 	}
 }
 
-// OnChange installs fn, called with the new snapshot each time keys are
-// added outside a reload (loading at start, generate, import). It runs
-// while no other change can happen, so it sees changes in order; it must
-// not call back into the service's writers. A reload calls its own commit
-// function instead.
+// OnChange installs fn and calls it at once with the current snapshot, then
+// with the new snapshot each time keys are added outside a reload (loading
+// at start, generate, import). It runs while no other change can happen,
+// so it sees every snapshot in order; it must not call back into the
+// service's writers. A reload calls its own commit function instead.
 func (s *Service) OnChange(fn func(Snapshot)) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.onChange = fn
-	s.mu.Unlock()
+	if fn != nil {
+		fn(Snapshot{s: s, st: s.cur.Load()})
+	}
 }
 
 // Snapshot is the service as of one moment: its keys and its settings.
