@@ -284,7 +284,8 @@ func TestSystemdUnit(t *testing.T) {
 	must(t, err)
 	for _, d := range []string{"ProtectSystem=strict", "ReadWritePaths=/var/lib/sigil", "NoNewPrivileges=yes", "PrivateTmp=yes",
 		"CapabilityBoundingSet=\n", "SystemCallFilter=@system-service", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_VSOCK",
-		"DynamicUser=yes", "StateDirectory=sigil", "LoadCredential=sigil.yaml:/etc/sigil/sigil.yaml", "KillSignal=SIGTERM"} {
+		"DynamicUser=yes", "StateDirectory=sigil", "LoadCredential=sigil.yaml:/etc/sigil/sigil.yaml", "KillSignal=SIGTERM",
+		"ExecStartPre=/usr/local/bin/sigil config check ", "ExecReload=/bin/kill -HUP $MAINPID"} {
 		if !strings.Contains(string(unit), d) {
 			t.Errorf("the unit lacks %q", d)
 		}
@@ -303,5 +304,54 @@ func TestSystemdUnit(t *testing.T) {
 	must(t, os.WriteFile(bad, []byte(strings.ReplaceAll(strings.ReplaceAll(string(unit), "/usr/local/bin/sigil", bin), "ProtectSystem=", "ProtectSystme=")), 0o644))
 	if out, _ := run(t, dir, sa, "verify", bad); !strings.Contains(out, "ProtectSystme") {
 		t.Errorf("systemd-analyze verify did not report an unknown directive:\n%s", out)
+	}
+}
+
+// unitLine returns the value of the unit's directive name (its only line).
+func unitLine(t *testing.T, unit, name string) string {
+	t.Helper()
+	var out []string
+	for _, l := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(l, name+"="); ok {
+			out = append(out, v)
+		}
+	}
+	if len(out) != 1 {
+		t.Fatalf("the unit has %d %s lines", len(out), name)
+	}
+	return out[0]
+}
+
+// TestSystemdConfigCheck runs the unit's ExecStartPre as systemd would
+// (the credential directory holding the configuration): `sigil config
+// check` with the daemon's own --config and --base-dir passes a good
+// configuration and fails a bad one, naming the problem.
+func TestSystemdConfigCheck(t *testing.T) {
+	raw, err := os.ReadFile("systemd/sigil.service")
+	must(t, err)
+	unit := string(raw)
+	pre, start := unitLine(t, unit, "ExecStartPre"), unitLine(t, unit, "ExecStart")
+	preArgs, ok := strings.CutPrefix(pre, "/usr/local/bin/sigil config check ")
+	if !ok {
+		t.Fatalf("ExecStartPre is not sigil config check: %s", pre)
+	}
+	if want := strings.TrimPrefix(start, "/usr/local/bin/sigil serve "); preArgs != want {
+		t.Errorf("ExecStartPre checks %q, ExecStart serves %q", preArgs, want)
+	}
+	bin := harness.BuildBinary(t, "./cmd/sigil")
+	cred := t.TempDir()
+	args := strings.Fields(strings.ReplaceAll(preArgs, "${CREDENTIALS_DIRECTORY}", cred))
+	check := func(cfg string) (string, error) {
+		must(t, os.WriteFile(filepath.Join(cred, "sigil.yaml"), []byte(cfg), 0o600))
+		return run(t, ".", bin, append([]string{"config", "check"}, args...)...)
+	}
+	good := "vaults:\n  cs:\n    driver: confidentialspace\n    config:\n      host: 10.0.0.100\n      wip_provider_path: projects/1/wip\n      encryption_key_path: projects/1/key\ntezos:\n  tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb:\n"
+	out, err := check(good)
+	if err != nil || !strings.HasPrefix(out, "OK: ") {
+		t.Errorf("ExecStartPre on a good configuration: %v\n%s", err, out)
+	}
+	out, err = check(strings.Replace(good, "host:", "hots:", 1))
+	if err == nil || !strings.Contains(out, "hots") {
+		t.Errorf("ExecStartPre on a misspelt field: %v\n%s", err, out)
 	}
 }

@@ -77,6 +77,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newListOps(),
 		newWatermarks(g),
 		newVersion(),
+		newConfigCmd(g),
 	)
 	return root
 }
@@ -85,6 +86,9 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 func Execute() int {
 	root := NewRoot(os.Stdout, os.Stderr)
 	if err := root.Execute(); err != nil {
+		if errors.As(err, new(exitError)) {
+			return 1 // the command printed why
+		}
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		return 1
 	}
