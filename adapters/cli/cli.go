@@ -59,6 +59,11 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// --version prints what `sigil version` prints (cobra's version flag,
+	// without the -v shorthand, which generate and import use for vaults).
+	root.Version = versionText()
+	root.SetVersionTemplate("{{.Version}}")
+	root.Flags().Bool("version", false, "Show the version, VCS revision, build time and Go version (as `sigil version`)")
 	f := root.PersistentFlags()
 	f.StringVar(&g.opts.BaseDir, "base-dir", "", "Base directory. Takes priority over one specified in config")
 	f.StringVarP(&g.opts.ConfigPath, "config", "c", DefaultConfigPath, "Config file path")
@@ -105,11 +110,16 @@ func newVersion() *cobra.Command {
 			// From the Go build information (module version, VCS revision
 			// and commit time), plus what scripts/build-release.sh sets
 			// with -ldflags (build time, branch). See adapters/buildinfo.
-			i := buildinfo.Read()
-			fmt.Fprintf(cmd.OutOrStdout(), "sigil %s\n%s", i.Version, i)
+			fmt.Fprint(cmd.OutOrStdout(), versionText())
 			return nil
 		},
 	}
+}
+
+// versionText is what `sigil version` and `sigil --version` print.
+func versionText() string {
+	i := buildinfo.Read()
+	return fmt.Sprintf("sigil %s\n%s", i.Version, i)
 }
 
 // progress starts reporting a task of total items on the command's error
