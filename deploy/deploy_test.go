@@ -84,6 +84,13 @@ func TestAlertUnitTests(t *testing.T) {
 		{"SigilDown compares with 1", `up{job="sigil"} == 0`, `up{job="sigil"} == 1`},
 		{"the consensus silence is 30 minutes", `> 900`, `> 1800`},
 		{"a metric is renamed", `watermark_io_errors_total`, `watermark_io_error_total`},
+		// The first event of a counter born at 1 is seen only through the
+		// series born in the window: without that term, the first refusal,
+		// the first errors of each key and operation go unseen.
+		{"the first refusal is not counted", `(watermark_rejection_total unless watermark_rejection_total offset 5m)`, `(watermark_rejection_total unless watermark_rejection_total)`},
+		{"the first server errors are not counted", `(sign_handler_requests_total{status=~"5.."} unless sign_handler_requests_total{status=~"5.."} offset 5m)`, `(sign_handler_requests_total{status=~"5.."} unless sign_handler_requests_total{status=~"5.."})`},
+		{"the first store errors are not counted", `(watermark_io_errors_total unless watermark_io_errors_total offset 5m)`, `(watermark_io_errors_total unless watermark_io_errors_total)`},
+		{"a daemon's counts from before the first scrape fire", `(max by (instance) (up offset 5m) or`, `(max by (instance) (up) or`},
 	} {
 		t.Run(m.name, func(t *testing.T) {
 			if !strings.Contains(string(orig), m.from) {
@@ -353,5 +360,94 @@ func TestSystemdConfigCheck(t *testing.T) {
 	out, err = check(strings.Replace(good, "host:", "hots:", 1))
 	if err == nil || !strings.Contains(out, "hots") {
 		t.Errorf("ExecStartPre on a misspelt field: %v\n%s", err, out)
+	}
+}
+
+// bornAtZero are the counters the daemon exports from its start, at 0
+// (Sigil's own, created with their labels): increase() sees their first
+// event.
+var bornAtZero = map[string]bool{"sigil_enclave_redials_total": true, "sigil_config_reloads_total": true}
+
+var counterFnRE = regexp.MustCompile(`\b(?:increase|rate)\(\s*([a-z_:][a-z0-9_:]*_total)\b`)
+
+// TestAlertsSeeFirstEvents: every alert over a counter that appears only
+// when it first counts (at 1, as Signatory's do) also counts the series
+// born in its window (x unless x offset …), without which increase() and
+// rate() miss the first event of each series: the first refusal of a key,
+// the first error of an operation.
+func TestAlertsSeeFirstEvents(t *testing.T) {
+	rules, err := promcheck.AlertRules(alerts)
+	must(t, err)
+	checked := 0
+	for _, r := range rules {
+		for _, m := range counterFnRE.FindAllStringSubmatch(r.Expr, -1) {
+			name := m[1]
+			if bornAtZero[name] {
+				continue
+			}
+			checked++
+			born := regexp.MustCompile(regexp.QuoteMeta(name) + `(\{[^}]*\})?\s+unless\s+` + regexp.QuoteMeta(name) + `(\{[^}]*\})?\s+offset\s+5m`)
+			if !born.MatchString(r.Expr) {
+				t.Errorf("%s: %s over %s misses the first event of each series (add (%s unless %s offset 5m) and … or …)", r.Source, m[0], name, name, name)
+			}
+		}
+	}
+	if checked < 3 {
+		t.Errorf("only %d counters checked: the rules were not read", checked)
+	}
+}
+
+// TestDashboardGeneratorInSync: the committed dashboard is what
+// scripts/gen-dashboard.py writes.
+func TestDashboardGeneratorInSync(t *testing.T) {
+	py := harness.Tool(t, "python3", "Debian: apt-get install python3")
+	out := filepath.Join(t.TempDir(), "sigil.json")
+	if got, err := run(t, "..", py, "scripts/gen-dashboard.py", out); err != nil {
+		t.Fatalf("gen-dashboard.py: %v\n%s", err, got)
+	}
+	want, err := os.ReadFile(dashboard)
+	must(t, err)
+	got, err := os.ReadFile(out)
+	must(t, err)
+	if string(got) != string(want) {
+		t.Errorf("%s differs from what scripts/gen-dashboard.py writes: run python3 scripts/gen-dashboard.py", dashboard)
+	}
+}
+
+// TestStatPanelsHaveThresholds: every stat panel colours its value by
+// thresholds (a number with no colour says nothing at a glance).
+func TestStatPanelsHaveThresholds(t *testing.T) {
+	data, err := os.ReadFile(dashboard)
+	must(t, err)
+	var d struct {
+		Panels []struct {
+			Type, Title string
+			FieldConfig struct {
+				Defaults struct {
+					Thresholds struct {
+						Mode  string
+						Steps []struct {
+							Color string
+							Value *float64
+						}
+					}
+				}
+			} `json:"fieldConfig"`
+		} `json:"panels"`
+	}
+	must(t, json.Unmarshal(data, &d))
+	n := 0
+	for _, p := range d.Panels {
+		if p.Type != "stat" {
+			continue
+		}
+		n++
+		th := p.FieldConfig.Defaults.Thresholds
+		if th.Mode != "absolute" || len(th.Steps) == 0 || th.Steps[0].Value != nil {
+			t.Errorf("stat panel %q: thresholds %+v (want absolute steps from -inf)", p.Title, th)
+		}
+	}
+	if n < 2 {
+		t.Errorf("%d stat panels: the dashboard was not read", n)
 	}
 }
