@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -460,4 +461,27 @@ func TestReloadAuthentication(t *testing.T) {
 	assert.Equal(t, 401, r.status, "a replay: %s", r.body)
 	assert.Contains(t, r.body, "already used")
 	assert.Equal(t, 2, reloads(t, d)["success"])
+}
+
+// TestDocumentedReloadMessage: the shell lines docs/operations.md gives to
+// build the signed reload message produce signer.ReloadMessage.
+func TestDocumentedReloadMessage(t *testing.T) {
+	root, err := harness.ModuleRoot()
+	require.NoError(t, err)
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
+	require.NoError(t, err)
+	var line string
+	for _, l := range strings.Split(string(doc), "\n") {
+		if strings.HasPrefix(l, "MSG=") {
+			require.Empty(t, line, "two MSG= lines")
+			line = l
+		}
+	}
+	require.NotEmpty(t, line, "docs/operations.md has no MSG= line")
+	assert.Contains(t, line, signer.ReloadTagHex)
+	for _, ts := range []int64{0, 1_800_000_000, 1<<40 + 5} {
+		out, err := exec.Command("bash", "-c", fmt.Sprintf("set -eu; TS=%d; %s; printf %%s \"$MSG\"", ts, line)).CombinedOutput()
+		require.NoError(t, err, string(out))
+		assert.Equal(t, hex.EncodeToString(signer.ReloadMessage(ts)), string(out), "TS=%d", ts)
+	}
 }
