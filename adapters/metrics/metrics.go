@@ -7,7 +7,8 @@
 // domain's events, the HTTP adapter's handler events and the watermark
 // backends' I/O events. Sigil adds its own sigil_* families (sigil.go): the
 // build info, the enclave connection pools' health and request latency,
-// fine-grained sign latency per key and each consensus key's last signature.
+// fine-grained sign latency per key and each consensus key's last signature,
+// and the configuration reloads (reload.go).
 // Label values come only from bounded sets, so that no client can grow the
 // number of series.
 package metrics
