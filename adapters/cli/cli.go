@@ -186,7 +186,7 @@ wait:
 		select {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				log.Info("SIGHUP received: reloading the configuration")
+				log.Debug("SIGHUP received: reloading the configuration")
 				reloader.Trigger(app.TriggerSIGHUP)
 				continue
 			}
