@@ -91,12 +91,19 @@ func (e *reloadEnv) writeConfig(extra string) { e.writeRaw(e.render(extra)) }
 
 // writeRaw replaces the configuration file whole (by a rename: a reader
 // sees the old file or the new one).
-func (e *reloadEnv) writeRaw(text string) {
+func (e *reloadEnv) writeRaw(text string) { require.NoError(e.t, e.replace(text)) }
+
+// replace is writeRaw without failing the test (for goroutines).
+func (e *reloadEnv) replace(text string) error {
 	f, err := os.CreateTemp(e.dir, "next-*.yaml")
-	require.NoError(e.t, err)
+	if err != nil {
+		return err
+	}
 	_, err = f.WriteString(text)
-	require.NoError(e.t, errors.Join(err, f.Close()))
-	require.NoError(e.t, os.Rename(f.Name(), e.cfgPath))
+	if err = errors.Join(err, f.Close()); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), e.cfgPath)
 }
 
 func startReloadEnv(t *testing.T, keys []tezos.PrivateKey, extra string) *reloadEnv {
@@ -263,7 +270,10 @@ func TestReloadsRace(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.writeConfig("tezos:\n" + policyFor(a, []string{"block:", "generic: [transaction]"}[i%2]))
+			if err := e.replace(e.render("tezos:\n" + policyFor(a, []string{"block:", "generic: [transaction]"}[i%2]))); err != nil {
+				errs <- err
+				return
+			}
 			if _, err := e.r.Reload(ctx, "race"); err != nil {
 				errs <- err
 			}
