@@ -292,3 +292,17 @@ func TestReloadsRace(t *testing.T) {
 	assert.Equal(t, 403, e.sign(a))
 	assert.Equal(t, 17, strings.Count(e.logs.String(), "configuration reloaded"))
 }
+
+// TestReloadWarnsOfSystemdCredential: a configuration read from systemd's
+// credential directory is the copy made at start; each reload says so.
+func TestReloadWarnsOfSystemdCredential(t *testing.T) {
+	skA, a := genKey(t, tezos.Ed25519)
+	e := startReloadEnv(t, []tezos.PrivateKey{skA}, "tezos:\n"+policyFor(a, "block:"))
+	_, err := e.r.Reload(context.Background(), "test")
+	require.NoError(t, err)
+	assert.NotContains(t, e.logs.String(), "systemd credential")
+	t.Setenv("CREDENTIALS_DIRECTORY", e.dir)
+	_, err = e.r.Reload(context.Background(), "test")
+	require.NoError(t, err)
+	assert.Contains(t, e.logs.String(), "the configuration is a systemd credential, copied when the service started")
+}
