@@ -142,8 +142,12 @@ func (v *Verifier) Expectations() attestation.Expectations { return v.cfg.Expect
 // as a wrapped *attestation.ClaimError, the first claim that failed. ctx
 // bounds a fetch of the issuer's keys.
 func (v *Verifier) Verify(ctx context.Context, token, keyNonce string) (attestation.Claims, error) {
-	var g googleClaims
-	_, err := v.parser.ParseWithClaims(token, &g, func(t *jwt.Token) (any, error) {
+	var (
+		g      googleClaims
+		keyErr error // why no key was found, said plainly
+	)
+	_, err := v.parser.ParseWithClaims(token, &g, func(t *jwt.Token) (k any, err error) {
+		defer func() { keyErr = err }()
 		if v.cfg.TokenType == TokenPKI {
 			return v.pkiKey(t)
 		}
@@ -156,6 +160,9 @@ func (v *Verifier) Verify(ctx context.Context, token, keyNonce string) (attestat
 		}
 		return v.key(ctx, kid)
 	})
+	if keyErr != nil {
+		return attestation.Claims{}, fmt.Errorf("attestation token refused: %w", keyErr)
+	}
 	if err != nil {
 		return attestation.Claims{}, fmt.Errorf("attestation token refused: %w", unwrapJWT(err))
 	}
