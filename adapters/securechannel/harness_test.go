@@ -138,7 +138,7 @@ type world struct {
 
 // newWorld makes a daemon key (written as the daemon writes it) and a
 // launcher whose workload's launch environment lists its pin.
-func newWorld(t *testing.T, lifetime time.Duration) *world {
+func newWorld(t testing.TB, lifetime time.Duration) *world {
 	t.Helper()
 	dir := t.TempDir()
 	w := &world{iss: attestationtest.NewIssuer(t), dir: dir}
