@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -21,6 +22,7 @@ import (
 
 	adattest "github.com/sigil-signer/sigil/adapters/attestation"
 	"github.com/sigil-signer/sigil/adapters/attestation/attestationtest"
+	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/adapters/securechannel"
 	"github.com/sigil-signer/sigil/domain/attestation"
 )
@@ -332,7 +334,7 @@ func startProxy(t *testing.T, enclave string, cert *tls.Certificate, identity tl
 			up.Close()
 		}
 		p.upstream <- err
-		srv := tls.Server(down, &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS13})
+		srv := tls.Server(down, &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{securechannel.ALPN}})
 		_ = srv.Handshake()
 		_, _ = io.Copy(io.Discard, srv)
 	}()
@@ -363,4 +365,48 @@ func startRelay(t *testing.T, enclave string) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// TestAttestPlainEnclave: a daemon configured for the attested channel
+// that reaches an enclave serving the plain protocol gets an error saying
+// so, and the plain enclave never decodes the TLS bytes as a request.
+func TestAttestPlainEnclave(t *testing.T) {
+	w := newWorld(t, 0)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, err = rpc.ReadFrame(c, 0) // as the plain enclave reads
+		got <- err
+	}()
+	_, err = dial(t, w.client(t), ln.Addr().String())
+	if err == nil || !strings.Contains(err.Error(), "is it serving the attested channel") {
+		t.Fatalf("Dial = %v", err)
+	}
+	if ferr := <-got; !errors.Is(ferr, rpc.ErrFrameTooLarge) {
+		t.Fatalf("the plain enclave read %v", ferr)
+	}
+}
+
+// TestAttestALPN: a client that offers another application protocol is
+// refused by the enclave.
+func TestAttestALPN(t *testing.T) {
+	w := newWorld(t, 0)
+	e := w.enclave(t)
+	_, err := tls.Dial("tcp", e.addr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13,
+		NextProtos: []string{"h2"}, Certificates: []tls.Certificate{w.key.Certificate}})
+	if err == nil {
+		t.Fatal("ALPN h2 accepted")
+	}
+	if serr := e.wantRefused(t); !strings.Contains(serr.Error(), "application protocol") {
+		t.Fatalf("enclave side: %v", serr)
+	}
 }

@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
@@ -90,6 +92,7 @@ func (c *Client) Handshake(ctx context.Context, raw net.Conn) (*Conn, error) {
 		// signed the handshake with that certificate's key.
 		InsecureSkipVerify: true,
 		ServerName:         "sigil-enclave",
+		NextProtos:         []string{ALPN},
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("the enclave presented no certificate")
@@ -100,13 +103,21 @@ func (c *Client) Handshake(ctx context.Context, raw net.Conn) (*Conn, error) {
 				return err
 			}
 			nonce = attestation.NonceOf(leaf.RawSubjectPublicKeyInfo)
-			claims, err = c.cfg.Verifier.Verify(ctx, tok, nonce)
-			return err
+			if claims, err = c.cfg.Verifier.Verify(ctx, tok, nonce); err != nil {
+				return err
+			}
+			if cs.NegotiatedProtocol != ALPN {
+				return fmt.Errorf("the enclave did not agree to the %s protocol (ALPN %q)", ALPN, cs.NegotiatedProtocol)
+			}
+			return nil
 		},
 	}
 	tc := tls.Client(raw, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = raw.Close()
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			return nil, fmt.Errorf("attested channel to %s: %w (the enclave closed the connection during the TLS handshake: is it serving the attested channel?)", raw.RemoteAddr(), err)
+		}
 		return nil, fmt.Errorf("attested channel to %s: %w", raw.RemoteAddr(), err)
 	}
 	conn := &Conn{tc: tc, client: c, nonce: nonce, claims: claims}

@@ -19,6 +19,11 @@ import (
 	"github.com/sigil-signer/sigil/domain/attestation"
 )
 
+// ALPN is the application protocol both ends announce: the enclave
+// protocol (4-byte length + CBOR frames), version 1 of this channel. A
+// client that offers another protocol is refused by the server.
+const ALPN = "sigil-enclave/1"
+
 // TokenProvider gives the enclave's current token (*attestation.Source).
 type TokenProvider interface {
 	Current() (adattest.Token, error)
@@ -73,6 +78,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		ClientAuth:             tls.RequireAnyClientCert,
 		VerifyConnection:       s.verifyClient,
 		SessionTicketsDisabled: true, // every connection sees the current token and a full handshake
+		NextProtos:             []string{ALPN},
 	}
 	return s, nil
 }
