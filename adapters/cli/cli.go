@@ -73,6 +73,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newListRequests(),
 		newListOps(),
 		newWatermarks(g),
+		newEnclaveClientKey(),
 		newVersion(),
 	)
 	return root
