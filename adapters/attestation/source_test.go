@@ -232,3 +232,33 @@ func TestAttestSourceStart(t *testing.T) {
 		t.Fatal("a source without audience")
 	}
 }
+
+// TestAttestSourceFetchTimeout: a launcher that hangs costs each attempt
+// FetchTimeout, not more; the source gets its token once it answers.
+func TestAttestSourceFetchTimeout(t *testing.T) {
+	iss := attestationtest.NewIssuer(t)
+	l := attestationtest.NewLauncher(t, iss, workload())
+	l.SetDelay(5 * time.Second)
+	s, err := attestation.NewSource(attestation.SourceConfig{
+		Fetcher: attestation.NewLauncher(l.Socket), Request: request(),
+		RetryInitial: 50 * time.Millisecond, FetchTimeout: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	err = s.Start(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("Start = %v after %v", err, time.Since(start))
+	}
+	if n := l.Requests(); n < 3 {
+		t.Fatalf("%d attempts in 1 s with a 100 ms timeout", n)
+	}
+	l.SetDelay(0)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -267,3 +267,66 @@ func TestAttestVerifierPKI(t *testing.T) {
 		t.Fatalf("debug image: %v", err)
 	}
 }
+
+// TestAttestVerifierKeyCacheAges crosses each interval of the key cache
+// with a fake clock: the key set is used for KeysMaxAge, fetched again
+// after it, an unknown kid fetches at most once per MinRefetch, and a
+// failed refetch of a stale set keeps its keys.
+func TestAttestVerifierKeyCacheAges(t *testing.T) {
+	iss := attestationtest.NewIssuer(t)
+	clock := time.Now()
+	v := newVerifier(t, attestation.VerifierConfig{
+		Expectations: expectations(iss), HTTPClient: iss.Client,
+		KeysMaxAge: time.Hour, MinRefetch: 10 * time.Second, FetchTimeout: 200 * time.Millisecond,
+		Now: func() time.Time { return clock },
+	})
+	w := workload()
+	w.Lifetime = 48 * time.Hour
+	ctx := context.Background()
+	verify := func(s attestationtest.Signer) error {
+		_, err := v.Verify(ctx, token(iss, w, s), keyNonce)
+		return err
+	}
+	step := func(name string, d time.Duration, s attestationtest.Signer, ok bool, fetches int) {
+		t.Helper()
+		clock = clock.Add(d)
+		err := verify(s)
+		if (err == nil) != ok {
+			t.Fatalf("%s: Verify = %v", name, err)
+		}
+		if got := iss.KeyFetches(); got != fetches {
+			t.Fatalf("%s: %d key fetches, want %d", name, got, fetches)
+		}
+	}
+	step("first", 0, attestationtest.SignIssuer, true, 1)
+	step("within max age", 59*time.Minute, attestationtest.SignIssuer, true, 1)
+	step("past max age", 2*time.Minute, attestationtest.SignIssuer, true, 2)
+	step("unknown kid right after a fetch", 0, attestationtest.SignUnknownKey, false, 2)
+	step("unknown kid within MinRefetch", 9*time.Second, attestationtest.SignUnknownKey, false, 2)
+	step("unknown kid past MinRefetch", 2*time.Second, attestationtest.SignUnknownKey, false, 3)
+	iss.SetDelay(5 * time.Second) // the issuer hangs: refetches time out
+	start := time.Now()
+	step("stale set, issuer down", 2*time.Hour, attestationtest.SignIssuer, true, 4)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("a hung issuer held Verify for %v (FetchTimeout 200ms)", d)
+	}
+	iss.SetDelay(0)
+}
+
+// TestAttestVerifierFetchTimeout: a hung issuer fails the first
+// verification after FetchTimeout, with an error saying the keys could not
+// be fetched.
+func TestAttestVerifierFetchTimeout(t *testing.T) {
+	iss := attestationtest.NewIssuer(t)
+	v := newVerifier(t, attestation.VerifierConfig{Expectations: expectations(iss), HTTPClient: iss.Client, FetchTimeout: 200 * time.Millisecond})
+	iss.SetDelay(5 * time.Second)
+	defer iss.SetDelay(0)
+	start := time.Now()
+	_, err := v.Verify(context.Background(), token(iss, workload(), attestationtest.SignIssuer), keyNonce)
+	if err == nil || !strings.Contains(err.Error(), "cannot fetch the issuer's keys") {
+		t.Fatalf("Verify = %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Verify took %v", d)
+	}
+}

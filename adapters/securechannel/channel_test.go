@@ -410,3 +410,44 @@ func TestAttestALPN(t *testing.T) {
 		t.Fatalf("enclave side: %v", serr)
 	}
 }
+
+// TestAttestHandshakeTimeouts: a peer that never speaks costs each side no
+// more than its context allows.
+func TestAttestHandshakeTimeouts(t *testing.T) {
+	w := newWorld(t, 0)
+	e := w.enclave(t)
+	// The enclave's side: a client that connects and says nothing.
+	a, b := net.Pipe()
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, _, err := e.srv.Handshake(ctx, a); err == nil {
+		t.Fatal("handshake with a silent client succeeded")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the server waited %v", d)
+	}
+	// The daemon's side: an enclave that accepts and says nothing.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			_, _ = io.Copy(io.Discard, c)
+		}
+	}()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	start = time.Now()
+	if _, err := w.client(t).Dial(ctx2, "tcp", ln.Addr().String()); err == nil {
+		t.Fatal("handshake with a silent enclave succeeded")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the client waited %v", d)
+	}
+}

@@ -44,6 +44,7 @@ type Issuer struct {
 	keys    map[string]*rsa.PrivateKey // published
 	n       int
 	fetches atomic.Int64
+	delay   atomic.Int64 // nanoseconds before answering a key set request
 
 	pkiRoot   *x509.Certificate
 	pkiInter  *x509.Certificate
@@ -75,8 +76,15 @@ func NewIssuer(t testing.TB) *Issuer {
 			"claims_supported":                      []string{"sub", "aud", "exp", "iat", "iss", "jti", "nbf", "dbgstat", "eat_nonce", "google_service_accounts", "hwmodel", "oemid", "secboot", "submods", "swname", "swversion"},
 		})
 	})
-	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
 		iss.fetches.Add(1)
+		if d := time.Duration(iss.delay.Load()); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(iss.JWKS())
 	})
@@ -109,6 +117,10 @@ func (i *Issuer) Rotate() {
 	i.key = k
 	i.keys = map[string]*rsa.PrivateKey{i.kid: k}
 }
+
+// SetDelay makes the key set endpoint wait d before answering (a hung
+// issuer).
+func (i *Issuer) SetDelay(d time.Duration) { i.delay.Store(int64(d)) }
 
 // KeyFetches returns how many times the key set was fetched.
 func (i *Issuer) KeyFetches() int { return int(i.fetches.Load()) }

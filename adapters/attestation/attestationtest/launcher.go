@@ -44,6 +44,7 @@ type Launcher struct {
 	mu       sync.Mutex
 	w        Workload
 	failing  bool
+	delay    time.Duration
 	requests atomic.Int64
 	issued   atomic.Int64
 }
@@ -93,6 +94,13 @@ func (l *Launcher) SetFailing(f bool) {
 	l.mu.Unlock()
 }
 
+// SetDelay makes the launcher wait d before answering (a hung launcher).
+func (l *Launcher) SetDelay(d time.Duration) {
+	l.mu.Lock()
+	l.delay = d
+	l.mu.Unlock()
+}
+
 // Requests returns the number of token requests received; Issued the number
 // of tokens returned.
 func (l *Launcher) Requests() int { return int(l.requests.Load()) }
@@ -122,8 +130,15 @@ func (l *Launcher) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l.mu.Lock()
-	wl, failing := l.w, l.failing
+	wl, failing, delay := l.w, l.failing, l.delay
 	l.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if failing {
 		http.Error(w, "attestation service unavailable", http.StatusServiceUnavailable)
 		return
