@@ -42,9 +42,10 @@ type VerifierConfig struct {
 	// KeysMaxAge is how long a fetched key set is used before it is
 	// fetched again (default 1 h; a failed refetch keeps the old keys).
 	KeysMaxAge time.Duration
-	// MinRefetch is the shortest interval between two fetches caused by a
-	// token whose key id is unknown (default 10 s), so that tokens with
-	// made-up key ids cannot make the daemon hammer the issuer.
+	// MinRefetch is the shortest interval between two fetches (default
+	// 10 s), so that tokens with made-up key ids cannot make the daemon
+	// hammer the issuer, and a hung issuer delays one handshake per
+	// interval, not every one.
 	MinRefetch time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -56,10 +57,11 @@ type Verifier struct {
 	cfg    VerifierConfig
 	parser *jwt.Parser
 
-	mu        sync.Mutex // guards keys, fetchedAt, lastFetch; held during a fetch
+	mu        sync.Mutex // guards keys, fetchedAt, lastFetch, fetchErr; held during a fetch
 	keys      map[string]*rsa.PublicKey
 	fetchedAt time.Time
 	lastFetch time.Time
+	fetchErr  error // of the last fetch, if it failed
 	jwksURL   string
 }
 
@@ -204,23 +206,25 @@ func (v *Verifier) key(ctx context.Context, kid string) (*rsa.PublicKey, error) 
 	if known && !stale {
 		return k, nil
 	}
-	var ferr error
-	if v.keys == nil || stale || now.Sub(v.lastFetch) >= v.cfg.MinRefetch {
+	// Fetch at most once per MinRefetch, whatever the reason (an unknown
+	// kid, a stale set): a hung or failing issuer then costs one
+	// FetchTimeout per interval, not one per handshake.
+	if v.lastFetch.IsZero() || now.Sub(v.lastFetch) >= v.cfg.MinRefetch {
 		v.lastFetch = now
 		fctx, cancel := context.WithTimeout(ctx, v.cfg.FetchTimeout)
 		keys, err := v.fetchKeys(fctx)
 		cancel()
 		if err == nil {
-			v.keys, v.fetchedAt = keys, now
+			v.keys, v.fetchedAt, v.fetchErr = keys, now, nil
 		} else {
-			ferr = err
+			v.fetchErr = err
 		}
 	}
 	if k, ok := v.keys[kid]; ok {
 		return k, nil // a failed refetch of a stale set keeps its keys
 	}
-	if ferr != nil {
-		return nil, fmt.Errorf("header kid %q: cannot fetch the issuer's keys: %w", kid, ferr)
+	if v.fetchErr != nil {
+		return nil, fmt.Errorf("header kid %q: cannot fetch the issuer's keys: %w", kid, v.fetchErr)
 	}
 	return nil, fmt.Errorf("header kid %q: the issuer publishes no such key (token signed by an unknown key)", kid)
 }

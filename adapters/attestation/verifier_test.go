@@ -310,7 +310,17 @@ func TestAttestVerifierKeyCacheAges(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("a hung issuer held Verify for %v (FetchTimeout 200ms)", d)
 	}
+	start = time.Now()
+	step("stale set, issuer down, within MinRefetch", time.Second, attestationtest.SignIssuer, true, 4)
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("Verify waited %v for the hung issuer again", d)
+	}
+	step("unknown kid, issuer down, within MinRefetch", time.Second, attestationtest.SignUnknownKey, false, 4)
+	if _, err := v.Verify(ctx, token(iss, w, attestationtest.SignUnknownKey), keyNonce); err == nil || !strings.Contains(err.Error(), "cannot fetch") {
+		t.Fatalf("unknown kid while the issuer is down: %v", err)
+	}
 	iss.SetDelay(0)
+	step("issuer back, past MinRefetch", 11*time.Second, attestationtest.SignIssuer, true, 5)
 }
 
 // TestAttestVerifierFetchTimeout: a hung issuer fails the first
