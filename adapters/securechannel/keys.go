@@ -39,6 +39,12 @@ type ClientKey struct {
 	Pin         attestation.Pin
 }
 
+// String shows the pin, never the private key.
+func (k ClientKey) String() string { return "securechannel.ClientKey(" + k.Pin.String() + ")" }
+
+// GoString implements fmt.GoStringer like String.
+func (k ClientKey) GoString() string { return k.String() }
+
 // farFuture is RFC 5280's "no well-defined expiration date".
 var farFuture = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 

@@ -2,11 +2,13 @@ package securechannel_test
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,5 +195,36 @@ func TestAttestPKIChannel(t *testing.T) {
 	w.settings.TokenType, w.settings.PKIRootFile = "", ""
 	if _, err := dial(t, w.client(t), e.addr); err == nil || !strings.Contains(err.Error(), "x5c") {
 		t.Fatalf("OIDC daemon: %v", err)
+	}
+}
+
+// TestAttestKeysNotPrinted: formatting the daemon's key or the server's
+// configuration never shows a private key.
+func TestAttestKeysNotPrinted(t *testing.T) {
+	k, err := securechannel.GenerateClientKey(filepath.Join(t.TempDir(), "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ek, _, err := securechannel.NewEphemeralKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{
+		k.Certificate.PrivateKey.(*ecdsa.PrivateKey).D.String(),
+		k.Certificate.PrivateKey.(*ecdsa.PrivateKey).D.Text(16),
+		ek.D.String(), ek.D.Text(16),
+	}
+	cfg := securechannel.ServerConfig{Key: ek, ClientPins: []attestation.Pin{k.Pin}}
+	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+		out := fmt.Sprintf(f, k) + fmt.Sprintf(f, cfg) + fmt.Sprintf(f, &k)
+		for _, s := range secrets {
+			if strings.Contains(out, s) {
+				t.Fatalf("%s prints a private key: %s", f, out)
+			}
+		}
+		want := "securechannel.ClientKey(" + k.Pin.String() + ")securechannel.ServerConfig{1 client pins}securechannel.ClientKey(" + k.Pin.String() + ")"
+		if out != want {
+			t.Errorf("%s prints %s, want %s", f, out, want)
+		}
 	}
 }

@@ -40,6 +40,14 @@ type ServerConfig struct {
 	Log        *slog.Logger
 }
 
+// String never shows the key.
+func (c ServerConfig) String() string {
+	return fmt.Sprintf("securechannel.ServerConfig{%d client pins}", len(c.ClientPins))
+}
+
+// GoString implements fmt.GoStringer like String.
+func (c ServerConfig) GoString() string { return c.String() }
+
 // Server is the enclave's side of the channel. Its methods are safe for
 // concurrent use.
 type Server struct {
