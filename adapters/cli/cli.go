@@ -76,6 +76,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newListRequests(),
 		newListOps(),
 		newWatermarks(g),
+		newEnclaveClientKey(),
 		newVersion(),
 	)
 	return root
