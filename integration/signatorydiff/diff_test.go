@@ -1,0 +1,263 @@
+package signatorydiff
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sigil-signer/sigil/integration/harness"
+)
+
+// TestAgainstSignatory runs every scenario on Signatory and Sigil and fails
+// on any difference the allow-list does not name, and on any allow-list
+// entry that no longer matches a difference (of the scenarios run). The
+// table of every difference is logged; SIGNATORYDIFF_REPORT=<file> also
+// writes it there.
+func TestAgainstSignatory(t *testing.T) {
+	harness.SkipIfShort(t)
+	allow := loadAllowList(t)
+	e := &env{c: loadCorpus(t), names: map[string]string{}}
+	for n, k := range e.c.Keys {
+		e.names[k.PKH], e.names[k.PK] = n, n
+	}
+	e.bins.sigil = harness.BuildBinary(t, "./cmd/sigil")
+	b := buildSignatory(t, t.TempDir())
+	e.bins.signatory, e.bins.signatoryCLI = b.serve, b.cli
+
+	// The CLI's lists of kinds, and the generic kinds both accept.
+	ops := e.compareLists(t, "list-ops")
+	e.compareLists(t, "list-requests")
+	for _, k := range ops[1] {
+		if slices.Contains(ops[0], k) {
+			e.genericKinds = append(e.genericKinds, k)
+		}
+	}
+
+	// One file vault, in Signatory's format (octez-client's secret_keys).
+	type vaultEntry struct {
+		Name  string `json:"name"`
+		Value string `json:"value"`
+	}
+	var vault []vaultEntry
+	for _, k := range vaultKeys {
+		vault = append(vault, vaultEntry{Name: k, Value: "unencrypted:" + e.c.key(k).SK})
+	}
+	raw, _ := json.Marshal(vault)
+	e.vaultPath = filepath.Join(t.TempDir(), "secret_keys.json")
+	if err := os.WriteFile(e.vaultPath, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.hook = startHook(t, e)
+
+	ran := map[string]bool{"cli": true}
+	for _, sc := range e.scenarios() {
+		t.Run(sc.name, func(t *testing.T) {
+			ran[sc.name] = true
+			e.run(t, sc)
+		})
+	}
+	e.judge(t, allow, ran)
+}
+
+// compareLists runs `list-ops` or `list-requests` of both CLIs and records
+// the kinds only one lists; it returns both lists.
+func (e *env) compareLists(t *testing.T, verb string) [2][]string {
+	var lists [2][]string
+	for i, bin := range []string{e.bins.signatoryCLI, e.bins.sigil} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, bin, verb).Output()
+		cancel()
+		if err != nil {
+			t.Fatalf("%s %s: %v", programs[i], verb, err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			if k, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "- "); ok {
+				lists[i] = append(lists[i], k)
+			}
+		}
+		if len(lists[i]) == 0 {
+			t.Fatalf("%s %s listed nothing:\n%s", programs[i], verb, out)
+		}
+		slices.Sort(lists[i])
+	}
+	for _, k := range lists[0] {
+		if !slices.Contains(lists[1], k) {
+			e.record("cli", verb+"/"+k, "listed", "yes", "no")
+		}
+	}
+	for _, k := range lists[1] {
+		if !slices.Contains(lists[0], k) {
+			e.record("cli", verb+"/"+k, "listed", "no", "yes")
+		}
+	}
+	return lists
+}
+
+// run starts both daemons on the scenario's configuration, compares
+// whether they start, sends every case to both and compares the answers,
+// then their metrics.
+func (e *env) run(t *testing.T, sc scenario) {
+	base := t.TempDir()
+	dirs := [2]string{filepath.Join(base, "signatory"), filepath.Join(base, "sigil")}
+	if len(sc.handover) > 0 {
+		shared := filepath.Join(base, "handover")
+		d := e.startDaemon(t, "signatory", sc.config, shared)
+		if !d.running() {
+			t.Fatalf("Signatory refused the handover configuration: %s", d.refused)
+		}
+		for _, cs := range sc.handover {
+			if o := e.do(d, d, cs); o.status != http.StatusOK {
+				t.Fatalf("handover: Signatory alone answered %s to %s: %s", statusText(o), cs.name, o.body)
+			}
+		}
+		d.stop()
+		for _, dir := range dirs {
+			copyDir(t, shared, dir)
+		}
+	}
+	var ds [2]*daemon
+	for i, p := range programs {
+		ds[i] = e.startDaemon(t, p, sc.config, dirs[i])
+	}
+	state := func(d *daemon) string {
+		if d.refused != "" {
+			return d.refused
+		}
+		return "started"
+	}
+	if sc.startOnly || !ds[0].running() || !ds[1].running() {
+		if (ds[0].refused == "") != (ds[1].refused == "") {
+			e.record(sc.name, "start", "start", state(ds[0]), state(ds[1]))
+		}
+		if !sc.startOnly {
+			t.Logf("not both started (Signatory: %s; Sigil: %s): no request sent", state(ds[0]), state(ds[1]))
+		}
+		for _, d := range ds {
+			d.stop()
+		}
+		return
+	}
+	for _, cs := range sc.cases {
+		s := e.do(ds[0], ds[1], cs)
+		g := e.do(ds[1], ds[0], cs)
+		e.compare(sc.name, cs, s, g)
+	}
+	var fams [2]map[string]*family
+	for i, d := range ds {
+		if !d.running() {
+			t.Fatalf("%s exited during the scenario:\n%s", d, d.proc.Tail(40))
+		}
+		resp, err := client.Get(d.utility + "/metrics")
+		if err != nil {
+			t.Fatalf("%s /metrics: %v", d, err)
+		}
+		fams[i], err = parseExposition(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s /metrics: %v", d, err)
+		}
+	}
+	e.compareMetrics(sc.name, fams[0], fams[1])
+	for _, d := range ds {
+		d.stop()
+	}
+}
+
+// copyDir copies a directory tree of regular files (a base directory).
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		dst := filepath.Join(to, rel)
+		if de.IsDir() {
+			return os.MkdirAll(dst, 0o700)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// judge matches every difference against the allow-list, logs the table,
+// and fails on differences not listed and on entries (of scenarios that
+// ran) that matched nothing.
+func (e *env) judge(t *testing.T, allow []*allowEntry, ran map[string]bool) {
+	used := make([]int, len(allow))
+	var rows [][]string
+	var fresh []diff
+	pending := 0
+	for _, d := range e.diffs {
+		verdict := "NEW"
+		for i, a := range allow {
+			if a.matches(d) {
+				used[i]++
+				if a.Pending != "" {
+					pending++
+					verdict = "pending " + a.ID
+				} else {
+					verdict = "documented " + a.ID
+				}
+				break
+			}
+		}
+		if verdict == "NEW" {
+			fresh = append(fresh, d)
+		}
+		rows = append(rows, []string{verdict, d.Scenario, d.Case, d.Field, d.Signatory, d.Sigil})
+	}
+	header := []string{"verdict", "scenario", "case", "field", "Signatory v1.4.0", "Sigil"}
+	var stale []string
+	for i, a := range allow {
+		if used[i] > 0 {
+			continue
+		}
+		for sc := range ran {
+			if a.res[0].MatchString(sc) {
+				stale = append(stale, fmt.Sprintf("%s (%s: %s)", a.ID, orNone(a.line), a.Note))
+				break
+			}
+		}
+	}
+	summary := fmt.Sprintf("%d cases sent to both; %d signatures valid from both, %d of them (Ed25519, BLS) compared for equality; "+
+		"%d differences: %d new, %d pending, %d documented; %d allow-list entries, %d matched nothing",
+		e.stats.cases, e.stats.bothValid, e.stats.equalChecked,
+		len(e.diffs), len(fresh), pending, len(e.diffs)-len(fresh)-pending, len(allow), len(stale))
+	t.Logf("Signatory v1.4.0 vs Sigil — %s\n%s", summary, table(header, rows, 100))
+	if p := os.Getenv("SIGNATORYDIFF_REPORT"); p != "" {
+		if err := os.WriteFile(p, []byte(summary+"\n\n"+table(header, rows, 0)), 0o644); err != nil {
+			t.Errorf("writing %s: %v", p, err)
+		}
+	}
+	if len(fresh) > 0 {
+		var b strings.Builder
+		for _, d := range fresh {
+			fmt.Fprintf(&b, "  %s | %s | %s: Signatory %q, Sigil %q\n", d.Scenario, d.Case, d.Field, d.Signatory, d.Sigil)
+		}
+		t.Errorf("%d differences are neither fixed nor in %s (add an entry quoting the line of docs/migrating-from-signatory.md that documents each, or fix Sigil):\n%s",
+			len(fresh), allowListPath, b.String())
+	}
+	if len(stale) > 0 {
+		t.Errorf("allow-list entries that match no difference any more (remove them, and their line in the guide if the difference is gone):\n  %s",
+			strings.Join(stale, "\n  "))
+	}
+}
