@@ -276,3 +276,37 @@ func TestSlugAndSection(t *testing.T) {
 		}
 	}
 }
+
+// TestClassify: a difference no entry matches is new; the first matching
+// entry decides documented or pending; an entry of a scenario that ran and
+// matched nothing is stale, one of a scenario that did not run is not.
+func TestClassify(t *testing.T) {
+	entry := func(id, scenario, cs, pending string) *allowEntry {
+		a := &allowEntry{ID: id, Pending: pending}
+		for i, p := range []string{scenario, cs, "status", "403", "404"} {
+			a.res[i] = glob(p)
+		}
+		return a
+	}
+	allow := []*allowEntry{
+		entry("doc", "main", "unknown-key/*", ""),
+		entry("pend", "main", "*", "issue-16-parity"),
+		entry("gone", "main", "never", ""),
+		entry("other", "jwt", "x", ""),
+	}
+	diffs := []diff{
+		{"main", "unknown-key/stranger", "status", "403", "404"},
+		{"main", "pop/stranger", "status", "403", "404"},
+		{"main", "pop/stranger", "status", "403", "500"},
+	}
+	v := classify(diffs, allow, map[string]bool{"main": true})
+	if len(v.fresh) != 1 || v.fresh[0].Sigil != "500" {
+		t.Errorf("new differences %v, want only the 500", v.fresh)
+	}
+	if v.pending != 1 || v.rows[0][0] != "documented doc" || v.rows[1][0] != "pending pend" || v.rows[2][0] != "NEW" {
+		t.Errorf("verdicts %v (pending %d)", v.rows, v.pending)
+	}
+	if len(v.stale) != 1 || !strings.HasPrefix(v.stale[0], "gone ") {
+		t.Errorf("stale entries %v, want gone only (jwt did not run)", v.stale)
+	}
+}

@@ -198,21 +198,26 @@ func copyDir(t *testing.T, from, to string) {
 	}
 }
 
-// judge matches every difference against the allow-list, logs the table,
-// and fails on differences not listed and on entries (of scenarios that
-// ran) that matched nothing.
-func (e *env) judge(t *testing.T, allow []*allowEntry, ran map[string]bool) {
+// verdicts is the outcome of matching the differences against the
+// allow-list.
+type verdicts struct {
+	rows    [][]string // verdict, scenario, case, field, Signatory, Sigil
+	fresh   []diff     // matched by no entry
+	pending int        // matched by a pending entry
+	stale   []string   // entries (of scenarios that ran) that matched nothing
+}
+
+// classify gives each difference the first entry matching it.
+func classify(diffs []diff, allow []*allowEntry, ran map[string]bool) verdicts {
+	var v verdicts
 	used := make([]int, len(allow))
-	var rows [][]string
-	var fresh []diff
-	pending := 0
-	for _, d := range e.diffs {
+	for _, d := range diffs {
 		verdict := "NEW"
 		for i, a := range allow {
 			if a.matches(d) {
 				used[i]++
 				if a.Pending != "" {
-					pending++
+					v.pending++
 					verdict = "pending " + a.ID
 				} else {
 					verdict = "documented " + a.ID
@@ -221,43 +226,50 @@ func (e *env) judge(t *testing.T, allow []*allowEntry, ran map[string]bool) {
 			}
 		}
 		if verdict == "NEW" {
-			fresh = append(fresh, d)
+			v.fresh = append(v.fresh, d)
 		}
-		rows = append(rows, []string{verdict, d.Scenario, d.Case, d.Field, d.Signatory, d.Sigil})
+		v.rows = append(v.rows, []string{verdict, d.Scenario, d.Case, d.Field, d.Signatory, d.Sigil})
 	}
-	header := []string{"verdict", "scenario", "case", "field", "Signatory v1.4.0", "Sigil"}
-	var stale []string
 	for i, a := range allow {
 		if used[i] > 0 {
 			continue
 		}
 		for sc := range ran {
 			if a.res[0].MatchString(sc) {
-				stale = append(stale, fmt.Sprintf("%s (%s: %s)", a.ID, orNone(a.line), a.Note))
+				v.stale = append(v.stale, fmt.Sprintf("%s (%s: %s)", a.ID, orNone(a.line), a.Note))
 				break
 			}
 		}
 	}
+	return v
+}
+
+// judge logs the table of every difference with its verdict, and fails on
+// differences not listed and on entries (of scenarios that ran) that
+// matched nothing.
+func (e *env) judge(t *testing.T, allow []*allowEntry, ran map[string]bool) {
+	v := classify(e.diffs, allow, ran)
+	header := []string{"verdict", "scenario", "case", "field", "Signatory v1.4.0", "Sigil"}
 	summary := fmt.Sprintf("%d cases sent to both; %d signatures valid from both, %d of them (Ed25519, BLS) compared for equality; "+
 		"%d differences: %d new, %d pending, %d documented; %d allow-list entries, %d matched nothing",
 		e.stats.cases, e.stats.bothValid, e.stats.equalChecked,
-		len(e.diffs), len(fresh), pending, len(e.diffs)-len(fresh)-pending, len(allow), len(stale))
-	t.Logf("Signatory v1.4.0 vs Sigil — %s\n%s", summary, table(header, rows, 100))
+		len(e.diffs), len(v.fresh), v.pending, len(e.diffs)-len(v.fresh)-v.pending, len(allow), len(v.stale))
+	t.Logf("Signatory v1.4.0 vs Sigil — %s\n%s", summary, table(header, v.rows, 100))
 	if p := os.Getenv("SIGNATORYDIFF_REPORT"); p != "" {
-		if err := os.WriteFile(p, []byte(summary+"\n\n"+table(header, rows, 0)), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(summary+"\n\n"+table(header, v.rows, 0)), 0o644); err != nil {
 			t.Errorf("writing %s: %v", p, err)
 		}
 	}
-	if len(fresh) > 0 {
+	if len(v.fresh) > 0 {
 		var b strings.Builder
-		for _, d := range fresh {
+		for _, d := range v.fresh {
 			fmt.Fprintf(&b, "  %s | %s | %s: Signatory %q, Sigil %q\n", d.Scenario, d.Case, d.Field, d.Signatory, d.Sigil)
 		}
 		t.Errorf("%d differences are neither fixed nor in %s (add an entry quoting the line of docs/migrating-from-signatory.md that documents each, or fix Sigil):\n%s",
-			len(fresh), allowListPath, b.String())
+			len(v.fresh), allowListPath, b.String())
 	}
-	if len(stale) > 0 {
+	if len(v.stale) > 0 {
 		t.Errorf("allow-list entries that match no difference any more (remove them, and their line in the guide if the difference is gone):\n  %s",
-			strings.Join(stale, "\n  "))
+			strings.Join(v.stale, "\n  "))
 	}
 }
