@@ -29,7 +29,6 @@ import (
 	"github.com/sigil-signer/sigil/adapters/buildinfo"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/app"
-	"github.com/sigil-signer/sigil/domain/request"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -374,8 +373,22 @@ func TestListRequestsAndOps(t *testing.T) {
 		title string
 		items []string
 	}{
-		"list-requests": {"Possible request types:", request.RequestKinds()},
-		"list-ops":      {"Possible operation types:", request.GenericOperationKinds()},
+		// Signatory v1.4.0's list-requests prints exactly these (gotez
+		// proto_024_PtTALLiN ListSignRequests).
+		"list-requests": {"Possible request types:", []string{"attestation", "attestation_with_dal", "block", "generic", "pack", "preattestation"}},
+		// Signatory's list-ops (gotez ListGenericOperations and
+		// ListPseudoOperations), plus the three consensus operations Sigil
+		// also signs inside a generic request (attestation,
+		// attestation_with_dal, preattestation).
+		"list-ops": {"Possible operation types:", []string{"activate_account", "attestation", "attestation_with_dal", "attestations_aggregate",
+			"ballot", "dal_entrapment_evidence", "dal_publish_commitment", "delegation", "double_baking_evidence",
+			"double_consensus_operation_evidence", "drain_delegate", "failing_noop", "finalize_unstake", "increase_paid_storage",
+			"origination", "preattestation", "preattestations_aggregate", "proposals", "register_global_constant", "reveal",
+			"seed_nonce_revelation", "set_delegate_parameters", "set_deposits_limit", "signature_prefix",
+			"smart_rollup_add_messages", "smart_rollup_cement", "smart_rollup_execute_outbox_message", "smart_rollup_originate",
+			"smart_rollup_publish", "smart_rollup_recover_bond", "smart_rollup_refute", "smart_rollup_timeout", "stake",
+			"transaction", "transfer_ticket", "unstake", "update_companion_key", "update_consensus_key", "vdf_revelation",
+			"zk_rollup_origination", "zk_rollup_publish", "zk_rollup_update"}},
 	} {
 		// No configuration is needed (none exists at the default path).
 		out, _, err := runCLI(t, "", "-c", filepath.Join(t.TempDir(), "absent.yaml"), verb)

@@ -2,10 +2,10 @@ package request
 
 import "slices"
 
-// Operation bodies of the current protocol (Seoul, 023, and its successors
-// as far as Taquito 25 forges them), as Octez operation_repr.ml defines them
-// and ECAD Labs' gotez (protocol/proto_023_PtSeouLo and the earlier packages
-// it aliases) decodes them. Each body decoder only checks and skips; the
+// Operation bodies of the current protocol (Tallinn, 024, whose unsigned
+// operations keep Seoul's (023) layouts: gotez's proto_024_PtTALLiN aliases
+// every one of them), as Octez operation_repr.ml defines them and ECAD Labs'
+// gotez decodes them. Each body decoder only checks and skips; the
 // kind names are gotez's OperationKind() names, which Signatory's policy uses.
 //
 // Encodings used below:
@@ -165,16 +165,17 @@ func proposalList(r *reader) error {
 	return nil
 }
 
-// ballot: int8 0 yay, 1 nay, 2 pass.
+// ballot: int8 0 yay, 1 nay, 2 pass; the vote is kept in r.vote.
 func ballot(r *reader) error {
 	at := r.off
 	b, err := r.u8("ballot")
 	if err != nil {
 		return err
 	}
-	if b > 2 {
+	if int(b) >= len(BallotVotes) {
 		return r.unknownTag("ballot", b, at)
 	}
+	r.vote = BallotVotes[b]
 	return nil
 }
 

@@ -15,7 +15,7 @@ import (
 // Policy is what one key may sign, as Signatory's `tezos:` section says.
 type Policy struct {
 	// Allow maps a request kind (block, preattestation, attestation,
-	// attestation_with_dal, generic, micheline) to the operation kinds
+	// attestation_with_dal, generic, pack) to the operation kinds
 	// allowed in it; only the generic list is consulted, an empty list
 	// allows no generic operation.
 	Allow map[string][]string
@@ -65,11 +65,13 @@ func AllowAll() *Policy {
 	return &Policy{Allow: allow, AllowProofOfPossession: true}
 }
 
-// legacyKind maps Signatory's older request kind names to current ones
-// ("Both terminologies work identically", Signatory's documentation).
+// legacyKind maps older request kind names to current ones: Signatory's
+// ("Both terminologies work identically", its documentation) and Sigil's
+// earlier name of the packed data request.
 var legacyKind = map[string]string{
 	"endorsement":    request.OpAttestation,
 	"preendorsement": request.OpPreattestation,
+	"micheline":      string(request.KindPack),
 }
 
 // legacyOp maps older operation kind names to current ones.
@@ -98,6 +100,39 @@ var retiredOps = map[string]bool{
 	"dal_attestation": true,
 }
 
+// OpSignaturePrefix is gotez's operation kind of tag 255: the first bytes of
+// a BLS signature carried at the end of a signed operation. Signatory lists
+// it among the operation kinds (its policy may name it); Sigil accepts the
+// name and matches nothing with it, because it refuses every request that
+// carries one (an unsigned operation never does).
+const OpSignaturePrefix = "signature_prefix"
+
+// PolicyOperationKinds lists, sorted, every operation kind a policy's
+// generic list may name that Signatory's `list-ops` prints (gotez's
+// generic operations and staking pseudo-operations of the current
+// protocol), plus the consensus operations Sigil also signs inside a
+// generic request (attestation, attestation_with_dal, preattestation). A
+// ballot may also be named with its vote (ballot:yay, ballot:nay,
+// ballot:pass), which list-ops does not print, as in Signatory.
+func PolicyOperationKinds() []string {
+	out := append(request.GenericOperationKinds(), OpSignaturePrefix)
+	slices.Sort(out)
+	return out
+}
+
+// ballotOp checks an operation name with a sub-kind (Signatory's
+// base:sub form, which only ballot takes, with a vote).
+func ballotOp(op string) (bool, error) {
+	base, vote, ok := strings.Cut(op, ":")
+	if !ok {
+		return false, nil
+	}
+	if base != request.OpBallot || !slices.Contains(request.BallotVotes, vote) {
+		return true, fmt.Errorf("invalid operation kind %q: only ballot takes a sub-kind, its vote (ballot:%s)", domain.Echo(op), strings.Join(request.BallotVotes, ", ballot:"))
+	}
+	return true, nil
+}
+
 // NormalizePolicy checks a policy's kind names and folds Signatory's older
 // spellings into Allow, returning warnings to log. As in Signatory, `allow`
 // wins: the older allowed_operations / allowed_kinds are read only when
@@ -117,7 +152,7 @@ func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds 
 			return nil
 		}
 		if !slices.Contains(request.RequestKinds(), kind) {
-			return fmt.Errorf("unknown request kind %q (want %s; older names endorsement, preendorsement)", domain.Echo(kind), strings.Join(request.RequestKinds(), ", "))
+			return fmt.Errorf("unknown request kind %q (want %s; older names endorsement, preendorsement, micheline)", domain.Echo(kind), strings.Join(request.RequestKinds(), ", "))
 		}
 		cur, seen := out[kind]
 		if !seen {
@@ -127,12 +162,17 @@ func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds 
 			if o, ok := legacyOp[op]; ok {
 				op = o
 			}
+			sub, err := ballotOp(op)
 			switch {
-			case slices.Contains(known, op):
+			case err != nil:
+				return err
+			case sub, slices.Contains(known, op):
+			case op == OpSignaturePrefix:
+				warnings = append(warnings, fmt.Sprintf("operation kind %q in %s matches nothing: Sigil refuses every request carrying a signature prefix (it ends a signed operation, never an unsigned one)", op, kind))
 			case retiredOps[op]:
 				warnings = append(warnings, fmt.Sprintf("operation kind %q in %s belongs to an earlier protocol and matches nothing", op, kind))
 			default:
-				return fmt.Errorf("unknown operation kind %q in %s (known: %s; see `sigil list-ops`)", domain.Echo(op), kind, strings.Join(known, ", "))
+				return fmt.Errorf("unknown operation kind %q in %s (known: %s, and ballot:yay, ballot:nay, ballot:pass; see `sigil list-ops`)", domain.Echo(op), kind, strings.Join(known, ", "))
 			}
 			if !slices.Contains(cur, op) {
 				cur = append(cur, op)
@@ -179,9 +219,12 @@ func (p *Policy) check(pkh string, r *request.Request) (string, error) {
 		return ports.ViolationRequestKind, domain.Errorf(domain.KindForbidden, "request kind %q is not allowed for %s", kind, pkh)
 	}
 	if r.Kind == request.KindGeneric {
-		for _, op := range r.Ops {
-			if !slices.Contains(ops, op) {
-				return ports.ViolationOperation, domain.Errorf(domain.KindForbidden, "operation %q is not allowed for %s", op, pkh)
+		for i, op := range r.Ops {
+			// A ballot is allowed by `ballot` or by `ballot:<its vote>`
+			// (Signatory's matchFilter).
+			name := r.PolicyOp(i)
+			if !slices.Contains(ops, op) && !slices.Contains(ops, name) {
+				return ports.ViolationOperation, domain.Errorf(domain.KindForbidden, "operation %q is not allowed for %s", name, pkh)
 			}
 		}
 	}

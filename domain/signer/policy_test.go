@@ -15,6 +15,7 @@ import (
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
 )
 
@@ -464,4 +465,80 @@ func TestStakingPolicies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestResignSignatoryMark: over a mark recorded with its digest but no
+// signature (as Signatory records them; imported here), the identical
+// request is signed again (a fresh signature that verifies, the mark
+// unchanged), every other request at or below the mark is refused, and a
+// higher one is signed and recorded.
+func TestResignSignatoryMark(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range []string{"attestation", "block"} {
+		t.Run(kind, func(t *testing.T) {
+			st := mem.New(mem.Config{})
+			s := vaultService(t, newFakeEnclave(), &memStore{}, signer.Options{DefaultPolicy: signer.AllowAll(), Watermarks: st})
+			ks, err := s.Generate(ctx, "cs", tezos.Secp256k1, 1)
+			require.NoError(t, err)
+			pkh, pk := ks[0].PKH.String(), ks[0].PublicKey
+			msg := func(level, round int32, payload byte) []byte {
+				if kind == "block" {
+					return blockAt(level, round, payload)
+				}
+				return attestation(level, round, payload)
+			}
+			signed := msg(300, 1, 1)
+			rec := watermark.Record{Key: watermark.Key{ChainID: "NetXdQprcVkpaWU", PKH: pkh, Kind: kind},
+				Mark: watermark.Mark{Level: 300, Round: 1, Digest: tezos.Digest(signed)}}
+			require.NoError(t, st.Import(ctx, []watermark.Record{rec}))
+			sign := func(m []byte) (tezos.Signature, error) {
+				return s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: m})
+			}
+			for range 2 {
+				sig, err := sign(signed)
+				require.NoError(t, err, "the very bytes Signatory signed")
+				require.NoError(t, pk.Verify(signed, sig, tezos.SignVersion2))
+			}
+			recs, err := st.Export(ctx)
+			require.NoError(t, err)
+			require.Len(t, recs, 1)
+			assert.Equal(t, rec.Digest, recs[0].Digest)
+			assert.Empty(t, recs[0].Signature, "nothing recorded")
+			for _, m := range [][]byte{msg(300, 1, 2), msg(300, 0, 3), msg(299, 4, 1)} {
+				_, err := sign(m)
+				assert.Equal(t, domain.KindConflict, domain.KindOf(err), "%v", err)
+			}
+			higher := msg(301, 0, 5)
+			sig, err := sign(higher)
+			require.NoError(t, err)
+			require.NoError(t, pk.Verify(higher, sig, tezos.SignVersion2))
+		})
+	}
+}
+
+// blockAt builds a Tenderbake block sign request (0x11 ‖ chain id ‖ shell
+// header ‖ protocol data, Octez block_header_repr.ml) at level and fitness
+// round, payload hash starting with payload.
+func blockAt(level, round int32, payload byte) []byte {
+	be := func(v int32) []byte { return binary.BigEndian.AppendUint32(nil, uint32(v)) }
+	elem := func(b []byte) []byte { return append(be(int32(len(b))), b...) }
+	var fit []byte
+	for _, e := range [][]byte{{2}, be(level), nil, be(0), be(round)} {
+		fit = append(fit, elem(e)...)
+	}
+	b := []byte{0x11, 0x7a, 0x06, 0xa7, 0x70}
+	b = append(b, be(level)...)
+	b = append(b, 1)                         // proto
+	b = append(b, make([]byte, 32)...)       // predecessor
+	b = append(b, 0, 0, 0, 0, 0x68, 1, 2, 3) // timestamp
+	b = append(b, 4)                         // validation passes
+	b = append(b, make([]byte, 32)...)       // operations hash
+	b = append(b, elem(fit)...)
+	b = append(b, make([]byte, 32)...) // context
+	ph := make([]byte, 32)
+	ph[0] = payload
+	b = append(b, ph...)
+	b = append(b, be(0)...)           // payload round
+	b = append(b, make([]byte, 8)...) // proof of work nonce
+	return append(b, 0x00, 0x00)      // no seed nonce hash, per block votes
 }

@@ -50,7 +50,8 @@ func (l *keyLocks) lock(pkh string) func() {
 // policy and, for consensus requests, its high watermark, then signs it in
 // the enclave. A consensus signature leaves only after its watermark is
 // durably recorded; an identical repeat of the last consensus request gets
-// the recorded signature again.
+// the recorded signature again, or, when the mark was recorded without one
+// (Signatory's), a fresh signature of the same bytes.
 func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, error) {
 	k, err := s.Key(req.PKH)
 	if err != nil {
@@ -180,6 +181,9 @@ func (s *Service) signWatermarked(ctx context.Context, k Key, r *request.Request
 		if err != nil {
 			outcome(err)
 			return tezos.Signature{}, err
+		}
+		if d == watermark.Resign {
+			s.log.Info("identical consensus request over a mark recorded without its signature (Signatory's): signing the same bytes again", "pkh", wk.PKH, "kind", wk.Kind, "level", next.Level, "round", next.Round)
 		}
 		if d == watermark.Replay {
 			s.log.Info("identical consensus request repeated: answering with the recorded signature", "pkh", wk.PKH, "kind", wk.Kind, "level", next.Level, "round", next.Round)

@@ -264,6 +264,10 @@ func (s *Store) commitBatch(c *chain, batch []*pending) {
 			accepted = append(accepted, p)
 		case watermark.Replay:
 			p.res = *recorded
+		case watermark.Resign:
+			// The very message of a mark recorded without its signature
+			// (Signatory's): signed again, nothing to record.
+			p.res = p.m
 		default:
 			p.err = err
 		}

@@ -125,9 +125,18 @@ func TestSignatoryFormat(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, watermark.Mark{Level: 120, Round: maxRound, Digest: digest}, got)
 	for _, round := range []int32{2, 3, 40} {
-		_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: round, Digest: digest, Signature: watermarktest.Sig("x")})
+		_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: round, Digest: [32]byte{7}, Signature: watermarktest.Sig("x")})
 		assert.Equal(t, domain.KindConflict, domain.KindOf(err), "block at level 120 round %d after Signatory's mark at payload round 2", round)
 	}
+	// The very block Signatory signed (its hash) is signed again; the mark
+	// stays Signatory's.
+	again := watermark.Mark{Level: 120, Round: 2, Digest: digest, Signature: watermarktest.Sig("again")}
+	got, err = s.Commit(ctx, k, again)
+	require.NoError(t, err)
+	assert.Equal(t, again, got)
+	got, _, err = s.Check(ctx, k)
+	require.NoError(t, err)
+	assert.Equal(t, watermark.Mark{Level: 120, Round: maxRound, Digest: digest}, got, "nothing recorded")
 	got, ok, err = s.Check(ctx, watermark.Key{ChainID: chainID, PKH: pkh, Kind: watermark.KindAttestation})
 	require.NoError(t, err)
 	require.True(t, ok, "the endorsement mark is kept as the attestation mark")
