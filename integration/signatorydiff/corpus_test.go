@@ -42,6 +42,9 @@ type corpus struct {
 	ops     map[string]string
 	opNames []string
 	opKinds map[string][]string
+	// packs are the vectors of packed Micheline data (0x05), by name in
+	// ops, in file order.
+	packs []string
 }
 
 func loadCorpus(t testing.TB) *corpus {
@@ -63,12 +66,15 @@ func loadCorpus(t testing.TB) *corpus {
 	readJSON(t, filepath.Join("..", "..", "domain", "request", "testdata", "vectors.json"), &v)
 	c.ops, c.opKinds = map[string]string{}, map[string][]string{}
 	for _, vec := range v.Vectors {
-		if vec.Kind != "generic" {
-			continue
+		switch vec.Kind {
+		case "generic":
+			c.ops[vec.Name] = vec.Hex
+			c.opKinds[vec.Name] = vec.Ops
+			c.opNames = append(c.opNames, vec.Name)
+		case "pack", "micheline":
+			c.ops[vec.Name] = vec.Hex
+			c.packs = append(c.packs, vec.Name)
 		}
-		c.ops[vec.Name] = vec.Hex
-		c.opKinds[vec.Name] = vec.Ops
-		c.opNames = append(c.opNames, vec.Name)
 	}
 	if len(c.opNames) == 0 {
 		t.Fatalf("domain/request/testdata/vectors.json (%s) holds no generic operation", v.Generator)

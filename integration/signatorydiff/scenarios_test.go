@@ -408,13 +408,18 @@ func (e *env) scenarios() []scenario {
 			sign("ballot/voter/pass", "voter", "ballot/voter/pass"),
 			sign("ballot/w1/nay", "w1", "ballot/w1/nay"),
 		}})
+	pack := []tcase{
+		sign("micheline/w1", "w1", "micheline"),
+		sign("micheline/bare", "bare", "micheline"),
+		sign("transaction/w1", "w1", "op:transaction/simple"),
+		{name: "micheline/w1/byte-after-the-expression", path: "/keys/{w1}", body: str(`"` + c.Messages["micheline"] + `00"`)},
+	}
+	for _, v := range c.packs {
+		pack = append(pack, sign("pack/"+v+"/w1", "w1", "op:"+v), sign("pack/"+v+"/w4", "w4", "op:"+v))
+	}
 	ss = append(ss, scenario{name: "pack", config: config("",
-		entry("w1", "    allow:\n      pack:\n      generic: [transaction]\n")+entry("bare", "")),
-		cases: []tcase{
-			sign("micheline/w1", "w1", "micheline"),
-			sign("micheline/bare", "bare", "micheline"),
-			sign("transaction/w1", "w1", "op:transaction/simple"),
-		}})
+		entry("w1", "    allow:\n      pack:\n      generic: [transaction]\n")+entry("w4", "    allow:\n      pack:\n")+entry("bare", "")),
+		cases: pack})
 
 	// Configurations: does each program start?
 	startOnly := func(name, server, tezos string, extra ...string) scenario {
