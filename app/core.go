@@ -159,7 +159,7 @@ func openVaults(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (Vaults, 
 		if inst.Close != nil {
 			lc.Append(fx.StopHook(inst.Close))
 		}
-		out = append(out, signer.Vault{Name: name, Enclave: inst.Enclave, Store: inst.Store})
+		out = append(out, signer.Vault{Name: name, Enclave: inst.Enclave, Store: inst.Store, Display: inst.Display})
 	}
 	return out, nil
 }

@@ -91,6 +91,11 @@ func newMetrics(cfg *config.Config) *metrics.Metrics {
 	if cfg.Watermark != nil {
 		backend = cfg.Watermark.Driver
 	}
+	if backend == "firestore" {
+		// Sigil's other name of Signatory's "gcp" backend: one label value
+		// for one backend, as its I/O metrics report it.
+		backend = "gcp"
+	}
 	return metrics.New(metrics.Options{WatermarkBackend: backend, Build: buildinfo.Read()})
 }
 

@@ -96,7 +96,7 @@ next_row()
 
 row("Consensus and watermarks")
 panel("Consensus signatures by round",
-      "Fresh consensus signatures per second, by operation and round (round 0 is the normal case; higher rounds mean the network missed blocks).",
+      "Consensus signatures per second (identical repeats included, as Signatory counts them), by request kind and round (round 0 is the normal case; higher rounds mean the network missed blocks).",
       [(f'sum by (operation_type, round) (rate(consensus_round_total{{{I}, {A}}}[{RI}]))', "{{operation_type}} round {{round}}")], unit="ops", x=0, stack=True)
 panel("Watermark refusals",
       "Consensus requests refused because they are not above the recorded level and round (alert SigilWatermarkRefusals).",
@@ -109,7 +109,7 @@ panel("Watermark store latency (p99)",
        (f'histogram_quantile(0.99, sum by (backend, le) (rate(watermark_operation_duration_seconds_bucket{{{I}}}[{RI}])))', "check and record {{backend}}")],
       unit="s", x=0)
 panel("Watermark operations and errors",
-      "Watermark decisions by result and backend I/O errors by type (alert SigilWatermarkStoreFailing).",
+      "Requests through the watermark step by result (every request kind, as Signatory counts them: success, or rejected for a refusal and for a failing store alike) and backend I/O errors by type (alert SigilWatermarkStoreFailing).",
       [(f'sum by (result) (rate(watermark_operations_total{{{I}}}[{RI}]))', "{{result}}"),
        (f'sum by (backend, operation, error_type) (rate(watermark_io_errors_total{{{I}}}[{RI}]))', "I/O error {{backend}} {{operation}} {{error_type}}")],
       unit="ops", x=12)
@@ -117,7 +117,7 @@ next_row()
 
 row("Errors")
 panel("Errors by cause",
-      "Refusals and failures per second: policy violations by type, enclave signing errors by HTTP code, enclave request failures by cause, non-2xx answers by status.",
+      "Refusals and failures per second: policy violations by type (the refused request or operation kind, authentication, policy_hook), signing step errors by HTTP code (409 a watermark refusal, 5xx the vault or the watermark store), enclave request failures by cause, non-2xx answers by status.",
       [(f'sum by (violation_type) (rate(policy_violation_total{{{I}, {A}}}[{RI}]))', "policy {{violation_type}}"),
        (f'sum by (code) (rate(vault_sign_request_error_total{{{I}}}[{RI}]))', "vault error {{code}}"),
        (f'sum by (cause) (rate(sigil_enclave_rpc_errors_total{{{I}, {V}}}[{RI}]))', "enclave {{cause}}"),

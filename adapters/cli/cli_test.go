@@ -629,3 +629,66 @@ func TestBareSigilServes(t *testing.T) {
 		})
 	}
 }
+
+// TestImportFrom: Signatory's documented form, `import -f/--from FILE`
+// (with --vault): the key held in FILE is imported, whatever FILE is named;
+// an encrypted key in the file takes --password or the prompt; a key given
+// both ways, or a file that is not there, is refused and nothing is stored.
+func TestImportFrom(t *testing.T) {
+	port := startEnclave(t)
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKCS8PrivateKey(ec)
+	require.NoError(t, err)
+	pemData := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	pemKey, err := tezos.ParsePrivateKeyAny(pemData)
+	require.NoError(t, err)
+	pemPub, _ := pemKey.Public()
+	enc := encryptedVectors(t)[0]
+
+	for _, c := range []struct {
+		name     string
+		file     string // content; the file is named after a key string, which --from must not read as one
+		flag     string
+		extra    []string
+		stdin    string
+		want     string // the imported address, or "" for a refusal
+		refusal  string
+		noFile   bool
+		fileName string
+	}{
+		{name: "PEM with -f", file: string(pemData), flag: "-f", want: pemPub.Hash().String()},
+		{name: "PEM with --from", file: string(pemData), flag: "--from", extra: []string{"--vault", "cs"}, want: pemPub.Hash().String()},
+		{name: "file named like a key", file: string(pemData), flag: "-f", fileName: "edsk3RxYd1Y5UN3z8NNjHNZtpnBzcYRFRER1LuqmFmcNmaiY7DZVTf", want: pemPub.Hash().String()},
+		{name: "encrypted key, --password", file: enc.Encrypted + "\n", flag: "-f", extra: []string{"--password", enc.Passphrase}, want: enc.PublicKeyHash},
+		{name: "encrypted key, password on stdin", file: enc.Encrypted + "\n", flag: "--from", stdin: enc.Passphrase + "\n", want: enc.PublicKeyHash},
+		{name: "also an argument", file: string(pemData), flag: "-f", extra: []string{enc.SecretKey}, refusal: "either with --from or as an argument"},
+		{name: "no such file", flag: "-f", noFile: true, refusal: "no such file"},
+		{name: "not a key", file: "hello\n", flag: "-f", refusal: "invalid secret key"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := writeCfg(t, dir, vaultYAML(port))
+			name := c.fileName
+			if name == "" {
+				name = "key.pem"
+			}
+			path := filepath.Join(dir, name)
+			if !c.noFile {
+				require.NoError(t, os.WriteFile(path, []byte(c.file), 0o600))
+			}
+			args := append([]string{"-c", cfg, "import", c.flag, path}, c.extra...)
+			out, errOut, err := runCLI(t, c.stdin, args...)
+			if c.refusal != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), c.refusal)
+				assert.Empty(t, keyFileAddresses(t, dir), "a key was stored")
+				return
+			}
+			require.NoError(t, err, errOut)
+			assert.Equal(t, c.want+"\n", out)
+			assert.Equal(t, []string{c.want}, keyFileAddresses(t, dir))
+			assert.NotContains(t, out+errOut, enc.Passphrase)
+		})
+	}
+}

@@ -50,9 +50,9 @@ func newGenerate(g *globals) *cobra.Command {
 }
 
 func newImport(g *globals) *cobra.Command {
-	var vault, password, opt string
+	var vault, password, opt, from string
 	cmd := &cobra.Command{
-		Use:   "import [SECRET_KEY | FILE | -]...",
+		Use:   "import [SECRET_KEY | FILE | -]... | -f FILE",
 		Short: "Import secret keys (edsk…, spsk…, p2sk…, BLsk…, their encrypted forms, PEM, DER) into the enclave",
 		Long: "Import secret keys into the enclave, which seals them; only the sealed form is stored, and the\n" +
 			"address of each key is printed. A key is given as an argument (a Tezos secret key string, or\n" +
@@ -60,6 +60,7 @@ func newImport(g *globals) *cobra.Command {
 			"(not echoed) or read from standard input. An encrypted key (edesk…, spesk…, p2esk…, BLesk…, as\n" +
 			"octez-client writes them, \"encrypted:\" prefix allowed) is decrypted with --password, else with\n" +
 			"the password typed at the prompt or read from the next line of standard input.\n" +
+			"-f/--from FILE (Signatory's form) imports the key held in FILE.\n" +
 			"The configuration is checked before anything is asked. Keys and passwords are never printed.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := parseOptions(opt)
@@ -81,8 +82,15 @@ func newImport(g *globals) *cobra.Command {
 				return in.password()
 			}
 			sources := args
-			if len(sources) == 0 {
+			if from != "" {
+				if len(args) > 0 {
+					return fmt.Errorf("import: give the key either with --from or as an argument, not both (got --from %s and %d argument(s))", domain.Echo(from), len(args))
+				}
+			} else if len(sources) == 0 {
 				sources = []string{"-"}
+			}
+			if from != "" {
+				sources = []string{from}
 			}
 			var keys []tezos.PrivateKey
 			defer func() {
@@ -92,7 +100,13 @@ func newImport(g *globals) *cobra.Command {
 			}()
 			warned := false
 			for i, src := range sources {
-				data, err := keyMaterial(src, in)
+				var data []byte
+				var err error
+				if from != "" {
+					data, err = readKeyFile(src) // always a file, as Signatory reads it
+				} else {
+					data, err = keyMaterial(src, in)
+				}
 				if err == nil && isKeyText(src) && !warned {
 					warned = true
 					fmt.Fprintln(cmd.ErrOrStderr(), "warning: a secret key given as an argument can be seen by other users of this machine (ps) and stays in the shell history; prefer the prompt or a file")
@@ -128,6 +142,7 @@ func newImport(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&vault, "vault", "v", "", "Vault name for importing (optional with one vault)")
 	cmd.Flags().StringVar(&password, "password", "", "Password of encrypted secret keys (else asked, or read from the line after the key)")
 	cmd.Flags().StringVarP(&opt, "opt", "o", "", "Options to be passed to the backend. Syntax: key:val[,...] (Sigil's vaults take none)")
+	cmd.Flags().StringVarP(&from, "from", "f", "", "Import the key held in this file (PEM, DER or a Tezos secret key string)")
 	return cmd
 }
 
@@ -140,6 +155,11 @@ func keyMaterial(src string, in *secretInput) ([]byte, error) {
 	case isKeyText(src):
 		return []byte(src), nil
 	}
+	return readKeyFile(src)
+}
+
+// readKeyFile returns the content of the key file src, bounded.
+func readKeyFile(src string) ([]byte, error) {
 	f, err := os.Open(src)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {

@@ -86,15 +86,11 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	a.authFailed(w, r, err)
 }
 
-// requireToken authenticates every request but POST /login with the
+// requireToken authenticates a request to an endpoint with the
 // Authorization (Bearer) and username headers, as Signatory's JWT
 // middleware does, and puts the user into the request's context.
 func (a *API) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/login" {
-			next.ServeHTTP(w, r)
-			return
-		}
 		tok, err := header(r, "Authorization", maxTokenHeader)
 		if err != nil {
 			a.authFailed(w, r, err)

@@ -1,6 +1,6 @@
 // Package metrics is Sigil's Prometheus adapter. It exports every metric
 // family Signatory's pkg/metrics does, with the same names, types, label
-// names and buckets (signing_ops_total, vault_sign_request_*,
+// names, buckets and label values for the same requests (signing_ops_total, vault_sign_request_*,
 // sign_handler_*, consensus_round_total, policy_violation_total,
 // watermark_rejection_total, authentication_failure_total, watermark_*, the
 // build info), so existing dashboards and alerts keep working, fed by the
@@ -236,8 +236,21 @@ func (b *boundedSet) label(v string, n int) string {
 	return v
 }
 
-// ObserveSign implements ports.SignObserver: signing_ops_total,
-// vault_sign_request_duration_milliseconds, vault_sign_request_error_total.
+// Label values Signatory writes.
+const (
+	// OperationTypeRequest is policy_violation_total's operation_type.
+	OperationTypeRequest = "request"
+	// ReasonWatermark is watermark_rejection_total's reason: the text of
+	// Signatory's watermark refusal.
+	ReasonWatermark = "watermark validation failed"
+)
+
+// ObserveSign implements ports.SignObserver: as Signatory's
+// SignInterceptor, a signed request counts in signing_ops_total (each
+// operation kind of a generic request, else its request kind once),
+// vault_sign_request_duration_milliseconds and, for a consensus request,
+// consensus_round_total; a failed one (a watermark refusal included, code
+// 409) in vault_sign_request_error_total with its HTTP status.
 func (m *Metrics) ObserveSign(e ports.SignEvent) {
 	e.Address, e.ChainID = m.address(e.Address), m.chain(e.ChainID)
 	if e.Err != nil {
@@ -247,35 +260,38 @@ func (m *Metrics) ObserveSign(e ports.SignEvent) {
 	m.vaultDuration.WithLabelValues(e.Vault, e.Address, e.Request, e.ChainID).Observe(float64(e.Duration) / float64(time.Millisecond))
 	if len(e.Ops) == 0 {
 		m.signingOps.WithLabelValues(e.Address, e.Vault, e.Request, e.Request, e.ChainID).Inc()
-		return
 	}
 	for op, n := range e.Ops {
 		m.signingOps.WithLabelValues(e.Address, e.Vault, e.Request, op, e.ChainID).Add(float64(n))
 	}
+	if e.Consensus {
+		m.consensusRounds.WithLabelValues(e.Address, e.Request, e.ChainID, round(e.Round)).Inc()
+		if e.Address != unknownLabel {
+			m.sigil.consensusSigned(e.Address)
+		}
+	}
 }
 
-// ObservePolicy implements ports.SignObserver: policy_violation_total.
+// ObservePolicy implements ports.SignObserver: policy_violation_total, with
+// Signatory's values (violation_type the refused request or operation
+// kind, "authentication" or "policy_hook"; operation_type "request").
 func (m *Metrics) ObservePolicy(e ports.PolicyEvent) {
-	m.policyViolations.WithLabelValues(e.Violation, m.address(e.Address), kind(e.Request)).Inc()
+	m.policyViolations.WithLabelValues(kind(e.Violation), m.address(e.Address), OperationTypeRequest).Inc()
 }
 
-// ObserveWatermark implements ports.SignObserver: consensus_round_total for
-// each fresh consensus signature, watermark_rejection_total,
-// watermark_operations_total and watermark_operation_duration_seconds.
+// ObserveWatermark implements ports.SignObserver, for every request that
+// reached the signing step (generic and pack included, as Signatory counts
+// them): watermark_operations_total (success, or rejected when refused or
+// when the store failed), watermark_operation_duration_seconds, and
+// watermark_rejection_total for a refusal.
 func (m *Metrics) ObserveWatermark(e ports.WatermarkEvent) {
-	addr, chain := m.address(e.Address), m.chain(e.ChainID)
 	result := "success"
 	switch e.Outcome {
-	case ports.WatermarkAccepted:
-		m.consensusRounds.WithLabelValues(addr, e.Request, chain, round(e.Round)).Inc()
-		if addr != unknownLabel {
-			m.sigil.consensusSigned(addr)
-		}
 	case ports.WatermarkRejected:
 		result = "rejected"
-		m.watermarkRejects.WithLabelValues(addr, e.Request, chain, e.Reason).Inc()
+		m.watermarkRejects.WithLabelValues(m.address(e.Address), e.Request, m.chain(e.ChainID), ReasonWatermark).Inc()
 	case ports.WatermarkFailed:
-		result = "error"
+		result = "rejected"
 	}
 	backend := kind(m.backend)
 	m.watermarkOps.WithLabelValues(result, backend, e.Request).Inc()

@@ -16,6 +16,13 @@ import (
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
+// Display names of the drivers, as Signatory's file and mem vaults name
+// themselves (the vault label of Signatory's metrics).
+const (
+	FileDisplayName = "File"
+	MemDisplayName  = "Mem"
+)
+
 // PassphraseEnv is the environment variable that holds the passphrase of
 // encrypted keys (edesk…, spesk…, p2esk…, BLesk…) when the configuration
 // gives none. Signatory asks for it on the terminal instead.
@@ -116,7 +123,7 @@ func OpenFile(_ context.Context, name string, decode func(any) error, env vault.
 		}
 	}
 	warnClear(log, "file", len(e.order))
-	return vault.Instance{Enclave: e, Store: store{e}, Close: e.Close}, nil
+	return vault.Instance{Enclave: e, Store: store{e}, Display: FileDisplayName, Close: e.Close}, nil
 }
 
 // OpenMem is the vault.Opener of the `mem` driver: its section is a list of
@@ -139,7 +146,7 @@ func OpenMem(_ context.Context, name string, decode func(any) error, env vault.E
 		}
 	}
 	warnClear(logger(env).With("vault", name), "mem", len(e.order))
-	return vault.Instance{Enclave: e, Store: store{e}, Close: e.Close}, nil
+	return vault.Instance{Enclave: e, Store: store{e}, Display: MemDisplayName, Close: e.Close}, nil
 }
 
 // addSecret parses (decrypting if needed) one secret key and adds it.

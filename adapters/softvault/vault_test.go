@@ -88,6 +88,7 @@ func TestFileVaultSignatoryFormat(t *testing.T) {
 	inst, err := OpenFile(context.Background(), "local", decoder(t, "file: "+path+"\npassphrase: "+pass), env)
 	require.NoError(t, err)
 	defer inst.Close()
+	require.Equal(t, "File", inst.Display, "Signatory's file vault's name")
 	require.Equal(t, want, addresses(t, inst))
 	require.Contains(t, logs.String(), "INSECURE")
 	for _, e := range entries {
@@ -143,6 +144,7 @@ func TestMemVault(t *testing.T) {
 	inst, err := OpenMem(context.Background(), "m", decoder(t, "- "+sk.Base58()), vault.Env{})
 	require.NoError(t, err)
 	defer inst.Close()
+	require.Equal(t, "Mem", inst.Display, "Signatory's mem vault's name")
 	require.Equal(t, []string{pk.Hash().String()}, addresses(t, inst))
 	ctx := context.Background()
 	got, err := inst.Enclave.Load(ctx, []byte(pk.Hash().String()))

@@ -210,13 +210,30 @@ func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds 
 	return out, warnings, nil
 }
 
-// check returns a KindForbidden error if p does not allow r, with the
-// violation type (ports.Violation*).
-func (p *Policy) check(pkh string, r *request.Request) (string, error) {
+// checkPolicy applies the key's policy in the order of Signatory's
+// matchFilter: allowed_chains, the key's authorized_keys, the request kind,
+// then each operation of a generic request. Refusals are KindForbidden
+// (or the authentication errors of authorizeClient), and all but the
+// chain are counted as policy violations with Signatory's
+// violation_type: "authentication", the request kind, or the operation
+// (ballot:<vote> for a ballot). It returns the client that the key's own
+// list authenticated, if it did.
+func (s *Service) checkPolicy(k Key, pol *Policy, r *request.Request, req SignRequest, client tezos.PublicKeyHash) (tezos.PublicKeyHash, error) {
+	if len(pol.AllowedChains) > 0 && r.HasWatermark() {
+		if id := r.ChainID.String(); !slices.Contains(pol.AllowedChains, id) {
+			return client, domain.Errorf(domain.KindForbidden, "chain %s is not allowed for %s (allowed_chains: %s)", id, k.Address, strings.Join(pol.AllowedChains, ", "))
+		}
+	}
+	client, err := s.authorizeClient(k, pol, req.Authentication, req.Message, client)
+	if err != nil {
+		s.observePolicy(k.Address, ports.ViolationAuthentication)
+		return client, err
+	}
 	kind := r.PolicyKind()
-	ops, ok := p.Allow[kind]
+	ops, ok := pol.Allow[kind]
 	if !ok {
-		return ports.ViolationRequestKind, domain.Errorf(domain.KindForbidden, "request kind %q is not allowed for %s", kind, pkh)
+		s.observePolicy(k.Address, kind)
+		return client, domain.Errorf(domain.KindForbidden, "request kind %q is not allowed for %s", kind, k.Address)
 	}
 	if r.Kind == request.KindGeneric {
 		for i, op := range r.Ops {
@@ -224,16 +241,12 @@ func (p *Policy) check(pkh string, r *request.Request) (string, error) {
 			// (Signatory's matchFilter).
 			name := r.PolicyOp(i)
 			if !slices.Contains(ops, op) && !slices.Contains(ops, name) {
-				return ports.ViolationOperation, domain.Errorf(domain.KindForbidden, "operation %q is not allowed for %s", name, pkh)
+				s.observePolicy(k.Address, name)
+				return client, domain.Errorf(domain.KindForbidden, "operation %q is not allowed for %s", name, k.Address)
 			}
 		}
 	}
-	if len(p.AllowedChains) > 0 && r.HasWatermark() {
-		if id := r.ChainID.String(); !slices.Contains(p.AllowedChains, id) {
-			return ports.ViolationChain, domain.Errorf(domain.KindForbidden, "chain %s is not allowed for %s (allowed_chains: %s)", id, pkh, strings.Join(p.AllowedChains, ", "))
-		}
-	}
-	return "", nil
+	return client, nil
 }
 
 // checkUser enforces the key's jwt_users: with a list, the request must

@@ -24,6 +24,17 @@ type Vault struct {
 	Name    string
 	Enclave ports.Enclave
 	Store   ports.KeyStore
+	// Display is the vault driver's display name as Signatory's vaults
+	// name themselves (File, Mem, ConfidentialSpace, NitroEnclave): the
+	// `vault` label of Signatory's metrics. Empty means Name.
+	Display string
+}
+
+func (v *Vault) display() string {
+	if v.Display != "" {
+		return v.Display
+	}
+	return v.Name
 }
 
 // Key is a key the service can sign with.

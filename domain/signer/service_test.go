@@ -95,13 +95,13 @@ func TestSignErrors(t *testing.T) {
 	require.NoError(t, ks[0].PublicKey.Verify(transaction, sig, 1))
 	require.Error(t, ks[0].PublicKey.Verify(transaction, sig, 2))
 
-	pop, err := s.ProvePossession(ctx, pkh)
+	pop, err := s.ProvePossession(ctx, signer.PossessionRequest{PKH: pkh})
 	require.NoError(t, err)
 	require.NoError(t, ks[0].PublicKey.VerifyPossession(pop))
 
 	ed, err := s.Generate(ctx, "cs", tezos.Ed25519, 1)
 	require.NoError(t, err)
-	_, err = s.ProvePossession(ctx, ed[0].PKH.String())
+	_, err = s.ProvePossession(ctx, signer.PossessionRequest{PKH: ed[0].PKH.String()})
 	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
 }
 

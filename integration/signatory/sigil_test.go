@@ -194,7 +194,7 @@ func (s *sigilSigner) sign(t testing.TB, k testKey, m message, client *testKey) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		req.Authentication = &auth
+		req.Authentication = auth.String()
 	}
 	sig, err := s.svc.Sign(context.Background(), req)
 	if err != nil {

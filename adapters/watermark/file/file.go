@@ -48,6 +48,10 @@ type Config struct {
 	// Logger receives the migration of Signatory's older directories; nil
 	// discards.
 	Logger *slog.Logger `yaml:"-"`
+	// Recorder reports the store's I/O (the load of every chain file at
+	// open, as Signatory's one "read"; each write); its zero value reports
+	// nothing.
+	Recorder wm.IORecorder `yaml:"-"`
 }
 
 // Store is a file-backed ports.WatermarkStore.
@@ -108,16 +112,18 @@ func Open(cfg Config) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := migrate(cfg.BaseDir, dir, log); err != nil {
+	if err := migrate(cfg.BaseDir, dir, log, cfg.Recorder); err != nil {
 		lock.Close()
 		return nil, err
 	}
+	start := time.Now()
 	s, err := open(dir)
+	cfg.Recorder.Observe("read", start, err, "io")
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
-	s.lock = lock
+	s.lock, s.rec = lock, cfg.Recorder
 	return s, nil
 }
 
@@ -485,18 +491,13 @@ func encode(marks chainMarks) ([]byte, error) {
 // Driver is the `file` backend's watermark.Opener: files under the base
 // directory unless the config section sets base_dir.
 func Driver(_ context.Context, decode func(any) error, env wm.Env) (ports.WatermarkStore, error) {
-	cfg := Config{BaseDir: env.BaseDir, Logger: env.Logger}
+	cfg := Config{BaseDir: env.BaseDir, Logger: env.Logger, Recorder: env.Recorder("file", "")}
 	if decode != nil {
 		if err := decode(&cfg); err != nil {
 			return nil, domain.Errorf(domain.KindInvalid, "file watermark: invalid config: %v", err)
 		}
 	}
-	s, err := Open(cfg)
-	if err != nil {
-		return nil, err
-	}
-	s.rec = env.Recorder("file", "")
-	return s, nil
+	return Open(cfg)
 }
 
 // Check is the `file` backend's watermark.Checker: the section decodes as

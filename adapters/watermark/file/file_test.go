@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	wm "github.com/sigil-signer/sigil/adapters/watermark"
 	"github.com/sigil-signer/sigil/adapters/watermark/watermarktest"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/watermark"
@@ -379,4 +380,52 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("round trip changed the marks:\n%v\n%v", marks, again)
 		}
 	})
+}
+
+type ioLog struct{ ops []string }
+
+func (l *ioLog) ObserveWatermarkIO(e ports.WatermarkIOEvent) {
+	op := e.Backend + ":" + e.Operation
+	if e.Err != nil {
+		op += ":" + e.ErrorType
+	}
+	l.ops = append(l.ops, op)
+}
+
+// TestIOObserved: as Signatory's file backend, the store reports one read
+// when it opens (the load of every chain file) and one write per written
+// file, migration included.
+func TestIOObserved(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	log := &ioLog{}
+	open := func() *Store {
+		st, err := Driver(ctx, nil, wm.Env{BaseDir: base, IO: log})
+		require.NoError(t, err)
+		s := st.(*Store)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s := open()
+	assert.Equal(t, []string{"file:read"}, log.ops, "one read at open, even with nothing to load")
+	k := watermarktest.Key(chainID, watermark.KindBlock)
+	_, err := s.Commit(ctx, k, watermarktest.M(1, 0, 1, "s"))
+	require.NoError(t, err)
+	_, err = s.Commit(ctx, k, watermarktest.M(1, 0, 1, "again")) // replayed: nothing written
+	require.NoError(t, err)
+	assert.Equal(t, []string{"file:read", "file:write"}, log.ops)
+	require.NoError(t, s.Close())
+
+	// An older directory of Signatory's is migrated: one write per chain
+	// file, then the read.
+	base = t.TempDir()
+	v1 := filepath.Join(base, V1DirName)
+	require.NoError(t, os.MkdirAll(v1, 0o700))
+	for _, c := range []string{watermarktest.Mainnet, watermarktest.Ghostnet} {
+		require.NoError(t, os.WriteFile(filepath.Join(v1, c+".json"),
+			[]byte(fmt.Sprintf(`{%q: {"level": 5, "round": 0, "order": 2, "hash": null}}`, watermarktest.PKH())), 0o600))
+	}
+	log.ops = nil
+	open()
+	assert.Equal(t, []string{"file:write", "file:write", "file:read"}, log.ops)
 }
