@@ -46,11 +46,15 @@ func (a *allowEntry) matches(d diff) bool {
 }
 
 // checkPattern refuses what glob does not support: nested or unbalanced
-// braces.
+// braces, a trailing backslash.
 func checkPattern(p string) error {
 	depth := 0
-	for _, r := range p {
-		switch r {
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '\\':
+			if i++; i == len(p) {
+				return fmt.Errorf("trailing backslash")
+			}
 		case '{':
 			if depth++; depth > 1 {
 				return fmt.Errorf("nested braces")
@@ -67,33 +71,30 @@ func checkPattern(p string) error {
 	return nil
 }
 
-// glob compiles a pattern: `*` is any text (slashes included),
-// `{a,b,c}` any one of the alternatives (not nested), the rest literal.
+// glob compiles a pattern (checked by checkPattern): `*` is any text
+// (slashes included), `{a,b,c}` any one of the alternatives, `\x` the
+// character x (to match a literal *, {, } or ,), the rest literal.
 func glob(p string) *regexp.Regexp {
 	var b strings.Builder
-	for p != "" {
-		i := strings.IndexAny(p, "*{")
-		if i < 0 {
-			b.WriteString(regexp.QuoteMeta(p))
-			break
-		}
-		b.WriteString(regexp.QuoteMeta(p[:i]))
-		if p[i] == '*' {
+	inAlt := false
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '\\' && i+1 < len(p):
+			i++
+			b.WriteString(regexp.QuoteMeta(p[i : i+1]))
+		case c == '*':
 			b.WriteString(".*")
-			p = p[i+1:]
-			continue
+		case c == '{':
+			inAlt = true
+			b.WriteString("(?:")
+		case c == '}' && inAlt:
+			inAlt = false
+			b.WriteString(")")
+		case c == ',' && inAlt:
+			b.WriteString("|")
+		default:
+			b.WriteString(regexp.QuoteMeta(p[i : i+1]))
 		}
-		end := strings.IndexByte(p[i:], '}')
-		if end < 0 {
-			b.WriteString(regexp.QuoteMeta(p[i:]))
-			break
-		}
-		alts := strings.Split(p[i+1:i+end], ",")
-		for j, a := range alts {
-			alts[j] = strings.ReplaceAll(regexp.QuoteMeta(a), `\*`, ".*")
-		}
-		b.WriteString("(?:" + strings.Join(alts, "|") + ")")
-		p = p[i+end+1:]
 	}
 	return regexp.MustCompile(`^(?s:` + b.String() + `)$`)
 }
@@ -270,7 +271,10 @@ func TestSlugAndSection(t *testing.T) {
 	if !glob("{a*,b}").MatchString("abc") {
 		t.Error("a star inside alternatives is not handled")
 	}
-	for _, p := range []string{"{a,{b,c}}", "x{1,2", "a}b"} {
+	if lit := glob(`m \{a=\"x\"\,b=*\}`); !lit.MatchString(`m {a="x",b="y"}`) || lit.MatchString(`m a="x"`) {
+		t.Error("escaped braces and commas are not literal")
+	}
+	for _, p := range []string{"{a,{b,c}}", "x{1,2", "a}b", `a\`} {
 		if checkPattern(p) == nil {
 			t.Errorf("pattern %q accepted", p)
 		}
@@ -299,11 +303,16 @@ func TestClassify(t *testing.T) {
 		{"main", "pop/stranger", "status", "403", "404"},
 		{"main", "pop/stranger", "status", "403", "500"},
 	}
+	diffs = append(diffs,
+		diff{"main", "unknown-key/stranger", "metric x {}", "+1", "0"}, // follows the case's status entry
+		diff{"main", "other-case", "metric x {}", "+1", "0"},           // no status difference: new
+	)
 	v := classify(diffs, allow, map[string]bool{"main": true})
-	if len(v.fresh) != 1 || v.fresh[0].Sigil != "500" {
-		t.Errorf("new differences %v, want only the 500", v.fresh)
+	if len(v.fresh) != 2 || v.fresh[0].Sigil != "500" || v.fresh[1].Case != "other-case" {
+		t.Errorf("new differences %v, want the 500 and other-case's metric", v.fresh)
 	}
-	if v.pending != 1 || v.rows[0][0] != "documented doc" || v.rows[1][0] != "pending pend" || v.rows[2][0] != "NEW" {
+	if v.pending != 1 || v.rows[0][0] != "documented doc" || v.rows[1][0] != "pending pend" || v.rows[2][0] != "NEW" ||
+		v.rows[3][0] != "follows documented doc" || v.rows[4][0] != "NEW" {
 		t.Errorf("verdicts %v (pending %d)", v.rows, v.pending)
 	}
 	if len(v.stale) != 1 || !strings.HasPrefix(v.stale[0], "gone ") {

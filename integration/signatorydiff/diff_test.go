@@ -149,30 +149,62 @@ func (e *env) run(t *testing.T, sc scenario) {
 		}
 		return
 	}
+	// Metrics: the series at start in full, then what each case changed
+	// (compared case by case, so that a count differs only where an answer
+	// does), then the families present at the end.
+	var fams [2]map[string]*family
+	scrapeBoth := func() {
+		for i, d := range ds {
+			fams[i] = e.scrape(t, d)
+		}
+	}
+	scrapeBoth()
+	e.compareMetrics(sc.name, "metrics at start/", fams[0], fams[1], true)
+	atStart := map[string]bool{}
+	for _, f := range fams {
+		for n := range f {
+			atStart[n] = true
+		}
+	}
 	for _, cs := range sc.cases {
 		s := e.do(ds[0], ds[1], cs)
 		g := e.do(ds[1], ds[0], cs)
 		e.compare(sc.name, cs, s, g)
+		before := fams
+		scrapeBoth()
+		e.compareDeltas(sc.name, cs.name, before, fams)
 	}
-	var fams [2]map[string]*family
-	for i, d := range ds {
-		if !d.running() {
-			t.Fatalf("%s exited during the scenario:\n%s", d, d.proc.Tail(40))
-		}
-		resp, err := client.Get(d.utility + "/metrics")
-		if err != nil {
-			t.Fatalf("%s /metrics: %v", d, err)
-		}
-		fams[i], err = parseExposition(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatalf("%s /metrics: %v", d, err)
+	// Families that appeared during the traffic: present in both, same
+	// type and label names.
+	for i := range fams {
+		for n := range fams[i] {
+			if atStart[n] {
+				delete(fams[i], n)
+			}
 		}
 	}
-	e.compareMetrics(sc.name, fams[0], fams[1])
+	e.compareMetrics(sc.name, "metrics/", fams[0], fams[1], false)
 	for _, d := range ds {
 		d.stop()
 	}
+}
+
+// scrape reads a daemon's /metrics; the daemon must still be running.
+func (e *env) scrape(t *testing.T, d *daemon) map[string]*family {
+	t.Helper()
+	if !d.running() {
+		t.Fatalf("%s exited during the scenario:\n%s", d, d.proc.Tail(40))
+	}
+	resp, err := client.Get(d.utility + "/metrics")
+	if err != nil {
+		t.Fatalf("%s /metrics: %v", d, err)
+	}
+	defer resp.Body.Close()
+	f, err := parseExposition(resp.Body)
+	if err != nil {
+		t.Fatalf("%s /metrics: %v", d, err)
+	}
+	return f
 }
 
 // copyDir copies a directory tree of regular files (a base directory).
@@ -207,26 +239,47 @@ type verdicts struct {
 	stale   []string   // entries (of scenarios that ran) that matched nothing
 }
 
-// classify gives each difference the first entry matching it.
+// classify gives each difference the first entry matching it. A metric
+// difference of a case (field "metric …") that no entry matches follows
+// the entry of the case's status difference, if it has one: a request
+// answered differently is counted differently. Every other metric
+// difference — a count that differs where the answers agree — needs its
+// own entry.
 func classify(diffs []diff, allow []*allowEntry, ran map[string]bool) verdicts {
 	var v verdicts
 	used := make([]int, len(allow))
-	for _, d := range diffs {
-		verdict := "NEW"
+	find := func(d diff) int {
 		for i, a := range allow {
 			if a.matches(d) {
-				used[i]++
-				if a.Pending != "" {
-					v.pending++
-					verdict = "pending " + a.ID
-				} else {
-					verdict = "documented " + a.ID
-				}
-				break
+				return i
 			}
 		}
-		if verdict == "NEW" {
+		return -1
+	}
+	statusEntry := map[[2]string]int{}
+	for _, d := range diffs {
+		if d.Field == "status" {
+			statusEntry[[2]string{d.Scenario, d.Case}] = find(d)
+		}
+	}
+	for _, d := range diffs {
+		i, verdict := find(d), ""
+		if i < 0 && strings.HasPrefix(d.Field, "metric ") {
+			if j, ok := statusEntry[[2]string{d.Scenario, d.Case}]; ok && j >= 0 {
+				i, verdict = j, "follows "
+			}
+		}
+		switch {
+		case i < 0:
+			verdict = "NEW"
 			v.fresh = append(v.fresh, d)
+		case allow[i].Pending != "":
+			used[i]++
+			v.pending++
+			verdict += "pending " + allow[i].ID
+		default:
+			used[i]++
+			verdict += "documented " + allow[i].ID
 		}
 		v.rows = append(v.rows, []string{verdict, d.Scenario, d.Case, d.Field, d.Signatory, d.Sigil})
 	}

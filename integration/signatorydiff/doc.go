@@ -13,12 +13,17 @@
 // state directory Signatory wrote) and the metrics after the traffic. Each
 // answer is compared: HTTP status, body shape, signature validity (checked
 // with the primitives' own libraries) and, for the deterministic schemes
-// (Ed25519, BLS), equality; the metric families with their types, label
-// names, label values and the counts that should match.
+// (Ed25519, BLS), equality, and what the policy hook received. Metrics are
+// compared in full at start (families, types, label names and values,
+// series), then case by case: /metrics is scraped after every request, and
+// every series of Signatory's families must change by the same amount in
+// both, so that a count may differ only where an answer does.
 //
 // Every difference must be either gone or listed in
 // testdata/allowlist.yaml, each entry quoting the line of
-// docs/migrating-from-signatory.md that documents it; the test fails on a
+// docs/migrating-from-signatory.md that documents it (or, until the lead
+// decides, marked pending with the reason); the metric changes of a case
+// whose status differs follow that status's entry. The test fails on a
 // difference not listed and on a listed one that no longer happens. The
 // keys and forged requests are in testdata/corpus.json, made by
 // tools/taquito/signatorydiff-corpus.js; the generic operations of every

@@ -167,11 +167,12 @@ func isRuntimeFamily(name string) bool {
 }
 
 // compareMetrics records the differences between the two expositions:
-// families present in one only, their types and label names; for
-// Signatory's own families (everything but the runtime collectors and
-// Sigil's sigil_* families) the set of values of each label and, when all
-// sets agree, each series' counter value or observation count.
-func (e *env) compareMetrics(scenario string, s, g map[string]*family) {
+// families present in one only, their types and label names; with full,
+// for Signatory's own families (everything but the runtime collectors and
+// Sigil's sigil_* families) also the set of values of each label and, when
+// all sets agree, each series' value or observation count. Cases are named
+// prefix + family.
+func (e *env) compareMetrics(scenario, prefix string, s, g map[string]*family, full bool) {
 	var names []string
 	for n := range s {
 		names = append(names, n)
@@ -183,7 +184,7 @@ func (e *env) compareMetrics(scenario string, s, g map[string]*family) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		cs := "metrics/" + n
+		cs := prefix + n
 		fs, fg := s[n], g[n]
 		if fs == nil || fg == nil {
 			e.record(scenario, cs, "family", presence(fs), presence(fg))
@@ -198,7 +199,7 @@ func (e *env) compareMetrics(scenario string, s, g map[string]*family) {
 			e.record(scenario, cs, "label names", strings.Join(ls, ","), strings.Join(lg, ","))
 			continue
 		}
-		if isRuntimeFamily(n) {
+		if isRuntimeFamily(n) || !full {
 			continue
 		}
 		same := true
@@ -284,4 +285,55 @@ func seriesValue(s *series) string {
 		return "absent"
 	}
 	return strconv.FormatFloat(s.value, 'g', -1, 64)
+}
+
+// compareDeltas records, for one case, every series of Signatory's own
+// families (not the runtime collectors, not sigil_*) whose change during
+// the case differs between the two daemons: field "metric <family>
+// <labels>", values the changes ("+1", "0").
+func (e *env) compareDeltas(scenario, cs string, before, after [2]map[string]*family) {
+	var deltas [2]map[string]float64
+	for i := range deltas {
+		deltas[i] = map[string]float64{}
+		for n, f := range after[i] {
+			if isRuntimeFamily(n) || strings.HasPrefix(n, "sigil_") {
+				continue
+			}
+			prev := map[string]float64{}
+			if b := before[i][n]; b != nil {
+				for _, s := range b.series {
+					prev[renderLabels(s.labels, e.name)] = s.value
+				}
+			}
+			for _, s := range f.series {
+				k := renderLabels(s.labels, e.name)
+				if d := s.value - prev[k]; d != 0 {
+					deltas[i][n+" "+k] = d
+				}
+			}
+		}
+	}
+	keys := map[string]bool{}
+	for i := range deltas {
+		for k := range deltas[i] {
+			keys[k] = true
+		}
+	}
+	var sorted []string
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	for _, k := range sorted {
+		if a, b := deltas[0][k], deltas[1][k]; a != b {
+			e.record(scenario, cs, "metric "+k, signed(a), signed(b))
+		}
+	}
+}
+
+func signed(v float64) string {
+	if v == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%+g", v)
 }
