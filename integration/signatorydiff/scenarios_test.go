@@ -233,6 +233,13 @@ func (e *env) mainCases() []tcase {
 	} {
 		cs = append(cs, tcase{name: "http/body/" + c.name, path: "/keys/{w1}", body: str(c.body), method: "POST"})
 	}
+	// Consensus requests with a byte after them (levels no other case of
+	// this scenario uses).
+	for _, m := range []string{"blk/main/8000/1/a", "pre/main/8100/1/a", "att/main/8200/1/a"} {
+		kind, _, _ := strings.Cut(m, "/")
+		cs = append(cs, tcase{name: "http/body/byte-after-a-" + kind, path: "/keys/{w1}", key: "w1",
+			body: str(`"` + e.c.Messages[m] + `00"`)})
+	}
 	textPlain := sign("http/content-type-text-plain", "w1", "op:transaction/simple")
 	textPlain.headers = map[string]string{"Content-Type": "text/plain"}
 	cs = append(cs, textPlain)
