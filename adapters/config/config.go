@@ -40,6 +40,11 @@ type Config struct {
 	// BaseDirSet records that the base directory was chosen explicitly (a
 	// base_dir in the file or the --base-dir flag) rather than defaulted.
 	BaseDirSet bool `yaml:"-"`
+	// BaseDirFlag is --base-dir ("" when not given); it takes priority
+	// over the file's base_dir, as in Signatory.
+	BaseDirFlag string `yaml:"-"`
+	// FileBaseDir is the file's base_dir, expanded ("" when absent).
+	FileBaseDir string `yaml:"-"`
 
 	Server     Server                  `yaml:"server"`
 	Vaults     map[string]*Vault       `yaml:"vaults"`
@@ -255,13 +260,17 @@ func (a *AuthorizedKeys) add(n *yaml.Node, depth int) error {
 		n = n.Alias
 	}
 	if depth > 8 {
-		return fmt.Errorf("line %d: authorized_keys: lists nested more than 8 deep", n.Line)
+		return fmt.Errorf("line %d: lists nested more than 8 deep", n.Line)
 	}
 	switch n.Kind {
 	case yaml.ScalarNode:
-		pk, err := tezos.ParsePublicKey(strings.TrimSpace(n.Value))
+		v := strings.TrimSpace(n.Value)
+		if v == "" || n.ShortTag() == "!!null" {
+			return nil // no key: a list of nothing is refused as a whole (checkRestrictions)
+		}
+		pk, err := tezos.ParsePublicKey(v)
 		if err != nil {
-			return fmt.Errorf("line %d: authorized_keys: %s: %w", n.Line, quote(n.Value), err)
+			return fmt.Errorf("line %d: %s: %w", n.Line, echoKey(v), err)
 		}
 		*a = append(*a, pk)
 	case yaml.SequenceNode:
@@ -271,9 +280,21 @@ func (a *AuthorizedKeys) add(n *yaml.Node, depth int) error {
 			}
 		}
 	default:
-		return fmt.Errorf("line %d: authorized_keys must be a public key or a list of public keys", n.Line)
+		return fmt.Errorf("line %d: must be a public key or a list of public keys", n.Line)
 	}
 	return nil
+}
+
+// echoKey repeats a value given as a public key only when it has a
+// public key's prefix: anything else may be a secret key (or a password)
+// written in the wrong place, and is described by its length alone.
+func echoKey(v string) string {
+	for _, p := range []string{"edpk", "sppk", "p2pk", "BLpk"} {
+		if strings.HasPrefix(v, p) {
+			return quote(v)
+		}
+	}
+	return fmt.Sprintf("a value of %d characters that is not a public key (not repeated: it may be a secret)", len(v))
 }
 
 // Load reads, expands and validates the configuration file at path. A
@@ -327,24 +348,35 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 	if root != nil && root.Kind != yaml.MappingNode && !(root.Kind == yaml.ScalarNode && root.Tag == "!!null") {
 		return nil, fmt.Errorf("line %d: the configuration must be a mapping of settings (base_dir, server, vaults, tezos, …)", root.Line)
 	}
-	baseDirSet := baseDir != ""
+	if err := checkAliasBudget(&doc); err != nil {
+		return nil, err
+	}
+	flag := baseDir
+	var fileBaseDir string
 	if root != nil && root.Kind == yaml.MappingNode {
-		if baseDir == "" {
-			if n := mapValue(root, "base_dir"); n != nil {
-				if err := expandScalar(n, "base_dir", envLookup("")); err != nil {
-					return nil, err
-				}
-				baseDir = n.Value
-				baseDirSet = strings.TrimSpace(baseDir) != ""
+		// The file's base_dir is expanded first (its ${BASE_DIR} cannot
+		// refer to itself), even when --base-dir overrides it: the state
+		// directory check compares the two.
+		if n := resolve(mapValue(root, "base_dir")); n != nil {
+			if n.Kind != yaml.ScalarNode {
+				return nil, fmt.Errorf("line %d: base_dir: must be a directory path", n.Line)
 			}
+			v := *n // expanded again with the rest of the document
+			if err := expandScalar(&v, "base_dir", envLookup(flag)); err != nil {
+				return nil, err
+			}
+			if strings.TrimSpace(v.Value) == "" || v.ShortTag() == "!!null" {
+				return nil, fmt.Errorf("line %d: base_dir: %s; remove it to use %s, or give the state directory", n.Line, presentEmpty, DefaultBaseDir)
+			}
+			fileBaseDir = v.Value
+		}
+		if baseDir == "" {
+			baseDir = fileBaseDir
 		}
 		if baseDir == "" {
 			baseDir = DefaultBaseDir
 		}
 		if err := expandNode(root, "", envLookup(baseDir)); err != nil {
-			return nil, err
-		}
-		if err := checkPresentLists(root); err != nil {
 			return nil, err
 		}
 	}
@@ -353,12 +385,17 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 		if err := decodeNode(root, "", &c); err != nil {
 			return nil, err
 		}
+		if err := checkRestrictions(root, &c); err != nil {
+			return nil, err
+		}
 	}
 	if baseDir == "" {
 		baseDir = DefaultBaseDir
 	}
 	c.BaseDir = baseDir
-	c.BaseDirSet = baseDirSet
+	c.BaseDirSet = flag != "" || fileBaseDir != ""
+	c.BaseDirFlag = flag
+	c.FileBaseDir = fileBaseDir
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -366,73 +403,12 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 	return &c, nil
 }
 
-// mapValue returns the value of key in mapping n, or nil.
+// mapValue returns the value of key in mapping n (aliases and merge keys
+// followed), or nil.
 func mapValue(n *yaml.Node, key string) *yaml.Node {
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
-}
-
-// checkPresentLists refuses security settings that are present but empty
-// (after expansion): an empty authorized_keys or jwt_users would silently
-// turn a check off, an empty server.jwt or policy_hook section would
-// silently run without what it names. Leave the field out to run without
-// it.
-func checkPresentLists(root *yaml.Node) error {
-	isEmpty := func(n *yaml.Node) bool {
-		return (n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Tag == "" && (n.Value == "" || n.Value == "~" || n.Value == "null"))) ||
-			(n.Kind == yaml.ScalarNode && strings.TrimSpace(n.Value) == "") ||
-			(n.Kind == yaml.SequenceNode && len(n.Content) == 0) ||
-			(n.Kind == yaml.MappingNode && len(n.Content) == 0)
-	}
-	check := func(n *yaml.Node, path, hint string) error {
-		if n != nil && isEmpty(n) {
-			return fmt.Errorf("line %d: %s: present but empty; %s", n.Line, path, hint)
-		}
-		return nil
-	}
-	const keysHint = "list at least one public key, or remove the field to accept unauthenticated requests"
-	if srv := mapValue(root, "server"); srv != nil && srv.Kind == yaml.MappingNode {
-		if err := check(mapValue(srv, "authorized_keys"), "server.authorized_keys", keysHint); err != nil {
-			return err
-		}
-		if jwt := mapValue(srv, "jwt"); jwt != nil {
-			if err := check(jwt, "server.jwt", "configure users, or remove it to run without JWT authentication"); err != nil {
-				return err
-			}
-			if jwt.Kind == yaml.MappingNode {
-				if err := check(mapValue(jwt, "users"), "server.jwt.users", "configure at least one user, or remove server.jwt"); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if hook := mapValue(root, "policy_hook"); hook != nil {
-		if err := check(hook, "policy_hook", "set its address, or remove it to sign without a policy hook"); err != nil {
-			return err
-		}
-		if hook.Kind == yaml.MappingNode {
-			if err := check(mapValue(hook, "authorized_keys"), "policy_hook.authorized_keys", "list the keys that sign the hook's replies, or remove the field to trust unsigned replies"); err != nil {
-				return err
-			}
-		}
-	}
-	if tz := mapValue(root, "tezos"); tz != nil && tz.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(tz.Content); i += 2 {
-			pol := tz.Content[i+1]
-			if pol.Kind != yaml.MappingNode {
-				continue
-			}
-			path := "tezos." + tz.Content[i].Value
-			if err := check(mapValue(pol, "authorized_keys"), path+".authorized_keys", keysHint); err != nil {
-				return err
-			}
-			if err := check(mapValue(pol, "jwt_users"), path+".jwt_users", "list at least one server.jwt user, or remove the field to let any user sign"); err != nil {
-				return err
-			}
+	for _, p := range pairs(n) {
+		if p.key == key {
+			return p.value
 		}
 	}
 	return nil

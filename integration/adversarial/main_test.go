@@ -92,6 +92,16 @@ func (e *env) writeConfig(extra string) string {
 	return p
 }
 
+// replaceInFile replaces the first old in the file at path with new,
+// failing the test when old is not there.
+func replaceInFile(t *testing.T, path, old, new string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Contains(t, string(data), old)
+	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(string(data), old, new, 1)), 0o600))
+}
+
 // generate creates a key of type t in the enclave through the CLI.
 func (e *env) generate(kt string) string {
 	e.t.Helper()
