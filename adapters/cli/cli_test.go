@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -249,6 +250,11 @@ func TestImportEncrypted(t *testing.T) {
 				out, errOut, err := run(cfg)
 				require.NoError(t, err, errOut)
 				assert.Equal(t, ed.PublicKeyHash+"\n", out)
+				if name == "--password" {
+					assert.Contains(t, errOut, "warning: --password can be seen by other users", "a password on the command line is visible in the process list")
+				} else {
+					assert.NotContains(t, errOut, "--password")
+				}
 				secretsIn(t, out+errOut, ed)
 				assert.Equal(t, []string{ed.PublicKeyHash}, keyFileAddresses(t, dir))
 			})
@@ -289,7 +295,7 @@ func TestImportEncrypted(t *testing.T) {
 			"no password":      {"", []string{ed.Encrypted}, "no password was given"},
 			"key, no password": {ed.Encrypted + "\n", nil, "no password was given"},
 			"nothing":          {"", nil, "no key given"},
-			"not a key":        {"", []string{"edsk-not-a-file"}, "no such file"},
+			"not a key":        {"", []string{"edsk-not-a-file"}, "neither an existing file nor a Tezos secret key"},
 			"second key bad":   {"", []string{"--password", ed.Passphrase, ed.Encrypted, ed.Encrypted[:40] + "x"}, "key 2 of 2"},
 			"bad -o":           {"", []string{"-o", "name", ed.Encrypted}, "key:value"},
 		} {
@@ -614,5 +620,31 @@ func TestBareSigilServes(t *testing.T) {
 			assert.Contains(t, out, "Public Key Hash:           "+pubs[1].Hash().String()+"\n")
 			assert.Contains(t, out, "Active:                    false\n")
 		})
+	}
+}
+
+// An argument that is neither a file nor a recognised key string may be a
+// secret in another form (hex, a mistyped prefix, a password): the error
+// used to repeat its first 64 bytes, more than a whole edsk. None of it is
+// repeated now, whatever its length.
+func TestImportUnrecognisedArgumentNotEchoed(t *testing.T) {
+	port := startEnclave(t)
+	cfg := writeCfg(t, t.TempDir(), vaultYAML(port))
+	sk, err := tezos.GeneratePrivateKey(tezos.Ed25519, nil)
+	require.NoError(t, err)
+	edsk := sk.Base58()
+	for _, arg := range []string{
+		hex.EncodeToString(sk.Bytes),         // a raw hex seed
+		"edks" + edsk[4:],                    // a mistyped prefix
+		edsk[:20],                            // a truncated key
+		"x" + edsk,                           // a stray character
+		strings.Repeat("S3cret", 3),          // a password given as a key
+		"unencrypted " + edsk + " and more ", // spaces: not a key string
+	} {
+		_, errOut, err := runCLI(t, "", "-c", cfg, "import", arg)
+		require.Error(t, err, arg)
+		all := errOut + err.Error()
+		assert.Contains(t, all, "not repeated")
+		assert.NotContains(t, all, arg[:6], "the error repeats the argument's first characters")
 	}
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -13,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-signer/sigil/app"
-	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/request"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -74,6 +72,9 @@ func newImport(g *globals) *cobra.Command {
 			}
 			in := newSecretInput(cmd.InOrStdin(), cmd.ErrOrStderr())
 			defer in.clear()
+			if cmd.Flags().Changed("password") {
+				fmt.Fprintln(cmd.ErrOrStderr(), passwordWarning)
+			}
 			getPassword := func() ([]byte, error) {
 				if password != "" {
 					return []byte(password), nil
@@ -131,6 +132,10 @@ func newImport(g *globals) *cobra.Command {
 	return cmd
 }
 
+// passwordWarning is printed when --password is given.
+const passwordWarning = "warning: --password can be seen by other users of this machine (ps) and stays in the shell history; " +
+	"prefer the prompt, or give the password on standard input, on the line after the key (see docs/configuration.md, import)"
+
 // keyMaterial returns the key material src names: "-" for the prompt or
 // standard input, a Tezos secret key string as is, else a file's content.
 func keyMaterial(src string, in *secretInput) ([]byte, error) {
@@ -142,8 +147,11 @@ func keyMaterial(src string, in *secretInput) ([]byte, error) {
 	}
 	f, err := os.Open(src)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s: no such file, and not a Tezos secret key string (edsk…, spsk…, p2sk…, BLsk… or their encrypted forms)", domain.Echo(src))
+		if _, statErr := os.Stat(src); statErr != nil {
+			// Not a file that exists: the argument may be a secret in a
+			// form not recognised (hex, a mistyped prefix, a password), so
+			// none of it is repeated, not even its first characters.
+			return nil, fmt.Errorf("an argument of %d characters is neither an existing file nor a Tezos secret key string (edsk…, spsk…, p2sk…, BLsk… or their encrypted forms); it is not repeated, since it may be a secret", len(src))
 		}
 		return nil, err
 	}

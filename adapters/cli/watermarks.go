@@ -72,6 +72,12 @@ func newWatermarksExport(g *globals) *cobra.Command {
 					fmt.Fprintf(cmd.ErrOrStderr(), "exported %d watermark records\n", len(recs))
 					return nil
 				}
+				// A symbolic link at -o is refused: the link would be
+				// followed and its target (anything the link points at)
+				// replaced by the export.
+				if fi, err := os.Lstat(out); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+					return fmt.Errorf("%s is a symbolic link: refusing to replace what it points at; give the real path, or remove the link", out)
+				}
 				if err := atomicfile.Write(out, data, 0o600, nil); err != nil {
 					return fmt.Errorf("writing %s: %w", out, err)
 				}

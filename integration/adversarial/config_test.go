@@ -32,7 +32,7 @@ func TestRestrictingListsResolvingEmptyRefused(t *testing.T) {
 			"tezos:\n  " + pkh + ":\n    allowed_operations: &nobody []\n    jwt_users: *nobody\n", "tezos." + pkh + ".jwt_users: present but empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := e.refusesToStart(e.writeConfig(tc.yaml))
+			out := e.refuses(t, e.writeConfig(tc.yaml))
 			assert.Contains(t, out, tc.want)
 			assert.Contains(t, out, "line ")
 		})

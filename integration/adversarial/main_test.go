@@ -136,7 +136,13 @@ type daemon struct {
 // load, else only for the listeners.
 func (e *env) start(cfg string, waitReady bool) *daemon {
 	e.t.Helper()
-	h := harness.StartDaemon(e.t, harness.DaemonOptions{Binary: e.sigil, Config: cfg, Listening: !waitReady})
+	return e.startEnv(cfg, waitReady)
+}
+
+// startEnv is start with extra environment variables (NAME=value).
+func (e *env) startEnv(cfg string, waitReady bool, extraEnv ...string) *daemon {
+	e.t.Helper()
+	h := harness.StartDaemon(e.t, harness.DaemonOptions{Binary: e.sigil, Config: cfg, Listening: !waitReady, Env: extraEnv})
 	return &daemon{proc: h.Process, api: h.API, utility: h.Utility}
 }
 
@@ -144,13 +150,27 @@ func (e *env) start(cfg string, waitReady bool) *daemon {
 // the test unless it exits with an error within 20 s.
 func (e *env) refusesToStart(cfg string, extraEnv ...string) string {
 	e.t.Helper()
+	return e.refuses(e.t, cfg, extraEnv...)
+}
+
+// refuses is refusesToStart failing t (a subtest) rather than the
+// environment's test.
+func (e *env) refuses(t *testing.T, cfg string, extraEnv ...string) string {
+	t.Helper()
+	return e.refusesArgs(t, []string{"serve", "-c", cfg}, extraEnv...)
+}
+
+// refusesArgs runs sigil with args and returns its output, failing t
+// unless it exits with an error within 20 s.
+func (e *env) refusesArgs(t *testing.T, args []string, extraEnv ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, e.sigil, "serve", "-c", cfg)
+	cmd := exec.CommandContext(ctx, e.sigil, args...)
 	cmd.Env = append(os.Environ(), extraEnv...)
 	out, err := cmd.CombinedOutput()
-	require.Error(e.t, err, "sigil serve started with a configuration it must refuse:\n%s", out)
-	require.NoError(e.t, ctx.Err(), "sigil serve neither started nor exited:\n%s", out)
+	require.Error(t, err, "sigil %s started (or succeeded) where it must refuse:\n%s", strings.Join(args, " "), out)
+	require.NoError(t, ctx.Err(), "sigil %s neither started nor exited:\n%s", strings.Join(args, " "), out)
 	return string(out)
 }
 
