@@ -37,7 +37,7 @@ func Serve() fx.Option {
 	)
 }
 
-func readiness(svc *signer.Service, v Vaults, wm ports.WatermarkStore) httpapi.Readiness {
+func readiness(svc *signer.Service, v Vaults, wm ports.WatermarkStore, more ...httpapi.Readiness) httpapi.Readiness {
 	return func(ctx context.Context) error {
 		for _, vault := range v {
 			if err := vault.Enclave.Ready(ctx); err != nil {
@@ -52,6 +52,11 @@ func readiness(svc *signer.Service, v Vaults, wm ports.WatermarkStore) httpapi.R
 		if hc, ok := wm.(ports.HealthChecker); ok {
 			if err := hc.Healthy(ctx); err != nil {
 				return fmt.Errorf("watermark store cannot record marks: %w", err)
+			}
+		}
+		for _, check := range more {
+			if err := check(ctx); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -104,6 +109,7 @@ type ServeParams struct {
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	Watermarks ports.WatermarkStore
+	Hook       ports.PolicyHook `optional:"true"`
 }
 
 func startServers(p ServeParams) (*Listeners, error) {
@@ -123,7 +129,7 @@ func startServers(p ServeParams) (*Listeners, error) {
 	}
 	api := httpapi.New(svc, httpapi.Options{Logger: log.With("component", "http"), Observer: m, Auth: jwt})
 	main := newHTTPServer(api.Handler(), cfg.Server, log)
-	util := newHTTPServer(httpapi.UtilityHandler(readiness(svc, p.Vaults, p.Watermarks), m.Handler()), cfg.Server, log)
+	util := newHTTPServer(httpapi.UtilityHandler(readiness(svc, p.Vaults, p.Watermarks, moreReadiness(p)...), m.Handler()), cfg.Server, log)
 	ls := &Listeners{}
 	loadCtx, stopLoading := context.WithCancel(context.Background())
 	p.LC.Append(fx.Hook{
