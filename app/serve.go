@@ -31,6 +31,7 @@ type Listeners struct {
 func Serve() fx.Option {
 	return fx.Options(
 		Watermarks(),
+		Witnessed(),
 		fx.Provide(newMetrics, startServers, newPolicyHook,
 			func(m *metrics.Metrics) ports.WatermarkIOObserver { return m }),
 		fx.Invoke(func(*Listeners) {}),

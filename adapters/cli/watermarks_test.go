@@ -15,6 +15,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	wmfile "github.com/sigil-signer/sigil/adapters/watermark/file"
+	"github.com/sigil-signer/sigil/adapters/watermark/witness"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/domain/watermark"
 )
@@ -393,5 +394,43 @@ func TestWatermarksImportRefusesBadChecksums(t *testing.T) {
 	}
 	if got, _ := exportRecords(t, cfg); len(got) != 0 {
 		t.Fatalf("records were imported: %+v", got)
+	}
+}
+
+// `watermarks export --witness` writes the witness's marks in the import
+// format (no signatures); without a witness it says so.
+func TestWatermarksExportWitness(t *testing.T) {
+	dir, cfg := baseDir(t)
+	if _, _, err := runCLI(t, "", "-c", cfg, "watermarks", "export", "--witness"); err == nil || !strings.Contains(err.Error(), "no watermark witness at "+filepath.Join(dir, "witness", "marks.log")) {
+		t.Fatalf("export --witness without a witness: %v", err)
+	}
+	recs := seed(t, dir)
+	w, err := witness.Open(dir, witness.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		r.Signature = ""
+		if err := w.Witness(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The daemon holds the witness's lock: export --witness reads it
+	// anyway.
+	defer w.Close()
+	out, _, err := runCLI(t, "", "-c", cfg, "watermarks", "export", "--witness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []watermark.Record
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs {
+		recs[i].Signature = ""
+	}
+	sameRecords(t, got, recs)
+	if strings.Contains(out, "signature") {
+		t.Fatalf("the witness export carries signatures: %s", out)
 	}
 }

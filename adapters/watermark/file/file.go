@@ -543,3 +543,6 @@ var (
 	_ wm.Opener  = Driver
 	_ wm.Checker = Check
 )
+
+// Location names where the marks are (the directory).
+func (s *Store) Location() string { return s.dir }
