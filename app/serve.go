@@ -16,6 +16,7 @@ import (
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/httpapi"
 	"github.com/sigil-signer/sigil/adapters/metrics"
+	"github.com/sigil-signer/sigil/adapters/netlimit"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/ports"
 )
@@ -83,13 +84,15 @@ func newHTTPServer(h http.Handler, s config.Server, log *slog.Logger) *http.Serv
 // is under 200 bytes).
 const maxHeaderBytes = 64 << 10
 
-// listen binds addr with at most max open connections.
-func listen(field, addr string, max int) (net.Listener, error) {
+// listen binds addr with at most max open connections, and at most
+// perClient from one client address (the others are closed at once, so a
+// single host cannot fill the listener).
+func listen(field, addr string, max, perClient int, log *slog.Logger) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)
 	}
-	return netutil.LimitListener(ln, max), nil
+	return netutil.LimitListener(netlimit.Wrap(ln, perClient, field, log), max), nil
 }
 
 func newMetrics(cfg *config.Config) *metrics.Metrics {
@@ -139,11 +142,11 @@ func startServers(p ServeParams) (*Listeners, error) {
 			// waited for: until they are in, /healthz says why and sign
 			// requests get 503, never a misleading 404.
 			svc.StartLoading(loadCtx, 2*time.Second, 2*time.Minute)
-			ln, err := listen("server.address", cfg.Server.Address, cfg.Server.MaxConnections)
+			ln, err := listen("server.address", cfg.Server.Address, cfg.Server.MaxConnections, cfg.Server.MaxConnectionsPerClient, log)
 			if err != nil {
 				return err
 			}
-			uln, err := listen("server.utility_address", cfg.Server.UtilityAddress, cfg.Server.MaxConnections)
+			uln, err := listen("server.utility_address", cfg.Server.UtilityAddress, cfg.Server.MaxConnections, cfg.Server.MaxConnectionsPerClient, log)
 			if err != nil {
 				ln.Close()
 				return err

@@ -180,20 +180,24 @@ type Server struct {
 	JWT            *JWT           `yaml:"jwt"`
 
 	// Sigil extensions, shared by both listeners (zero: the default).
-	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 10s
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 3s
 	ReadTimeout       time.Duration `yaml:"read_timeout"`        // default 30s
 	WriteTimeout      time.Duration `yaml:"write_timeout"`       // default 60s
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // default 120s
 	MaxConnections    int           `yaml:"max_connections"`     // per listener, default 1024
+	// MaxConnectionsPerClient bounds one client address's open
+	// connections per listener (default 128, at most max_connections).
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 }
 
 // Listener defaults (Sigil extensions of the server section).
 const (
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultReadTimeout       = 30 * time.Second
-	DefaultWriteTimeout      = 60 * time.Second
-	DefaultIdleTimeout       = 120 * time.Second
-	DefaultMaxConnections    = 1024
+	DefaultReadHeaderTimeout       = 3 * time.Second // a client trickling its headers holds a connection this long
+	DefaultReadTimeout             = 30 * time.Second
+	DefaultWriteTimeout            = 60 * time.Second
+	DefaultIdleTimeout             = 120 * time.Second
+	DefaultMaxConnections          = 1024
+	DefaultMaxConnectionsPerClient = 128
 )
 
 // Vault is one vault: a driver name and its raw configuration.
@@ -441,6 +445,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Server.MaxConnections == 0 {
 		c.Server.MaxConnections = DefaultMaxConnections
 	}
+	if c.Server.MaxConnectionsPerClient == 0 {
+		c.Server.MaxConnectionsPerClient = min(DefaultMaxConnectionsPerClient, c.Server.MaxConnections)
+	}
 	if c.PolicyHook != nil && c.PolicyHook.Timeout == 0 {
 		c.PolicyHook.Timeout = DefaultPolicyHookTimeout
 	}
@@ -463,6 +470,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxConnections < 1 || c.Server.MaxConnections > 1<<20 {
 		return fmt.Errorf("server.max_connections: %d is out of range (want 1 to %d)", c.Server.MaxConnections, 1<<20)
+	}
+	if n := c.Server.MaxConnectionsPerClient; n < 1 || n > c.Server.MaxConnections {
+		return fmt.Errorf("server.max_connections_per_client: %d is out of range (want 1 to server.max_connections, %d)", n, c.Server.MaxConnections)
 	}
 	if h := c.PolicyHook; h != nil {
 		if h.Address == "" {
