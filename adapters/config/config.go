@@ -309,7 +309,7 @@ func Load(path string, allowMissing bool, baseDir string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && allowMissing {
-			c := &Config{BaseDir: baseDir, BaseDirSet: baseDir != ""}
+			c := &Config{BaseDir: baseDir, BaseDirSet: baseDir != "", BaseDirFlag: baseDir}
 			c.ApplyDefaults()
 			return c, nil
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -207,5 +208,22 @@ func TestTypeErrorsNameTheFieldAndHideTheValue(t *testing.T) {
 		require.Error(t, err, tc.yaml)
 		assert.Contains(t, err.Error(), tc.want)
 		assert.NotContains(t, err.Error(), tc.hidden)
+	}
+}
+
+// The listener limits: defaults (a 3 s header timeout, 128 connections per
+// client address) and the per-client cap's range.
+func TestListenerLimits(t *testing.T) {
+	c, err := config.Parse(nil, "")
+	require.NoError(t, err)
+	assert.Equal(t, 3*time.Second, c.Server.ReadHeaderTimeout)
+	assert.Equal(t, 128, c.Server.MaxConnectionsPerClient)
+	c, err = config.Parse([]byte("server: {max_connections: 50}\n"), "")
+	require.NoError(t, err)
+	assert.Equal(t, 50, c.Server.MaxConnectionsPerClient, "never above max_connections")
+	for _, y := range []string{"server: {max_connections_per_client: -1}\n", "server: {max_connections: 10, max_connections_per_client: 11}\n"} {
+		_, err := config.Parse([]byte(y), "")
+		require.Error(t, err, y)
+		assert.Contains(t, err.Error(), "server.max_connections_per_client")
 	}
 }

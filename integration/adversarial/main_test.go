@@ -1,9 +1,15 @@
 // Package adversarial is the standing adversarial suite of the daemon: each
-// test reproduces one finding of the adversarial review (issue #10) against
-// real processes — `sigil serve` and the mock enclave — and asserts the fixed
-// behaviour: unset variables refused, bounded metric series and echoes,
-// version-aware replay, signals, strict state files, truthful health, idle
-// connections closed.
+// test reproduces one finding of an adversarial review against real
+// processes — `sigil serve` and the mock enclave — and asserts the fixed
+// behaviour. Issue #10 (adversarial_test.go): unset variables refused,
+// bounded metric series and echoes, version-aware replay, signals, strict
+// state files, truthful health, idle connections closed. Issue #18, nothing
+// silent, round 2: restricting settings that resolve to empty, set-but-empty
+// variables, alias bombs and type errors (config_test.go); the state
+// directory, a DynamoDB table re-created empty and lost watermarks against
+// the witness (state_test.go); health that lied (health_test.go); trickling
+// connections and login floods (abuse_test.go); and the smaller findings
+// (smaller_test.go).
 package adversarial
 
 import (
