@@ -392,6 +392,9 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 		if err := checkRestrictions(root, &c); err != nil {
 			return nil, err
 		}
+		if err := checkLocations(root); err != nil {
+			return nil, err
+		}
 	}
 	if baseDir == "" {
 		baseDir = DefaultBaseDir

@@ -136,6 +136,73 @@ func checkRestrictions(root *yaml.Node, c *Config) error {
 	return nil
 }
 
+// locations are the settings that say where state lives, inside the raw
+// driver sections: present but resolving to nothing (null, "", an empty
+// variable), each would silently fall back to its default — another table,
+// collection, project, region or directory, that is other (or no)
+// watermarks and keys. The drivers decode these sections themselves, so
+// the rule is checked here on the expanded nodes.
+// (A section itself left empty, `config:` with nothing under it, is
+// Signatory's "defaults" and loads; the file key storage's one-string
+// section refuses an empty path itself.)
+var locations = []string{
+	"watermark.config.base_dir", "watermark.config.table", "watermark.config.collection",
+	"watermark.config.project", "watermark.config.database", "watermark.config.region",
+	"vaults.*.config.file",
+	"vaults.*.config.storage.config.table", "vaults.*.config.storage.config.collection",
+	"vaults.*.config.storage.config.project", "vaults.*.config.storage.config.database",
+	"vaults.*.config.storage.config.region",
+}
+
+// LocationFields lists the paths of the location settings (tests, docs).
+func LocationFields() []string { return append([]string(nil), locations...) }
+
+// checkLocations refuses a location setting that is present but blank.
+func checkLocations(root *yaml.Node) error {
+	for _, path := range locations {
+		for _, m := range findNodes(root, strings.Split(path, "."), "") {
+			n := resolve(m.value)
+			if n == nil || n.Kind != yaml.ScalarNode {
+				continue // a mapping or list: the driver checks its shape
+			}
+			if strings.TrimSpace(n.Value) == "" || n.ShortTag() == "!!null" {
+				return fmt.Errorf("line %d: %s: present but empty (after expanding variables); give it, or remove it for the default", m.line, strings.Replace(path, "*", m.key, 1))
+			}
+		}
+	}
+	return nil
+}
+
+// nodeMatch is one occurrence of a path, with its value.
+type nodeMatch struct {
+	match
+	value *yaml.Node
+}
+
+// findNodes is find returning the values too.
+func findNodes(n *yaml.Node, path []string, key string) []nodeMatch {
+	n = resolve(n)
+	if n == nil || n.Kind != yaml.MappingNode || len(path) == 0 {
+		return nil
+	}
+	var out []nodeMatch
+	for _, p := range pairs(n) {
+		if path[0] != "*" && p.key != path[0] {
+			continue
+		}
+		k := key
+		if path[0] == "*" {
+			k = p.key
+		}
+		if len(path) == 1 {
+			out = append(out, nodeMatch{match{key: k, line: p.keyNode.Line}, p.value})
+			continue
+		}
+		out = append(out, findNodes(p.value, path[1:], k)...)
+	}
+	return out
+}
+
 // match is one occurrence of a path in the document.
 type match struct {
 	key  string // what "*" matched

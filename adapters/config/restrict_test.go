@@ -227,3 +227,34 @@ func TestListenerLimits(t *testing.T) {
 		assert.Contains(t, err.Error(), "server.max_connections_per_client")
 	}
 }
+
+// Every location setting inside a driver section, present but resolving to
+// nothing, is refused naming it, instead of its default (another table,
+// collection or directory); left out, or given, it loads.
+func TestLocationsPresentButEmpty(t *testing.T) {
+	t.Setenv("SIGIL_T_EMPTY", "")
+	for _, path := range config.LocationFields() {
+		leaf := path[strings.LastIndexByte(path, '.')+1:]
+		concrete := strings.ReplaceAll(path, "*", "v")
+		for _, empty := range []string{"", "~", "\"\"", "${SIGIL_T_EMPTY:-}", "*blank"} {
+			y := "vaults:\n  anchors:\n    driver: mem\n    config: [&blank \"\"]\n" + withDrivers(nest(strings.ReplaceAll(path, "*", "v"), empty, ""))
+			if strings.HasPrefix(path, "vaults.") {
+				y = strings.Replace(y, "vaults:\n  v:\n", "  v:\n", 1)
+			}
+			_, err := config.Parse([]byte(y), "")
+			if !assert.Error(t, err, "%s = %q loaded:\n%s", path, empty, y) {
+				continue
+			}
+			assert.Contains(t, err.Error(), concrete+": present but empty", y)
+		}
+		y := withDrivers(nest(strings.ReplaceAll(path, "*", "v"), "somewhere", ""))
+		_, err := config.Parse([]byte(y), "")
+		assert.NoError(t, err, "%s given (%s):\n%s", path, leaf, y)
+	}
+}
+
+// withDrivers gives the vault v and the watermark section of y a driver.
+func withDrivers(y string) string {
+	y = strings.Replace(y, "vaults:\n  v:\n", "vaults:\n  v:\n    driver: x\n", 1)
+	return strings.Replace(y, "watermark:\n", "watermark:\n  driver: x\n", 1)
+}
