@@ -648,3 +648,36 @@ func TestImportUnrecognisedArgumentNotEchoed(t *testing.T) {
 		assert.NotContains(t, all, arg[:6], "the error repeats the argument's first characters")
 	}
 }
+
+// Signatory's state directory, with marks, beside Sigil's: Sigil's default
+// directory existing but holding no watermarks (systemd's StateDirectory
+// creates it empty), or a --base-dir naming an empty directory, is refused
+// naming both, by every verb; naming Signatory's directory serves.
+func TestStateDirRefusalWithMarks(t *testing.T) {
+	enc := newCountingListener(t)
+	root := t.TempDir()
+	dirs := &app.StateDirs{Signatory: filepath.Join(root, "signatory"), Sigil: filepath.Join(root, "sigil")}
+	require.NoError(t, os.MkdirAll(filepath.Join(dirs.Signatory, "watermark_v2"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dirs.Signatory, "watermark_v2", "NetXdQprcVkpaWU.json"), []byte("{}\n"), 0o600))
+	require.NoError(t, os.Mkdir(dirs.Sigil, 0o700))
+	stateDirs = dirs
+	t.Cleanup(func() { stateDirs = nil })
+	body := strings.Replace(vaultYAML(enc.port()), "      dial_timeout: 2s\n",
+		"      dial_timeout: 2s\n      storage:\n        driver: file\n        config: "+filepath.Join(root, "keys.json")+"\n", 1) +
+		"server:\n  address: 127.0.0.1:0\n  utility_address: 127.0.0.1:0\n"
+	cfg := filepath.Join(root, "sigil.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(body), 0o600))
+	empty := filepath.Join(root, "empty")
+	for _, args := range [][]string{{"serve"}, {"list"}, {"watermarks", "export"}} {
+		_, _, err := runCLIFor(t, 10*time.Second, "", append([]string{"-c", cfg}, args...)...)
+		require.Error(t, err, "sigil %v", args)
+		assert.Contains(t, err.Error(), "Sigil's default base directory "+dirs.Sigil+" does not, or holds no watermarks", "sigil %v", args)
+		_, _, err = runCLIFor(t, 10*time.Second, "", append([]string{"-c", cfg, "--base-dir", empty}, args...)...)
+		require.Error(t, err, "sigil --base-dir %v", args)
+		assert.Contains(t, err.Error(), "--base-dir "+empty+" holds no watermarks, while Signatory's state directory "+dirs.Signatory+" holds marks", "sigil %v", args)
+	}
+	out, _, err := runCLIFor(t, 10*time.Second, "", "-c", cfg, "--base-dir", dirs.Signatory, "watermarks", "export")
+	require.NoError(t, err)
+	assert.Equal(t, "[]\n", out)
+	assert.Zero(t, enc.n.Load(), "nothing was dialled")
+}
