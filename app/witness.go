@@ -49,6 +49,7 @@ func openWitness(lc fx.Lifecycle, cfg *config.Config, opts Options, log *slog.Lo
 // GuardParams are guardWatermarks' dependencies.
 type GuardParams struct {
 	fx.In
+	LC      fx.Lifecycle
 	Store   ports.WatermarkStore
 	Witness ports.WatermarkWitness `optional:"true"`
 	Config  *config.Config
@@ -67,11 +68,16 @@ func guardWatermarks(p GuardParams) (ports.WatermarkStore, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return witness.NewGuard(ctx, p.Store, p.Witness, witness.GuardOptions{
+	g, err := witness.NewGuard(ctx, p.Store, p.Witness, witness.GuardOptions{
 		Backend:     backend,
 		AcceptReset: p.Options.AcceptWatermarkReset,
 		Logger:      p.Log.With("component", "witness"),
 	})
+	if err != nil {
+		return nil, err
+	}
+	p.LC.Append(fx.StopHook(g.Stop))
+	return g, nil
 }
 
 // WitnessRecords reads the watermark witness of the configuration's state

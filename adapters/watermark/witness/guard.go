@@ -2,11 +2,13 @@ package witness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/watermark"
@@ -25,8 +27,14 @@ type Guard struct {
 	log     *slog.Logger
 	backend string // "file /var/lib/sigil/watermark_v2", for messages
 
-	mu   sync.RWMutex
-	held map[string]error // key hash → why its consensus signing is refused
+	opts GuardOptions
+
+	mu      sync.RWMutex
+	held    map[string]error // key hash → why its consensus signing is refused
+	pending error            // the comparison is not made yet (the backend could not be read)
+
+	stop func()        // ends the background comparison
+	done chan struct{} // closed when it has ended
 }
 
 var _ ports.WatermarkStore = (*Guard)(nil)
@@ -48,30 +56,104 @@ type GuardOptions struct {
 // state directory) is initialised from the backend's marks, and says so; a
 // backend behind the witness holds its keys back (logged as errors, and
 // reported by Ready) unless the operator accepted the reset of that key.
+// A backend that cannot be read at start (Firestore or DynamoDB down) does
+// not stop the daemon: every consensus request is held back, and the
+// comparison retried every RetryEvery, until it is made. Stop ends the
+// retries.
 func NewGuard(ctx context.Context, inner ports.WatermarkStore, w ports.WatermarkWitness, o GuardOptions) (*Guard, error) {
-	g := &Guard{inner: inner, w: w, log: o.Logger, backend: o.Backend, held: map[string]error{}}
+	g := &Guard{inner: inner, w: w, log: o.Logger, backend: o.Backend, held: map[string]error{}, opts: o}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
-	backendRecs, err := inner.Export(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("watermark witness: reading the backend's marks to compare them: %w", err)
+	err := g.compare(ctx)
+	var be *backendUnreadable
+	if !errors.As(err, &be) {
+		if err != nil {
+			return nil, err
+		}
+		return g, nil
 	}
-	if w.Fresh() {
+	g.mu.Lock()
+	g.pending = domain.Errorf(domain.KindUnavailable, "watermark witness: the backend's marks could not be read yet to compare them with the witness, so no consensus request is signed: %v", be.err)
+	g.mu.Unlock()
+	g.log.Error("watermark witness: cannot read the backend's marks to compare them; consensus signing waits until it can (retrying)", "backend", o.Backend, "error", be.err.Error())
+	rctx, cancel := context.WithCancel(context.Background())
+	g.stop = cancel
+	g.done = make(chan struct{})
+	go g.retry(rctx)
+	return g, nil
+}
+
+// RetryEvery is how often a comparison that could not read the backend is
+// tried again.
+var RetryEvery = 2 * time.Second
+
+// backendUnreadable is compare's error when the backend could not be read.
+type backendUnreadable struct{ err error }
+
+func (e *backendUnreadable) Error() string { return e.err.Error() }
+
+func (g *Guard) retry(ctx context.Context) {
+	defer close(g.done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(RetryEvery):
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := g.compare(cctx)
+		cancel()
+		var be *backendUnreadable
+		switch {
+		case err == nil:
+			g.mu.Lock()
+			g.pending = nil
+			g.mu.Unlock()
+			return
+		case errors.As(err, &be):
+			g.log.Debug("watermark witness: the backend still cannot be read", "error", be.err.Error())
+		default:
+			g.mu.Lock()
+			g.pending = domain.Errorf(domain.KindUnavailable, "watermark witness: %v", err)
+			g.mu.Unlock()
+			g.log.Error("watermark witness: comparing with the backend failed", "error", err.Error())
+			return
+		}
+	}
+}
+
+// Stop ends the background comparison, if one is running.
+func (g *Guard) Stop() {
+	if g.stop != nil {
+		g.stop()
+		<-g.done
+	}
+}
+
+// compare reads the backend and decides which keys are held back (or
+// initialises a fresh witness).
+func (g *Guard) compare(ctx context.Context) error {
+	o, w := g.opts, g.w
+	backendRecs, err := g.inner.Export(ctx)
+	if err != nil {
+		return &backendUnreadable{err: err}
+	}
+	if w.Fresh() && len(w.Records()) == 0 {
 		recs := make([]watermark.Record, len(backendRecs))
 		for i, r := range backendRecs {
 			r.Signature = ""
 			recs[i] = r
 		}
 		if err := w.Witness(ctx, recs...); err != nil {
-			return nil, err
+			return err
 		}
 		g.log.Info("watermark witness initialised from the backend's marks (no witness yet: a first start with this version, or a new state directory)",
 			"witness", w.Location(), "backend", o.Backend, "marks", len(recs))
 		for _, pkh := range o.AcceptReset {
 			g.log.Warn("--accept-watermark-reset: nothing to accept, the witness was just created", "pkh", pkh)
 		}
-		return g, nil
+		return nil
 	}
 	lags := watermark.ByKey(watermark.Lags(w.Records(), backendRecs))
 	for _, pkh := range o.AcceptReset {
@@ -86,7 +168,7 @@ func NewGuard(ctx context.Context, inner ports.WatermarkStore, w ports.Watermark
 			keys[i], desc[i] = x.Key, x.String()
 		}
 		if err := w.Forget(keys); err != nil {
-			return nil, err
+			return err
 		}
 		delete(lags, pkh)
 		g.log.Warn("watermark reset accepted (--accept-watermark-reset): this key signs from the backend's marks, below what this daemon committed",
@@ -97,20 +179,29 @@ func NewGuard(ctx context.Context, inner ports.WatermarkStore, w ports.Watermark
 		pkhs = append(pkhs, pkh)
 	}
 	sort.Strings(pkhs)
+	held := make(map[string]error, len(pkhs))
 	for _, pkh := range pkhs {
 		err := watermark.HeldBack(pkh, lags[pkh], o.Backend, w.Location())
-		g.held[pkh] = err
+		held[pkh] = err
 		g.log.Error("watermark backend behind the witness: consensus signing refused for this key", "pkh", pkh, "error", err.Error())
 	}
+	g.mu.Lock()
+	for pkh, err := range held {
+		g.held[pkh] = err
+	}
+	g.mu.Unlock()
 	g.log.Info("watermark witness compared with the backend", "witness", w.Location(), "backend", o.Backend,
 		"witnessed", len(w.Records()), "backend_marks", len(backendRecs), "keys_held_back", len(pkhs))
-	return g, nil
+	return nil
 }
 
 // heldBack returns why k's key may not sign consensus requests, or nil.
 func (g *Guard) heldBack(pkh string) error {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
+	if g.pending != nil {
+		return g.pending
+	}
 	return g.held[pkh]
 }
 
@@ -167,6 +258,9 @@ func (g *Guard) Import(ctx context.Context, recs []watermark.Record) error {
 func (g *Guard) Ready() error {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
+	if g.pending != nil {
+		return g.pending
+	}
 	if len(g.held) == 0 {
 		return nil
 	}

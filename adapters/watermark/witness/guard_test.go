@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -187,3 +190,69 @@ func TestGuardBackendLosesMarksWhileRunning(t *testing.T) {
 }
 
 type swappable struct{ ports.WatermarkStore }
+
+// A backend that cannot be read at start (Firestore or DynamoDB down) does
+// not stop the daemon: consensus signing waits, Ready says why, and the
+// comparison is retried until the backend answers (the retry period is
+// crossed); then keys sign, or are held back, as at a normal start.
+func TestGuardBackendUnreadableAtStart(t *testing.T) {
+	old := RetryEvery
+	RetryEvery = 50 * time.Millisecond
+	defer func() { RetryEvery = old }()
+	ctx := context.Background()
+	dir := t.TempDir()
+	inner := &flaky{WatermarkStore: mem.New(mem.Config{})}
+	k := watermarktest.Key(watermarktest.Mainnet, watermark.KindAttestation)
+	_, err := inner.WatermarkStore.Commit(ctx, k, watermarktest.M(10, 0, 1, "a"))
+	require.NoError(t, err)
+	inner.failures.Store(3)
+	l, err := Open(dir, Options{})
+	require.NoError(t, err)
+	defer l.Close()
+	var logs syncBuf
+	g, err := NewGuard(ctx, inner, l, GuardOptions{Backend: "flaky", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err, "an unreadable backend does not stop the start")
+	defer g.Stop()
+	_, _, err = g.Check(ctx, k)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "could not be read yet")
+	require.ErrorContains(t, g.Ready(), "could not be read yet")
+	assert.Contains(t, logs.String(), "cannot read the backend's marks")
+	require.Eventually(t, func() bool { return g.Ready() == nil }, 5*time.Second, 10*time.Millisecond)
+	assert.Contains(t, logs.String(), "witness initialised from the backend")
+	got, err := g.Commit(ctx, k, watermarktest.M(11, 0, 1, "b"))
+	require.NoError(t, err)
+	assert.Equal(t, int32(11), got.Level)
+	m, _ := l.Mark(k)
+	assert.Equal(t, int32(11), m.Level)
+}
+
+// flaky fails its first Exports.
+type flaky struct {
+	ports.WatermarkStore
+	failures atomic.Int32
+}
+
+func (f *flaky) Export(ctx context.Context) ([]watermark.Record, error) {
+	if f.failures.Add(-1) >= 0 {
+		return nil, domain.Errorf(domain.KindUnavailable, "backend down")
+	}
+	return f.WatermarkStore.Export(ctx)
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
