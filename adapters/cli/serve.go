@@ -19,13 +19,16 @@ const DefaultDevBaseDir = ".sigil-dev"
 
 // serveOptions are serve's flags, which the root command has too.
 type serveOptions struct {
-	dev    bool
-	noList bool
+	dev         bool
+	noList      bool
+	acceptReset []string
 }
 
 func (o *serveOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&o.dev, "dev", false, "Run with an embedded mock enclave and local storage (no cloud account)")
 	cmd.Flags().BoolVar(&o.noList, "no-list", false, "Don't output the list of configured keys at startup")
+	cmd.Flags().StringArrayVar(&o.acceptReset, "accept-watermark-reset", nil,
+		"Sign consensus requests for this key (tz…) from the backend's marks although the backend is behind the watermark witness (logged; repeatable)")
 }
 
 func newServe(g *globals) *cobra.Command {
@@ -49,6 +52,7 @@ func newServe(g *globals) *cobra.Command {
 // runServe runs the daemon with the global options and so.
 func runServe(cmd *cobra.Command, g *globals, so serveOptions) error {
 	opts := g.opts
+	opts.AcceptWatermarkReset = so.acceptReset
 	modules := []fx.Option{app.Serve()}
 	if so.dev {
 		if opts.BaseDir == "" {
