@@ -30,6 +30,12 @@ type Lag struct {
 // Behind reports whether the backend's mark (nil: none) is behind the
 // witness's w: absent, below it, or at its position with another message.
 func Behind(w Mark, backend *Mark) bool {
+	if backend != nil && w.Round == WholeLevel && backend.Level == w.Level && backend.Digest == w.Digest {
+		// The witness holds a mark Signatory recorded as Sigil enforces
+		// it (its whole level, see Enforced) and the backend the very
+		// message of that mark at its own round: nothing was lost.
+		return false
+	}
 	if backend == nil || w.Above(*backend) {
 		return true
 	}
@@ -42,8 +48,12 @@ func Behind(w Mark, backend *Mark) bool {
 func Lags(witness, backend []Record) []Lag {
 	have := make(map[Key]Mark, len(backend))
 	for _, r := range backend {
-		if old, ok := have[r.Key]; !ok || r.Above(old) {
-			have[r.Key] = r.Mark
+		// A mark Signatory recorded is compared as Sigil enforces it (a
+		// block mark covers its level): the witness may have been set
+		// from that enforced mark.
+		m := *Enforced(r.Kind, &r.Mark)
+		if old, ok := have[r.Key]; !ok || m.Above(old) {
+			have[r.Key] = m
 		}
 	}
 	var out []Lag

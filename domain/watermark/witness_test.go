@@ -80,3 +80,27 @@ func TestCheckRelease(t *testing.T) {
 		assert.Contains(t, err.Error(), "not released")
 	}
 }
+
+// A block mark Signatory recorded is witnessed as enforced (its whole
+// level) while the backend holds and returns it at its round: the same
+// message at that level is never "behind", another message or a lower
+// level is.
+func TestBehindSignatoryBlockMark(t *testing.T) {
+	raw := Mark{Level: 5000, Round: 1, Digest: [32]byte{1}}
+	w := FromSignatory(KindBlock, raw)
+	if Behind(w, &raw) {
+		t.Error("the identical message at its round is behind the whole-level witness")
+	}
+	other := Mark{Level: 5000, Round: 1, Digest: [32]byte{2}}
+	if !Behind(w, &other) {
+		t.Error("another message at the level is not behind")
+	}
+	lower := Mark{Level: 4999, Round: 3, Digest: [32]byte{1}}
+	if !Behind(w, &lower) {
+		t.Error("a lower level is not behind")
+	}
+	if lags := Lags([]Record{{Key: Key{Kind: KindBlock, PKH: "tz1", ChainID: "c"}, Mark: w}},
+		[]Record{{Key: Key{Kind: KindBlock, PKH: "tz1", ChainID: "c"}, Mark: raw}}); len(lags) != 0 {
+		t.Errorf("Lags = %v, want none", lags)
+	}
+}
