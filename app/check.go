@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace"
@@ -22,6 +23,7 @@ import (
 	wmfile "github.com/sigil-signer/sigil/adapters/watermark/file"
 	wmfirestore "github.com/sigil-signer/sigil/adapters/watermark/firestore"
 	wmmem "github.com/sigil-signer/sigil/adapters/watermark/mem"
+	"github.com/sigil-signer/sigil/adapters/watermark/witness"
 )
 
 // vaultCheckers, storageCheckers and watermarkCheckers validate each
@@ -143,23 +145,81 @@ func checkStorage(baseDir string) vault.StorageChecker {
 	}
 }
 
-// checkStateDirs refuses to run with the default base directory when
-// Signatory's default state directory exists and Sigil's does not: Sigil
-// would otherwise start with empty watermarks (and no keys) next to
-// Signatory's, and could sign again what Signatory signed. An explicit
-// base_dir (or --base-dir) is never second-guessed.
+// checkStateDirs refuses a state directory that holds no watermarks while
+// another one the operator may have meant holds marks: starting there would
+// mean empty watermarks, and signing again what was signed.
+//
+//   - Neither base_dir nor --base-dir: refused when Signatory's default
+//     state directory exists and Sigil's does not, or holds no marks while
+//     Signatory's does.
+//   - --base-dir (which takes priority over base_dir, as in Signatory)
+//     naming a directory without marks: refused when the file's base_dir,
+//     or Signatory's default directory, holds marks. Naming both (the same
+//     directory in the flag and the file) is the explicit choice.
+//   - base_dir in the file alone is never second-guessed.
 func checkStateDirs(cfg *config.Config, dirs StateDirs) error {
-	if cfg.BaseDirSet || dirs.Signatory == "" {
+	if dirs.Signatory == "" && cfg.BaseDirFlag == "" {
 		return nil
 	}
-	if !present(dirs.Signatory) || present(dirs.Sigil) {
+	if !cfg.BaseDirSet {
+		if !present(dirs.Signatory) {
+			return nil
+		}
+		if present(dirs.Sigil) && (holdsMarks(dirs.Sigil) || !holdsMarks(dirs.Signatory)) {
+			return nil
+		}
+		return fmt.Errorf("Signatory's state directory %s exists and Sigil's default base directory %s does not, or holds no watermarks: "+
+			"starting here would mean empty watermarks next to Signatory's, and a risk of signing twice. "+
+			"Set `base_dir: %s` in the configuration (or pass --base-dir %s) to use Signatory's keys and watermarks "+
+			"(Sigil reads and migrates them), or set `base_dir: %s` explicitly to start apart from them",
+			dirs.Signatory, dirs.Sigil, dirs.Signatory, dirs.Signatory, dirs.Sigil)
+	}
+	flag := cfg.BaseDirFlag
+	if flag == "" || (cfg.FileBaseDir != "" && filepath.Clean(cfg.FileBaseDir) == filepath.Clean(flag)) || holdsMarks(flag) {
 		return nil
 	}
-	return fmt.Errorf("Signatory's state directory %s exists and Sigil's default base directory %s does not: "+
-		"starting here would mean empty watermarks next to Signatory's, and a risk of signing twice. "+
-		"Set `base_dir: %s` in the configuration (or pass --base-dir %s) to use Signatory's keys and watermarks "+
-		"(Sigil reads and migrates them), or set `base_dir: %s` explicitly to start apart from them",
-		dirs.Signatory, dirs.Sigil, dirs.Signatory, dirs.Signatory, dirs.Sigil)
+	if other := cfg.FileBaseDir; other != "" && holdsMarks(other) {
+		return fmt.Errorf("--base-dir %s holds no watermarks, while %s (base_dir in the configuration) holds marks: --base-dir takes priority "+
+			"(as in Signatory), and starting on %s would sign again what was signed from %s. "+
+			"Remove --base-dir (or pass --base-dir %s) to keep those marks; or copy them into %s with every daemon stopped "+
+			"(`cp -a %s/. %s/`, see docs/operations.md for a systemd state directory); or set `base_dir: %s` in the configuration too, to start apart from them",
+			flag, other, flag, other, other, flag, other, flag, flag)
+	}
+	if sig := dirs.Signatory; sig != "" && filepath.Clean(sig) != filepath.Clean(flag) && holdsMarks(sig) {
+		return fmt.Errorf("--base-dir %s holds no watermarks, while Signatory's state directory %s holds marks: "+
+			"starting on %s would mean empty watermarks next to Signatory's, and a risk of signing twice. "+
+			"Pass --base-dir %s to use Signatory's keys and watermarks (Sigil reads and migrates them); or copy them into %s with Signatory stopped "+
+			"(`cp -a %s/. %s/`); or set `base_dir: %s` in the configuration too, to start apart from them",
+			flag, sig, flag, sig, flag, sig, flag, flag)
+	}
+	return nil
+}
+
+// holdsMarks reports whether dir holds watermarks: a chain file of the file
+// backend (or one of Signatory's older watermark directories), or a
+// watermark witness that recorded marks. When it cannot tell (a permission
+// problem, a corrupt witness), it answers true, the cautious answer for
+// the directory not chosen (and no refusal for the one chosen).
+func holdsMarks(dir string) bool {
+	ents, err := os.ReadDir(filepath.Join(dir, wmfile.DirName))
+	switch {
+	case err == nil:
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".json") {
+				return true
+			}
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return true
+	}
+	for _, old := range []string{"watermark_v1", "watermark"} {
+		ents, err := os.ReadDir(filepath.Join(dir, old))
+		if err == nil && len(ents) > 0 || err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return true
+		}
+	}
+	recs, _, err := witness.ReadRecords(dir)
+	return err != nil || len(recs) > 0
 }
 
 // present reports whether path exists; an error other than "does not

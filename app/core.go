@@ -37,6 +37,14 @@ type Options struct {
 	LogBuffer *logbuf.Writer
 	// StateDirs replaces DefaultStateDirs in the start-up check (tests).
 	StateDirs *StateDirs
+	// AcceptWatermarkReset are key hashes whose watermarks the operator
+	// accepts to sign from although the backend is behind the watermark
+	// witness (--accept-watermark-reset).
+	AcceptWatermarkReset []string
+	// WatermarkCreate lets the watermark backend create its storage (a
+	// DynamoDB table) when it is missing, without a witness to say whether
+	// marks existed (`sigil watermarks import`).
+	WatermarkCreate bool
 }
 
 // Core provides configuration, logging, the vaults and the signing

@@ -254,6 +254,7 @@ var restartOnly = []struct {
 	{"server.write_timeout", func(c *config.Config) any { return c.Server.WriteTimeout }},
 	{"server.idle_timeout", func(c *config.Config) any { return c.Server.IdleTimeout }},
 	{"server.max_connections", func(c *config.Config) any { return c.Server.MaxConnections }},
+	{"server.max_connections_per_client", func(c *config.Config) any { return c.Server.MaxConnectionsPerClient }},
 	{"watermark", func(c *config.Config) any {
 		if c.Watermark == nil {
 			return nil
@@ -336,9 +337,11 @@ func newAPISwitch(svc *signer.Service, cfg *config.Config, m *metrics.Metrics, l
 	if err != nil {
 		return nil, err
 	}
-	hlog := log.With("component", "http")
+	// One API, rebound to each snapshot: its per-client state (login
+	// limits, the failure log) outlives the snapshots.
+	base := httpapi.New(svc.Snapshot(), httpapi.Options{Logger: log.With("component", "http"), Observer: m, Auth: auth})
 	a := &apiSwitch{build: func(snap signer.Snapshot, auth httpapi.Authenticator) http.Handler {
-		return httpapi.New(snap, httpapi.Options{Logger: hlog, Observer: m, Auth: auth}).Handler()
+		return base.Rebind(snap, auth).Handler()
 	}}
 	// Called at once with the current snapshot, then for every new one.
 	svc.OnChange(func(snap signer.Snapshot) {

@@ -305,6 +305,30 @@ func TestSystemdUnit(t *testing.T) {
 	if out, err := run(t, dir, sa, "verify", path); err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
+	// The unit and the docs agree on the state directory: --base-dir is
+	// the StateDirectory and the one writable path, and the operations,
+	// configuration and migration docs say so.
+	base := regexp.MustCompile(`(?m)^ExecStart=.* --base-dir (\S+)`).FindStringSubmatch(string(unit))
+	if base == nil {
+		t.Fatal("ExecStart passes no --base-dir")
+	}
+	state := regexp.MustCompile(`(?m)^StateDirectory=(\S+)$`).FindStringSubmatch(string(unit))
+	if state == nil || "/var/lib/"+state[1] != base[1] || !strings.Contains(string(unit), "ReadWritePaths="+base[1]+"\n") {
+		t.Errorf("--base-dir %s, StateDirectory %v and ReadWritePaths disagree", base[1], state)
+	}
+	for doc, wants := range map[string][]string{
+		"../docs/operations.md":               {"--base-dir " + base[1], "location=" + base[1] + "/watermark_v2"},
+		"../docs/configuration.md":            {"--base-dir " + base[1], "base_dir=" + base[1] + " from=--base-dir"},
+		"../docs/migrating-from-signatory.md": {"--base-dir\n   " + base[1], "cp -a /var/lib/signatory " + base[1]},
+	} {
+		text, err := os.ReadFile(doc)
+		must(t, err)
+		for _, w := range wants {
+			if !strings.Contains(string(text), w) {
+				t.Errorf("%s does not say %q (the unit's state directory)", doc, w)
+			}
+		}
+	}
 	// A typo in a directive is caught: the check can fail.
 	bad := filepath.Join(dir, "bad", "sigil.service")
 	must(t, os.MkdirAll(filepath.Dir(bad), 0o755))

@@ -81,6 +81,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newListRequests(),
 		newListOps(),
 		newWatermarks(g),
+		newEnclaveClientKey(),
 		newVersion(),
 		newConfigCmd(g),
 	)

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -248,6 +249,11 @@ func TestImportEncrypted(t *testing.T) {
 				out, errOut, err := run(cfg)
 				require.NoError(t, err, errOut)
 				assert.Equal(t, ed.PublicKeyHash+"\n", out)
+				if name == "--password" {
+					assert.Contains(t, errOut, "warning: --password can be seen by other users", "a password on the command line is visible in the process list")
+				} else {
+					assert.NotContains(t, errOut, "--password")
+				}
 				secretsIn(t, out+errOut, ed)
 				assert.Equal(t, []string{ed.PublicKeyHash}, keyFileAddresses(t, dir))
 			})
@@ -288,7 +294,7 @@ func TestImportEncrypted(t *testing.T) {
 			"no password":      {"", []string{ed.Encrypted}, "no password was given"},
 			"key, no password": {ed.Encrypted + "\n", nil, "no password was given"},
 			"nothing":          {"", nil, "no key given"},
-			"not a key":        {"", []string{"edsk-not-a-file"}, "no such file"},
+			"not a key":        {"", []string{"edsk-not-a-file"}, "neither an existing file nor a Tezos secret key"},
 			"second key bad":   {"", []string{"--password", ed.Passphrase, ed.Encrypted, ed.Encrypted[:40] + "x"}, "key 2 of 2"},
 			"bad -o":           {"", []string{"-o", "name", ed.Encrypted}, "key:value"},
 		} {
@@ -691,4 +697,63 @@ func TestImportFrom(t *testing.T) {
 			assert.NotContains(t, out+errOut, enc.Passphrase)
 		})
 	}
+}
+
+// An argument that is neither a file nor a recognised key string may be a
+// secret in another form (hex, a mistyped prefix, a password): the error
+// used to repeat its first 64 bytes, more than a whole edsk. None of it is
+// repeated now, whatever its length.
+func TestImportUnrecognisedArgumentNotEchoed(t *testing.T) {
+	port := startEnclave(t)
+	cfg := writeCfg(t, t.TempDir(), vaultYAML(port))
+	sk, err := tezos.GeneratePrivateKey(tezos.Ed25519, nil)
+	require.NoError(t, err)
+	edsk := sk.Base58()
+	for _, arg := range []string{
+		hex.EncodeToString(sk.Bytes),         // a raw hex seed
+		"edks" + edsk[4:],                    // a mistyped prefix
+		edsk[:20],                            // a truncated key
+		"x" + edsk,                           // a stray character
+		strings.Repeat("S3cret", 3),          // a password given as a key
+		"unencrypted " + edsk + " and more ", // spaces: not a key string
+	} {
+		_, errOut, err := runCLI(t, "", "-c", cfg, "import", arg)
+		require.Error(t, err, arg)
+		all := errOut + err.Error()
+		assert.Contains(t, all, "not repeated")
+		assert.NotContains(t, all, arg[:6], "the error repeats the argument's first characters")
+	}
+}
+
+// Signatory's state directory, with marks, beside Sigil's: Sigil's default
+// directory existing but holding no watermarks (systemd's StateDirectory
+// creates it empty), or a --base-dir naming an empty directory, is refused
+// naming both, by every verb; naming Signatory's directory serves.
+func TestStateDirRefusalWithMarks(t *testing.T) {
+	enc := newCountingListener(t)
+	root := t.TempDir()
+	dirs := &app.StateDirs{Signatory: filepath.Join(root, "signatory"), Sigil: filepath.Join(root, "sigil")}
+	require.NoError(t, os.MkdirAll(filepath.Join(dirs.Signatory, "watermark_v2"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dirs.Signatory, "watermark_v2", "NetXdQprcVkpaWU.json"), []byte("{}\n"), 0o600))
+	require.NoError(t, os.Mkdir(dirs.Sigil, 0o700))
+	stateDirs = dirs
+	t.Cleanup(func() { stateDirs = nil })
+	body := strings.Replace(vaultYAML(enc.port()), "      dial_timeout: 2s\n",
+		"      dial_timeout: 2s\n      storage:\n        driver: file\n        config: "+filepath.Join(root, "keys.json")+"\n", 1) +
+		"server:\n  address: 127.0.0.1:0\n  utility_address: 127.0.0.1:0\n"
+	cfg := filepath.Join(root, "sigil.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(body), 0o600))
+	empty := filepath.Join(root, "empty")
+	for _, args := range [][]string{{"serve"}, {"list"}, {"watermarks", "export"}} {
+		_, _, err := runCLIFor(t, 10*time.Second, "", append([]string{"-c", cfg}, args...)...)
+		require.Error(t, err, "sigil %v", args)
+		assert.Contains(t, err.Error(), "Sigil's default base directory "+dirs.Sigil+" does not, or holds no watermarks", "sigil %v", args)
+		_, _, err = runCLIFor(t, 10*time.Second, "", append([]string{"-c", cfg, "--base-dir", empty}, args...)...)
+		require.Error(t, err, "sigil --base-dir %v", args)
+		assert.Contains(t, err.Error(), "--base-dir "+empty+" holds no watermarks, while Signatory's state directory "+dirs.Signatory+" holds marks", "sigil %v", args)
+	}
+	out, _, err := runCLIFor(t, 10*time.Second, "", "-c", cfg, "--base-dir", dirs.Signatory, "watermarks", "export")
+	require.NoError(t, err)
+	assert.Equal(t, "[]\n", out)
+	assert.Zero(t, enc.n.Load(), "nothing was dialled")
 }

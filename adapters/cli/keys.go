@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -75,6 +74,9 @@ func newImport(g *globals) *cobra.Command {
 			}
 			in := newSecretInput(cmd.InOrStdin(), cmd.ErrOrStderr())
 			defer in.clear()
+			if cmd.Flags().Changed("password") {
+				fmt.Fprintln(cmd.ErrOrStderr(), passwordWarning)
+			}
 			getPassword := func() ([]byte, error) {
 				if password != "" {
 					return []byte(password), nil
@@ -103,7 +105,12 @@ func newImport(g *globals) *cobra.Command {
 				var data []byte
 				var err error
 				if from != "" {
-					data, err = readKeyFile(src) // always a file, as Signatory reads it
+					// Always a file, as Signatory reads it.
+					if _, statErr := os.Stat(src); statErr != nil {
+						err = fmt.Errorf("--from: no such file (a path of %d characters, not repeated: it may be a mistyped secret)", len(src))
+					} else {
+						data, err = readKeyFile(src)
+					}
 				} else {
 					data, err = keyMaterial(src, in)
 				}
@@ -146,6 +153,10 @@ func newImport(g *globals) *cobra.Command {
 	return cmd
 }
 
+// passwordWarning is printed when --password is given.
+const passwordWarning = "warning: --password can be seen by other users of this machine (ps) and stays in the shell history; " +
+	"prefer the prompt, or give the password on standard input, on the line after the key (see docs/configuration.md, import)"
+
 // keyMaterial returns the key material src names: "-" for the prompt or
 // standard input, a Tezos secret key string as is, else a file's content.
 func keyMaterial(src string, in *secretInput) ([]byte, error) {
@@ -162,8 +173,11 @@ func keyMaterial(src string, in *secretInput) ([]byte, error) {
 func readKeyFile(src string) ([]byte, error) {
 	f, err := os.Open(src)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s: no such file, and not a Tezos secret key string (edsk…, spsk…, p2sk…, BLsk… or their encrypted forms)", domain.Echo(src))
+		if _, statErr := os.Stat(src); statErr != nil {
+			// Not a file that exists: the argument may be a secret in a
+			// form not recognised (hex, a mistyped prefix, a password), so
+			// none of it is repeated, not even its first characters.
+			return nil, fmt.Errorf("an argument of %d characters is neither an existing file nor a Tezos secret key string (edsk…, spsk…, p2sk…, BLsk… or their encrypted forms); it is not repeated, since it may be a secret", len(src))
 		}
 		return nil, err
 	}

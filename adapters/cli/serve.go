@@ -25,11 +25,14 @@ type serveOptions struct {
 	noList        bool
 	listen        string
 	utilityListen string
+	acceptReset   []string
 }
 
 func (o *serveOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&o.dev, "dev", false, "Run with an embedded mock enclave and local storage (no cloud account)")
 	cmd.Flags().BoolVar(&o.noList, "no-list", false, "Don't output the list of configured keys at startup")
+	cmd.Flags().StringArrayVar(&o.acceptReset, "accept-watermark-reset", nil,
+		"Sign consensus requests for this key (tz…) from the backend's marks although the backend is behind the watermark witness (logged; repeatable)")
 	cmd.Flags().StringVar(&o.listen, "listen", "", "With --dev: the signer API's address (default "+app.DevAddress+")")
 	cmd.Flags().StringVar(&o.utilityListen, "utility-listen", "", "With --dev: the utility listener's address, /healthz and /metrics (default "+app.DevUtilityAddress+")")
 }
@@ -74,6 +77,7 @@ func newServe(g *globals) *cobra.Command {
 // runServe runs the daemon with the global options and so.
 func runServe(cmd *cobra.Command, g *globals, so serveOptions) error {
 	opts := g.opts
+	opts.AcceptWatermarkReset = so.acceptReset
 	modules := []fx.Option{app.Serve()}
 	if err := so.devListeners(); err != nil {
 		return err

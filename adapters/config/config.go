@@ -40,6 +40,11 @@ type Config struct {
 	// BaseDirSet records that the base directory was chosen explicitly (a
 	// base_dir in the file or the --base-dir flag) rather than defaulted.
 	BaseDirSet bool `yaml:"-"`
+	// BaseDirFlag is --base-dir ("" when not given); it takes priority
+	// over the file's base_dir, as in Signatory.
+	BaseDirFlag string `yaml:"-"`
+	// FileBaseDir is the file's base_dir, expanded ("" when absent).
+	FileBaseDir string `yaml:"-"`
 
 	Server     Server                  `yaml:"server"`
 	Vaults     map[string]*Vault       `yaml:"vaults"`
@@ -175,20 +180,24 @@ type Server struct {
 	JWT            *JWT           `yaml:"jwt"`
 
 	// Sigil extensions, shared by both listeners (zero: the default).
-	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 10s
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 3s
 	ReadTimeout       time.Duration `yaml:"read_timeout"`        // default 30s
 	WriteTimeout      time.Duration `yaml:"write_timeout"`       // default 60s
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // default 120s
 	MaxConnections    int           `yaml:"max_connections"`     // per listener, default 1024
+	// MaxConnectionsPerClient bounds one client address's open
+	// connections per listener (default 128, at most max_connections).
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 }
 
 // Listener defaults (Sigil extensions of the server section).
 const (
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultReadTimeout       = 30 * time.Second
-	DefaultWriteTimeout      = 60 * time.Second
-	DefaultIdleTimeout       = 120 * time.Second
-	DefaultMaxConnections    = 1024
+	DefaultReadHeaderTimeout       = 3 * time.Second // a client trickling its headers holds a connection this long
+	DefaultReadTimeout             = 30 * time.Second
+	DefaultWriteTimeout            = 60 * time.Second
+	DefaultIdleTimeout             = 120 * time.Second
+	DefaultMaxConnections          = 1024
+	DefaultMaxConnectionsPerClient = 128
 )
 
 // Vault is one vault: a driver name and its raw configuration.
@@ -255,13 +264,17 @@ func (a *AuthorizedKeys) add(n *yaml.Node, depth int) error {
 		n = n.Alias
 	}
 	if depth > 8 {
-		return fmt.Errorf("line %d: authorized_keys: lists nested more than 8 deep", n.Line)
+		return fmt.Errorf("line %d: lists nested more than 8 deep", n.Line)
 	}
 	switch n.Kind {
 	case yaml.ScalarNode:
-		pk, err := tezos.ParsePublicKey(strings.TrimSpace(n.Value))
+		v := strings.TrimSpace(n.Value)
+		if v == "" || n.ShortTag() == "!!null" {
+			return nil // no key: a list of nothing is refused as a whole (checkRestrictions)
+		}
+		pk, err := tezos.ParsePublicKey(v)
 		if err != nil {
-			return fmt.Errorf("line %d: authorized_keys: %s: %w", n.Line, quote(n.Value), err)
+			return fmt.Errorf("line %d: %s: %w", n.Line, echoKey(v), err)
 		}
 		*a = append(*a, pk)
 	case yaml.SequenceNode:
@@ -271,9 +284,21 @@ func (a *AuthorizedKeys) add(n *yaml.Node, depth int) error {
 			}
 		}
 	default:
-		return fmt.Errorf("line %d: authorized_keys must be a public key or a list of public keys", n.Line)
+		return fmt.Errorf("line %d: must be a public key or a list of public keys", n.Line)
 	}
 	return nil
+}
+
+// echoKey repeats a value given as a public key only when it has a
+// public key's prefix: anything else may be a secret key (or a password)
+// written in the wrong place, and is described by its length alone.
+func echoKey(v string) string {
+	for _, p := range []string{"edpk", "sppk", "p2pk", "BLpk"} {
+		if strings.HasPrefix(v, p) {
+			return quote(v)
+		}
+	}
+	return fmt.Sprintf("a value of %d characters that is not a public key (not repeated: it may be a secret)", len(v))
 }
 
 // Load reads, expands and validates the configuration file at path. A
@@ -284,7 +309,7 @@ func Load(path string, allowMissing bool, baseDir string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && allowMissing {
-			c := &Config{BaseDir: baseDir, BaseDirSet: baseDir != ""}
+			c := &Config{BaseDir: baseDir, BaseDirSet: baseDir != "", BaseDirFlag: baseDir}
 			c.ApplyDefaults()
 			return c, nil
 		}
@@ -327,24 +352,35 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 	if root != nil && root.Kind != yaml.MappingNode && !(root.Kind == yaml.ScalarNode && root.Tag == "!!null") {
 		return nil, fmt.Errorf("line %d: the configuration must be a mapping of settings (base_dir, server, vaults, tezos, …)", root.Line)
 	}
-	baseDirSet := baseDir != ""
+	if err := checkAliasBudget(&doc); err != nil {
+		return nil, err
+	}
+	flag := baseDir
+	var fileBaseDir string
 	if root != nil && root.Kind == yaml.MappingNode {
-		if baseDir == "" {
-			if n := mapValue(root, "base_dir"); n != nil {
-				if err := expandScalar(n, "base_dir", envLookup("")); err != nil {
-					return nil, err
-				}
-				baseDir = n.Value
-				baseDirSet = strings.TrimSpace(baseDir) != ""
+		// The file's base_dir is expanded first (its ${BASE_DIR} cannot
+		// refer to itself), even when --base-dir overrides it: the state
+		// directory check compares the two.
+		if n := resolve(mapValue(root, "base_dir")); n != nil {
+			if n.Kind != yaml.ScalarNode {
+				return nil, fmt.Errorf("line %d: base_dir: must be a directory path", n.Line)
 			}
+			v := *n // expanded again with the rest of the document
+			if err := expandScalar(&v, "base_dir", envLookup(flag)); err != nil {
+				return nil, err
+			}
+			if strings.TrimSpace(v.Value) == "" || v.ShortTag() == "!!null" {
+				return nil, fmt.Errorf("line %d: base_dir: %s; remove it to use %s, or give the state directory", n.Line, presentEmpty, DefaultBaseDir)
+			}
+			fileBaseDir = v.Value
+		}
+		if baseDir == "" {
+			baseDir = fileBaseDir
 		}
 		if baseDir == "" {
 			baseDir = DefaultBaseDir
 		}
 		if err := expandNode(root, "", envLookup(baseDir)); err != nil {
-			return nil, err
-		}
-		if err := checkPresentLists(root); err != nil {
 			return nil, err
 		}
 	}
@@ -353,12 +389,20 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 		if err := decodeNode(root, "", &c); err != nil {
 			return nil, err
 		}
+		if err := checkRestrictions(root, &c); err != nil {
+			return nil, err
+		}
+		if err := checkLocations(root); err != nil {
+			return nil, err
+		}
 	}
 	if baseDir == "" {
 		baseDir = DefaultBaseDir
 	}
 	c.BaseDir = baseDir
-	c.BaseDirSet = baseDirSet
+	c.BaseDirSet = flag != "" || fileBaseDir != ""
+	c.BaseDirFlag = flag
+	c.FileBaseDir = fileBaseDir
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -366,73 +410,12 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 	return &c, nil
 }
 
-// mapValue returns the value of key in mapping n, or nil.
+// mapValue returns the value of key in mapping n (aliases and merge keys
+// followed), or nil.
 func mapValue(n *yaml.Node, key string) *yaml.Node {
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
-}
-
-// checkPresentLists refuses security settings that are present but empty
-// (after expansion): an empty authorized_keys or jwt_users would silently
-// turn a check off, an empty server.jwt or policy_hook section would
-// silently run without what it names. Leave the field out to run without
-// it.
-func checkPresentLists(root *yaml.Node) error {
-	isEmpty := func(n *yaml.Node) bool {
-		return (n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Tag == "" && (n.Value == "" || n.Value == "~" || n.Value == "null"))) ||
-			(n.Kind == yaml.ScalarNode && strings.TrimSpace(n.Value) == "") ||
-			(n.Kind == yaml.SequenceNode && len(n.Content) == 0) ||
-			(n.Kind == yaml.MappingNode && len(n.Content) == 0)
-	}
-	check := func(n *yaml.Node, path, hint string) error {
-		if n != nil && isEmpty(n) {
-			return fmt.Errorf("line %d: %s: present but empty; %s", n.Line, path, hint)
-		}
-		return nil
-	}
-	const keysHint = "list at least one public key, or remove the field to accept unauthenticated requests"
-	if srv := mapValue(root, "server"); srv != nil && srv.Kind == yaml.MappingNode {
-		if err := check(mapValue(srv, "authorized_keys"), "server.authorized_keys", keysHint); err != nil {
-			return err
-		}
-		if jwt := mapValue(srv, "jwt"); jwt != nil {
-			if err := check(jwt, "server.jwt", "configure users, or remove it to run without JWT authentication"); err != nil {
-				return err
-			}
-			if jwt.Kind == yaml.MappingNode {
-				if err := check(mapValue(jwt, "users"), "server.jwt.users", "configure at least one user, or remove server.jwt"); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if hook := mapValue(root, "policy_hook"); hook != nil {
-		if err := check(hook, "policy_hook", "set its address, or remove it to sign without a policy hook"); err != nil {
-			return err
-		}
-		if hook.Kind == yaml.MappingNode {
-			if err := check(mapValue(hook, "authorized_keys"), "policy_hook.authorized_keys", "list the keys that sign the hook's replies, or remove the field to trust unsigned replies"); err != nil {
-				return err
-			}
-		}
-	}
-	if tz := mapValue(root, "tezos"); tz != nil && tz.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(tz.Content); i += 2 {
-			pol := tz.Content[i+1]
-			if pol.Kind != yaml.MappingNode {
-				continue
-			}
-			path := "tezos." + tz.Content[i].Value
-			if err := check(mapValue(pol, "authorized_keys"), path+".authorized_keys", keysHint); err != nil {
-				return err
-			}
-			if err := check(mapValue(pol, "jwt_users"), path+".jwt_users", "list at least one server.jwt user, or remove the field to let any user sign"); err != nil {
-				return err
-			}
+	for _, p := range pairs(n) {
+		if p.key == key {
+			return p.value
 		}
 	}
 	return nil
@@ -465,6 +448,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Server.MaxConnections == 0 {
 		c.Server.MaxConnections = DefaultMaxConnections
 	}
+	if c.Server.MaxConnectionsPerClient == 0 {
+		c.Server.MaxConnectionsPerClient = min(DefaultMaxConnectionsPerClient, c.Server.MaxConnections)
+	}
 	if c.PolicyHook != nil && c.PolicyHook.Timeout == 0 {
 		c.PolicyHook.Timeout = DefaultPolicyHookTimeout
 	}
@@ -487,6 +473,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxConnections < 1 || c.Server.MaxConnections > 1<<20 {
 		return fmt.Errorf("server.max_connections: %d is out of range (want 1 to %d)", c.Server.MaxConnections, 1<<20)
+	}
+	if n := c.Server.MaxConnectionsPerClient; n < 1 || n > c.Server.MaxConnections {
+		return fmt.Errorf("server.max_connections_per_client: %d is out of range (want 1 to server.max_connections, %d)", n, c.Server.MaxConnections)
 	}
 	if h := c.PolicyHook; h != nil {
 		if h.Address == "" {

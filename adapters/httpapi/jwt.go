@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -71,10 +72,20 @@ func header(r *http.Request, name string, max int) (string, error) {
 func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	user, err := header(r, "username", maxUserHeader)
 	if err == nil {
+		if retry, which, ok := a.logins.allow(clientIP(r), user); !ok {
+			a.failures.record(slog.LevelWarn, clientIP(r), r.Method, r.URL.Path, http.StatusTooManyRequests, "too many login attempts for this "+which)
+			writeTooMany(w, retry, which)
+			if a.opts.Observer != nil {
+				a.opts.Observer.AuthenticationFailed(http.StatusTooManyRequests, authMethodJWT, clientIP(r))
+			}
+			return
+		}
 		var pass string
 		if pass, err = header(r, "password", maxPasswordHeader); err == nil {
 			var tok string
-			if tok, err = a.opts.Auth.Login(user, pass); err == nil {
+			if tok, err = a.opts.Auth.Login(user, pass); err != nil {
+				a.logins.failed(user)
+			} else {
 				a.log.Info("JWT login", "user", domain.Echo(user), "client", clientIP(r))
 				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 				w.WriteHeader(http.StatusCreated)
@@ -118,7 +129,7 @@ func (a *API) requireToken(next http.Handler) http.Handler {
 // authFailed answers a JWT failure (401 for every refusal) and reports it
 // to the observer.
 func (a *API) authFailed(w http.ResponseWriter, r *http.Request, err error) {
-	status := a.fail(w, r, err)
+	status := a.failRepeated(w, r, err)
 	if a.opts.Observer != nil {
 		a.opts.Observer.AuthenticationFailed(status, authMethodJWT, clientIP(r))
 	}

@@ -195,3 +195,14 @@ func (b *tokenBucket) take(now time.Time) (time.Duration, bool) {
 	}
 	return time.Duration((1 - b.tokens) * float64(b.every)), false
 }
+
+// Rebind returns the API over s with the authenticator auth (nil: no JWT),
+// sharing a's per-client state (the login limits, the aggregated failure
+// log): the signer API of a new snapshot of the signing service (keys
+// loaded, a reload) keeps counting where the previous one was.
+func (a *API) Rebind(s Signer, auth Authenticator) *API {
+	b := *a
+	b.s = s
+	b.opts.Auth = auth
+	return &b
+}

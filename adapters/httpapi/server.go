@@ -63,9 +63,11 @@ type Options struct {
 
 // API serves the remote-signer endpoints.
 type API struct {
-	s    Signer
-	opts Options
-	log  *slog.Logger
+	s        Signer
+	opts     Options
+	log      *slog.Logger
+	logins   *loginLimiter // POST /login attempts per address and user
+	failures *failureLog   // aggregated log lines of repeated client failures
 }
 
 // New returns the remote-signer API over s.
@@ -77,7 +79,7 @@ func New(s Signer, opts Options) *API {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &API{s: s, opts: opts, log: log}
+	return &API{s: s, opts: opts, log: log, logins: newLoginLimiter(), failures: newFailureLog(log, failureWindow)}
 }
 
 // Handler returns the main server's routes. As Signatory's router, it routes
@@ -147,8 +149,13 @@ func (a *API) sign(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if errors.Is(err, signer.ErrAuthentication) {
+		// Repeated by whoever probes the keys: aggregated in the log.
+		status = a.failRepeated(w, r, err)
+		a.authFailure(err, status, r)
+		return
+	}
 	status = a.fail(w, r, err)
-	a.authFailure(err, status, r)
 }
 
 // authMethodAuthorizedKeys is the auth_method label of a refusal by the
@@ -291,13 +298,27 @@ func StatusFor(err error) int {
 }
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) int {
-	status := StatusFor(err)
-	lvl := slog.LevelWarn
+	status, lvl := StatusFor(err), slog.LevelWarn
 	if status >= 500 {
 		lvl = slog.LevelError
 	}
+	a.log.Log(r.Context(), lvl, "request failed", "method", domain.Echo(r.Method), "path", domain.Echo(r.URL.Path), "status", status, "error", bound(err.Error()))
+	return a.respond(w, err)
+}
+
+// failRepeated is fail for failures a client can repeat at will
+// (authentication refusals): their log lines are aggregated per client
+// and path (failureLog).
+func (a *API) failRepeated(w http.ResponseWriter, r *http.Request, err error) int {
+	status := StatusFor(err)
+	a.failures.record(slog.LevelWarn, clientIP(r), domain.Echo(r.Method), domain.Echo(r.URL.Path), status, bound(err.Error()))
+	return a.respond(w, err)
+}
+
+// respond writes err's status and Signatory's error body.
+func (a *API) respond(w http.ResponseWriter, err error) int {
+	status := StatusFor(err)
 	msg := err.Error()
-	a.log.Log(r.Context(), lvl, "request failed", "method", domain.Echo(r.Method), "path", domain.Echo(r.URL.Path), "status", status, "error", bound(msg))
 	if status >= 500 {
 		// Server-side failures are described to the client without the
 		// host's file paths or network addresses; the log has them.

@@ -48,6 +48,9 @@ type Metrics struct {
 	clientIPs boundedSet
 	backend   string // watermark backend, for watermark_operation_*
 
+	handlerOnce sync.Once
+	handler     http.Handler
+
 	reg               *prometheus.Registry
 	signingOps        *prometheus.CounterVec
 	vaultDuration     *prometheus.HistogramVec
@@ -158,10 +161,16 @@ func New(o Options) *Metrics {
 	return m
 }
 
+// buildInfo is sigil_build_info (extended) or signatory_build_info, whose
+// unknown fields read "(unknown)" as Signatory writes them.
 func buildInfo(name, help string, b buildinfo.Info, extended bool) prometheus.Collector {
+	unknown := "(unknown)"
+	if extended {
+		unknown = unknownLabel
+	}
 	v := func(s string) string {
-		if s == "" {
-			return unknownLabel
+		if s == "" || s == unknownLabel {
+			return unknown
 		}
 		return s
 	}
@@ -177,9 +186,15 @@ func buildInfo(name, help string, b buildinfo.Info, extended bool) prometheus.Co
 	return g
 }
 
-// Handler serves the registry in the Prometheus text format.
+// Handler serves the registry in the Prometheus text format. As
+// Signatory's promhttp.Handler, it counts its own scrapes
+// (promhttp_metric_handler_requests_total by code, and
+// promhttp_metric_handler_requests_in_flight).
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	m.handlerOnce.Do(func() {
+		m.handler = promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	})
+	return m.handler
 }
 
 // Registry exposes the registry (for tests and extra collectors).

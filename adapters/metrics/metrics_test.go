@@ -253,3 +253,25 @@ func BenchmarkObserveRequest(b *testing.B) {
 		}
 	})
 }
+
+// TestScrapeAsSignatory: /metrics counts its own scrapes as Signatory's
+// promhttp.Handler does (requests by code, in flight; no errors family),
+// and signatory_build_info writes an unknown field "(unknown)", as
+// Signatory, while sigil_build_info keeps "unknown".
+func TestScrapeAsSignatory(t *testing.T) {
+	m := metrics.New(metrics.Options{WatermarkBackend: "file"})
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		require.Equal(t, 200, rec.Code)
+		b, _ := io.ReadAll(rec.Body)
+		return string(b)
+	}
+	scrape()
+	out := scrape()
+	assert.Contains(t, out, `promhttp_metric_handler_requests_total{code="200"} 1`)
+	assert.Contains(t, out, "promhttp_metric_handler_requests_in_flight 1")
+	assert.NotContains(t, out, "promhttp_metric_handler_errors_total")
+	assert.Regexp(t, `signatory_build_info\{[^}]*branch="\(unknown\)"`, out)
+	assert.Regexp(t, `sigil_build_info\{[^}]*branch="unknown"`, out)
+}

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -55,6 +56,8 @@ type Config struct {
 	// Transport overrides the HTTP transport (tests); nil uses a clone of
 	// http.DefaultTransport.
 	Transport http.RoundTripper
+	// Dial overrides how Healthy connects (tests); nil uses a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives one debug line per decision; nil discards.
 	Logger *slog.Logger
 }
@@ -62,6 +65,7 @@ type Config struct {
 // Hook calls the policy service. It implements ports.PolicyHook.
 type Hook struct {
 	url     string
+	probe   probe
 	keys    map[tezos.PublicKeyHash]tezos.PublicKey
 	timeout time.Duration
 	client  *http.Client
@@ -87,7 +91,7 @@ func New(cfg Config) (*Hook, error) {
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("policy_hook.timeout: %v is negative", cfg.Timeout)
 	}
-	h := &Hook{url: cfg.Address, timeout: cfg.Timeout, log: cfg.Logger}
+	h := &Hook{url: cfg.Address, timeout: cfg.Timeout, log: cfg.Logger, probe: newProbe(cfg.Address, cfg.Dial)}
 	if h.timeout == 0 {
 		h.timeout = DefaultTimeout
 	}
@@ -102,7 +106,15 @@ func New(cfg Config) (*Hook, error) {
 	}
 	tr := cfg.Transport
 	if tr == nil {
-		tr = http.DefaultTransport.(*http.Transport).Clone()
+		// The hook's address is the configuration's, reached directly:
+		// HTTP_PROXY/HTTPS_PROXY in the daemon's environment must not route
+		// the approval of a signature through another party.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Proxy = nil
+		tr = t
+	}
+	if t, ok := tr.(*http.Transport); ok && t.TLSClientConfig != nil {
+		h.probe.tls = t.TLSClientConfig
 	}
 	h.client = &http.Client{
 		Transport: tr,

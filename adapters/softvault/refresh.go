@@ -2,7 +2,6 @@ package softvault
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -35,29 +34,34 @@ type fileStore struct {
 func (s *fileStore) read(log *slog.Logger) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	raw, err := os.ReadFile(s.cfg.File)
+	path := s.cfg.File
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		return domain.Errorf(domain.KindInvalid, "file vault: reading the key file: %v", err)
 	}
 	defer clear(raw)
-	var entries []fileEntry
-	if err := json.Unmarshal(raw, &entries); err != nil {
-		return domain.Errorf(domain.KindInvalid, "file vault: the key file is not a JSON list of {name, value}: %v", redactJSONError(err))
+	entries, err := decodeKeyFile(raw)
+	if err != nil {
+		return domain.Errorf(domain.KindInvalid, "file vault: the key file %s is corrupt: %v", path, err)
 	}
-	if fi, err := os.Stat(s.cfg.File); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		log.Warn("the key file is readable by other users; make it mode 0600", "path", s.cfg.File, "mode", fi.Mode().Perm().String())
+	if len(entries) == 0 {
+		log.Warn("the file vault's key file holds no key ([]): this vault signs nothing, and /healthz is not ready while the tezos section names a key no vault holds", "path", path)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the key file is readable by other users; make it mode 0600", "path", path, "mode", fi.Mode().Perm().String())
 	}
 	pass := passphrase(s.cfg.Passphrase)
 	defer clear(pass)
 	staged := newEnclave("file", false) // parsed and checked before anything is held
 	defer staged.Close()
+	seen := map[string]string{}
 	for i, ent := range entries {
 		label := fmt.Sprintf("entry %d", i+1)
 		if ent.Name != "" {
-			label += fmt.Sprintf(" (%q)", ent.Name)
+			label += fmt.Sprintf(" (%q)", domain.Echo(ent.Name))
 		}
-		if err := addSecret(staged, ent.Value, pass, label); err != nil {
-			return fmt.Errorf("file vault: %w", err)
+		if err := addSecret(staged, ent.Value, pass, label, seen); err != nil {
+			return fmt.Errorf("file vault: %s: %w", path, err)
 		}
 	}
 	staged.mu.Lock()

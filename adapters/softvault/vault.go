@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sigil-signer/sigil/adapters/internal/strictjson"
 	"github.com/sigil-signer/sigil/adapters/vault"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -119,8 +120,9 @@ func OpenMem(_ context.Context, name string, decode func(any) error, env vault.E
 	pass := passphrase("")
 	defer clear(pass)
 	e := newEnclave("mem", true)
+	seen := map[string]string{}
 	for i, k := range keys {
-		if err := addSecret(e, k, pass, fmt.Sprintf("key %d", i+1)); err != nil {
+		if err := addSecret(e, k, pass, fmt.Sprintf("key %d", i+1), seen); err != nil {
 			e.Close()
 			return vault.Instance{}, fmt.Errorf("mem vault: %w", err)
 		}
@@ -129,9 +131,31 @@ func OpenMem(_ context.Context, name string, decode func(any) error, env vault.E
 	return vault.Instance{Enclave: e, Store: store{e}, Display: MemDisplayName, Close: e.Close}, nil
 }
 
-// addSecret parses (decrypting if needed) one secret key and adds it.
-// Errors name the entry, never its value.
-func addSecret(e *Enclave, value string, pass []byte, label string) error {
+// decodeKeyFile reads the file vault's key file strictly, as the key store
+// reads its own (adapters/storage/file): one JSON array of objects with
+// exactly Signatory's fields name and value. An empty document, null, a
+// field given twice (also "value" next to "Value": encoding/json keeps the
+// last), an unknown field, an entry that is not an object or trailing data
+// is corruption, never "no keys". An empty array ([]) is an explicit empty
+// key file: it loads (with a warning), and readiness reports it when the
+// policies name keys. Errors locate the problem and never repeat a value.
+func decodeKeyFile(raw []byte) ([]fileEntry, error) {
+	if err := strictjson.Check(raw, []fileEntry{}); err != nil {
+		return nil, fmt.Errorf("%w (want a JSON list of {\"name\", \"value\"}; a key file without keys is [])", err)
+	}
+	var entries []fileEntry
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return nil, errors.New(redactJSONError(err))
+	}
+	return entries, nil
+}
+
+// addSecret parses (decrypting if needed) one secret key and adds it. A
+// key already added (seen maps its address to the entry that holds it) is
+// refused, naming both entries: a key listed twice is a copy-paste mistake
+// at best, and which entry is meant must not be decided silently. Errors
+// name the entry, never its value.
+func addSecret(e *Enclave, value string, pass []byte, label string, seen map[string]string) error {
 	v := strings.TrimSpace(value)
 	if i := strings.IndexByte(v, ':'); i >= 0 { // "unencrypted:edsk…", "encrypted:edesk…"
 		v = v[i+1:]
@@ -149,9 +173,15 @@ func addSecret(e *Enclave, value string, pass []byte, label string) error {
 	if err != nil {
 		return domain.Errorf(domain.KindInvalid, "%s: %v", label, err)
 	}
-	if _, _, err := e.add(sk); err != nil {
+	pk, added, err := e.add(sk)
+	if err != nil {
 		return domain.Errorf(domain.KindInvalid, "%s: %v", label, err)
 	}
+	addr := pk.Hash().String()
+	if !added {
+		return domain.Errorf(domain.KindInvalid, "%s holds the key %s, which %s holds too: list each key once", label, addr, seen[addr])
+	}
+	seen[addr] = label
 	return nil
 }
 

@@ -69,7 +69,7 @@ var operations = [256]*operation{
 		fixed(48, "commitment"), fixed(96, "commitment_proof"))},
 	250: {name: "zk_rollup_origination", manager: true, body: seq(dyn("public_parameters"),
 		dyn("circuits_info"), dyn("init_state"), i32("nb_ops"))},
-	251: {name: "zk_rollup_publish", manager: true, body: seq(fixed(20, "zk_rollup"), dyn("op"))},
+	251: {name: "zk_rollup_publish", manager: true, body: seq(fixed(20, "zk_rollup"), zkRollupOps)},
 	252: {name: "zk_rollup_update", manager: true, body: seq(fixed(20, "zk_rollup"), dyn("pending_pis"),
 		dyn("private_pis"), dyn("fee_pi"), dyn("proof"))},
 }
@@ -148,6 +148,69 @@ func blsProof(r *reader) error {
 	}
 	if len(sig) != 96 {
 		return r.errf("%s at offset %d is %d bytes, want a 96-byte BLS signature", r.where("proof"), at, len(sig))
+	}
+	return nil
+}
+
+// zkRollupOps: the op list of zk_rollup_publish (Octez zk_rollup_operation_repr
+// and ticket_receipt, as the 023 encoding describes it): a 4-byte length,
+// then entries of
+//
+//	op_code int31, price (ticket hash 32, amount Z), l1_dst pkh,
+//	rollup_id 20, payload (4-byte length, 32-byte scalars),
+//	ticket: tag 0 none | tag 1 some (contents and ty: Micheline
+//	expressions, ticketer: contract id)
+//
+// Every entry is decoded: a list that is not exactly such entries is
+// refused, as the protocol refuses it.
+func zkRollupOps(r *reader) error {
+	end, err := r.list("op")
+	if err != nil {
+		return err
+	}
+	for r.off < end {
+		at := r.off
+		code, err := r.i32("op_code")
+		if err != nil {
+			return err
+		}
+		if code < -(1<<30) || code > 1<<30-1 {
+			return r.errf("%s %d at offset %d is out of the int31 range", r.where("op_code"), code, at)
+		}
+		if err := seq(fixed(32, "price id"), zarith("price amount"), pkh("l1_dst"), fixed(20, "rollup_id"))(r); err != nil {
+			return err
+		}
+		at = r.off
+		payload, err := r.dyn("payload")
+		if err != nil {
+			return err
+		}
+		if len(payload)%32 != 0 {
+			return r.errf("%s at offset %d is %d bytes, not a list of 32-byte scalars", r.where("payload"), at, len(payload))
+		}
+		at = r.off
+		tag, err := r.u8("ticket")
+		if err != nil {
+			return err
+		}
+		switch tag {
+		case 0:
+		case 1:
+			if err := micheline(r); err != nil {
+				return err
+			}
+			if err := micheline(r); err != nil {
+				return err
+			}
+			if err := r.contract("ticketer"); err != nil {
+				return err
+			}
+		default:
+			return r.unknownTag("ticket option", tag, at)
+		}
+		if r.off > end {
+			return r.errf("%s overruns its list, which ends at offset %d (now at offset %d)", r.where("op"), end, r.off)
+		}
 	}
 	return nil
 }

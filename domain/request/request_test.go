@@ -479,6 +479,11 @@ func TestMalformedConsensusAndGeneric(t *testing.T) {
 		{"refutation-step-unknown", hexMsg(t, "03", branch, "cc", mgr, strings.Repeat("55", 20), src, "01", "00", "05"), "refutation step tag 5"},
 		{"input-proof-unknown", hexMsg(t, "03", branch, "cc", mgr, strings.Repeat("55", 20), src, "01", "00", "01", "00000000", "ff", "07"), "input_proof tag 7"},
 		{"reveal-proof-unknown", hexMsg(t, "03", branch, "cc", mgr, strings.Repeat("55", 20), src, "01", "00", "01", "00000000", "ff", "01", "09"), "reveal_proof tag 9"},
+		{"zk-publish-op-list-too-short", hexMsg(t, "03", branch, "fb", mgr, strings.Repeat("f0", 20), "00000002", "0000"), "truncated operation #1 (zk_rollup_publish): op_code"},
+		{"zk-publish-op-code-range", hexMsg(t, "03", branch, "fb", mgr, strings.Repeat("f0", 20), "00000004", "40000000"), "op_code 1073741824 at offset"},
+		{"zk-publish-payload-not-scalars", hexMsg(t, "03", branch, "fb", mgr, strings.Repeat("f0", 20), "00000051", "00000001", strings.Repeat("07", 32), "05", src, strings.Repeat("f0", 20), "00000003", "010203", "00"), "not a list of 32-byte scalars"},
+		{"zk-publish-ticket-0xff", hexMsg(t, "03", branch, "fb", mgr, strings.Repeat("f0", 20), "0000004f", "00000001", strings.Repeat("07", 32), "05", src, strings.Repeat("f0", 20), "00000000", "ff"), "unknown operation #1 (zk_rollup_publish): ticket option tag 255"},
+		{"zk-publish-entry-overruns-list", hexMsg(t, "03", branch, "fb", mgr, strings.Repeat("f0", 20), "0000004e", "00000001", strings.Repeat("07", 32), "05", src, strings.Repeat("f0", 20), "00000000", "00"), "overruns its list"},
 		{"vdf-truncated", hexMsg(t, "03", branch, "08", strings.Repeat("00", 199)), "truncated operation #1 (vdf_revelation): solution at offset 34 (need 200 bytes, 199 left)"},
 	}
 	for _, c := range cases {

@@ -58,8 +58,11 @@ func (s *Service) Reload(ctx context.Context, set *Settings, commit func(Snapsho
 	defer s.mu.Unlock()
 	cur := s.cur.Load()
 
+	// Every vault's list first: a key stored in two vaults is refused,
+	// naming both, as at start, before any key is loaded.
 	stored := make(map[string]map[string]bool, len(s.order)) // vault → addresses
-	var added []*Key
+	lists := make(map[string][]ports.StoredKey, len(s.order))
+	where := map[string]string{}
 	for _, name := range s.order {
 		v := s.vaults[name]
 		if r, ok := v.Store.(ports.KeyStoreRefresher); ok {
@@ -72,14 +75,25 @@ func (s *Service) Reload(ctx context.Context, set *Settings, commit func(Snapsho
 			return ReloadResult{}, fmt.Errorf("vault %q: listing stored keys: %w", name, err)
 		}
 		here := make(map[string]bool, len(list))
-		var fresh []ports.StoredKey
 		for _, sk := range list {
+			if other, dup := where[sk.PKH]; dup && other != name {
+				return ReloadResult{}, &domain.Error{Kind: domain.KindInvalid, Err: ErrReloadRefused, Msg: fmt.Sprintf(
+					"key %s is in vault %q and in vault %q: a key must be in one vault only; remove it from one of them", sk.PKH, other, name)}
+			}
+			where[sk.PKH] = name
 			here[sk.PKH] = true
+		}
+		stored[name], lists[name] = here, list
+	}
+	var added []*Key
+	for _, name := range s.order {
+		v := s.vaults[name]
+		var fresh []ports.StoredKey
+		for _, sk := range lists[name] {
 			if k, held := cur.keys[sk.PKH]; !held || k.Vault != name {
 				fresh = append(fresh, sk)
 			}
 		}
-		stored[name] = here
 		if len(fresh) == 0 {
 			continue
 		}

@@ -406,3 +406,23 @@ func FuzzReloadMessageIsNoSignRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestReloadRefusesKeyInTwoVaults: as at start, a key stored in two vaults
+// is refused, naming both, and nothing changes.
+func TestReloadRefusesKeyInTwoVaults(t *testing.T) {
+	ctx := context.Background()
+	enc := newFakeEnclave()
+	st1, st2 := &memStore{}, &memStore{}
+	probe, err := signer.New([]signer.Vault{{Name: "one", Enclave: enc, Store: st1}}, signer.Options{})
+	require.NoError(t, err)
+	ks, err := probe.Generate(ctx, "one", tezos.Ed25519, 1)
+	require.NoError(t, err)
+	s, err := signer.New([]signer.Vault{{Name: "one", Enclave: enc, Store: st1}, {Name: "two", Enclave: enc, Store: st2}}, signer.Options{})
+	require.NoError(t, err)
+	require.NoError(t, s.Load(ctx))
+	st2.keys = append(st2.keys, st1.keys...)
+	_, err = s.Reload(ctx, &signer.Settings{}, nil)
+	require.ErrorIs(t, err, signer.ErrReloadRefused)
+	assert.ErrorContains(t, err, `key `+ks[0].Address+` is in vault "one" and in vault "two"`)
+	assert.Equal(t, 1, s.Count())
+}

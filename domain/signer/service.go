@@ -159,12 +159,27 @@ func (s *Service) vault(name string) (*Vault, error) {
 // number at a time, and makes them available for signing. It fails if any
 // stored key cannot be loaded or does not match its recorded address.
 func (s *Service) Load(ctx context.Context) error {
+	// Every vault's list first: a key stored in two vaults would be
+	// signed with by whichever loaded last; it is refused, naming both,
+	// before any key is loaded.
+	lists := make(map[string][]ports.StoredKey, len(s.order))
+	where := map[string]string{}
 	for _, name := range s.order {
-		v := s.vaults[name]
-		stored, err := v.Store.List(ctx)
+		stored, err := s.vaults[name].Store.List(ctx)
 		if err != nil {
 			return fmt.Errorf("vault %q: listing stored keys: %w", name, err)
 		}
+		for _, sk := range stored {
+			if other, dup := where[sk.PKH]; dup && other != name {
+				return domain.Errorf(domain.KindInvalid, "key %s is in vault %q and in vault %q: a key must be in one vault only; remove it from one of them", sk.PKH, other, name)
+			}
+			where[sk.PKH] = name
+		}
+		lists[name] = stored
+	}
+	for _, name := range s.order {
+		v := s.vaults[name]
+		stored := lists[name]
 		start := time.Now()
 		s.log.Info("loading keys into the enclave", "vault", name, "keys", len(stored))
 		loaded, err := s.loadKeys(ctx, v, stored, "loading keys into vault "+name)

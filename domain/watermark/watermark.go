@@ -15,6 +15,7 @@ package watermark
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -257,11 +258,37 @@ type recordJSON struct {
 	Signature string `json:"signature,omitempty"`
 }
 
+// chainIDPrefix is the base58check prefix of chain ids ("Net").
+var chainIDPrefix = []byte{87, 82, 0}
+
+// CheckChainID returns a domain.KindInvalid error unless s is a chain id
+// whose base58check checksum holds (ValidChainID checks only the shape).
+func CheckChainID(s string) error {
+	raw, err := tezos.DecodeBase58Check(s)
+	if err != nil || len(raw) != len(chainIDPrefix)+4 || string(raw[:len(chainIDPrefix)]) != string(chainIDPrefix) {
+		reason := "not a base58check chain id"
+		if errors.Is(err, tezos.ErrChecksum) {
+			reason = "bad checksum"
+		}
+		return domain.Errorf(domain.KindInvalid, "watermark: invalid chain id %q: %s", domain.Echo(s), reason)
+	}
+	return nil
+}
+
 // Validate returns a domain.KindInvalid error when r is malformed: a bad
-// key, a negative level or round, or a signature that does not parse.
+// key (a chain id or key hash whose checksum does not hold included), a
+// negative level or round, or a signature that does not parse. Records
+// come from files (imports, witnesses): a typo must not become a mark for
+// a chain or key that does not exist.
 func (r Record) Validate() error {
 	if err := r.Key.Validate(); err != nil {
 		return err
+	}
+	if err := CheckChainID(r.ChainID); err != nil {
+		return err
+	}
+	if _, err := tezos.ParsePublicKeyHash(r.PKH); err != nil {
+		return domain.Errorf(domain.KindInvalid, "watermark: invalid key hash: %v", err)
 	}
 	if err := r.Mark.Validate(); err != nil {
 		return err

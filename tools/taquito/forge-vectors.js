@@ -237,8 +237,15 @@ async function main() {
   genericManual('zk_rollup_origination',
     ['fa' + mgrHex + dyn('0102') + dyn(dyn('00') + '00') + dyn(hex(bytes(32, 1))) + i32(5)],
     ['zk_rollup_origination'], 'tag 250: public_parameters, circuits_info, init_state (4-byte lengths), nb_ops int32');
-  genericManual('zk_rollup_publish', ['fb' + mgrHex + zkr + dyn('0000')], ['zk_rollup_publish'],
-    'tag 251: zk_rollup (20), op list (4-byte length)');
+  // One op without a ticket, one with (contents "abc", ty string, ticketer
+  // a KT1); price amounts below 64 encode alike as N and Z.
+  const zkOp = (code, seed, amount, dst, payload, ticket) =>
+    i32(code) + hex(bytes(32, seed)) + z(amount) + pkh(dst) + zkr + dyn(payload) + ticket;
+  const zkTicket = '01' + '01' + i32(3) + '616263' + '0368' + enc(CODEC.ADDRESS, kt1);
+  genericManual('zk_rollup_publish',
+    ['fb' + mgrHex + zkr + dyn(zkOp(1, 7, 5, tz1, '', '00') + zkOp(0, 8, 60, tz4, hex(bytes(32, 9)), zkTicket))],
+    ['zk_rollup_publish'],
+    'tag 251: zk_rollup (20), op list (4-byte length): op_code int31, price (32, Z), l1_dst, rollup_id (20), payload (32-byte scalars), ticket option (0 none, 1 some: Micheline contents and ty, ticketer)');
   genericManual('zk_rollup_update',
     ['fc' + mgrHex + zkr + dyn('') + dyn('') + dyn('01') + dyn('02')],
     ['zk_rollup_update'], 'tag 252: zk_rollup, pending_pis, private_pis, fee_pi.new_state, proof (4-byte lengths)');

@@ -135,7 +135,7 @@ func open(dir string) (*Store, error) {
 	s := &Store{dir: dir, chains: make(map[string]*chain)}
 	for _, ent := range ents {
 		name := ent.Name()
-		if strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-") {
+		if strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-") || strings.HasPrefix(name, ".health-") {
 			// A temporary file left by a crash before its rename: the
 			// rename never happened, so the previous file is the truth.
 			if err := os.Remove(filepath.Join(dir, name)); err != nil {
@@ -172,21 +172,45 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Healthy implements ports.HealthChecker: it creates and removes a file in
-// the directory, so it fails when marks could not be written (read-only or
-// full file system, removed directory, lost permissions).
+// probeSize is what the health probe writes: more than one block of the
+// file system, as much as a busy chain file, so that a full file system
+// (which still lets an empty file be created) shows.
+const probeSize = 16 << 10
+
+// Healthy implements ports.HealthChecker: it writes probeSize bytes to a
+// new file in the directory, fsyncs it and removes it, so it fails when a
+// mark could not be written: a full or read-only file system, a removed
+// directory, lost permissions. (Creating an empty file, as it did, needs no
+// data block and succeeded on a full file system.)
 func (s *Store) Healthy(context.Context) error {
+	fail := func(err error) error {
+		return domain.Errorf(domain.KindUnavailable, "file watermark: the watermark directory cannot record marks: %w", err)
+	}
 	f, err := os.CreateTemp(s.dir, ".health-*")
 	if err != nil {
-		return domain.Errorf(domain.KindUnavailable, "file watermark: the watermark directory is not writable: %w", err)
+		return fail(err)
 	}
 	name := f.Name()
-	err = errors.Join(f.Close(), os.Remove(name))
+	_, werr := f.Write(probeData[:])
+	if werr == nil {
+		werr = f.Sync()
+	}
+	err = errors.Join(werr, f.Close(), os.Remove(name))
 	if err != nil {
-		return domain.Errorf(domain.KindUnavailable, "file watermark: the watermark directory is not writable: %w", err)
+		_ = os.Remove(name)
+		return fail(err)
 	}
 	return nil
 }
+
+// probeData is written by Healthy (not zeros: a file system that
+// compresses or deduplicates must still allocate it).
+var probeData = func() (b [probeSize]byte) {
+	for i := range b {
+		b[i] = byte(i*131 + i>>8)
+	}
+	return b
+}()
 
 // Dir returns the directory that holds the files.
 func (s *Store) Dir() string { return s.dir }
@@ -524,3 +548,6 @@ var (
 	_ wm.Opener  = Driver
 	_ wm.Checker = Check
 )
+
+// Location names where the marks are (the directory).
+func (s *Store) Location() string { return s.dir }

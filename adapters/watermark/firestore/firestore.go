@@ -511,3 +511,6 @@ func driverConfig(decode func(any) error) (Config, error) {
 	}
 	return cfg, nil
 }
+
+// Location names where the marks are (project, database, collection).
+func (s *Store) Location() string { return s.where }

@@ -140,3 +140,7 @@ func driverConfig(decode func(any) error) (Config, error) {
 	}
 	return cfg, nil
 }
+
+// Location names where the marks are: this process's memory, lost at
+// every restart.
+func (s *Store) Location() string { return "this process's memory (lost at every restart)" }

@@ -8,10 +8,10 @@ package watermarktest
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,22 +32,17 @@ const (
 	Ghostnet = "NetXnHfVqm9iesp"
 )
 
-const b58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-
 var keySeq atomic.Uint64
 
-// PKH returns a distinct well-formed tz1 key hash for each call (the
-// checksum is not meaningful; stores do not verify it). A time-based prefix
-// keeps hashes distinct across processes sharing one database.
+// PKH returns a distinct tz1 key hash (checksum included) for each call. A
+// time-based part keeps hashes distinct across processes sharing one
+// database.
 func PKH() string {
-	n := keySeq.Add(1) + uint64(time.Now().UnixNano())<<8
-	var b strings.Builder
-	b.WriteString("tz1")
-	for i := 0; i < 33; i++ {
-		b.WriteByte(b58Alphabet[n%58])
-		n /= 58
-	}
-	return b.String()
+	var h tezos.PublicKeyHash
+	h.Type = tezos.Ed25519
+	binary.BigEndian.PutUint64(h.Hash[:8], keySeq.Add(1))
+	binary.BigEndian.PutUint64(h.Hash[8:16], uint64(time.Now().UnixNano()))
+	return h.String()
 }
 
 // Key returns a fresh key of the given kind on chain.
