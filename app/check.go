@@ -77,14 +77,28 @@ func CheckConfig(opts Options) error {
 // checkConfig validates what config.Load cannot: the policies (with their
 // warnings discarded: the signing service logs them), each driver section
 // through its driver's Checker, and the state directory. It opens nothing.
+// Every problem found is reported, one per line.
 func checkConfig(cfg *config.Config, opts Options) error {
-	if _, err := Policies(cfg, slog.New(slog.DiscardHandler)); err != nil {
-		return err
+	return errors.Join(configProblems(cfg, opts)...)
+}
+
+// configProblems is every problem checkConfig finds, in the order of the
+// sections: the policies by address, the vaults by name, the watermark
+// backend, the state directory.
+func configProblems(cfg *config.Config, opts Options) []error {
+	var out []error
+	discard := slog.New(slog.DiscardHandler)
+	for _, pkh := range keys(cfg.Tezos) {
+		one := &config.Config{Tezos: map[string]*config.TezosPolicy{pkh: cfg.Tezos[pkh]}}
+		if _, err := Policies(one, discard); err != nil {
+			out = append(out, err)
+		}
 	}
 	for _, name := range keys(cfg.Vaults) {
 		vc := cfg.Vaults[name]
 		if _, ok := vaultDrivers[vc.Driver]; !ok {
-			return fmt.Errorf("vaults.%s.driver: unknown driver %q (known: %s)", name, vc.Driver, strings.Join(keys(vaultDrivers), ", "))
+			out = append(out, fmt.Errorf("vaults.%s.driver: unknown driver %q (known: %s)", name, vc.Driver, strings.Join(keys(vaultDrivers), ", ")))
+			continue
 		}
 		check, ok := vaultCheckers[vc.Driver]
 		if !ok {
@@ -92,7 +106,7 @@ func checkConfig(cfg *config.Config, opts Options) error {
 		}
 		env := vault.Env{BaseDir: cfg.BaseDir, CheckStorage: checkStorage(cfg.BaseDir)}
 		if err := check(name, vc.Decoder(), env); err != nil {
-			return fmt.Errorf("vaults.%s: %w", name, err)
+			out = append(out, fmt.Errorf("vaults.%s: %w", name, err))
 		}
 	}
 	driver, decode := "file", (func(any) error)(nil)
@@ -100,18 +114,20 @@ func checkConfig(cfg *config.Config, opts Options) error {
 		driver, decode = cfg.Watermark.Driver, cfg.Watermark.Decoder()
 	}
 	if _, ok := watermarkDrivers[driver]; !ok {
-		return fmt.Errorf("watermark.driver: unknown driver %q (known: %s)", driver, strings.Join(keys(watermarkDrivers), ", "))
-	}
-	if check, ok := watermarkCheckers[driver]; ok {
+		out = append(out, fmt.Errorf("watermark.driver: unknown driver %q (known: %s)", driver, strings.Join(keys(watermarkDrivers), ", ")))
+	} else if check, ok := watermarkCheckers[driver]; ok {
 		if err := check(decode, watermark.Env{BaseDir: cfg.BaseDir}); err != nil {
-			return fmt.Errorf("watermark (%s): %w", driver, err)
+			out = append(out, fmt.Errorf("watermark (%s): %w", driver, err))
 		}
 	}
 	dirs := DefaultStateDirs
 	if opts.StateDirs != nil {
 		dirs = *opts.StateDirs
 	}
-	return checkStateDirs(cfg, dirs)
+	if err := checkStateDirs(cfg, dirs); err != nil {
+		out = append(out, err)
+	}
+	return out
 }
 
 func checkStorage(baseDir string) vault.StorageChecker {

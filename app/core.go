@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -145,7 +144,7 @@ func openStorage(baseDir string, log *slog.Logger) vault.StorageOpener {
 
 func openVaults(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (Vaults, error) {
 	if len(cfg.Vaults) == 0 {
-		return nil, errors.New("no vaults configured: add a `vaults:` section (see docs/configuration.md), or run `sigil serve --dev`")
+		return nil, errNoVaults
 	}
 	names := keys(cfg.Vaults)
 	var out Vaults
