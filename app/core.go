@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -145,7 +144,7 @@ func openStorage(baseDir string, log *slog.Logger) vault.StorageOpener {
 
 func openVaults(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (Vaults, error) {
 	if len(cfg.Vaults) == 0 {
-		return nil, errors.New("no vaults configured: add a `vaults:` section (see docs/configuration.md), or run `sigil serve --dev`")
+		return nil, cfg.Errorf("vaults", "no vaults configured: add a `vaults:` section (see docs/configuration.md), or run `sigil serve --dev`")
 	}
 	names := keys(cfg.Vaults)
 	var out Vaults
@@ -154,7 +153,7 @@ func openVaults(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (Vaults, 
 		vc := cfg.Vaults[name]
 		open, ok := vaultDrivers[vc.Driver]
 		if !ok {
-			return nil, fmt.Errorf("vaults.%s.driver: unknown driver %q (known: %s)", name, vc.Driver, strings.Join(keys(vaultDrivers), ", "))
+			return nil, unknownDriver(cfg, "vaults."+name+".driver", "driver", vc.Driver, keys(vaultDrivers))
 		}
 		inst, err := open(ctx, name, vc.Decoder(), vault.Env{
 			BaseDir:     cfg.BaseDir,
@@ -214,14 +213,15 @@ func newSigner(p SignerParams) (*signer.Service, error) {
 // logged.
 func Policies(cfg *config.Config, log *slog.Logger) (map[string]*signer.Policy, error) {
 	pols := make(map[string]*signer.Policy, len(cfg.Tezos))
-	for pkh, tp := range cfg.Tezos {
+	for _, pkh := range keys(cfg.Tezos) {
+		tp := cfg.Tezos[pkh]
 		if tp == nil {
 			pols[pkh] = signer.DefaultKeyPolicy()
 			continue
 		}
 		allow, warnings, err := signer.NormalizePolicy(tp.Allow, tp.AllowedOperations, tp.AllowedKinds)
 		if err != nil {
-			return nil, fmt.Errorf("tezos.%s: %w", pkh, err)
+			return nil, policyError(cfg, pkh, err)
 		}
 		for _, w := range warnings {
 			log.Warn("policy: "+w, "pkh", pkh)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"strings"
 
 	"go.uber.org/fx"
 
@@ -62,7 +61,7 @@ func openWatermarks(p WatermarkParams) (ports.WatermarkStore, error) {
 	driver, decode := watermarkDriver(cfg)
 	open, ok := watermarkDrivers[driver]
 	if !ok {
-		return nil, fmt.Errorf("watermark.driver: unknown driver %q (known: %s)", driver, strings.Join(keys(watermarkDrivers), ", "))
+		return nil, unknownDriver(cfg, "watermark.driver", "driver", driver, keys(watermarkDrivers))
 	}
 	env := watermark.Env{BaseDir: cfg.BaseDir, Logger: log.With("watermark", driver), IO: p.IO, NoCreate: noCreate(p)}
 	st, err := open(context.Background(), decode, env)

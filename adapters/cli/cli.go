@@ -79,6 +79,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newEnclaveClientKey(),
 		newVersion(),
 	)
+	withSuggestions(root)
 	return root
 }
 

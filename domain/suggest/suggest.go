@@ -79,6 +79,20 @@ func Phrase(name string, known []string) string {
 	return " (did you mean " + strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1] + "?)"
 }
 
+// Hint returns " (did you mean X? LIST)" with the suggestions of name
+// among known, or " (LIST)" when there is none; list describes the known
+// names (e.g. "known: a, b, c"). With an empty list, it is Phrase.
+func Hint(name string, known []string, list string) string {
+	p := Phrase(name, known)
+	switch {
+	case list == "":
+		return p
+	case p == "":
+		return " (" + list + ")"
+	}
+	return strings.TrimSuffix(p, ")") + " " + list + ")"
+}
+
 // threshold is the largest edit distance still suggested for a name of n
 // characters.
 func threshold(n int) int {

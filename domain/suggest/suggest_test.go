@@ -77,6 +77,15 @@ func TestForSeveral(t *testing.T) {
 	if p := Phrase("attestaton", kinds); p != " (did you mean attestation?)" {
 		t.Fatalf("phrase %q", p)
 	}
+	if h := Hint("attestaton", kinds, "known: a, b"); h != " (did you mean attestation? known: a, b)" {
+		t.Fatalf("hint %q", h)
+	}
+	if h := Hint("zzz", kinds, "known: a, b"); h != " (known: a, b)" {
+		t.Fatalf("hint %q", h)
+	}
+	if h := Hint("attestaton", kinds, ""); h != " (did you mean attestation?)" {
+		t.Fatalf("hint %q", h)
+	}
 	if p := Phrase("zzz", kinds); p != "" {
 		t.Fatalf("phrase %q", p)
 	}
