@@ -15,6 +15,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/logbuf"
+	"github.com/sigil-signer/sigil/adapters/logging"
 	"github.com/sigil-signer/sigil/adapters/progress"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/vault"
@@ -90,11 +91,7 @@ func newLogger(opts Options) (*slog.Logger, error) {
 	if opts.LogBuffer != nil {
 		w = opts.LogBuffer
 	}
-	ho := &slog.HandlerOptions{Level: lvl}
-	var h slog.Handler = slog.NewTextHandler(w, ho)
-	if opts.JSONLog {
-		h = slog.NewJSONHandler(w, ho)
-	}
+	h := logging.New(w, opts.JSONLog, lvl)
 	if opts.LogBuffer != nil {
 		h = logbuf.Handler(h, opts.LogBuffer)
 	}
