@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 
 	"go.uber.org/fx"
 
@@ -68,7 +67,7 @@ func openWatermarks(p WatermarkParams) (ports.WatermarkStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watermark (%s): %w", driver, err)
 	}
-	logState(log, cfg, driver, st)
+	logStart(log, cfg, driver, st)
 	if c, ok := st.(io.Closer); ok {
 		lc.Append(fx.StopHook(func() error {
 			if err := c.Close(); err != nil {
@@ -102,24 +101,4 @@ func noCreate(p WatermarkParams) string {
 		return ""
 	}
 	return "this command only reads the marks (`sigil watermarks import` creates the table)"
-}
-
-// logState names, at start, the state directory (and where that choice
-// came from), the watermark backend and its location.
-func logState(log *slog.Logger, cfg *config.Config, driver string, st ports.WatermarkStore) {
-	from := "default"
-	switch {
-	case cfg.BaseDirFlag != "":
-		from = "--base-dir"
-	case cfg.FileBaseDir != "":
-		from = "base_dir"
-	}
-	attrs := []any{"base_dir", cfg.BaseDir, "from", from, "watermark", driver}
-	if l, ok := st.(interface{ Location() string }); ok {
-		attrs = append(attrs, "location", l.Location())
-	}
-	if cfg.BaseDirFlag != "" && cfg.FileBaseDir != "" && filepath.Clean(cfg.FileBaseDir) != filepath.Clean(cfg.BaseDirFlag) {
-		attrs = append(attrs, "config_base_dir_overridden", cfg.FileBaseDir)
-	}
-	log.Info("state directory and watermark backend", attrs...)
 }
