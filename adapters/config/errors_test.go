@@ -199,3 +199,24 @@ func TestSecretKeysNeverRepeated(t *testing.T) {
 	}
 	assert.NotContains(t, config.Unknown("driver", sk, []string{"file", "mem"}), sk[:12])
 }
+
+// TestManyTypeErrorsBounded: a file with many wrong values reports the
+// first ten, one per line, and how many more.
+func TestManyTypeErrorsBounded(t *testing.T) {
+	text := "server:\n"
+	for _, f := range []string{"max_connections", "max_connections_per_client", "read_timeout", "write_timeout", "idle_timeout", "read_header_timeout"} {
+		text += "  " + f + ": [x]\n"
+	}
+	text += "vaults:\n"
+	for i := range 6 {
+		text += "  v" + strconv.Itoa(i) + ": [x]\n"
+	}
+	_, err := config.Parse([]byte(text), "")
+	require.Error(t, err)
+	lines := strings.Split(err.Error(), "\n")
+	require.Len(t, lines, 11, err.Error())
+	assert.Equal(t, "and 2 more values of the wrong type", lines[10])
+	for _, l := range lines[:10] {
+		assert.Regexp(t, `^line [0-9]+: (server|vaults)\.\S+: cannot unmarshal`, l)
+	}
+}

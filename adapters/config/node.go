@@ -320,6 +320,10 @@ func decodeNode(n *yaml.Node, path string, v any) error {
 	if len(msgs) == 1 {
 		return msgs[0]
 	}
+	if len(msgs) > maxReported {
+		more := len(msgs) - maxReported
+		msgs = append(msgs[:maxReported], errorAt(0, "", "and %d more value%s of the wrong type", more, map[bool]string{true: "", false: "s"}[more == 1]))
+	}
 	if len(msgs) > 1 {
 		return errors.Join(msgs...)
 	}
@@ -338,6 +342,10 @@ func decodeNode(n *yaml.Node, path string, v any) error {
 	}
 	return errors.Join(msgs...)
 }
+
+// maxReported bounds how many wrong values one error reports, one line
+// each.
+const maxReported = 10
 
 var (
 	typeErrLine    = regexp.MustCompile(`^line \d+: `)
