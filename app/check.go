@@ -77,14 +77,27 @@ func CheckConfig(opts Options) error {
 // checkConfig validates what config.Load cannot: the policies (with their
 // warnings discarded: the signing service logs them), each driver section
 // through its driver's Checker, and the state directory. It opens nothing.
+// Every problem found is reported, one per line.
 func checkConfig(cfg *config.Config, opts Options) error {
-	if _, err := Policies(cfg, slog.New(slog.DiscardHandler)); err != nil {
-		return err
+	return errors.Join(configProblems(cfg, opts)...)
+}
+
+// configProblems is every problem checkConfig finds, in the order of the
+// sections: the policies by address, the vaults by name, the watermark
+// backend, the state directory.
+func configProblems(cfg *config.Config, opts Options) []error {
+	var out []error
+	discard := slog.New(slog.DiscardHandler)
+	for _, pkh := range keys(cfg.Tezos) {
+		if _, err := keyPolicy(cfg, pkh, discard); err != nil {
+			out = append(out, err)
+		}
 	}
 	for _, name := range keys(cfg.Vaults) {
 		vc := cfg.Vaults[name]
 		if _, ok := vaultDrivers[vc.Driver]; !ok {
-			return unknownDriver(cfg, "vaults."+name+".driver", "driver", vc.Driver, keys(vaultDrivers))
+			out = append(out, unknownDriver(cfg, "vaults."+name+".driver", "driver", vc.Driver, keys(vaultDrivers)))
+			continue
 		}
 		check, ok := vaultCheckers[vc.Driver]
 		if !ok {
@@ -94,7 +107,7 @@ func checkConfig(cfg *config.Config, opts Options) error {
 		var rec recorder
 		env := vault.Env{BaseDir: cfg.BaseDir, CheckStorage: checkStorage(cfg, section+".storage")}
 		if err := check(name, rec.wrap(vc.Decoder()), env); err != nil {
-			return sectionError(cfg, section, err, &rec)
+			out = append(out, sectionError(cfg, section, err, &rec))
 		}
 	}
 	driver, decode := "file", (func(any) error)(nil)
@@ -102,19 +115,21 @@ func checkConfig(cfg *config.Config, opts Options) error {
 		driver, decode = cfg.Watermark.Driver, cfg.Watermark.Decoder()
 	}
 	if _, ok := watermarkDrivers[driver]; !ok {
-		return unknownDriver(cfg, "watermark.driver", "driver", driver, keys(watermarkDrivers))
-	}
-	if check, ok := watermarkCheckers[driver]; ok {
+		out = append(out, unknownDriver(cfg, "watermark.driver", "driver", driver, keys(watermarkDrivers)))
+	} else if check, ok := watermarkCheckers[driver]; ok {
 		var rec recorder
 		if err := check(rec.wrap(decode), watermark.Env{BaseDir: cfg.BaseDir}); err != nil {
-			return sectionError(cfg, "watermark.config", err, &rec)
+			out = append(out, sectionError(cfg, "watermark.config", err, &rec))
 		}
 	}
 	dirs := DefaultStateDirs
 	if opts.StateDirs != nil {
 		dirs = *opts.StateDirs
 	}
-	return checkStateDirs(cfg, dirs)
+	if err := checkStateDirs(cfg, dirs); err != nil {
+		out = append(out, err)
+	}
+	return out
 }
 
 // checkStorage checks the key storage section at field (a vault's

@@ -141,7 +141,7 @@ func openStorage(baseDir string, log *slog.Logger) vault.StorageOpener {
 
 func openVaults(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (Vaults, error) {
 	if len(cfg.Vaults) == 0 {
-		return nil, cfg.Errorf("vaults", "no vaults configured: add a `vaults:` section (see docs/configuration.md), or run `sigil serve --dev`")
+		return nil, noVaults(cfg)
 	}
 	names := keys(cfg.Vaults)
 	var out Vaults
@@ -211,28 +211,37 @@ func newSigner(p SignerParams) (*signer.Service, error) {
 func Policies(cfg *config.Config, log *slog.Logger) (map[string]*signer.Policy, error) {
 	pols := make(map[string]*signer.Policy, len(cfg.Tezos))
 	for _, pkh := range keys(cfg.Tezos) {
-		tp := cfg.Tezos[pkh]
-		if tp == nil {
-			pols[pkh] = signer.DefaultKeyPolicy()
-			continue
-		}
-		allow, warnings, err := signer.NormalizePolicy(tp.Allow, tp.AllowedOperations, tp.AllowedKinds)
+		pol, err := keyPolicy(cfg, pkh, log)
 		if err != nil {
-			return nil, policyError(cfg, pkh, err)
+			return nil, err
 		}
-		for _, w := range warnings {
-			log.Warn("policy: "+w, "pkh", pkh)
-		}
-		pols[pkh] = &signer.Policy{
-			Allow:                  allow,
-			AllowedChains:          tp.AllowedChains,
-			LogPayloads:            tp.LogPayloads,
-			AuthorizedKeys:         tp.AuthorizedKeys,
-			AllowProofOfPossession: tp.AllowProofOfPossession,
-			JWTUsers:               tp.JWTUsers,
-		}
+		pols[pkh] = pol
 	}
 	return pols, nil
+}
+
+// keyPolicy is the signing policy of the key pkh of cfg's tezos section;
+// its error is placed at the policy's field (FILE:LINE: FIELD: problem).
+func keyPolicy(cfg *config.Config, pkh string, log *slog.Logger) (*signer.Policy, error) {
+	tp := cfg.Tezos[pkh]
+	if tp == nil {
+		return signer.DefaultKeyPolicy(), nil
+	}
+	allow, warnings, err := signer.NormalizePolicy(tp.Allow, tp.AllowedOperations, tp.AllowedKinds)
+	if err != nil {
+		return nil, policyError(cfg, pkh, err)
+	}
+	for _, w := range warnings {
+		log.Warn("policy: "+w, "pkh", pkh)
+	}
+	return &signer.Policy{
+		Allow:                  allow,
+		AllowedChains:          tp.AllowedChains,
+		LogPayloads:            tp.LogPayloads,
+		AuthorizedKeys:         tp.AuthorizedKeys,
+		AllowProofOfPossession: tp.AllowProofOfPossession,
+		JWTUsers:               tp.JWTUsers,
+	}, nil
 }
 
 func keys[V any](m map[string]V) []string {

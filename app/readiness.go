@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/httpapi"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/ports"
@@ -16,17 +15,20 @@ import (
 // keys and the watermark store's own probe: what else every sign request
 // depends on. Each names its reason in the /healthz body.
 func moreReadiness(p ServeParams) []httpapi.Readiness {
-	checks := []httpapi.Readiness{keysNamedReady(p.Config, p.Signer)}
-	if hc, ok := p.Hook.(ports.HealthChecker); ok && p.Hook != nil {
-		// Every request the policy allows goes to the hook: while it
-		// cannot be reached, every one of them fails (500).
-		checks = append(checks, func(ctx context.Context) error {
-			if err := hc.Healthy(ctx); err != nil {
-				return fmt.Errorf("policy hook: every sign request would fail: %w", err)
-			}
+	checks := []httpapi.Readiness{keysNamedReady(p.Signer)}
+	// Every request the policy allows goes to the hook: while it cannot be
+	// reached, every one of them fails (500). The hook is the one in force
+	// (a reload may change it).
+	checks = append(checks, func(ctx context.Context) error {
+		hc, ok := p.Signer.Snapshot().Settings().PolicyHook.(ports.HealthChecker)
+		if !ok {
 			return nil
-		})
-	}
+		}
+		if err := hc.Healthy(ctx); err != nil {
+			return fmt.Errorf("policy hook: every sign request would fail: %w", err)
+		}
+		return nil
+	})
 	if w, ok := p.Watermarks.(interface{ Ready() error }); ok {
 		checks = append(checks, func(context.Context) error { return w.Ready() })
 	}
@@ -39,7 +41,7 @@ func moreReadiness(p ServeParams) []httpapi.Readiness {
 // keys would fail; the daemon is not ready, and says which keys are
 // missing. (A vault may legitimately be empty when every key the policies
 // name is held elsewhere.)
-func keysNamedReady(cfg *config.Config, svc *signer.Service) httpapi.Readiness {
+func keysNamedReady(svc *signer.Service) httpapi.Readiness {
 	return func(context.Context) error {
 		if svc.Ready() != nil {
 			return nil // still loading: reported by the loading check
@@ -58,7 +60,7 @@ func keysNamedReady(cfg *config.Config, svc *signer.Service) httpapi.Readiness {
 			return nil
 		}
 		var missing []string
-		for pkh := range cfg.Tezos {
+		for pkh := range svc.Snapshot().Settings().Policies { // the tezos section in force
 			if !svc.Has(pkh) {
 				missing = append(missing, pkh)
 			}

@@ -33,7 +33,7 @@ func Serve() fx.Option {
 	return fx.Options(
 		Watermarks(),
 		Witnessed(),
-		fx.Provide(newMetrics, startServers, newPolicyHook, newStartTasks,
+		fx.Provide(newMetrics, startServers, newPolicyHook, newStartTasks, newAPISwitch, newReloader,
 			func(m *metrics.Metrics) ports.WatermarkIOObserver { return m }),
 		fx.Invoke(func(*Listeners) {}),
 	)
@@ -118,8 +118,9 @@ type ServeParams struct {
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	Watermarks ports.WatermarkStore
-	Hook       ports.PolicyHook `optional:"true"`
 	Tasks      *StartTasks
+	API        *apiSwitch
+	Reloader   *Reloader
 }
 
 func startServers(p ServeParams) (*Listeners, error) {
@@ -133,13 +134,13 @@ func startServers(p ServeParams) (*Listeners, error) {
 			pool.SetRPCObserver(m.AddEnclavePool(v.Name, pool.PoolStats))
 		}
 	}
-	jwt, err := newJWT(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	api := httpapi.New(svc, httpapi.Options{Logger: log.With("component", "http"), Observer: m, Auth: jwt})
-	main := newHTTPServer(api.Handler(), cfg.Server, log)
-	util := newHTTPServer(httpapi.UtilityHandler(readiness(svc, p.Vaults, p.Watermarks, moreReadiness(p)...), m.Handler()), cfg.Server, log)
+	// The signer API is served by the handler of the current snapshot
+	// (apiSwitch); POST /reload joins the utility endpoints.
+	main := newHTTPServer(p.API, cfg.Server, log)
+	umux := http.NewServeMux()
+	umux.Handle("/reload", reloadHandler(p.Reloader, p.API, log))
+	umux.Handle("/", httpapi.UtilityHandler(readiness(svc, p.Vaults, p.Watermarks, moreReadiness(p)...), m.Handler()))
+	util := newHTTPServer(umux, cfg.Server, log)
 	ls := &Listeners{}
 	loadCtx, stopLoading := context.WithCancel(context.Background())
 	p.LC.Append(fx.Hook{

@@ -507,6 +507,29 @@ Reference:
 Vault:                     cs
 Active:                    false
 `, unlisted.Hash(), unlisted), blocks[unlisted.Hash().String()])
+	// -o json: the same fields; -o pkh: one address per line; another
+	// format is refused before anything is opened.
+	out, _, err = runCLI(t, "", "-c", cfg, "list", "-o", "json")
+	require.NoError(t, err)
+	var listed []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &listed), out)
+	require.Len(t, listed, 3)
+	byAddr := map[string]map[string]any{}
+	for _, l := range listed {
+		byAddr[l["address"].(string)] = l
+	}
+	assert.Equal(t, map[string]any{"address": withPolicy.Hash().String(), "public_key": withPolicy.String(), "vault": "cs", "active": true,
+		"allowed_requests": []any{"attestation", "block", "generic"}, "allowed_operations": []any{"delegation", "stake", "transaction"},
+		"allow_proof_of_possession": false}, byAddr[withPolicy.Hash().String()])
+	assert.Equal(t, map[string]any{"address": unlisted.Hash().String(), "public_key": unlisted.String(), "vault": "cs", "active": false,
+		"allowed_requests": []any{}, "allowed_operations": []any{}, "allow_proof_of_possession": false}, byAddr[unlisted.Hash().String()])
+	out, _, err = runCLI(t, "", "-c", cfg, "list", "-o", "pkh")
+	require.NoError(t, err)
+	got := strings.Fields(out)
+	want := []string{withPolicy.Hash().String(), bare.Hash().String(), unlisted.Hash().String()}
+	assert.ElementsMatch(t, want, got)
+	_, _, err = runCLI(t, "", "-c", cfg, "list", "-o", "yaml")
+	assert.ErrorContains(t, err, "unknown output format")
 }
 
 // runCLIFor runs the CLI as runCLI does, stopping it after d (a daemon

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -195,22 +196,72 @@ func readKeyFile(src string) ([]byte, error) {
 }
 
 func newList(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the keys of every vault with their policy",
 		Long: "List the keys of every vault (loading them into the enclave), with Signatory's fields: the\n" +
-			"policy that applies (Active: false when the key is not under tezos: and may not sign).",
+			"policy that applies (Active: false when the key is not under tezos: and may not sign).\n" +
+			"-o json prints the same as a JSON array, -o pkh one address per line (for scripts).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch output {
+			case "text", "json", "pkh":
+			default:
+				return fmt.Errorf("list: -o %s: unknown output format (want text, json or pkh)", domain.Echo(output))
+			}
 			return g.runOnce(cmd.Context(), app.Core(g.opts), func(ctx context.Context, svc *signer.Service) error {
 				if err := svc.Load(ctx); err != nil {
 					return err
+				}
+				switch output {
+				case "json":
+					return printKeysJSON(cmd.OutOrStdout(), svc.List(), svc.PolicyFor)
+				case "pkh":
+					for _, k := range svc.List() {
+						fmt.Fprintln(cmd.OutOrStdout(), k.Address)
+					}
+					return nil
 				}
 				printKeys(cmd.OutOrStdout(), svc.List(), svc.PolicyFor)
 				return nil
 			})
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "Output format: text (Signatory's layout), json, or pkh (one address per line)")
+	return cmd
+}
+
+// listedKey is one key of `list -o json`.
+type listedKey struct {
+	Address                string   `json:"address"`
+	PublicKey              string   `json:"public_key"`
+	Vault                  string   `json:"vault"`
+	Active                 bool     `json:"active"`
+	AllowedRequests        []string `json:"allowed_requests"`
+	AllowedOperations      []string `json:"allowed_operations"`
+	AllowProofOfPossession bool     `json:"allow_proof_of_possession"`
+}
+
+// printKeysJSON writes the keys as a JSON array (the fields of printKeys;
+// the lists are empty, never null, for a key that may not sign).
+func printKeysJSON(w io.Writer, keys []signer.Key, policyFor func(string) *signer.Policy) error {
+	out := make([]listedKey, 0, len(keys))
+	for _, k := range keys {
+		l := listedKey{Address: k.Address, PublicKey: k.PublicKey.String(), Vault: k.Vault,
+			AllowedRequests: []string{}, AllowedOperations: []string{}}
+		if pol := policyFor(k.Address); pol != nil {
+			l.Active = true
+			l.AllowedRequests = nonNil(slices.Sorted(maps.Keys(pol.Allow)))
+			l.AllowedOperations = nonNil(slices.Clone(pol.Allow[string(request.KindGeneric)]))
+			slices.Sort(l.AllowedOperations)
+			l.AllowProofOfPossession = pol.AllowProofOfPossession
+		}
+		out = append(out, l)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }
 
 // printKeys writes one block per key, with Signatory's labels and layout

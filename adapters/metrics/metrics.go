@@ -7,7 +7,8 @@
 // domain's events, the HTTP adapter's handler events and the watermark
 // backends' I/O events. Sigil adds its own sigil_* families (sigil.go): the
 // build info, the enclave connection pools' health and request latency,
-// fine-grained sign latency per key and each consensus key's last signature.
+// fine-grained sign latency per key and each consensus key's last signature,
+// and the configuration reloads (reload.go).
 // Label values come only from bounded sets, so that no client can grow the
 // number of series.
 package metrics
@@ -66,6 +67,7 @@ type Metrics struct {
 	watermarkIOTime   *prometheus.HistogramVec
 	watermarkIOErrors *prometheus.CounterVec
 	sigil             *sigilMetrics
+	reload            *reloadMetrics
 }
 
 // Options configure New.
@@ -86,6 +88,7 @@ func New(o Options) *Metrics {
 		reg:     prometheus.NewRegistry(),
 		backend: o.WatermarkBackend,
 		sigil:   newSigilMetrics(),
+		reload:  newReloadMetrics(),
 		signingOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signing_ops_total",
 			Help: "Total number of signing operations completed.",
@@ -154,6 +157,7 @@ func New(o Options) *Metrics {
 		buildInfo("signatory_build_info", "Build information, under Signatory's name and labels (for its dashboards).", o.Build, false),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.sigil.collectors()...)
+	m.reg.MustRegister(m.reload.collectors()...)
 	return m
 }
 

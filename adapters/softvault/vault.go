@@ -96,39 +96,15 @@ func OpenFile(_ context.Context, name string, decode func(any) error, env vault.
 	if err != nil {
 		return vault.Instance{}, err
 	}
-	path := fc.File
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: reading the key file: %v", err)
-	}
-	defer clear(raw)
-	entries, err := decodeKeyFile(raw)
-	if err != nil {
-		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: the key file %s is corrupt: %v", path, err)
-	}
 	log := logger(env).With("vault", name)
-	if len(entries) == 0 {
-		log.Warn("the file vault's key file holds no key ([]): this vault signs nothing, and /healthz is not ready while the tezos section names a key no vault holds", "path", path)
-	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		log.Warn("the key file is readable by other users; make it mode 0600", "path", path, "mode", fi.Mode().Perm().String())
-	}
-	pass := passphrase(fc.Passphrase)
-	defer clear(pass)
 	e := newEnclave("file", false)
-	seen := map[string]string{}
-	for i, ent := range entries {
-		label := fmt.Sprintf("entry %d", i+1)
-		if ent.Name != "" {
-			label += fmt.Sprintf(" (%q)", domain.Echo(ent.Name))
-		}
-		if err := addSecret(e, ent.Value, pass, label, seen); err != nil {
-			e.Close()
-			return vault.Instance{}, fmt.Errorf("file vault: %s: %w", path, err)
-		}
+	st := &fileStore{store: store{e}, cfg: fc, log: log}
+	if err := st.read(log); err != nil {
+		e.Close()
+		return vault.Instance{}, err
 	}
 	warnClear(log, "file", len(e.order))
-	return vault.Instance{Enclave: e, Store: store{e}, Display: FileDisplayName, Close: e.Close}, nil
+	return vault.Instance{Enclave: e, Store: st, Display: FileDisplayName, Close: e.Close}, nil
 }
 
 // OpenMem is the vault.Opener of the `mem` driver: its section is a list of

@@ -254,13 +254,13 @@ func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds 
 // violation_type: "authentication", the request kind, or the operation
 // (ballot:<vote> for a ballot). It returns the client that the key's own
 // list authenticated, if it did.
-func (s *Service) checkPolicy(k Key, pol *Policy, r *request.Request, req SignRequest, client tezos.PublicKeyHash) (tezos.PublicKeyHash, error) {
+func (s *Service) checkPolicy(st *state, k Key, pol *Policy, r *request.Request, req SignRequest, client tezos.PublicKeyHash) (tezos.PublicKeyHash, error) {
 	if len(pol.AllowedChains) > 0 && r.HasWatermark() {
 		if id := r.ChainID.String(); !slices.Contains(pol.AllowedChains, id) {
 			return client, domain.Errorf(domain.KindForbidden, "chain %s is not allowed for %s (allowed_chains: %s)", id, k.Address, strings.Join(pol.AllowedChains, ", "))
 		}
 	}
-	client, err := s.authorizeClient(k, pol, req.Authentication, req.Message, client)
+	client, err := s.authorizeClient(st, k, pol, req.Authentication, req.Message, client)
 	if err != nil {
 		s.observePolicy(k.Address, ports.ViolationAuthentication)
 		return client, err

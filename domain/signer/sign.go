@@ -68,14 +68,20 @@ func (l *keyLocks) lock(pkh string) func() {
 // the recorded signature again, or, when the mark was recorded without one
 // (Signatory's), a fresh signature of the same bytes.
 func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, error) {
+	return s.sign(ctx, s.cur.Load(), req)
+}
+
+// sign is Sign on the snapshot st: every decision of one request reads the
+// same keys and settings.
+func (s *Service) sign(ctx context.Context, st *state, req SignRequest) (tezos.Signature, error) {
 	if len(req.Message) == 0 {
 		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "empty message")
 	}
-	k, client, err := s.authenticatedKey(req.PKH, req.Authentication, req.Message)
+	k, client, err := s.authenticatedKey(st, req.PKH, req.Authentication, req.Message)
 	if err != nil {
 		return tezos.Signature{}, err
 	}
-	pol := s.policyFor(req.PKH)
+	pol := st.policyFor(req.PKH)
 	if err := pol.checkUser(req.PKH, req.User); err != nil {
 		s.log.WarnContext(ctx, "sign request refused: JWT user not allowed for this key", "pkh", domain.Echo(req.PKH), "user", domain.Echo(req.User), "error", err.Error())
 		return tezos.Signature{}, err
@@ -90,7 +96,7 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 	if pol == nil {
 		return tezos.Signature{}, domain.Errorf(domain.KindForbidden, "%s is not listed in the tezos policy section: it may not sign", req.PKH)
 	}
-	if client, err = s.checkPolicy(k, pol, r, req, client); err != nil {
+	if client, err = s.checkPolicy(st, k, pol, r, req, client); err != nil {
 		attrs := []slog.Attr{slog.String("pkh", req.PKH), slog.String("vault", k.Vault), slog.String("kind", r.PolicyKind())}
 		if len(r.Ops) > 0 {
 			attrs = append(attrs, slog.String("ops", strings.Join(r.Ops, ",")))
@@ -100,7 +106,7 @@ func (s *Service) Sign(ctx context.Context, req SignRequest) (tezos.Signature, e
 	}
 	// The external policy service sees only what the key's own policy
 	// allows, and is asked before the watermark moves or the enclave signs.
-	if err := s.askHook(ctx, k, req.Message, req.Source, client); err != nil {
+	if err := s.askHook(ctx, st, k, req.Message, req.Source, client); err != nil {
 		s.log.WarnContext(ctx, "sign request refused by the policy hook", "pkh", req.PKH, "vault", k.Vault, "kind", r.PolicyKind(), "error", err.Error())
 		return tezos.Signature{}, err
 	}
@@ -312,10 +318,10 @@ func (s *Service) enclaveSign(ctx context.Context, k Key, msg []byte, version ui
 // Signatory does, before anything else: an unauthenticated client learns
 // nothing about which keys exist). It returns the authenticating client
 // key's hash (zero when none was needed).
-func (s *Service) authenticatedKey(pkh, auth string, msg []byte) (Key, tezos.PublicKeyHash, error) {
-	k, kerr := s.Key(pkh)
+func (s *Service) authenticatedKey(st *state, pkh, auth string, msg []byte) (Key, tezos.PublicKeyHash, error) {
+	k, kerr := s.keyIn(st, pkh)
 	var client tezos.PublicKeyHash
-	if len(s.opts.AuthorizedKeys) > 0 {
+	if len(st.set.AuthorizedKeys) > 0 {
 		h := k.PKH
 		if kerr != nil {
 			var err error
@@ -324,7 +330,7 @@ func (s *Service) authenticatedKey(pkh, auth string, msg []byte) (Key, tezos.Pub
 			}
 		}
 		var err error
-		if client, err = s.authenticateServer(h, auth, msg); err != nil {
+		if client, err = s.authenticateServer(st, h, auth, msg); err != nil {
 			return Key{}, client, err
 		}
 	}
@@ -335,8 +341,8 @@ func (s *Service) authenticatedKey(pkh, auth string, msg []byte) (Key, tezos.Pub
 // server-wide authorized keys (Signatory's server.authorized_keys): missing
 // is 401, unreadable 400, from none of them 403, each wrapping
 // ErrAuthentication. It returns the authenticating key's hash.
-func (s *Service) authenticateServer(pkh tezos.PublicKeyHash, auth string, msg []byte) (tezos.PublicKeyHash, error) {
-	pk, err := verifyClient(s.opts.AuthorizedKeys, pkh, auth, msg, authError)
+func (s *Service) authenticateServer(st *state, pkh tezos.PublicKeyHash, auth string, msg []byte) (tezos.PublicKeyHash, error) {
+	pk, err := verifyClient(st.set.AuthorizedKeys, pkh, auth, msg, authError)
 	if err != nil {
 		return tezos.PublicKeyHash{}, err
 	}
@@ -372,11 +378,11 @@ func verifyClient(list []tezos.PublicKey, pkh tezos.PublicKeyHash, auth string, 
 // refuses every request to such a key; Sigil lets the key's own list
 // authenticate instead. Refusals are the policy violation
 // "authentication".
-func (s *Service) authorizeClient(k Key, pol *Policy, auth string, msg []byte, client tezos.PublicKeyHash) (tezos.PublicKeyHash, error) {
+func (s *Service) authorizeClient(st *state, k Key, pol *Policy, auth string, msg []byte, client tezos.PublicKeyHash) (tezos.PublicKeyHash, error) {
 	if len(pol.AuthorizedKeys) == 0 {
 		return client, nil
 	}
-	if len(s.opts.AuthorizedKeys) > 0 {
+	if len(st.set.AuthorizedKeys) > 0 {
 		if !slices.ContainsFunc(pol.AuthorizedKeys, func(pk tezos.PublicKey) bool { return pk.Hash() == client }) {
 			return client, domain.Errorf(domain.KindForbidden, "client %s is not allowed to use %s (not in its authorized_keys)", client, k.Address)
 		}
@@ -391,20 +397,9 @@ func (s *Service) authorizeClient(k Key, pol *Policy, auth string, msg []byte, c
 
 // AuthorizedKeys returns the hashes of the server-wide authorized client
 // keys; empty when requests need no authentication.
-func (s *Service) AuthorizedKeys() []tezos.PublicKeyHash {
-	out := make([]tezos.PublicKeyHash, len(s.opts.AuthorizedKeys))
-	for i, k := range s.opts.AuthorizedKeys {
-		out[i] = k.Hash()
-	}
-	return out
-}
+func (s *Service) AuthorizedKeys() []tezos.PublicKeyHash { return s.Snapshot().AuthorizedKeys() }
 
-func (s *Service) policyFor(pkh string) *Policy {
-	if p, ok := s.opts.Policies[pkh]; ok {
-		return p
-	}
-	return s.opts.DefaultPolicy
-}
+func (s *Service) policyFor(pkh string) *Policy { return s.cur.Load().policyFor(pkh) }
 
 // ProvePossession returns a BLS proof of possession for a tz4 key whose
 // policy allows it, checked as Signatory checks it: the client
@@ -413,11 +408,15 @@ func (s *Service) policyFor(pkh string) *Policy {
 // authorized_keys do not apply (Signatory's matchFilter, which applies
 // them, is not called for a proof of possession).
 func (s *Service) ProvePossession(ctx context.Context, req PossessionRequest) (tezos.Signature, error) {
-	k, client, err := s.authenticatedKey(req.PKH, req.Authentication, nil)
+	return s.provePossession(ctx, s.cur.Load(), req)
+}
+
+func (s *Service) provePossession(ctx context.Context, st *state, req PossessionRequest) (tezos.Signature, error) {
+	k, client, err := s.authenticatedKey(st, req.PKH, req.Authentication, nil)
 	if err != nil {
 		return tezos.Signature{}, err
 	}
-	pol := s.policyFor(req.PKH)
+	pol := st.policyFor(req.PKH)
 	if pol == nil {
 		return tezos.Signature{}, domain.Errorf(domain.KindForbidden, "%s is not listed in the tezos policy section: no proof of possession", req.PKH)
 	}
@@ -430,7 +429,7 @@ func (s *Service) ProvePossession(ctx context.Context, req PossessionRequest) (t
 	if !pol.AllowProofOfPossession {
 		return tezos.Signature{}, domain.Errorf(domain.KindForbidden, "proof of possession is not allowed for %s: set allow_proof_of_possession in its policy", req.PKH)
 	}
-	if err := s.askHook(ctx, k, nil, req.Source, client); err != nil {
+	if err := s.askHook(ctx, st, k, nil, req.Source, client); err != nil {
 		s.log.WarnContext(ctx, "proof of possession refused by the policy hook", "pkh", req.PKH, "vault", k.Vault, "error", err.Error())
 		return tezos.Signature{}, err
 	}
@@ -448,8 +447,8 @@ func (s *Service) ProvePossession(ctx context.Context, req PossessionRequest) (t
 // askHook asks the policy hook, when one is configured, to approve a
 // request (msg is nil for a proof of possession); a refusal or a failure
 // is the policy violation "policy_hook", as Signatory counts it.
-func (s *Service) askHook(ctx context.Context, k Key, msg []byte, source string, client tezos.PublicKeyHash) error {
-	h := s.opts.PolicyHook
+func (s *Service) askHook(ctx context.Context, st *state, k Key, msg []byte, source string, client tezos.PublicKeyHash) error {
+	h := st.set.PolicyHook
 	if h == nil {
 		return nil
 	}

@@ -31,6 +31,7 @@ type logRun struct {
 	traceID      string // the id the test sent in X-Request-Id
 	ids          map[string]string
 	generatedIDs []string
+	config       string // the configuration file
 }
 
 // runForLogs starts a daemon (logs in JSON or text, at debug level) with
@@ -38,28 +39,35 @@ type logRun struct {
 // lookup, a consensus signature, its identical repeat, a lower level
 // (watermark, 409), a transaction signed, one refused by the policy, a
 // malformed request (400), an unknown path (404), a request with its own
-// X-Request-Id; then SIGHUP and SIGTERM.
+// X-Request-Id; then the reloads: POST /reload without a token (401), a
+// SIGHUP that lets B sign transactions (and a transaction B signs), a POST
+// /reload of a configuration with a misspelt kind (refused); then SIGTERM.
 func runForLogs(t *testing.T, json bool) logRun {
 	e := newEnv(t)
 	r := logRun{pkhA: e.generate("tz1"), pkhB: e.generate("tz2"), unknown: "tz1burnburnburnburnburnburnburjAYjjX", traceID: "proxy-7f3a:42", ids: map[string]string{}}
-	cfg := e.writeConfig(`  jwt:
+	server := `  jwt:
     users:
       alice:
-        password: "`+alicePassword+`"
-        secret: "`+aliceSecret+`"
-`, fmt.Sprintf(`tezos:
+        password: "` + alicePassword + `"
+        secret: "` + aliceSecret + `"
+`
+	policies := func(blockA, opsB string) string {
+		return fmt.Sprintf(`tezos:
   %s:
     allow:
-      block:
+      %s:
       attestation:
       generic: [transaction]
   %s:
     allow:
-      generic: [reveal]
+      generic: [%s]
   %s:
     allow:
       block:
-`, r.pkhA, r.pkhB, r.unknown))
+`, r.pkhA, blockA, r.pkhB, opsB, r.unknown)
+	}
+	cfg := e.writeConfig(server, policies("block", "reveal"))
+	r.config = cfg
 	args := []string{"serve", "-c", cfg, "--log", "debug", "--no-list"} // no key table: every line is a log line
 	if json {
 		args = append(args, "--json-log")
@@ -98,8 +106,19 @@ func runForLogs(t *testing.T, json bool) logRun {
 	do("bad trace id", "POST", "/keys/"+r.pkhA, att(102), 200, "X-Request-Id", "has spaces and \"quotes\"")
 	require.Regexp(t, `^[0-9a-f]{32}$`, r.ids["bad trace id"], "a malformed X-Request-Id is replaced")
 
+	// Reloads: one refused for want of a token, one by SIGHUP that lets B
+	// sign transactions, one by POST /reload of a misspelt kind (refused,
+	// the running configuration kept).
+	unauth := send(t, "POST", d.util+"/reload", "")
+	require.Equal(t, 401, unauth.status, unauth.body)
+	e.writeConfig(server, policies("block", "reveal, transaction"))
 	require.NoError(t, syscall.Kill(d.proc.Pid(), syscall.SIGHUP))
-	time.Sleep(200 * time.Millisecond)
+	waitLog(t, d, "configuration reloaded")
+	do("after reload", "POST", "/keys/"+r.pkhB, tx, 200)
+	e.writeConfig(server, policies("blocks", "reveal"))
+	refusedReload := send(t, "POST", d.util+"/reload", "", auth...)
+	require.Equal(t, 422, refusedReload.status, refusedReload.body)
+	do("kept", "POST", "/keys/"+r.pkhB, tx, 200)
 	d.proc.Stop()
 	r.log = d.proc.Log()
 	return r
@@ -111,19 +130,31 @@ func startDaemonAnyFormat(t *testing.T, e *env, args []string, json bool) *daemo
 	t.Helper()
 	if !json {
 		h := harness.StartDaemon(t, harness.DaemonOptions{Binary: e.sigil, Args: args})
-		return &daemon{proc: h.Process, url: h.API}
+		return &daemon{proc: h.Process, url: h.API, util: h.Utility}
 	}
-	var api string
-	ready := regexp.MustCompile(`"msg":"signer ready","address":"([^"]+)"`)
+	var api, util string
+	ready := regexp.MustCompile(`"msg":"signer ready","address":"([^"]+)","utility_address":"([^"]+)"`)
 	p := harness.StartProcess(t, harness.ProcessOptions{Name: "sigil", Binary: e.sigil, Args: args,
 		Ready: func(line string) bool {
 			if m := ready.FindStringSubmatch(line); m != nil {
-				api = "http://" + m[1]
+				api, util = "http://"+m[1], "http://"+m[2]
 				return true
 			}
 			return false
 		}})
-	return &daemon{proc: p, url: api}
+	return &daemon{proc: p, url: api, util: util}
+}
+
+// waitLog waits until the daemon's log has a line containing s.
+func waitLog(t *testing.T, d *daemon, s string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(d.proc.Log(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log after 30 s:\n%s", s, d.proc.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // sendID is send, returning the answer's X-Request-Id too.
@@ -135,7 +166,7 @@ func sendID(t *testing.T, method, url, body string, headers ...string) (reply, s
 }
 
 // TestLogLinesJSON: in JSON, every line of a daemon's run (start, logins,
-// signatures, refusals, errors, SIGHUP, stop; at debug level) is one object
+// signatures, refusals, errors, reloads, stop; at debug level) is one object
 // with each key once, every field name has one JSON type across all lines,
 // and the lines about a request carry its id, client and latency (a
 // number of milliseconds).
@@ -239,7 +270,27 @@ func TestLogLinesJSON(t *testing.T) {
 	login := find("JWT login", nil)
 	assert.Equal(t, "alice", login["user"])
 
-	find("SIGHUP received and ignored: sigil keeps serving (it does not reload its configuration; restart it to apply changes)", nil)
+	// Reloads: a POST /reload without a token, a SIGHUP applied, a POST
+	// /reload refused with the configuration error in its one format.
+	unauth := find("reload request refused", nil)
+	assert.Equal(t, "WARN", unauth["level"])
+	assert.Equal(t, "127.0.0.1", unauth["client"])
+	assert.Equal(t, float64(401), unauth["status"])
+	find("SIGHUP received: reloading the configuration", nil)
+	reloaded := find("configuration reloaded", nil)
+	assert.Equal(t, "SIGHUP", reloaded["trigger"])
+	assert.Equal(t, r.pkhB, reloaded["policies_changed"], "a string, comma-separated")
+	assert.Equal(t, "", reloaded["keys_added"])
+	assert.Equal(t, float64(2), reloaded["keys_before"], "the keys held")
+	assert.Equal(t, false, reloaded["jwt_changed"])
+	ms, ok := reloaded["duration_ms"].(float64)
+	assert.True(t, ok && ms >= 0 && ms < 60_000, "duration_ms %#v", reloaded["duration_ms"])
+	request(find("signed", byID("after reload")), "after reload")
+	refusedReload := find("configuration reload refused: the running configuration is kept", nil)
+	assert.Equal(t, "ERROR", refusedReload["level"])
+	assert.Equal(t, "POST /reload", refusedReload["trigger"])
+	assert.Regexp(t, regexp.QuoteMeta(r.config)+`:[0-9]+: tezos\.`+r.pkhA+`\.allow\.blocks: unknown request kind "blocks" \(did you mean block\?`, refusedReload["error"])
+	find("signed", byID("kept"))
 	find("sigil stopped", nil)
 }
 
@@ -263,16 +314,19 @@ func TestLogLinesText(t *testing.T) {
 	}
 	ms := `duration_ms=[0-9]+(\.[0-9]+)?`
 	for name, re := range map[string]string{
-		"start":    `level=INFO msg="sigil starting" version=\S+ revision=\S+ config=\S+ base_dir=\S+ base_dir_from=base_dir watermark=file watermark_location=\S+ vaults="cs \(confidentialspace\)"`,
-		"ready":    `level=INFO msg="signer ready" address=127\.0\.0\.1:[0-9]+ utility_address=127\.0\.0\.1:[0-9]+ keys=2 vaults="cs \(confidentialspace\): 2 keys" version=`,
-		"missing":  `level=WARN msg="the policy names a key that no vault holds.*" pkh=` + r.unknown,
-		"signed":   `level=INFO msg=signed pkh=` + r.pkhA + ` vault=cs kind=attestation chain_id=\S+ block_level=100 round=0 request_id=` + r.ids["signed"] + ` client=127\.0\.0\.1 ` + ms,
-		"refused":  `level=WARN msg="sign request refused by policy" pkh=` + r.pkhB + ` vault=cs kind=generic ops=transaction error=.* request_id=` + r.ids["refused"] + ` client=127\.0\.0\.1 ` + ms,
-		"409":      `level=WARN msg="request failed" component=http method=POST path=/keys/` + r.pkhA + ` status=409 error=.* request_id=` + r.ids["watermark"] + ` client=127\.0\.0\.1 ` + ms,
-		"400":      `level=WARN msg="request failed" component=http method=POST path=/keys/` + r.pkhA + ` status=400 error=.* request_id=` + r.ids["bad request"],
-		"login":    `level=WARN msg="request failed" component=http method=POST path=/login status=401 client=127\.0\.0\.1 user=alice error=.* request_id=\S+ ` + ms,
-		"traced":   `msg=signed .* request_id=` + regexp.QuoteMeta(r.traceID) + ` `,
-		"answered": `level=DEBUG msg="request answered" component=http method=GET path=/nowhere status=404 request_id=` + r.ids["unknown path"],
+		"start":          `level=INFO msg="sigil starting" version=\S+ revision=\S+ config=\S+ base_dir=\S+ base_dir_from=base_dir watermark=file watermark_location=\S+ vaults="cs \(confidentialspace\)"`,
+		"ready":          `level=INFO msg="signer ready" address=127\.0\.0\.1:[0-9]+ utility_address=127\.0\.0\.1:[0-9]+ keys=2 vaults="cs \(confidentialspace\): 2 keys" version=`,
+		"missing":        `level=WARN msg="the policy names a key that no vault holds.*" pkh=` + r.unknown,
+		"signed":         `level=INFO msg=signed pkh=` + r.pkhA + ` vault=cs kind=attestation chain_id=\S+ block_level=100 round=0 request_id=` + r.ids["signed"] + ` client=127\.0\.0\.1 ` + ms,
+		"refused":        `level=WARN msg="sign request refused by policy" pkh=` + r.pkhB + ` vault=cs kind=generic ops=transaction error=.* request_id=` + r.ids["refused"] + ` client=127\.0\.0\.1 ` + ms,
+		"409":            `level=WARN msg="request failed" component=http method=POST path=/keys/` + r.pkhA + ` status=409 error=.* request_id=` + r.ids["watermark"] + ` client=127\.0\.0\.1 ` + ms,
+		"400":            `level=WARN msg="request failed" component=http method=POST path=/keys/` + r.pkhA + ` status=400 error=.* request_id=` + r.ids["bad request"],
+		"login":          `level=WARN msg="request failed" component=http method=POST path=/login status=401 client=127\.0\.0\.1 user=alice error=.* request_id=\S+ ` + ms,
+		"traced":         `msg=signed .* request_id=` + regexp.QuoteMeta(r.traceID) + ` `,
+		"answered":       `level=DEBUG msg="request answered" component=http method=GET path=/nowhere status=404 request_id=` + r.ids["unknown path"],
+		"reload 401":     `level=WARN msg="reload request refused" component=http client=127\.0\.0\.1 status=401 error=`,
+		"reloaded":       `level=INFO msg="configuration reloaded" trigger=SIGHUP keys_before=\d+ keys_after=\d+ keys_added="" keys_removed="" policies_changed=` + r.pkhB + ` .* ` + ms,
+		"reload refused": `level=ERROR msg="configuration reload refused: the running configuration is kept" trigger="POST /reload" error="reload refused: ` + regexp.QuoteMeta(r.config) + `:[0-9]+: tezos\.` + r.pkhA + `\.allow\.blocks: unknown request kind \\"blocks\\"`,
 	} {
 		assert.Regexp(t, regexp.MustCompile(re), r.log, name)
 	}
