@@ -151,6 +151,10 @@ func TestDriverSectionErrorsPlaced(t *testing.T) {
 	require.Error(t, err)
 	placed := c.Wrap("vaults.cs.config", err)
 	assert.EqualError(t, placed, path+":10: vaults.cs.config.hots: unknown field (did you mean host? known fields: host, port)")
+	// A section that takes no field (the mem watermark backend's) says so.
+	err = c.Vaults["cs"].Decoder()(&struct{}{})
+	require.Error(t, err)
+	assert.EqualError(t, c.Wrap("vaults.cs.config", err), path+":10: vaults.cs.config.hots: unknown field (this section takes no fields)")
 	assert.Same(t, placed, c.Wrap("vaults.cs.config", placed), "wrapped twice")
 	// A driver's own error about a field it names.
 	assert.EqualError(t, c.Wrap("vaults.cs.config", config.FieldErrorf("hots", "must be an address")), path+":10: vaults.cs.config.hots: must be an address")

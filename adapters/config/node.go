@@ -234,6 +234,9 @@ func checkFields(n *yaml.Node, t reflect.Type, path string) error {
 				for name := range fields {
 					known = append(known, name)
 				}
+				if len(known) == 0 {
+					return errorAt(p.keyNode.Line, join(path, p.key), "unknown field (this section takes no fields)")
+				}
 				slices.Sort(known)
 				return errorAt(p.keyNode.Line, join(path, p.key), "unknown field%s", knownHint(p.key, known, "known fields"))
 			}
