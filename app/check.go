@@ -89,24 +89,25 @@ func configProblems(cfg *config.Config, opts Options) []error {
 	var out []error
 	discard := slog.New(slog.DiscardHandler)
 	for _, pkh := range keys(cfg.Tezos) {
-		one := &config.Config{Tezos: map[string]*config.TezosPolicy{pkh: cfg.Tezos[pkh]}}
-		if _, err := Policies(one, discard); err != nil {
+		if _, err := keyPolicy(cfg, pkh, discard); err != nil {
 			out = append(out, err)
 		}
 	}
 	for _, name := range keys(cfg.Vaults) {
 		vc := cfg.Vaults[name]
 		if _, ok := vaultDrivers[vc.Driver]; !ok {
-			out = append(out, fmt.Errorf("vaults.%s.driver: unknown driver %q (known: %s)", name, vc.Driver, strings.Join(keys(vaultDrivers), ", ")))
+			out = append(out, unknownDriver(cfg, "vaults."+name+".driver", "driver", vc.Driver, keys(vaultDrivers)))
 			continue
 		}
 		check, ok := vaultCheckers[vc.Driver]
 		if !ok {
 			continue // validated when opened
 		}
-		env := vault.Env{BaseDir: cfg.BaseDir, CheckStorage: checkStorage(cfg.BaseDir)}
-		if err := check(name, vc.Decoder(), env); err != nil {
-			out = append(out, fmt.Errorf("vaults.%s: %w", name, err))
+		section := "vaults." + name + ".config"
+		var rec recorder
+		env := vault.Env{BaseDir: cfg.BaseDir, CheckStorage: checkStorage(cfg, section+".storage")}
+		if err := check(name, rec.wrap(vc.Decoder()), env); err != nil {
+			out = append(out, sectionError(cfg, section, err, &rec))
 		}
 	}
 	driver, decode := "file", (func(any) error)(nil)
@@ -114,10 +115,11 @@ func configProblems(cfg *config.Config, opts Options) []error {
 		driver, decode = cfg.Watermark.Driver, cfg.Watermark.Decoder()
 	}
 	if _, ok := watermarkDrivers[driver]; !ok {
-		out = append(out, fmt.Errorf("watermark.driver: unknown driver %q (known: %s)", driver, strings.Join(keys(watermarkDrivers), ", ")))
+		out = append(out, unknownDriver(cfg, "watermark.driver", "driver", driver, keys(watermarkDrivers)))
 	} else if check, ok := watermarkCheckers[driver]; ok {
-		if err := check(decode, watermark.Env{BaseDir: cfg.BaseDir}); err != nil {
-			out = append(out, fmt.Errorf("watermark (%s): %w", driver, err))
+		var rec recorder
+		if err := check(rec.wrap(decode), watermark.Env{BaseDir: cfg.BaseDir}); err != nil {
+			out = append(out, sectionError(cfg, "watermark.config", err, &rec))
 		}
 	}
 	dirs := DefaultStateDirs
@@ -130,16 +132,22 @@ func configProblems(cfg *config.Config, opts Options) []error {
 	return out
 }
 
-func checkStorage(baseDir string) vault.StorageChecker {
+// checkStorage checks the key storage section at field (a vault's
+// storage); its errors name their place in the configuration already, so
+// that the vault's driver may wrap them in its words.
+func checkStorage(cfg *config.Config, field string) vault.StorageChecker {
 	return func(driver string, decode func(any) error) error {
 		if driver == "" {
 			driver = "file"
 		}
 		if _, ok := storageDrivers[driver]; !ok {
-			return fmt.Errorf("unknown storage driver %q (known: %s)", driver, strings.Join(keys(storageDrivers), ", "))
+			return unknownDriver(cfg, field+".driver", "storage driver", driver, keys(storageDrivers))
 		}
 		if check, ok := storageCheckers[driver]; ok {
-			return check(decode, storage.Env{BaseDir: baseDir})
+			var rec recorder
+			if err := check(rec.wrap(decode), storage.Env{BaseDir: cfg.BaseDir}); err != nil {
+				return sectionError(cfg, field+".config", err, &rec)
+			}
 		}
 		return nil
 	}

@@ -1,15 +1,16 @@
 package app
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/sigil-signer/sigil/adapters/config"
 )
 
-// errNoVaults is the daemon's refusal of a configuration without vaults.
-var errNoVaults = errors.New("no vaults configured: add a `vaults:` section (see docs/configuration.md), or run `sigil serve --dev`")
+// noVaults is the daemon's refusal of a configuration without vaults.
+func noVaults(cfg *config.Config) error {
+	return cfg.Errorf("vaults", "no vaults configured: add a `vaults:` section (see docs/configuration.md), or run `sigil serve --dev`")
+}
 
 // ConfigSummary describes a configuration that passed every check.
 type ConfigSummary struct {
@@ -37,7 +38,7 @@ func CheckConfigAll(opts Options) (ConfigSummary, []error) {
 	}
 	var problems []error
 	if len(cfg.Vaults) == 0 {
-		problems = append(problems, errNoVaults)
+		problems = append(problems, noVaults(cfg))
 	}
 	problems = append(problems, configProblems(cfg, opts)...)
 	if len(problems) > 0 {

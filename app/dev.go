@@ -113,8 +113,11 @@ func devConfig(cfg *config.Config, enc *devEnclave, o DevOptions) (*config.Confi
 
 // devBootstrap creates one key of each type on first run and prints the
 // keys and the URL once the daemon is up.
-func devBootstrap(lc fx.Lifecycle, svc *signer.Service, ls *Listeners, o DevOptions) {
+// The daemon says it is ready once they exist.
+func devBootstrap(lc fx.Lifecycle, svc *signer.Service, ls *Listeners, o DevOptions, tasks *StartTasks) {
+	tasks.Add()
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		defer tasks.Done()
 		if err := svc.WaitLoaded(ctx); err != nil {
 			return fmt.Errorf("waiting for the stored keys to load: %w", err)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/httpapi"
+	"github.com/sigil-signer/sigil/adapters/logging"
 	"github.com/sigil-signer/sigil/adapters/metrics"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/ports"
@@ -174,7 +175,7 @@ func (r *Reloader) Reload(ctx context.Context, trigger string) (ReloadReport, er
 		"keys_added", strings.Join(rep.KeysAdded, ","), "keys_removed", strings.Join(rep.KeysRemoved, ","),
 		"policies_changed", strings.Join(rep.PoliciesChanged, ","),
 		"authorized_keys_changed", rep.AuthorizedKeysChanged, "jwt_changed", rep.JWTChanged,
-		"policy_hook_changed", rep.PolicyHookChanged, "duration", r.now().Sub(start).Round(time.Millisecond))
+		"policy_hook_changed", rep.PolicyHookChanged, "duration_ms", logging.Millis(r.now().Sub(start)))
 	return rep, nil
 }
 

@@ -185,7 +185,8 @@ func TestReloadAppliesPoliciesAndKeys(t *testing.T) {
 	for _, c := range []struct {
 		name, config, want string
 	}{
-		{"YAML syntax error", e.render(good + "  : [\n"), "line "},
+		// FILE:LINE: the parser names the line of the mapping holding the bad key (tezos:).
+		{"YAML syntax error", e.render(good + "  : [\n"), fmt.Sprintf("sigil.yaml:%d: YAML syntax", strings.Count(e.render(""), "\n")+1)},
 		{"unknown request kind", e.render("tezos:\n" + policyFor(a, "blocks:") + policyFor(b, "generic: [transaction]")), `unknown request kind "blocks"`},
 		{"unknown operation kind", e.render("tezos:\n" + policyFor(a, "generic: [transfer]") + policyFor(b, "block:")), `unknown operation kind "transfer"`},
 		{"unknown field", e.render(good + "polcy_hook: {}\n"), "polcy_hook"},

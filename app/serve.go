@@ -33,7 +33,7 @@ func Serve() fx.Option {
 	return fx.Options(
 		Watermarks(),
 		Witnessed(),
-		fx.Provide(newMetrics, startServers, newPolicyHook, newAPISwitch, newReloader,
+		fx.Provide(newMetrics, startServers, newPolicyHook, newStartTasks, newAPISwitch, newReloader,
 			func(m *metrics.Metrics) ports.WatermarkIOObserver { return m }),
 		fx.Invoke(func(*Listeners) {}),
 	)
@@ -118,6 +118,7 @@ type ServeParams struct {
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	Watermarks ports.WatermarkStore
+	Tasks      *StartTasks
 	API        *apiSwitch
 	Reloader   *Reloader
 }
@@ -162,8 +163,8 @@ func startServers(p ServeParams) (*Listeners, error) {
 			go serveHTTP(util, uln, log)
 			log.Info("signer listening", "address", ls.API.String(), "utility_address", ls.Utility.String())
 			go func() {
-				if svc.WaitLoaded(loadCtx) == nil {
-					log.Info("signer ready", "address", ls.API.String(), "utility_address", ls.Utility.String(), "keys", svc.Count())
+				if svc.WaitLoaded(loadCtx) == nil && p.Tasks.Wait(loadCtx) {
+					logReady(log, cfg, svc, p.Watermarks, ls)
 				}
 			}()
 			return nil

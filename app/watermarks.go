@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
-	"strings"
 
 	"go.uber.org/fx"
 
@@ -62,14 +60,14 @@ func openWatermarks(p WatermarkParams) (ports.WatermarkStore, error) {
 	driver, decode := watermarkDriver(cfg)
 	open, ok := watermarkDrivers[driver]
 	if !ok {
-		return nil, fmt.Errorf("watermark.driver: unknown driver %q (known: %s)", driver, strings.Join(keys(watermarkDrivers), ", "))
+		return nil, unknownDriver(cfg, "watermark.driver", "driver", driver, keys(watermarkDrivers))
 	}
 	env := watermark.Env{BaseDir: cfg.BaseDir, Logger: log.With("watermark", driver), IO: p.IO, NoCreate: noCreate(p)}
 	st, err := open(context.Background(), decode, env)
 	if err != nil {
 		return nil, fmt.Errorf("watermark (%s): %w", driver, err)
 	}
-	logState(log, cfg, driver, st)
+	logStart(log, cfg, driver, st)
 	if c, ok := st.(io.Closer); ok {
 		lc.Append(fx.StopHook(func() error {
 			if err := c.Close(); err != nil {
@@ -103,24 +101,4 @@ func noCreate(p WatermarkParams) string {
 		return ""
 	}
 	return "this command only reads the marks (`sigil watermarks import` creates the table)"
-}
-
-// logState names, at start, the state directory (and where that choice
-// came from), the watermark backend and its location.
-func logState(log *slog.Logger, cfg *config.Config, driver string, st ports.WatermarkStore) {
-	from := "default"
-	switch {
-	case cfg.BaseDirFlag != "":
-		from = "--base-dir"
-	case cfg.FileBaseDir != "":
-		from = "base_dir"
-	}
-	attrs := []any{"base_dir", cfg.BaseDir, "from", from, "watermark", driver}
-	if l, ok := st.(interface{ Location() string }); ok {
-		attrs = append(attrs, "location", l.Location())
-	}
-	if cfg.BaseDirFlag != "" && cfg.FileBaseDir != "" && filepath.Clean(cfg.FileBaseDir) != filepath.Clean(cfg.BaseDirFlag) {
-		attrs = append(attrs, "config_base_dir_overridden", cfg.FileBaseDir)
-	}
-	log.Info("state directory and watermark backend", attrs...)
 }

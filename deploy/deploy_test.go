@@ -317,8 +317,8 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("--base-dir %s, StateDirectory %v and ReadWritePaths disagree", base[1], state)
 	}
 	for doc, wants := range map[string][]string{
-		"../docs/operations.md":               {"--base-dir " + base[1], "location=" + base[1] + "/watermark_v2"},
-		"../docs/configuration.md":            {"--base-dir " + base[1], "base_dir=" + base[1] + " from=--base-dir"},
+		"../docs/operations.md":               {"--base-dir " + base[1], "watermark_location=" + base[1] + "/watermark_v2"},
+		"../docs/configuration.md":            {"--base-dir " + base[1], "base_dir=" + base[1] + " base_dir_from=--base-dir"},
 		"../docs/migrating-from-signatory.md": {"--base-dir\n   " + base[1], "cp -a /var/lib/signatory " + base[1]},
 	} {
 		text, err := os.ReadFile(doc)

@@ -85,6 +85,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newVersion(),
 		newConfigCmd(g),
 	)
+	withSuggestions(root)
 	return root
 }
 

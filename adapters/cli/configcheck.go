@@ -1,11 +1,12 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/app"
 )
 
@@ -36,8 +37,12 @@ func newConfigCmd(g *globals) *cobra.Command {
 				return nil
 			}
 			for _, p := range problems {
+				// A configuration error names its file and line already
+				// (FILE:LINE: FIELD: problem); any other problem is
+				// the file's.
 				msg := p.Error()
-				if !strings.HasPrefix(msg, "configuration ") && !strings.HasPrefix(msg, "reading configuration") {
+				var ce *config.Error
+				if !errors.As(p, &ce) || ce.File == "" {
 					msg = g.opts.ConfigPath + ": " + msg
 				}
 				fmt.Fprintln(cmd.ErrOrStderr(), msg)

@@ -3,9 +3,11 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -24,6 +26,18 @@ func tree(t *testing.T, dir string) []string {
 	}))
 	sort.Strings(out)
 	return out
+}
+
+// lineOf is the number of the first line of text that contains s.
+func lineOf(t *testing.T, text, s string) int {
+	t.Helper()
+	for i, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			return i + 1
+		}
+	}
+	t.Fatalf("%q not in the text", s)
+	return 0
 }
 
 func runCheck(t *testing.T, args ...string) (stdout, stderr string, err error) {
@@ -76,9 +90,16 @@ tezos:
 	assert.Empty(t, out)
 	lines := strings.Split(strings.TrimSpace(errOut), "\n")
 	require.Len(t, lines, 3, errOut)
-	for i, want := range []string{`tezos.tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb: unknown request kind "blocks"`, `vaults.local.driver: unknown driver "files"`, "watermark (gcp): "} {
-		assert.True(t, strings.HasPrefix(lines[i], path+": "), lines[i])
-		assert.Contains(t, lines[i], want)
+	// Each in the one format of configuration errors: FILE:LINE: FIELD:
+	// problem, with the line of the field in the file and "did you mean".
+	text := "base_dir: " + base + "\n" + bad
+	for i, want := range []struct{ at, field, problem string }{
+		{"blocks:", "tezos.tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb.allow.blocks", `unknown request kind "blocks" (did you mean block?`},
+		{"driver: files", "vaults.local.driver", `unknown driver "files" (did you mean file?`},
+		{"projct:", "watermark.config.projct", "unknown field (did you mean project?"},
+	} {
+		prefix := fmt.Sprintf("%s:%d: %s: ", path, lineOf(t, text, want.at), want.field)
+		assert.True(t, strings.HasPrefix(lines[i], prefix+want.problem), "%s\nwant prefix %s%s", lines[i], prefix, want.problem)
 	}
 
 	// A syntax error stops at the loader's message, with the file and line.
@@ -86,14 +107,13 @@ tezos:
 	_, errOut, err = runCheck(t, "-c", path)
 	require.Error(t, err)
 	assert.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, errOut)
-	assert.Contains(t, errOut, "configuration "+path+": ")
-	assert.Contains(t, errOut, "line ")
+	assert.Regexp(t, `^`+regexp.QuoteMeta(path)+`:[0-9]+: YAML syntax: `, errOut)
 
-	// No vaults: what the daemon refuses.
+	// No vaults: what the daemon refuses, at the file.
 	path = write("tezos:\n")
 	_, errOut, err = runCheck(t, "-c", path)
 	require.Error(t, err)
-	assert.Contains(t, errOut, "no vaults configured")
+	assert.True(t, strings.HasPrefix(errOut, path+": vaults: no vaults configured"), errOut)
 
 	_, errOut, err = runCheck(t, "-c", filepath.Join(dir, "absent.yaml"))
 	require.Error(t, err)

@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/sigil-signer/sigil/adapters/policyhook"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/request"
+	"github.com/sigil-signer/sigil/domain/suggest"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -45,6 +48,13 @@ type Config struct {
 	BaseDirFlag string `yaml:"-"`
 	// FileBaseDir is the file's base_dir, expanded ("" when absent).
 	FileBaseDir string `yaml:"-"`
+
+	// File is the configuration file's path ("" when parsed from
+	// memory), for errors.
+	File string `yaml:"-"`
+	// root is the parsed document (variables expanded), for the line
+	// numbers of errors.
+	root *yaml.Node
 
 	Server     Server                  `yaml:"server"`
 	Vaults     map[string]*Vault       `yaml:"vaults"`
@@ -128,7 +138,7 @@ func jwtExp(field string, v *uint64) (time.Duration, error) {
 		return 0, nil
 	}
 	if *v < 1 || *v > maxJWTExp {
-		return 0, fmt.Errorf("%s: %d is out of range (want 1 to %d minutes; leave it out for 60)", field, *v, maxJWTExp)
+		return 0, errorAt(0, field, "%d is out of range (want 1 to %d minutes; leave it out for 60)", *v, maxJWTExp)
 	}
 	return time.Duration(*v) * time.Minute, nil
 }
@@ -137,13 +147,14 @@ func jwtExp(field string, v *uint64) (time.Duration, error) {
 // user with its rules. Errors name the user and the field, never a value.
 func (j *JWT) AuthUsers() (map[string]jwtauth.User, error) {
 	if j == nil || len(j.Users) == 0 {
-		return nil, errors.New("server.jwt.users: no user configured (remove server.jwt to run without JWT authentication)")
+		return nil, errorAt(0, "server.jwt.users", "no user configured (remove server.jwt to run without JWT authentication)")
 	}
 	out := make(map[string]jwtauth.User, len(j.Users))
-	for name, u := range j.Users {
-		field := "server.jwt.users." + domain.Echo(name)
+	for _, name := range slices.Sorted(maps.Keys(j.Users)) {
+		u := j.Users[name]
+		field := "server.jwt.users." + name
 		if u == nil {
-			return nil, fmt.Errorf("%s: empty entry (password and secret are required)", field)
+			return nil, errorAt(0, field, "empty entry (password and secret are required)")
 		}
 		ttl, err := jwtExp(field+".jwt_exp", u.Exp)
 		if err != nil {
@@ -160,12 +171,12 @@ func (j *JWT) AuthUsers() (map[string]jwtauth.User, error) {
 		if strings.TrimSpace(u.OldCredExp) != "" {
 			t, err := jwtauth.ParseOldCredExp(u.OldCredExp)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", field, err)
+				return nil, &Error{Field: field + ".old_cred_exp", Msg: err.Error(), Err: err}
 			}
 			ju.OldUntil = t
 		}
 		if err := jwtauth.CheckUser(name, ju); err != nil {
-			return nil, fmt.Errorf("server.jwt.users: %w", err)
+			return nil, &Error{Field: field, Msg: strings.TrimPrefix(err.Error(), "user "+name+": "), Err: err}
 		}
 		out[name] = ju
 	}
@@ -313,12 +324,13 @@ func Load(path string, allowMissing bool, baseDir string) (*Config, error) {
 			c.ApplyDefaults()
 			return c, nil
 		}
-		return nil, fmt.Errorf("reading configuration: %w", err)
+		return nil, &Error{File: path, Msg: fmt.Sprintf("reading the configuration: %v", err), Err: err}
 	}
 	c, err := Parse(data, baseDir)
 	if err != nil {
-		return nil, fmt.Errorf("configuration %s: %w", path, err)
+		return nil, withFile(err, path)
 	}
+	c.File = path
 	return c, nil
 }
 
@@ -335,22 +347,22 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		if bytes.Contains(data, []byte("${")) {
-			return nil, fmt.Errorf("parsing YAML: %w (variables are expanded after parsing: where a ${VAR} is inside [ ] or { }, quote it: [\"${VAR}\"])", err)
+			return nil, syntaxError(err, " (variables are expanded after parsing: where a ${VAR} is inside [ ] or { }, quote it: [\"${VAR}\"])")
 		}
-		return nil, fmt.Errorf("parsing YAML: %w", err)
+		return nil, syntaxError(err, "")
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return nil, fmt.Errorf("line %d: a second YAML document: the configuration is one document (remove the `---` and what follows, or merge it)", extra.Line)
+		return nil, errorAt(extra.Line, "", "a second YAML document: the configuration is one document (remove the `---` and what follows, or merge it)")
 	} else if !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parsing YAML: %w", err)
+		return nil, syntaxError(err, "")
 	}
 	var root *yaml.Node
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		root = doc.Content[0]
 	}
 	if root != nil && root.Kind != yaml.MappingNode && !(root.Kind == yaml.ScalarNode && root.Tag == "!!null") {
-		return nil, fmt.Errorf("line %d: the configuration must be a mapping of settings (base_dir, server, vaults, tezos, …)", root.Line)
+		return nil, errorAt(root.Line, "", "the configuration must be a mapping of settings (base_dir, server, vaults, tezos, …)")
 	}
 	if err := checkAliasBudget(&doc); err != nil {
 		return nil, err
@@ -363,14 +375,14 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 		// directory check compares the two.
 		if n := resolve(mapValue(root, "base_dir")); n != nil {
 			if n.Kind != yaml.ScalarNode {
-				return nil, fmt.Errorf("line %d: base_dir: must be a directory path", n.Line)
+				return nil, errorAt(n.Line, "base_dir", "must be a directory path")
 			}
 			v := *n // expanded again with the rest of the document
 			if err := expandScalar(&v, "base_dir", envLookup(flag)); err != nil {
 				return nil, err
 			}
 			if strings.TrimSpace(v.Value) == "" || v.ShortTag() == "!!null" {
-				return nil, fmt.Errorf("line %d: base_dir: %s; remove it to use %s, or give the state directory", n.Line, presentEmpty, DefaultBaseDir)
+				return nil, errorAt(n.Line, "base_dir", "%s; remove it to use %s, or give the state directory", presentEmpty, DefaultBaseDir)
 			}
 			fileBaseDir = v.Value
 		}
@@ -384,7 +396,7 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 			return nil, err
 		}
 	}
-	var c Config
+	c := Config{root: root}
 	if root != nil && root.Kind == yaml.MappingNode {
 		if err := decodeNode(root, "", &c); err != nil {
 			return nil, err
@@ -468,64 +480,72 @@ func (c *Config) Validate() error {
 		{"server.idle_timeout", c.Server.IdleTimeout},
 	} {
 		if d.v < 100*time.Millisecond || d.v > time.Hour {
-			return fmt.Errorf("%s: %s is out of range (want 100ms to 1h)", d.name, d.v)
+			return c.errorf(d.name, "%s is out of range (want 100ms to 1h)", d.v)
 		}
 	}
 	if c.Server.MaxConnections < 1 || c.Server.MaxConnections > 1<<20 {
-		return fmt.Errorf("server.max_connections: %d is out of range (want 1 to %d)", c.Server.MaxConnections, 1<<20)
+		return c.errorf("server.max_connections", "%d is out of range (want 1 to %d)", c.Server.MaxConnections, 1<<20)
 	}
 	if n := c.Server.MaxConnectionsPerClient; n < 1 || n > c.Server.MaxConnections {
-		return fmt.Errorf("server.max_connections_per_client: %d is out of range (want 1 to server.max_connections, %d)", n, c.Server.MaxConnections)
+		return c.errorf("server.max_connections_per_client", "%d is out of range (want 1 to server.max_connections, %d)", n, c.Server.MaxConnections)
 	}
 	if h := c.PolicyHook; h != nil {
 		if h.Address == "" {
-			return errors.New("policy_hook.address: required field is missing")
+			return c.errorf("policy_hook.address", "required field is missing")
 		}
 		if err := policyhook.CheckAddress(h.Address); err != nil {
-			return fmt.Errorf("policy_hook.address: %w", err)
+			return c.Wrap("policy_hook.address", err)
 		}
 		if h.Timeout < 100*time.Millisecond || h.Timeout > 5*time.Minute {
-			return fmt.Errorf("policy_hook.timeout: %s is out of range (want 100ms to 5m)", h.Timeout)
+			return c.errorf("policy_hook.timeout", "%s is out of range (want 100ms to 5m)", h.Timeout)
 		}
 	}
 	var jwtUsers map[string]jwtauth.User
 	if c.Server.JWT != nil {
 		var err error
 		if jwtUsers, err = c.Server.JWT.AuthUsers(); err != nil {
-			return err
+			return c.Wrap("", err)
 		}
 	}
-	for name, v := range c.Vaults {
+	for _, name := range slices.Sorted(maps.Keys(c.Vaults)) {
+		v := c.Vaults[name]
 		if v == nil {
-			return fmt.Errorf("vaults.%s: empty vault section", name)
+			return c.errorf("vaults."+name, "empty vault section")
 		}
 		if v.Driver == "" {
-			return fmt.Errorf("vaults.%s.driver: required field is missing", name)
+			return c.errorf("vaults."+name+".driver", "required field is missing")
 		}
 	}
-	for pkh, p := range c.Tezos {
+	for _, pkh := range slices.Sorted(maps.Keys(c.Tezos)) {
+		p := c.Tezos[pkh]
+		if looksSecret(pkh) {
+			// A secret key pasted where the key's address belongs: never
+			// repeated (the field's path hides it too).
+			return c.errorf("tezos."+pkh, "not a key address but what looks like a secret key (not repeated): name each key by its tz1/tz2/tz3/tz4 address, and keep secret keys out of the configuration")
+		}
 		if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
-			return fmt.Errorf("tezos.%s: %w", domain.Echo(pkh), err)
+			return c.errorf("tezos."+pkh, "%v", err)
 		}
 		if p == nil {
 			continue // a bare entry: Signatory's default policy
 		}
-		for _, id := range p.AllowedChains {
+		for i, id := range p.AllowedChains {
 			if _, err := request.ParseChainID(id); err != nil {
-				return fmt.Errorf("tezos.%s.allowed_chains: %w", pkh, err)
+				return c.errorf(fmt.Sprintf("tezos.%s.allowed_chains[%d]", pkh, i), "%v", err)
 			}
 		}
-		for _, u := range p.JWTUsers {
+		for i, u := range p.JWTUsers {
+			field := fmt.Sprintf("tezos.%s.jwt_users[%d]", pkh, i)
 			if jwtUsers == nil {
-				return fmt.Errorf("tezos.%s.jwt_users: server.jwt is not configured, so no request could come from %q (Signatory would let every request through)", pkh, domain.Echo(u))
+				return c.errorf(field, "server.jwt is not configured, so no request could come from %q (Signatory would let every request through)", domain.Echo(u))
 			}
 			if _, ok := jwtUsers[u]; !ok {
-				return fmt.Errorf("tezos.%s.jwt_users: %q is not a user of server.jwt.users", pkh, domain.Echo(u))
+				return c.errorf(field, "%q is not a user of server.jwt.users%s", domain.Echo(u), suggest.Phrase(u, slices.Sorted(maps.Keys(jwtUsers))))
 			}
 		}
 	}
 	if c.Watermark != nil && c.Watermark.Driver == "" {
-		return errors.New("watermark.driver: required field is missing")
+		return c.errorf("watermark.driver", "required field is missing")
 	}
 	return nil
 }

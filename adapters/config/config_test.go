@@ -90,7 +90,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"policy_hook:\n  address: localhost:8080\n", "policy_hook.address"},
 		{"tezos:\n  tz1burnburnburnburnburnburnburjAYjjX:\n    authorized_keys: [edpkNOPE]\n", "authorized_keys"},
 		{"watermark:\n  config: {}\n", "watermark.driver"},
-		{"base_dir: [1\n", "parsing YAML"},
+		{"base_dir: [1\n", "line 1: YAML syntax: "},
 	} {
 		_, err := config.Parse([]byte(tc.yaml), "")
 		require.Error(t, err, tc.yaml)

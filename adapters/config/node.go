@@ -165,9 +165,9 @@ func expandScalar(n *yaml.Node, path string, lookup lookupFunc) error {
 		if secretField(path) {
 			// The message would repeat part of the value (a "variable"
 			// may be a fragment of a password holding a $).
-			return fmt.Errorf("line %d: %s: a $ reference in this secret does not expand (a variable unset or set but empty, or a malformed ${…}; the value is not repeated); write $$ for a literal $", n.Line, fieldName(path))
+			return errorAt(n.Line, path, "a $ reference in this secret does not expand (a variable unset or set but empty, or a malformed ${…}; the value is not repeated); write $$ for a literal $")
 		}
-		return fmt.Errorf("line %d: %s: %w", n.Line, fieldName(path), err)
+		return &Error{Line: n.Line, Field: path, Msg: err.Error(), Err: err}
 	}
 	if v != n.Value {
 		n.Value = v
@@ -183,7 +183,7 @@ func expandScalar(n *yaml.Node, path string, lookup lookupFunc) error {
 
 // secretFields are the settings whose values are secrets: errors about them
 // never repeat any part of the value.
-var secretFields = map[string]bool{"password": true, "secret": true, "secret_access_key": true, "session_token": true}
+var secretFields = map[string]bool{"password": true, "secret": true, "secret_access_key": true, "session_token": true, "passphrase": true, "application_credentials_data": true}
 
 func secretField(path string) bool {
 	return secretFields[path[strings.LastIndexByte(path, '.')+1:]]
@@ -194,13 +194,6 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
-}
-
-func fieldName(path string) string {
-	if path == "" {
-		return "(top level)"
-	}
-	return truncate(path)
 }
 
 var (
@@ -241,8 +234,11 @@ func checkFields(n *yaml.Node, t reflect.Type, path string) error {
 				for name := range fields {
 					known = append(known, name)
 				}
+				if len(known) == 0 {
+					return errorAt(p.keyNode.Line, join(path, p.key), "unknown field (this section takes no fields)")
+				}
 				slices.Sort(known)
-				return fmt.Errorf("line %d: %s: unknown field (known fields: %s)", p.keyNode.Line, fieldName(join(path, p.key)), strings.Join(known, ", "))
+				return errorAt(p.keyNode.Line, join(path, p.key), "unknown field%s", knownHint(p.key, known, "known fields"))
 			}
 			if err := checkFields(p.value, ft, join(path, p.key)); err != nil {
 				return err
@@ -322,22 +318,37 @@ func decodeNode(n *yaml.Node, path string, v any) error {
 	if err == nil {
 		return nil
 	}
-	var msgs []string
+	var msgs []error
 	typeErrors(n, rv.Type().Elem(), path, &msgs, 0)
-	if len(msgs) > 0 {
-		return errors.New(strings.Join(msgs, "; "))
+	if len(msgs) == 1 {
+		return msgs[0]
+	}
+	if len(msgs) > maxReported {
+		more := len(msgs) - maxReported
+		msgs = append(msgs[:maxReported], errorAt(0, "", "and %d more value%s of the wrong type", more, map[bool]string{true: "", false: "s"}[more == 1]))
+	}
+	if len(msgs) > 1 {
+		return errors.Join(msgs...)
 	}
 	// Not located (should not happen): the decoder's own lines, without
 	// the values.
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return err
+		return &Error{Line: n.Line, Field: path, Msg: err.Error(), Err: err}
 	}
 	for _, m := range te.Errors {
-		msgs = append(msgs, stripValue(m))
+		line := n.Line
+		if sm := typeErrLineNum.FindStringSubmatch(m); sm != nil {
+			line, _ = strconv.Atoi(sm[1])
+		}
+		msgs = append(msgs, errorAt(line, path, "%s", stripValue(typeErrLine.ReplaceAllString(m, ""))))
 	}
-	return errors.New(strings.Join(msgs, "; "))
+	return errors.Join(msgs...)
 }
+
+// maxReported bounds how many wrong values one error reports, one line
+// each.
+const maxReported = 10
 
 var (
 	typeErrLine    = regexp.MustCompile(`^line \d+: `)
@@ -353,7 +364,7 @@ func stripValue(m string) string { return quotedValue.ReplaceAllString(m, "") }
 // typeErrors walks n along the Go type t and decodes each leaf on its own,
 // appending one message per leaf that does not decode: its line, its path
 // and the type mismatch, without its value.
-func typeErrors(n *yaml.Node, t reflect.Type, path string, out *[]string, depth int) {
+func typeErrors(n *yaml.Node, t reflect.Type, path string, out *[]error, depth int) {
 	n = resolve(n)
 	if n == nil || depth > 64 {
 		return
@@ -402,11 +413,11 @@ func typeErrors(n *yaml.Node, t reflect.Type, path string, out *[]string, depth 
 			line, _ = strconv.Atoi(m[1])
 			msg = msg[len(m[0]):]
 		}
-		*out = append(*out, fmt.Sprintf("line %d: %s: %s", line, fieldName(path), msg))
+		*out = append(*out, errorAt(line, path, "%s", msg))
 		return
 	}
 	for _, m := range te.Errors {
-		*out = append(*out, fmt.Sprintf("line %d: %s: %s", n.Line, fieldName(path), stripValue(typeErrLine.ReplaceAllString(m, ""))))
+		*out = append(*out, errorAt(n.Line, path, "%s", stripValue(typeErrLine.ReplaceAllString(m, ""))))
 	}
 }
 

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -126,10 +125,10 @@ func checkRestrictions(root *yaml.Node, c *Config) error {
 			n, blank := r.size(c, m.key)
 			field := strings.Replace(r.path, "*", m.key, 1)
 			if n == blank {
-				return fmt.Errorf("line %d: %s: %s; %s", m.line, field, presentEmpty, r.hint)
+				return errorAt(m.line, field, "%s; %s", presentEmpty, r.hint)
 			}
 			if blank > 0 {
-				return fmt.Errorf("line %d: %s: holds an empty entry (an empty string, or a variable expanding to one); remove it", m.line, field)
+				return errorAt(m.line, field, "holds an empty entry (an empty string, or a variable expanding to one); remove it")
 			}
 		}
 	}
@@ -166,7 +165,7 @@ func checkLocations(root *yaml.Node) error {
 				continue // a mapping or list: the driver checks its shape
 			}
 			if strings.TrimSpace(n.Value) == "" || n.ShortTag() == "!!null" {
-				return fmt.Errorf("line %d: %s: present but empty (after expanding variables); give it, or remove it for the default", m.line, strings.Replace(path, "*", m.key, 1))
+				return errorAt(m.line, strings.Replace(path, "*", m.key, 1), "present but empty (after expanding variables); give it, or remove it for the default")
 			}
 		}
 	}
@@ -340,7 +339,7 @@ func checkAliasBudget(doc *yaml.Node) error {
 		return total
 	}
 	if expanded := size(doc, 0); expanded-own > MaxAliasNodes {
-		return fmt.Errorf("YAML aliases expand this %d-node document by more than %d nodes: refused (an alias bomb, or anchors reused far more than a configuration needs; write the values out)", own, MaxAliasNodes)
+		return errorAt(0, "", "YAML aliases expand this %d-node document by more than %d nodes: refused (an alias bomb, or anchors reused far more than a configuration needs; write the values out)", own, MaxAliasNodes)
 	}
 	return nil
 }

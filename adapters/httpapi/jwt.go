@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -73,7 +72,8 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	user, err := header(r, "username", maxUserHeader)
 	if err == nil {
 		if retry, which, ok := a.logins.allow(clientIP(r), user); !ok {
-			a.failures.record(slog.LevelWarn, clientIP(r), r.Method, r.URL.Path, http.StatusTooManyRequests, "too many login attempts for this "+which)
+			a.failures.record(failure{ctx: r.Context(), client: clientIP(r), method: r.Method, path: r.URL.Path, status: http.StatusTooManyRequests,
+				msg: "too many login attempts for this " + which, user: echoUser(user)})
 			writeTooMany(w, retry, which)
 			if a.opts.Observer != nil {
 				a.opts.Observer.AuthenticationFailed(http.StatusTooManyRequests, authMethodJWT, clientIP(r))
@@ -86,7 +86,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 			if tok, err = a.opts.Auth.Login(user, pass); err != nil {
 				a.logins.failed(user)
 			} else {
-				a.log.Info("JWT login", "user", domain.Echo(user), "client", clientIP(r))
+				a.log.InfoContext(r.Context(), "JWT login", "user", echoUser(user))
 				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 				w.WriteHeader(http.StatusCreated)
 				_, _ = w.Write([]byte(tok))
@@ -95,6 +95,26 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.authFailed(w, r, err)
+}
+
+// echoUser is a user name from a request's username header as log lines
+// repeat it: shortened (domain.Echo), and not at all when it looks like a
+// secret key (a key or a password typed into the wrong header cannot be
+// told from a name; a secret key can).
+func echoUser(user string) string {
+	if domain.LooksSecret(user) {
+		return domain.NotRepeated
+	}
+	return domain.Echo(user)
+}
+
+// userOf is the user a request names (its username header), for the log.
+func userOf(r *http.Request) string {
+	vals := r.Header.Values("username")
+	if len(vals) != 1 {
+		return ""
+	}
+	return echoUser(vals[0])
 }
 
 // requireToken authenticates a request to an endpoint with the

@@ -133,8 +133,25 @@ type failureLog struct {
 type failureKey struct{ client, path string }
 
 type failureCount struct {
-	n    int
-	last string // the last error, for the summary
+	n        int
+	last     string          // the last error, for the summary
+	lastUser string          // the last user named, for the summary
+	users    map[string]bool // the users named (at most maxUsersCounted)
+}
+
+// maxUsersCounted bounds the distinct users counted per client and
+// window.
+const maxUsersCounted = 1000
+
+// failure is one failed request of a client.
+type failure struct {
+	ctx                  context.Context // the request's (its id, arrival)
+	client, method, path string
+	status               int
+	msg                  string
+	// user is the user the request named (the username header), shortened
+	// and as safe to log as Echo makes it; "" when none.
+	user string
 }
 
 // failureWindow is the aggregation window.
@@ -144,30 +161,50 @@ func newFailureLog(log *slog.Logger, window time.Duration) *failureLog {
 	return &failureLog{log: log, window: window, seen: map[failureKey]*failureCount{}}
 }
 
-// record logs one failure of client on path (at lvl, with the request's
-// fields), or counts it when one was logged in the current window.
-func (f *failureLog) record(lvl slog.Level, client, method, path string, status int, msg string) {
-	k := failureKey{client: client, path: path}
+// record logs one failure of a client on a path (at warning level, with
+// the request's fields), or counts it when one was logged in the current
+// window.
+func (f *failureLog) record(fl failure) {
+	k := failureKey{client: fl.client, path: fl.path}
 	f.mu.Lock()
 	if _, ok := f.seen[k]; !ok && len(f.seen) >= maxLimiters {
 		k.client = "(other clients)"
 	}
 	if c, ok := f.seen[k]; ok {
 		c.n++
-		c.last = msg
+		c.last = fl.msg
+		if fl.user != "" {
+			c.lastUser = fl.user
+			if len(c.users) < maxUsersCounted {
+				c.users[fl.user] = true
+			}
+		}
 		f.mu.Unlock()
 		return
 	}
-	f.seen[k] = &failureCount{}
+	f.seen[k] = &failureCount{users: map[string]bool{}}
 	f.mu.Unlock()
-	f.log.Log(context.Background(), lvl, "request failed", "method", method, "path", path, "status", status, "client", k.client, "error", msg)
+	ctx := fl.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	attrs := []slog.Attr{slog.String("method", fl.method), slog.String("path", fl.path), slog.Int("status", fl.status), slog.String("client", k.client)}
+	if fl.user != "" {
+		attrs = append(attrs, slog.String("user", fl.user))
+	}
+	f.log.LogAttrs(ctx, slog.LevelWarn, "request failed", append(attrs, slog.String("error", fl.msg))...)
 	time.AfterFunc(f.window, func() {
 		f.mu.Lock()
 		c := f.seen[k]
 		delete(f.seen, k)
 		f.mu.Unlock()
-		if c != nil && c.n > 0 {
-			f.log.Log(context.Background(), lvl, "request failed, repeated", "path", path, "client", k.client, "repeated", c.n, "window", f.window, "last_error", c.last)
+		if c == nil || c.n == 0 {
+			return
 		}
+		attrs := []slog.Attr{slog.String("path", fl.path), slog.String("client", k.client), slog.Int("repeated", c.n), slog.Duration("window", f.window)}
+		if len(c.users) > 0 {
+			attrs = append(attrs, slog.Int("users", len(c.users)), slog.String("last_user", c.lastUser))
+		}
+		f.log.LogAttrs(context.Background(), slog.LevelWarn, "request failed, repeated", append(attrs, slog.String("last_error", c.last))...)
 	})
 }

@@ -127,14 +127,14 @@ func TestFailureLogAggregates(t *testing.T) {
 	var buf syncBuf
 	f := newFailureLog(slog.New(slog.NewTextHandler(&buf, nil)), 200*time.Millisecond)
 	for range 1000 {
-		f.record(slog.LevelWarn, "10.0.0.1", "POST", "/login", 401, "access denied")
+		f.record(failure{client: "10.0.0.1", method: "POST", path: "/login", status: 401, msg: "access denied"})
 	}
-	f.record(slog.LevelWarn, "10.0.0.2", "POST", "/login", 401, "access denied")
-	f.record(slog.LevelWarn, "10.0.0.1", "POST", "/keys/tz1", 403, "not authorized")
+	f.record(failure{client: "10.0.0.2", method: "POST", path: "/login", status: 401, msg: "access denied"})
+	f.record(failure{client: "10.0.0.1", method: "POST", path: "/keys/tz1", status: 403, msg: "not authorized"})
 	out := buf.String()
 	assert.Equal(t, 3, strings.Count(out, `msg="request failed"`), out)
 	require.Eventually(t, func() bool { return strings.Contains(buf.String(), "repeated=999") }, 5*time.Second, 10*time.Millisecond)
 	assert.Equal(t, 1, strings.Count(buf.String(), "request failed, repeated"), "clients with one failure have no summary")
-	f.record(slog.LevelWarn, "10.0.0.1", "POST", "/login", 401, "access denied")
+	f.record(failure{client: "10.0.0.1", method: "POST", path: "/login", status: 401, msg: "access denied"})
 	assert.Equal(t, 4, strings.Count(buf.String(), `msg="request failed"`), "a new window starts with a line")
 }

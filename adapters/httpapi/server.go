@@ -108,7 +108,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", domain.Echo(r.Method), domain.Echo(r.URL.Path)))
 	})
-	return mux
+	return a.withRequest(mux)
 }
 
 // methodNotAllowed answers 405 with the methods the path takes.
@@ -311,7 +311,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) int {
 // and path (failureLog).
 func (a *API) failRepeated(w http.ResponseWriter, r *http.Request, err error) int {
 	status := StatusFor(err)
-	a.failures.record(slog.LevelWarn, clientIP(r), domain.Echo(r.Method), domain.Echo(r.URL.Path), status, bound(err.Error()))
+	a.failures.record(failure{ctx: r.Context(), client: clientIP(r), method: domain.Echo(r.Method), path: domain.Echo(r.URL.Path),
+		status: status, msg: bound(err.Error()), user: userOf(r)})
 	return a.respond(w, err)
 }
 

@@ -214,7 +214,7 @@ func (h *Hook) Approve(ctx context.Context, req ports.HookRequest) error {
 		// Only the status counts; the body is drained (bounded) so that
 		// the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxReply))
-		return h.decide(req, status, resp.Status, "")
+		return h.decide(ctx, req, status, resp.Status, "")
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxReply+1))
 	if err != nil {
@@ -230,7 +230,7 @@ func (h *Hook) Approve(ctx context.Context, req ports.HookRequest) error {
 	if err != nil {
 		return err
 	}
-	return h.decide(req, status, resp.Status, pl.Error)
+	return h.decide(ctx, req, status, resp.Status, pl.Error)
 }
 
 // verify authenticates a reply and returns its payload.
@@ -281,9 +281,9 @@ func verifies(pk tezos.PublicKey, msg []byte, sig tezos.Signature) bool {
 }
 
 // decide turns an (authenticated, if required) status into the answer.
-func (h *Hook) decide(req ports.HookRequest, status int, statusText, reason string) error {
+func (h *Hook) decide(ctx context.Context, req ports.HookRequest, status int, statusText, reason string) error {
 	if status/100 == 2 {
-		h.log.Debug("policy hook approved the request", "pkh", req.PKH.String(), "status", status)
+		h.log.DebugContext(ctx, "policy hook approved the request", "pkh", req.PKH.String(), "status", status)
 		return nil
 	}
 	msg := clean(statusText)

@@ -8,6 +8,7 @@
 package progress
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -128,11 +129,12 @@ func (t *logTask) report(msg string) {
 	t.mu.Unlock()
 	elapsed := time.Since(t.start)
 	rate := float64(done) / elapsed.Seconds()
-	attrs := []any{"task", t.what, "done", done, "total", t.total, "rate_per_s", float64(int(rate*10)) / 10, "elapsed", elapsed.Round(time.Second)}
+	attrs := []slog.Attr{slog.String("task", t.what), slog.Int("done", done), slog.Int("total", t.total),
+		slog.Float64("rate_per_s", float64(int(rate*10))/10), slog.Duration("elapsed", elapsed.Round(time.Second))}
 	if msg == "progress" && rate > 0 && done < t.total {
-		attrs = append(attrs, "eta", time.Duration(float64(t.total-done)/rate*float64(time.Second)).Round(time.Second))
+		attrs = append(attrs, slog.Duration("eta", time.Duration(float64(t.total-done)/rate*float64(time.Second)).Round(time.Second)))
 	}
-	t.log.Info(msg, attrs...)
+	t.log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
 }
 
 func (t *logTask) Done() {

@@ -3,11 +3,13 @@ package signer
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/request"
+	"github.com/sigil-signer/sigil/domain/suggest"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
 )
@@ -122,16 +124,43 @@ func PolicyOperationKinds() []string {
 
 // ballotOp checks an operation name with a sub-kind (Signatory's
 // base:sub form, which only ballot takes, with a vote).
-func ballotOp(op string) (bool, error) {
+func ballotOp(op string) (bool, string) {
 	base, vote, ok := strings.Cut(op, ":")
 	if !ok {
-		return false, nil
+		return false, ""
 	}
 	if base != request.OpBallot || !slices.Contains(request.BallotVotes, vote) {
-		return true, fmt.Errorf("invalid operation kind %q: only ballot takes a sub-kind, its vote (ballot:%s)", domain.Echo(op), strings.Join(request.BallotVotes, ", ballot:"))
+		hint := ""
+		if base == request.OpBallot {
+			if s := suggest.For(vote, request.BallotVotes); len(s) > 0 {
+				hint = " (did you mean ballot:" + s[0] + "?)"
+			}
+		}
+		return true, fmt.Sprintf("invalid operation kind %s%s: only ballot takes a sub-kind, its vote (ballot:%s)",
+			domain.EchoName(op), hint, strings.Join(request.BallotVotes, ", ballot:"))
 	}
-	return true, nil
+	return true, ""
 }
+
+// ballotNames are ballot's names with a vote (ballot:yay, …).
+func ballotNames() []string {
+	out := make([]string, len(request.BallotVotes))
+	for i, v := range request.BallotVotes {
+		out[i] = request.OpBallot + ":" + v
+	}
+	return out
+}
+
+// PolicyError is a problem with one name of a key's policy. Field says
+// where, relative to the key's entry, as the configuration spells it:
+// allow.attestaton (a request kind), allow.generic[2] (an operation kind),
+// allowed_operations[0], allowed_kinds[1].
+type PolicyError struct {
+	Field string
+	Msg   string
+}
+
+func (e *PolicyError) Error() string { return e.Field + ": " + e.Msg }
 
 // NormalizePolicy checks a policy's kind names and folds Signatory's older
 // spellings into Allow, returning warnings to log. As in Signatory, `allow`
@@ -143,7 +172,9 @@ func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds 
 	out := map[string][]string{}
 	var warnings []string
 	known := request.GenericOperationKinds()
-	add := func(kind string, ops []string) error {
+	// kindField is where a request kind is named; opsField where its
+	// operation kinds are listed.
+	add := func(kind, kindField, opsField string, ops []string) error {
 		if k, ok := legacyKind[kind]; ok {
 			kind = k
 		}
@@ -152,27 +183,32 @@ func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds 
 			return nil
 		}
 		if !slices.Contains(request.RequestKinds(), kind) {
-			return fmt.Errorf("unknown request kind %q (want %s; older names endorsement, preendorsement, micheline)", domain.Echo(kind), strings.Join(request.RequestKinds(), ", "))
+			names := append(request.RequestKinds(), slices.Sorted(maps.Keys(legacyKind))...)
+			return &PolicyError{Field: kindField, Msg: fmt.Sprintf("unknown request kind %s%s", domain.EchoName(kind),
+				suggest.Hint(kind, names, "want "+strings.Join(request.RequestKinds(), ", ")+"; older names endorsement, preendorsement, micheline"))}
 		}
 		cur, seen := out[kind]
 		if !seen {
 			cur = []string{}
 		}
-		for _, op := range ops {
+		for i, op := range ops {
+			field := fmt.Sprintf("%s[%d]", opsField, i)
 			if o, ok := legacyOp[op]; ok {
 				op = o
 			}
-			sub, err := ballotOp(op)
+			sub, msg := ballotOp(op)
 			switch {
-			case err != nil:
-				return err
+			case msg != "":
+				return &PolicyError{Field: field, Msg: msg}
 			case sub, slices.Contains(known, op):
 			case op == OpSignaturePrefix:
 				warnings = append(warnings, fmt.Sprintf("operation kind %q in %s matches nothing: Sigil refuses every request carrying a signature prefix (it ends a signed operation, never an unsigned one)", op, kind))
 			case retiredOps[op]:
 				warnings = append(warnings, fmt.Sprintf("operation kind %q in %s belongs to an earlier protocol and matches nothing", op, kind))
 			default:
-				return fmt.Errorf("unknown operation kind %q in %s (known: %s, and ballot:yay, ballot:nay, ballot:pass; see `sigil list-ops`)", domain.Echo(op), kind, strings.Join(known, ", "))
+				names := slices.Concat(known, ballotNames(), slices.Sorted(maps.Keys(legacyOp)), []string{OpSignaturePrefix})
+				return &PolicyError{Field: field, Msg: fmt.Sprintf("unknown operation kind %s in %s%s", domain.EchoName(op), kind,
+					suggest.Hint(op, names, "known: "+strings.Join(known, ", ")+", and ballot:yay, ballot:nay, ballot:pass; see `sigil list-ops`"))}
 			}
 			if !slices.Contains(cur, op) {
 				cur = append(cur, op)
@@ -185,22 +221,22 @@ func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds 
 		if len(allowedOperations) > 0 || len(allowedKinds) > 0 {
 			warnings = append(warnings, "allowed_operations and allowed_kinds are ignored because allow is set (as Signatory does)")
 		}
-		for kind, ops := range allow {
-			if err := add(kind, ops); err != nil {
+		for _, kind := range slices.Sorted(maps.Keys(allow)) {
+			if err := add(kind, "allow."+kind, "allow."+kind, allow[kind]); err != nil {
 				return nil, nil, err
 			}
 		}
 		return out, warnings, nil
 	}
-	for _, kind := range allowedOperations {
-		if err := add(kind, nil); err != nil {
+	for i, kind := range allowedOperations {
+		if err := add(kind, fmt.Sprintf("allowed_operations[%d]", i), "", nil); err != nil {
 			return nil, nil, err
 		}
 	}
 	if len(allowedKinds) > 0 {
 		if !slices.Contains(allowedOperations, "generic") {
 			warnings = append(warnings, "allowed_kinds has no effect without generic in allowed_operations")
-		} else if err := add("generic", allowedKinds); err != nil {
+		} else if err := add("generic", "allowed_operations", "allowed_kinds", allowedKinds); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -191,7 +191,7 @@ func (s *Service) Load(ctx context.Context) error {
 				keys[k.Address] = k
 			}
 		})
-		s.log.Info("keys loaded", "vault", name, "keys", len(loaded), "duration", time.Since(start).Round(time.Millisecond))
+		s.log.Info("keys loaded", "vault", name, "keys", len(loaded), "duration_ms", millis(time.Since(start)))
 	}
 	return nil
 }
@@ -399,4 +399,10 @@ func (s *Service) WaitLoaded(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// millis is d in milliseconds, to the microsecond: the value of the
+// duration_ms log field.
+func millis(d time.Duration) float64 {
+	return float64(d.Round(time.Microsecond)/time.Microsecond) / 1000
 }

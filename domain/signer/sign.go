@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -82,7 +83,7 @@ func (s *Service) sign(ctx context.Context, st *state, req SignRequest) (tezos.S
 	}
 	pol := st.policyFor(req.PKH)
 	if err := pol.checkUser(req.PKH, req.User); err != nil {
-		s.log.Warn("sign request refused: JWT user not allowed for this key", "pkh", req.PKH, "user", domain.Echo(req.User), "error", err.Error())
+		s.log.WarnContext(ctx, "sign request refused: JWT user not allowed for this key", "pkh", domain.Echo(req.PKH), "user", domain.Echo(req.User), "error", err.Error())
 		return tezos.Signature{}, err
 	}
 	r, err := request.Parse(req.Message)
@@ -96,13 +97,17 @@ func (s *Service) sign(ctx context.Context, st *state, req SignRequest) (tezos.S
 		return tezos.Signature{}, domain.Errorf(domain.KindForbidden, "%s is not listed in the tezos policy section: it may not sign", req.PKH)
 	}
 	if client, err = s.checkPolicy(st, k, pol, r, req, client); err != nil {
-		s.log.Warn("sign request refused by policy", "pkh", req.PKH, "kind", r.PolicyKind(), "ops", r.Ops, "error", err.Error())
+		attrs := []slog.Attr{slog.String("pkh", req.PKH), slog.String("vault", k.Vault), slog.String("kind", r.PolicyKind())}
+		if len(r.Ops) > 0 {
+			attrs = append(attrs, slog.String("ops", strings.Join(r.Ops, ",")))
+		}
+		s.log.LogAttrs(ctx, slog.LevelWarn, "sign request refused by policy", append(attrs, slog.String("error", err.Error()))...)
 		return tezos.Signature{}, err
 	}
 	// The external policy service sees only what the key's own policy
 	// allows, and is asked before the watermark moves or the enclave signs.
 	if err := s.askHook(ctx, st, k, req.Message, req.Source, client); err != nil {
-		s.log.Warn("sign request refused by the policy hook", "pkh", req.PKH, "kind", r.PolicyKind(), "error", err.Error())
+		s.log.WarnContext(ctx, "sign request refused by the policy hook", "pkh", req.PKH, "vault", k.Vault, "kind", r.PolicyKind(), "error", err.Error())
 		return tezos.Signature{}, err
 	}
 	version := tezos.SignVersion2
@@ -112,14 +117,14 @@ func (s *Service) sign(ctx context.Context, st *state, req SignRequest) (tezos.S
 	if k.PKH.Type == tezos.BLS && version != tezos.SignVersion1 && version != tezos.SignVersion2 && version != tezos.SignVersionLatest {
 		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "signing version %d is not supported for BLS keys (use 1 or 2)", version)
 	}
-	attrs := []any{"pkh", req.PKH, "vault", k.Vault, "kind", string(r.Kind)}
+	attrs := []slog.Attr{slog.String("pkh", req.PKH), slog.String("vault", k.Vault), slog.String("kind", string(r.Kind))}
 	if r.HasWatermark() {
-		attrs = append(attrs, "chain_id", r.ChainID.String(), "level", r.Level, "round", r.Round)
+		attrs = append(attrs, slog.String("chain_id", r.ChainID.String()), slog.Int64("block_level", int64(r.Level)), slog.Int64("round", int64(r.Round)))
 	} else if len(r.Ops) > 0 {
-		attrs = append(attrs, "ops", strings.Join(r.Ops, ","))
+		attrs = append(attrs, slog.String("ops", strings.Join(r.Ops, ",")))
 	}
 	if pol.LogPayloads {
-		attrs = append(attrs, "payload", hex.EncodeToString(req.Message))
+		attrs = append(attrs, slog.String("payload", hex.EncodeToString(req.Message)))
 	}
 
 	var sig tezos.Signature
@@ -132,10 +137,10 @@ func (s *Service) sign(ctx context.Context, st *state, req SignRequest) (tezos.S
 	}
 	s.observeSign(k, r, time.Since(start), err)
 	if err != nil {
-		s.log.Warn("sign request failed", append(attrs, "error", err.Error())...)
+		s.log.LogAttrs(ctx, slog.LevelWarn, "sign request failed", append(attrs, slog.String("error", err.Error()))...)
 		return tezos.Signature{}, err
 	}
-	s.log.Info("signed", attrs...)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "signed", attrs...)
 	return sig, nil
 }
 
@@ -185,10 +190,10 @@ func (s *Service) signWatermarked(ctx context.Context, k Key, r *request.Request
 			return tezos.Signature{}, err
 		}
 		if d == watermark.Resign {
-			s.log.Info("identical consensus request over a mark recorded without its signature (Signatory's): signing the same bytes again", "pkh", wk.PKH, "kind", wk.Kind, "level", next.Level, "round", next.Round)
+			s.log.InfoContext(ctx, "identical consensus request over a mark recorded without its signature (Signatory's): signing the same bytes again", "pkh", wk.PKH, "kind", wk.Kind, "block_level", int64(next.Level), "round", int64(next.Round))
 		}
 		if d == watermark.Replay {
-			s.log.Info("identical consensus request repeated: answering with the recorded signature", "pkh", wk.PKH, "kind", wk.Kind, "level", next.Level, "round", next.Round)
+			s.log.InfoContext(ctx, "identical consensus request repeated: answering with the recorded signature", "pkh", wk.PKH, "kind", wk.Kind, "block_level", int64(next.Level), "round", int64(next.Round))
 			sig, err := replay(k, wk, rec, msg, version)
 			ev.Outcome = ports.WatermarkReplayed
 			outcome(err)
@@ -425,14 +430,17 @@ func (s *Service) provePossession(ctx context.Context, st *state, req Possession
 		return tezos.Signature{}, domain.Errorf(domain.KindForbidden, "proof of possession is not allowed for %s: set allow_proof_of_possession in its policy", req.PKH)
 	}
 	if err := s.askHook(ctx, st, k, nil, req.Source, client); err != nil {
-		s.log.Warn("proof of possession refused by the policy hook", "pkh", req.PKH, "error", err.Error())
+		s.log.WarnContext(ctx, "proof of possession refused by the policy hook", "pkh", req.PKH, "vault", k.Vault, "error", err.Error())
 		return tezos.Signature{}, err
 	}
 	v := s.vaults[k.Vault]
 	sig, err := v.Enclave.ProvePossession(ctx, k.PKH)
 	if err != nil {
-		return tezos.Signature{}, fmt.Errorf("vault %q: proof of possession for %s: %w", k.Vault, req.PKH, err)
+		err = fmt.Errorf("vault %q: proof of possession for %s: %w", k.Vault, req.PKH, err)
+		s.log.WarnContext(ctx, "proof of possession failed", "pkh", req.PKH, "vault", k.Vault, "error", err.Error())
+		return tezos.Signature{}, err
 	}
+	s.log.InfoContext(ctx, "proof of possession", "pkh", req.PKH, "vault", k.Vault)
 	return sig, nil
 }
 

@@ -2,6 +2,7 @@ package adversarial
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -34,7 +35,7 @@ func TestRestrictingListsResolvingEmptyRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out := e.refuses(t, e.writeConfig(tc.yaml))
 			assert.Contains(t, out, tc.want)
-			assert.Contains(t, out, "line ")
+			assert.Regexp(t, `[^:\s]+:[0-9]+: `+regexp.QuoteMeta(tc.want), out, "FILE:LINE: FIELD: problem")
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestBaseDirFlagBesideMarkedBaseDir(t *testing.T) {
 	// --base-dir naming the marked directory serves, and refuses the lower
 	// level as before.
 	h := harness.StartDaemon(t, harness.DaemonOptions{Binary: e.sigil, Args: []string{"serve", "-c", cfg, "--base-dir", e.dir}})
-	assert.Contains(t, h.Log(), `msg="state directory and watermark backend" base_dir=`+e.dir+" from=--base-dir watermark=file location="+filepath.Join(e.dir, "watermark_v2"))
+	assert.Regexp(t, `msg="sigil starting" .*base_dir=`+regexp.QuoteMeta(e.dir+" base_dir_from=--base-dir watermark=file watermark_location="+filepath.Join(e.dir, "watermark_v2")), h.Log())
 	assert.Equal(t, 409, post(t, h.API+"/keys/"+pkh, attestation(50, 0, 1, false)).status)
 }
 

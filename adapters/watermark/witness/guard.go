@@ -235,7 +235,7 @@ func (g *Guard) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 		g.mu.Lock()
 		g.held[k.PKH] = held
 		g.mu.Unlock()
-		g.log.Error("watermark backend behind the witness while running: signature withheld, consensus signing refused for this key", "pkh", k.PKH, "error", err.Error())
+		g.log.ErrorContext(ctx, "watermark backend behind the witness while running: signature withheld, consensus signing refused for this key", "pkh", k.PKH, "error", err.Error())
 		return watermark.Mark{}, err
 	}
 	rec := watermark.Record{Key: k, Mark: got}
