@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/logbuf"
+	"github.com/sigil-signer/sigil/adapters/logging"
 	"github.com/sigil-signer/sigil/adapters/progress"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/vault"
@@ -41,6 +41,14 @@ type Options struct {
 	// Daemon is set for `serve`: vaults log what happens in the background
 	// (vault.Env.Daemon).
 	Daemon bool
+	// AcceptWatermarkReset are key hashes whose watermarks the operator
+	// accepts to sign from although the backend is behind the watermark
+	// witness (--accept-watermark-reset).
+	AcceptWatermarkReset []string
+	// WatermarkCreate lets the watermark backend create its storage (a
+	// DynamoDB table) when it is missing, without a witness to say whether
+	// marks existed (`sigil watermarks import`).
+	WatermarkCreate bool
 }
 
 // Core provides configuration, logging, the vaults and the signing
@@ -86,11 +94,7 @@ func newLogger(opts Options) (*slog.Logger, error) {
 	if opts.LogBuffer != nil {
 		w = opts.LogBuffer
 	}
-	ho := &slog.HandlerOptions{Level: lvl}
-	var h slog.Handler = slog.NewTextHandler(w, ho)
-	if opts.JSONLog {
-		h = slog.NewJSONHandler(w, ho)
-	}
+	h := logging.New(w, opts.JSONLog, lvl)
 	if opts.LogBuffer != nil {
 		h = logbuf.Handler(h, opts.LogBuffer)
 	}
@@ -140,7 +144,7 @@ func openStorage(baseDir string, log *slog.Logger) vault.StorageOpener {
 
 func openVaults(lc fx.Lifecycle, cfg *config.Config, opts Options, log *slog.Logger) (Vaults, error) {
 	if len(cfg.Vaults) == 0 {
-		return nil, errors.New("no vaults configured: add a `vaults:` section (see docs/configuration.md), or run `sigil serve --dev`")
+		return nil, noVaults(cfg)
 	}
 	names := keys(cfg.Vaults)
 	var out Vaults
@@ -149,7 +153,7 @@ func openVaults(lc fx.Lifecycle, cfg *config.Config, opts Options, log *slog.Log
 		vc := cfg.Vaults[name]
 		open, ok := vaultDrivers[vc.Driver]
 		if !ok {
-			return nil, fmt.Errorf("vaults.%s.driver: unknown driver %q (known: %s)", name, vc.Driver, strings.Join(keys(vaultDrivers), ", "))
+			return nil, unknownDriver(cfg, "vaults."+name+".driver", "driver", vc.Driver, keys(vaultDrivers))
 		}
 		inst, err := open(ctx, name, vc.Decoder(), vault.Env{
 			BaseDir:     cfg.BaseDir,
@@ -163,7 +167,7 @@ func openVaults(lc fx.Lifecycle, cfg *config.Config, opts Options, log *slog.Log
 		if inst.Close != nil {
 			lc.Append(fx.StopHook(inst.Close))
 		}
-		out = append(out, signer.Vault{Name: name, Enclave: inst.Enclave, Store: inst.Store})
+		out = append(out, signer.Vault{Name: name, Enclave: inst.Enclave, Store: inst.Store, Display: inst.Display})
 	}
 	return out, nil
 }
@@ -210,28 +214,38 @@ func newSigner(p SignerParams) (*signer.Service, error) {
 // logged.
 func Policies(cfg *config.Config, log *slog.Logger) (map[string]*signer.Policy, error) {
 	pols := make(map[string]*signer.Policy, len(cfg.Tezos))
-	for pkh, tp := range cfg.Tezos {
-		if tp == nil {
-			pols[pkh] = signer.DefaultKeyPolicy()
-			continue
-		}
-		allow, warnings, err := signer.NormalizePolicy(tp.Allow, tp.AllowedOperations, tp.AllowedKinds)
+	for _, pkh := range keys(cfg.Tezos) {
+		pol, err := keyPolicy(cfg, pkh, log)
 		if err != nil {
-			return nil, fmt.Errorf("tezos.%s: %w", pkh, err)
+			return nil, err
 		}
-		for _, w := range warnings {
-			log.Warn("policy: "+w, "pkh", pkh)
-		}
-		pols[pkh] = &signer.Policy{
-			Allow:                  allow,
-			AllowedChains:          tp.AllowedChains,
-			LogPayloads:            tp.LogPayloads,
-			AuthorizedKeys:         tp.AuthorizedKeys,
-			AllowProofOfPossession: tp.AllowProofOfPossession,
-			JWTUsers:               tp.JWTUsers,
-		}
+		pols[pkh] = pol
 	}
 	return pols, nil
+}
+
+// keyPolicy is the signing policy of the key pkh of cfg's tezos section;
+// its error is placed at the policy's field (FILE:LINE: FIELD: problem).
+func keyPolicy(cfg *config.Config, pkh string, log *slog.Logger) (*signer.Policy, error) {
+	tp := cfg.Tezos[pkh]
+	if tp == nil {
+		return signer.DefaultKeyPolicy(), nil
+	}
+	allow, warnings, err := signer.NormalizePolicy(tp.Allow, tp.AllowedOperations, tp.AllowedKinds)
+	if err != nil {
+		return nil, policyError(cfg, pkh, err)
+	}
+	for _, w := range warnings {
+		log.Warn("policy: "+w, "pkh", pkh)
+	}
+	return &signer.Policy{
+		Allow:                  allow,
+		AllowedChains:          tp.AllowedChains,
+		LogPayloads:            tp.LogPayloads,
+		AuthorizedKeys:         tp.AuthorizedKeys,
+		AllowProofOfPossession: tp.AllowProofOfPossession,
+		JWTUsers:               tp.JWTUsers,
+	}, nil
 }
 
 func keys[V any](m map[string]V) []string {

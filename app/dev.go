@@ -25,7 +25,18 @@ const DevVault = "dev"
 type DevOptions struct {
 	// Out receives the banner with key addresses and the URL.
 	Out io.Writer
+	// Listen and UtilityListen, when set, are the listeners' addresses
+	// (serve --dev --listen, --utility-listen), whatever the
+	// configuration says; else DevAddress and DevUtilityAddress unless the
+	// configuration sets others.
+	Listen, UtilityListen string
 }
+
+// Development listeners' default addresses (loopback only).
+const (
+	DevAddress        = "127.0.0.1:6732"
+	DevUtilityAddress = "127.0.0.1:9583"
+)
 
 // devEnclave is the mock enclave running in-process on loopback.
 type devEnclave struct {
@@ -43,6 +54,10 @@ func Dev(o DevOptions) fx.Option {
 		fx.Provide(startDevEnclave),
 		fx.Supply(&DefaultPolicy{Policy: signer.AllowAll()}),
 		fx.Decorate(devConfig),
+		fx.Provide(func(enc *devEnclave, o DevOptions) ConfigTransform {
+			// A reload adapts the configuration file as the start did.
+			return func(c *config.Config) (*config.Config, error) { return devConfig(c, enc, o) }
+		}),
 		fx.Invoke(devBootstrap),
 	)
 }
@@ -67,8 +82,9 @@ func startDevEnclave(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (*de
 }
 
 // devConfig points a (possibly empty) configuration at the embedded
-// enclave and keeps the listeners on loopback unless configured otherwise.
-func devConfig(cfg *config.Config, enc *devEnclave, opts Options) (*config.Config, error) {
+// enclave and keeps the listeners on loopback unless configured otherwise
+// (or given by --listen and --utility-listen).
+func devConfig(cfg *config.Config, enc *devEnclave, o DevOptions) (*config.Config, error) {
 	c := *cfg
 	var node yaml.Node
 	if err := node.Encode(map[string]any{
@@ -81,18 +97,27 @@ func devConfig(cfg *config.Config, enc *devEnclave, opts Options) (*config.Confi
 	}
 	c.Vaults = map[string]*config.Vault{DevVault: {Driver: "confidentialspace", Config: node}}
 	if c.Server.Address == config.DefaultAddress {
-		c.Server.Address = "127.0.0.1:6732"
+		c.Server.Address = DevAddress
 	}
 	if c.Server.UtilityAddress == config.DefaultUtilityAddress {
-		c.Server.UtilityAddress = "127.0.0.1:9583"
+		c.Server.UtilityAddress = DevUtilityAddress
+	}
+	if o.Listen != "" {
+		c.Server.Address = o.Listen
+	}
+	if o.UtilityListen != "" {
+		c.Server.UtilityAddress = o.UtilityListen
 	}
 	return &c, nil
 }
 
 // devBootstrap creates one key of each type on first run and prints the
 // keys and the URL once the daemon is up.
-func devBootstrap(lc fx.Lifecycle, svc *signer.Service, ls *Listeners, o DevOptions) {
+// The daemon says it is ready once they exist.
+func devBootstrap(lc fx.Lifecycle, svc *signer.Service, ls *Listeners, o DevOptions, tasks *StartTasks) {
+	tasks.Add()
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		defer tasks.Done()
 		if err := svc.WaitLoaded(ctx); err != nil {
 			return fmt.Errorf("waiting for the stored keys to load: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/httpapi"
 	"github.com/sigil-signer/sigil/adapters/metrics"
+	"github.com/sigil-signer/sigil/adapters/netlimit"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/ports"
 )
@@ -31,13 +32,14 @@ type Listeners struct {
 func Serve() fx.Option {
 	return fx.Options(
 		Watermarks(),
-		fx.Provide(newMetrics, startServers, newPolicyHook,
+		Witnessed(),
+		fx.Provide(newMetrics, startServers, newPolicyHook, newStartTasks, newAPISwitch, newReloader,
 			func(m *metrics.Metrics) ports.WatermarkIOObserver { return m }),
 		fx.Invoke(func(*Listeners) {}),
 	)
 }
 
-func readiness(svc *signer.Service, v Vaults, wm ports.WatermarkStore) httpapi.Readiness {
+func readiness(svc *signer.Service, v Vaults, wm ports.WatermarkStore, more ...httpapi.Readiness) httpapi.Readiness {
 	return func(ctx context.Context) error {
 		for _, vault := range v {
 			if err := vault.Enclave.Ready(ctx); err != nil {
@@ -52,6 +54,11 @@ func readiness(svc *signer.Service, v Vaults, wm ports.WatermarkStore) httpapi.R
 		if hc, ok := wm.(ports.HealthChecker); ok {
 			if err := hc.Healthy(ctx); err != nil {
 				return fmt.Errorf("watermark store cannot record marks: %w", err)
+			}
+		}
+		for _, check := range more {
+			if err := check(ctx); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -77,19 +84,26 @@ func newHTTPServer(h http.Handler, s config.Server, log *slog.Logger) *http.Serv
 // is under 200 bytes).
 const maxHeaderBytes = 64 << 10
 
-// listen binds addr with at most max open connections.
-func listen(field, addr string, max int) (net.Listener, error) {
+// listen binds addr with at most max open connections, and at most
+// perClient from one client address (the others are closed at once, so a
+// single host cannot fill the listener).
+func listen(field, addr string, max, perClient int, log *slog.Logger) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)
 	}
-	return netutil.LimitListener(ln, max), nil
+	return netutil.LimitListener(netlimit.Wrap(ln, perClient, field, log), max), nil
 }
 
 func newMetrics(cfg *config.Config) *metrics.Metrics {
 	backend := "file"
 	if cfg.Watermark != nil {
 		backend = cfg.Watermark.Driver
+	}
+	if backend == "firestore" {
+		// Sigil's other name of Signatory's "gcp" backend: one label value
+		// for one backend, as its I/O metrics report it.
+		backend = "gcp"
 	}
 	return metrics.New(metrics.Options{WatermarkBackend: backend, Build: buildinfo.Read()})
 }
@@ -104,6 +118,9 @@ type ServeParams struct {
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	Watermarks ports.WatermarkStore
+	Tasks      *StartTasks
+	API        *apiSwitch
+	Reloader   *Reloader
 }
 
 func startServers(p ServeParams) (*Listeners, error) {
@@ -117,13 +134,13 @@ func startServers(p ServeParams) (*Listeners, error) {
 			pool.SetRPCObserver(m.AddEnclavePool(v.Name, pool.PoolStats))
 		}
 	}
-	jwt, err := newJWT(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	api := httpapi.New(svc, httpapi.Options{Logger: log.With("component", "http"), Observer: m, Auth: jwt})
-	main := newHTTPServer(api.Handler(), cfg.Server, log)
-	util := newHTTPServer(httpapi.UtilityHandler(readiness(svc, p.Vaults, p.Watermarks), m.Handler()), cfg.Server, log)
+	// The signer API is served by the handler of the current snapshot
+	// (apiSwitch); POST /reload joins the utility endpoints.
+	main := newHTTPServer(p.API, cfg.Server, log)
+	umux := http.NewServeMux()
+	umux.Handle("/reload", reloadHandler(p.Reloader, p.API, log))
+	umux.Handle("/", httpapi.UtilityHandler(readiness(svc, p.Vaults, p.Watermarks, moreReadiness(p)...), m.Handler()))
+	util := newHTTPServer(umux, cfg.Server, log)
 	ls := &Listeners{}
 	loadCtx, stopLoading := context.WithCancel(context.Background())
 	p.LC.Append(fx.Hook{
@@ -132,11 +149,11 @@ func startServers(p ServeParams) (*Listeners, error) {
 			// waited for: until they are in, /healthz says why and sign
 			// requests get 503, never a misleading 404.
 			svc.StartLoading(loadCtx, 2*time.Second, 2*time.Minute)
-			ln, err := listen("server.address", cfg.Server.Address, cfg.Server.MaxConnections)
+			ln, err := listen("server.address", cfg.Server.Address, cfg.Server.MaxConnections, cfg.Server.MaxConnectionsPerClient, log)
 			if err != nil {
 				return err
 			}
-			uln, err := listen("server.utility_address", cfg.Server.UtilityAddress, cfg.Server.MaxConnections)
+			uln, err := listen("server.utility_address", cfg.Server.UtilityAddress, cfg.Server.MaxConnections, cfg.Server.MaxConnectionsPerClient, log)
 			if err != nil {
 				ln.Close()
 				return err
@@ -146,8 +163,8 @@ func startServers(p ServeParams) (*Listeners, error) {
 			go serveHTTP(util, uln, log)
 			log.Info("signer listening", "address", ls.API.String(), "utility_address", ls.Utility.String())
 			go func() {
-				if svc.WaitLoaded(loadCtx) == nil {
-					log.Info("signer ready", "address", ls.API.String(), "utility_address", ls.Utility.String(), "keys", svc.Count())
+				if svc.WaitLoaded(loadCtx) == nil && p.Tasks.Wait(loadCtx) {
+					logReady(log, cfg, svc, p.Watermarks, ls)
 				}
 			}()
 			return nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 
 	"go.uber.org/fx"
 
@@ -38,26 +37,37 @@ func Watermarks() fx.Option {
 // (metrics) is present only in the daemon.
 type WatermarkParams struct {
 	fx.In
-	LC     fx.Lifecycle
-	Config *config.Config
-	Log    *slog.Logger
-	IO     ports.WatermarkIOObserver `optional:"true"`
+	LC      fx.Lifecycle
+	Config  *config.Config
+	Options Options
+	Log     *slog.Logger
+	IO      ports.WatermarkIOObserver `optional:"true"`
+	// Witness is present in the daemon (Serve): it says whether marks
+	// existed, so whether a missing table may be created.
+	Witness ports.WatermarkWitness `optional:"true"`
+}
+
+// watermarkDriver returns the configured backend's name and section.
+func watermarkDriver(cfg *config.Config) (string, func(any) error) {
+	if cfg.Watermark != nil {
+		return cfg.Watermark.Driver, cfg.Watermark.Decoder()
+	}
+	return "file", nil
 }
 
 func openWatermarks(p WatermarkParams) (ports.WatermarkStore, error) {
 	lc, cfg, log := p.LC, p.Config, p.Log
-	driver, decode := "file", (func(any) error)(nil)
-	if cfg.Watermark != nil {
-		driver, decode = cfg.Watermark.Driver, cfg.Watermark.Decoder()
-	}
+	driver, decode := watermarkDriver(cfg)
 	open, ok := watermarkDrivers[driver]
 	if !ok {
-		return nil, fmt.Errorf("watermark.driver: unknown driver %q (known: %s)", driver, strings.Join(keys(watermarkDrivers), ", "))
+		return nil, unknownDriver(cfg, "watermark.driver", "driver", driver, keys(watermarkDrivers))
 	}
-	st, err := open(context.Background(), decode, watermark.Env{BaseDir: cfg.BaseDir, Logger: log.With("watermark", driver), IO: p.IO})
+	env := watermark.Env{BaseDir: cfg.BaseDir, Logger: log.With("watermark", driver), IO: p.IO, NoCreate: noCreate(p)}
+	st, err := open(context.Background(), decode, env)
 	if err != nil {
 		return nil, fmt.Errorf("watermark (%s): %w", driver, err)
 	}
+	logStart(log, cfg, driver, st)
 	if c, ok := st.(io.Closer); ok {
 		lc.Append(fx.StopHook(func() error {
 			if err := c.Close(); err != nil {
@@ -69,4 +79,26 @@ func openWatermarks(p WatermarkParams) (ports.WatermarkStore, error) {
 		}))
 	}
 	return st, nil
+}
+
+// noCreate is why the backend must not create missing storage ("" when it
+// may). The daemon creates it only when its witness holds no mark (a first
+// start: Signatory creates its table too); once this state directory has
+// recorded marks, a missing table is a deleted one or a typo in its name or
+// region, and re-creating it empty would let a lower level sign. Commands
+// without a witness create it only when they import marks.
+func noCreate(p WatermarkParams) string {
+	if p.Witness != nil {
+		if n := len(p.Witness.Records()); n > 0 {
+			return fmt.Sprintf("this daemon has recorded marks before (the watermark witness %s holds %d), so a missing table is a deleted one or a typo in its name or region, "+
+				"and re-created empty it would let a lower level sign. Check the table and region; to re-create it with the marks: "+
+				"`sigil watermarks export --witness -o marks.json`, then `sigil watermarks import marks.json` (import creates the table), then restart",
+				p.Witness.Location(), n)
+		}
+		return ""
+	}
+	if p.Options.WatermarkCreate {
+		return ""
+	}
+	return "this command only reads the marks (`sigil watermarks import` creates the table)"
 }

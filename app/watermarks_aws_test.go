@@ -63,6 +63,7 @@ func TestSignatoryAWSWatermarkSection(t *testing.T) {
 	fxApp := fx.New(
 		app.Core(app.Options{ConfigPath: path, BaseDir: dir, LogLevel: "error"}),
 		app.Watermarks(),
+		app.Witnessed(), // as the daemon: a first start (empty witness) creates the table
 		fx.Populate(&store),
 		fx.NopLogger,
 	)

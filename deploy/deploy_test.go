@@ -84,6 +84,13 @@ func TestAlertUnitTests(t *testing.T) {
 		{"SigilDown compares with 1", `up{job="sigil"} == 0`, `up{job="sigil"} == 1`},
 		{"the consensus silence is 30 minutes", `> 900`, `> 1800`},
 		{"a metric is renamed", `watermark_io_errors_total`, `watermark_io_error_total`},
+		// The first event of a counter born at 1 is seen only through the
+		// series born in the window: without that term, the first refusal,
+		// the first errors of each key and operation go unseen.
+		{"the first refusal is not counted", `(watermark_rejection_total unless watermark_rejection_total offset 5m)`, `(watermark_rejection_total unless watermark_rejection_total)`},
+		{"the first server errors are not counted", `(sign_handler_requests_total{status=~"5.."} unless sign_handler_requests_total{status=~"5.."} offset 5m)`, `(sign_handler_requests_total{status=~"5.."} unless sign_handler_requests_total{status=~"5.."})`},
+		{"the first store errors are not counted", `(watermark_io_errors_total unless watermark_io_errors_total offset 5m)`, `(watermark_io_errors_total unless watermark_io_errors_total)`},
+		{"a daemon's counts from before the first scrape fire", `(max by (instance) (up offset 5m) or`, `(max by (instance) (up) or`},
 	} {
 		t.Run(m.name, func(t *testing.T) {
 			if !strings.Contains(string(orig), m.from) {
@@ -284,7 +291,8 @@ func TestSystemdUnit(t *testing.T) {
 	must(t, err)
 	for _, d := range []string{"ProtectSystem=strict", "ReadWritePaths=/var/lib/sigil", "NoNewPrivileges=yes", "PrivateTmp=yes",
 		"CapabilityBoundingSet=\n", "SystemCallFilter=@system-service", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_VSOCK",
-		"DynamicUser=yes", "StateDirectory=sigil", "LoadCredential=sigil.yaml:/etc/sigil/sigil.yaml", "KillSignal=SIGTERM"} {
+		"DynamicUser=yes", "StateDirectory=sigil", "LoadCredential=sigil.yaml:/etc/sigil/sigil.yaml", "KillSignal=SIGTERM",
+		"ExecStartPre=/usr/local/bin/sigil config check ", "ExecReload=/bin/kill -HUP $MAINPID"} {
 		if !strings.Contains(string(unit), d) {
 			t.Errorf("the unit lacks %q", d)
 		}
@@ -297,11 +305,173 @@ func TestSystemdUnit(t *testing.T) {
 	if out, err := run(t, dir, sa, "verify", path); err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
+	// The unit and the docs agree on the state directory: --base-dir is
+	// the StateDirectory and the one writable path, and the operations,
+	// configuration and migration docs say so.
+	base := regexp.MustCompile(`(?m)^ExecStart=.* --base-dir (\S+)`).FindStringSubmatch(string(unit))
+	if base == nil {
+		t.Fatal("ExecStart passes no --base-dir")
+	}
+	state := regexp.MustCompile(`(?m)^StateDirectory=(\S+)$`).FindStringSubmatch(string(unit))
+	if state == nil || "/var/lib/"+state[1] != base[1] || !strings.Contains(string(unit), "ReadWritePaths="+base[1]+"\n") {
+		t.Errorf("--base-dir %s, StateDirectory %v and ReadWritePaths disagree", base[1], state)
+	}
+	for doc, wants := range map[string][]string{
+		"../docs/operations.md":               {"--base-dir " + base[1], "watermark_location=" + base[1] + "/watermark_v2"},
+		"../docs/configuration.md":            {"--base-dir " + base[1], "base_dir=" + base[1] + " base_dir_from=--base-dir"},
+		"../docs/migrating-from-signatory.md": {"--base-dir\n   " + base[1], "cp -a /var/lib/signatory " + base[1]},
+	} {
+		text, err := os.ReadFile(doc)
+		must(t, err)
+		for _, w := range wants {
+			if !strings.Contains(string(text), w) {
+				t.Errorf("%s does not say %q (the unit's state directory)", doc, w)
+			}
+		}
+	}
 	// A typo in a directive is caught: the check can fail.
 	bad := filepath.Join(dir, "bad", "sigil.service")
 	must(t, os.MkdirAll(filepath.Dir(bad), 0o755))
 	must(t, os.WriteFile(bad, []byte(strings.ReplaceAll(strings.ReplaceAll(string(unit), "/usr/local/bin/sigil", bin), "ProtectSystem=", "ProtectSystme=")), 0o644))
 	if out, _ := run(t, dir, sa, "verify", bad); !strings.Contains(out, "ProtectSystme") {
 		t.Errorf("systemd-analyze verify did not report an unknown directive:\n%s", out)
+	}
+}
+
+// unitLine returns the value of the unit's directive name (its only line).
+func unitLine(t *testing.T, unit, name string) string {
+	t.Helper()
+	var out []string
+	for _, l := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(l, name+"="); ok {
+			out = append(out, v)
+		}
+	}
+	if len(out) != 1 {
+		t.Fatalf("the unit has %d %s lines", len(out), name)
+	}
+	return out[0]
+}
+
+// TestSystemdConfigCheck runs the unit's ExecStartPre as systemd would
+// (the credential directory holding the configuration): `sigil config
+// check` with the daemon's own --config and --base-dir passes a good
+// configuration and fails a bad one, naming the problem.
+func TestSystemdConfigCheck(t *testing.T) {
+	raw, err := os.ReadFile("systemd/sigil.service")
+	must(t, err)
+	unit := string(raw)
+	pre, start := unitLine(t, unit, "ExecStartPre"), unitLine(t, unit, "ExecStart")
+	preArgs, ok := strings.CutPrefix(pre, "/usr/local/bin/sigil config check ")
+	if !ok {
+		t.Fatalf("ExecStartPre is not sigil config check: %s", pre)
+	}
+	if want := strings.TrimPrefix(start, "/usr/local/bin/sigil serve "); preArgs != want {
+		t.Errorf("ExecStartPre checks %q, ExecStart serves %q", preArgs, want)
+	}
+	bin := harness.BuildBinary(t, "./cmd/sigil")
+	cred := t.TempDir()
+	args := strings.Fields(strings.ReplaceAll(preArgs, "${CREDENTIALS_DIRECTORY}", cred))
+	check := func(cfg string) (string, error) {
+		must(t, os.WriteFile(filepath.Join(cred, "sigil.yaml"), []byte(cfg), 0o600))
+		return run(t, ".", bin, append([]string{"config", "check"}, args...)...)
+	}
+	good := "vaults:\n  cs:\n    driver: confidentialspace\n    config:\n      host: 10.0.0.100\n      wip_provider_path: projects/1/wip\n      encryption_key_path: projects/1/key\ntezos:\n  tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb:\n"
+	out, err := check(good)
+	if err != nil || !strings.HasPrefix(out, "OK: ") {
+		t.Errorf("ExecStartPre on a good configuration: %v\n%s", err, out)
+	}
+	out, err = check(strings.Replace(good, "host:", "hots:", 1))
+	if err == nil || !strings.Contains(out, "hots") {
+		t.Errorf("ExecStartPre on a misspelt field: %v\n%s", err, out)
+	}
+}
+
+// bornAtZero are the counters the daemon exports from its start, at 0
+// (Sigil's own, created with their labels): increase() sees their first
+// event.
+var bornAtZero = map[string]bool{"sigil_enclave_redials_total": true, "sigil_config_reloads_total": true}
+
+var counterFnRE = regexp.MustCompile(`\b(?:increase|rate)\(\s*([a-z_:][a-z0-9_:]*_total)\b`)
+
+// TestAlertsSeeFirstEvents: every alert over a counter that appears only
+// when it first counts (at 1, as Signatory's do) also counts the series
+// born in its window (x unless x offset …), without which increase() and
+// rate() miss the first event of each series: the first refusal of a key,
+// the first error of an operation.
+func TestAlertsSeeFirstEvents(t *testing.T) {
+	rules, err := promcheck.AlertRules(alerts)
+	must(t, err)
+	checked := 0
+	for _, r := range rules {
+		for _, m := range counterFnRE.FindAllStringSubmatch(r.Expr, -1) {
+			name := m[1]
+			if bornAtZero[name] {
+				continue
+			}
+			checked++
+			born := regexp.MustCompile(regexp.QuoteMeta(name) + `(\{[^}]*\})?\s+unless\s+` + regexp.QuoteMeta(name) + `(\{[^}]*\})?\s+offset\s+5m`)
+			if !born.MatchString(r.Expr) {
+				t.Errorf("%s: %s over %s misses the first event of each series (add (%s unless %s offset 5m) and … or …)", r.Source, m[0], name, name, name)
+			}
+		}
+	}
+	if checked < 3 {
+		t.Errorf("only %d counters checked: the rules were not read", checked)
+	}
+}
+
+// TestDashboardGeneratorInSync: the committed dashboard is what
+// scripts/gen-dashboard.py writes.
+func TestDashboardGeneratorInSync(t *testing.T) {
+	py := harness.Tool(t, "python3", "Debian: apt-get install python3")
+	out := filepath.Join(t.TempDir(), "sigil.json")
+	if got, err := run(t, "..", py, "scripts/gen-dashboard.py", out); err != nil {
+		t.Fatalf("gen-dashboard.py: %v\n%s", err, got)
+	}
+	want, err := os.ReadFile(dashboard)
+	must(t, err)
+	got, err := os.ReadFile(out)
+	must(t, err)
+	if string(got) != string(want) {
+		t.Errorf("%s differs from what scripts/gen-dashboard.py writes: run python3 scripts/gen-dashboard.py", dashboard)
+	}
+}
+
+// TestStatPanelsHaveThresholds: every stat panel colours its value by
+// thresholds (a number with no colour says nothing at a glance).
+func TestStatPanelsHaveThresholds(t *testing.T) {
+	data, err := os.ReadFile(dashboard)
+	must(t, err)
+	var d struct {
+		Panels []struct {
+			Type, Title string
+			FieldConfig struct {
+				Defaults struct {
+					Thresholds struct {
+						Mode  string
+						Steps []struct {
+							Color string
+							Value *float64
+						}
+					}
+				}
+			} `json:"fieldConfig"`
+		} `json:"panels"`
+	}
+	must(t, json.Unmarshal(data, &d))
+	n := 0
+	for _, p := range d.Panels {
+		if p.Type != "stat" {
+			continue
+		}
+		n++
+		th := p.FieldConfig.Defaults.Thresholds
+		if th.Mode != "absolute" || len(th.Steps) == 0 || th.Steps[0].Value != nil {
+			t.Errorf("stat panel %q: thresholds %+v (want absolute steps from -inf)", p.Title, th)
+		}
+	}
+	if n < 2 {
+		t.Errorf("%d stat panels: the dashboard was not read", n)
 	}
 }

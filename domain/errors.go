@@ -97,3 +97,34 @@ func Echo(s string) string {
 	}
 	return fmt.Sprintf("%s…(%d bytes)", strings.ToValidUTF8(s[:MaxEcho], ""), len(s))
 }
+
+// secretPrefixes start Tezos secret keys, plain and encrypted, and the
+// tags of octez-client's key files.
+var secretPrefixes = []string{"edsk", "spsk", "p2sk", "BLsk", "edesk", "spesk", "p2esk", "BLesk", "unencrypted:", "encrypted:"}
+
+// LooksSecret reports whether s looks like a Tezos secret key (one pasted
+// where a name or an address belongs): a secret key's prefix followed by
+// more than 16 characters.
+func LooksSecret(s string) bool {
+	s = strings.TrimSpace(s)
+	for _, p := range secretPrefixes {
+		if strings.HasPrefix(s, p) && len(s) > len(p)+16 {
+			return true
+		}
+	}
+	return false
+}
+
+// NotRepeated stands, in a message, for a value that looks like a secret
+// key.
+const NotRepeated = "(a value that looks like a secret key, not repeated)"
+
+// EchoName returns a name given as input (a kind, a driver, a field), for
+// a message: quoted and shortened as Echo does, or NotRepeated when it
+// looks like a secret key.
+func EchoName(s string) string {
+	if LooksSecret(s) {
+		return NotRepeated
+	}
+	return fmt.Sprintf("%q", Echo(s))
+}

@@ -23,6 +23,7 @@ func TestDomainImportsNoInfrastructure(t *testing.T) {
 		"go.yaml.in/",
 		"github.com/prometheus/",
 		"github.com/spf13/",
+		"github.com/golang-jwt/",
 		"github.com/sigil-signer/sigil/adapters",
 		"github.com/sigil-signer/sigil/app",
 		"github.com/sigil-signer/sigil/cmd",

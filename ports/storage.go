@@ -17,3 +17,12 @@ type KeyStore interface {
 	// replaces that entry; it never creates a duplicate.
 	Put(ctx context.Context, k StoredKey) error
 }
+
+// KeyStoreRefresher is implemented by a KeyStore that lists a copy it read
+// once (an in-process vault's key file): Refresh reads the source again, so
+// that the next List shows the keys added to it or removed from it since.
+// A reload calls it before it lists the keys. On error the list is
+// unchanged.
+type KeyStoreRefresher interface {
+	Refresh(ctx context.Context) error
+}

@@ -21,10 +21,13 @@ type WatermarkStore interface {
 	// Commit atomically records m (which must carry its signature) for k if
 	// m is above the recorded mark, and returns m. If the recorded mark has
 	// the same level, round and digest, it keeps it and returns it, so that
-	// the caller answers with the recorded signature. Otherwise it returns a
-	// domain.KindConflict error naming both marks. The mark is durable
-	// before Commit returns. In every successful case the caller must answer
-	// with the returned mark's Signature.
+	// the caller answers with the recorded signature; if that mark has no
+	// signature (Signatory recorded it, or it was imported without one), it
+	// records nothing and returns m: the same bytes are signed again
+	// (watermark.Resign). Otherwise it returns a domain.KindConflict error
+	// naming both marks. The mark is durable before Commit returns. In every
+	// successful case the caller must answer with the returned mark's
+	// Signature.
 	Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (watermark.Mark, error)
 	// Export returns every recorded mark.
 	Export(ctx context.Context) ([]watermark.Record, error)

@@ -2,12 +2,14 @@
 """Writes deploy/grafana/dashboards/sigil.json, Sigil's Grafana dashboard.
 
 Edit the panels here and run `python3 scripts/gen-dashboard.py`; the JSON is
-committed so that Grafana provisioning needs nothing else. Every expression
+committed so that Grafana provisioning needs nothing else (deploy's tests
+regenerate it into a temporary file, the optional argument, and compare). Every expression
 uses only metrics the daemon exports: integration/prometheus evaluates each
 one against a real Prometheus scraping a real daemon.
 """
 import json
 import os
+import sys
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 I = 'instance=~"$instance"'
@@ -28,7 +30,25 @@ def row(title):
     y += 1
 
 
-def panel(title, desc, targets, unit="short", x=0, w=12, h=8, kind="timeseries", stack=False, extra=None):
+def thresholds(*steps):
+    """Threshold steps for a stat panel: (color, from value), the first from -inf."""
+    return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in steps]}
+
+
+def born(sel, window):
+    """The events of counter sel in each window, its first included.
+
+    Signatory's counters appear only when they first count (at 1), and
+    increase() over a series born at 1 is 0: the series born in the window
+    are added at their value (see deploy/prometheus/alerts.yml).
+    """
+    return f'(({sel} unless {sel} offset {window}) or increase({sel}[{window}]))'
+
+
+ZERO = " or on() vector(0)"  # 0 rather than NO DATA when nothing happened
+
+
+def panel(title, desc, targets, unit="short", x=0, w=12, h=8, kind="timeseries", stack=False, extra=None, steps=None, mappings=None):
     global pid
     pid += 1
     p = {
@@ -54,6 +74,14 @@ def panel(title, desc, targets, unit="short", x=0, w=12, h=8, kind="timeseries",
         if kind in ("stat", "table"):
             t["instant"], t["range"] = True, False
         p["targets"].append(t)
+    if steps:
+        p["fieldConfig"]["defaults"]["thresholds"] = steps
+        p["fieldConfig"]["defaults"]["color"] = {"mode": "thresholds"}
+        p["options"] = {"colorMode": "background", "graphMode": "none", "justifyMode": "auto",
+                        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+    if mappings:
+        p["fieldConfig"]["defaults"]["mappings"] = [{"type": "value", "options": {
+            k: {"text": v, "index": i} for i, (k, v) in enumerate(mappings)}}]
     if extra:
         p.update(extra)
     panels.append(p)
@@ -85,22 +113,22 @@ panel("Sign requests by HTTP status",
       "Sign requests per second by answer: 200 signed, 403 refused by policy, 409 refused by the high watermark, 503 enclave or store unavailable.",
       [(f'sum by (status) (rate(sign_handler_requests_total{{{I}, {A}}}[{RI}]))', "{{status}}")], unit="reqps", x=0, w=12, stack=True)
 panel("Server error ratio",
-      "Share of sign requests answered with a 5xx status (alert SigilSignErrorRatio above 5%).",
-      [(f'sum(rate(sign_handler_requests_total{{{I}, status=~"5.."}}[{RI}])) / sum(rate(sign_handler_requests_total{{{I}}}[{RI}]))', "5xx ratio")],
-      unit="percentunit", x=12, w=6, kind="stat")
+      "Share of sign requests answered with a 5xx status (alert SigilSignErrorRatio above 5%); 0 when there is no error or no request.",
+      [(f'((sum(rate(sign_handler_requests_total{{{I}, status=~"5.."}}[{RI}])){ZERO}) / (sum(rate(sign_handler_requests_total{{{I}}}[{RI}])) > 0)){ZERO}', "5xx ratio")],
+      unit="percentunit", x=12, w=6, kind="stat", steps=thresholds(("green", None), ("orange", 0.01), ("red", 0.05)))
 panel("Time since last consensus signature",
       "For each key whose policy allows consensus requests: time since its last block or (pre)attestation signature (alert SigilNoConsensusSignature after 15 minutes).",
       [(f'time() - sigil_consensus_last_signature_timestamp_seconds{{{I}, {A}}}', "{{address}}")],
-      unit="s", x=18, w=6, kind="stat")
+      unit="s", x=18, w=6, kind="stat", steps=thresholds(("green", None), ("orange", 300), ("red", 900)))
 next_row()
 
 row("Consensus and watermarks")
 panel("Consensus signatures by round",
-      "Fresh consensus signatures per second, by operation and round (round 0 is the normal case; higher rounds mean the network missed blocks).",
+      "Consensus signatures per second (identical repeats included, as Signatory counts them), by request kind and round (round 0 is the normal case; higher rounds mean the network missed blocks).",
       [(f'sum by (operation_type, round) (rate(consensus_round_total{{{I}, {A}}}[{RI}]))', "{{operation_type}} round {{round}}")], unit="ops", x=0, stack=True)
 panel("Watermark refusals",
-      "Consensus requests refused because they are not above the recorded level and round (alert SigilWatermarkRefusals).",
-      [(f'sum by (address, operation_type, reason) (increase(watermark_rejection_total{{{I}, {A}}}[{RI}]))', "{{address}} {{operation_type}} {{reason}}")],
+      "Consensus requests refused because they are not above the recorded level and round, in each interval, the first refusal of each key included (alert SigilWatermarkRefusals).",
+      [(f'sum by (address, operation_type, reason) ({born(f"watermark_rejection_total{{{I}, {A}}}", RI)}){ZERO}', "{{address}} {{operation_type}} {{reason}}")],
       unit="short", x=12, extra={"interval": "1m"})
 next_row()
 panel("Watermark store latency (p99)",
@@ -109,20 +137,20 @@ panel("Watermark store latency (p99)",
        (f'histogram_quantile(0.99, sum by (backend, le) (rate(watermark_operation_duration_seconds_bucket{{{I}}}[{RI}])))', "check and record {{backend}}")],
       unit="s", x=0)
 panel("Watermark operations and errors",
-      "Watermark decisions by result and backend I/O errors by type (alert SigilWatermarkStoreFailing).",
+      "Requests through the watermark step by result (every request kind, as Signatory counts them: success, or rejected for a refusal and for a failing store alike) and backend I/O errors by type (alert SigilWatermarkStoreFailing).",
       [(f'sum by (result) (rate(watermark_operations_total{{{I}}}[{RI}]))', "{{result}}"),
-       (f'sum by (backend, operation, error_type) (rate(watermark_io_errors_total{{{I}}}[{RI}]))', "I/O error {{backend}} {{operation}} {{error_type}}")],
+       (f'sum by (backend, operation, error_type) (rate(watermark_io_errors_total{{{I}}}[{RI}])){ZERO}', "I/O error {{backend}} {{operation}} {{error_type}}")],
       unit="ops", x=12)
 next_row()
 
 row("Errors")
 panel("Errors by cause",
-      "Refusals and failures per second: policy violations by type, enclave signing errors by HTTP code, enclave request failures by cause, non-2xx answers by status.",
-      [(f'sum by (violation_type) (rate(policy_violation_total{{{I}, {A}}}[{RI}]))', "policy {{violation_type}}"),
-       (f'sum by (code) (rate(vault_sign_request_error_total{{{I}}}[{RI}]))', "vault error {{code}}"),
-       (f'sum by (cause) (rate(sigil_enclave_rpc_errors_total{{{I}, {V}}}[{RI}]))', "enclave {{cause}}"),
-       (f'sum by (status) (rate(sign_handler_requests_total{{{I}, {A}, status!~"2.."}}[{RI}]))', "HTTP {{status}}")],
-      unit="reqps", x=0, w=24, stack=True)
+      "Refusals and failures in each interval, the first of each kind included: policy violations by type (the refused request or operation kind, authentication, policy_hook), signing step errors by HTTP code (409 a watermark refusal, 5xx the vault or the watermark store), enclave request failures by cause, non-2xx answers by status.",
+      [(f'sum by (violation_type) ({born(f"policy_violation_total{{{I}, {A}}}", RI)}){ZERO}', "policy {{violation_type}}"),
+       (f'sum by (code) ({born(f"vault_sign_request_error_total{{{I}}}", RI)}){ZERO}', "vault error {{code}}"),
+       (f'sum by (cause) ({born(f"sigil_enclave_rpc_errors_total{{{I}, {V}}}", RI)}){ZERO}', "enclave {{cause}}"),
+       (f'sum by (status) ({born(f"sign_handler_requests_total{{{I}, {A}, status!~{chr(34)}2..{chr(34)}}}", RI)}){ZERO}', "HTTP {{status}}")],
+      unit="short", x=0, w=24, stack=True, extra={"interval": "1m"})
 next_row()
 
 row("Enclave")
@@ -157,6 +185,19 @@ panel("Resident memory",
 panel("CPU",
       "CPU time per second of each daemon.",
       [(f'rate(process_cpu_seconds_total{{{I}}}[{RI}])', "{{instance}}")], unit="percentunit", x=18, w=6, h=5)
+next_row(5)
+panel("Configuration reloads",
+      "Configuration reloads (SIGHUP, POST /reload) in each interval by result: success, refused (the running configuration kept), failed (key storage or enclave error).",
+      [(f'sum by (result) (increase(sigil_config_reloads_total{{{I}}}[{RI}]))', "{{result}}")], unit="short", x=0, w=12, h=5,
+      extra={"interval": "1m"})
+panel("Last configuration reload",
+      "Whether each daemon's last reload (or its start) succeeded: 0 means the file's changes are not in force (alert SigilConfigReloadFailed).",
+      [(f'min by (instance) (sigil_config_last_reload_successful{{{I}}})', "{{instance}}")], x=12, w=6, h=5, kind="stat",
+      steps=thresholds(("red", None), ("green", 1)), mappings=[("0", "refused"), ("1", "in force")])
+panel("Since the configuration was loaded",
+      "Time since each daemon last loaded its configuration successfully (its start or its last successful reload).",
+      [(f'time() - max by (instance) (sigil_config_last_reload_success_timestamp_seconds{{{I}}})', "{{instance}}")], unit="s", x=18, w=6, h=5, kind="stat",
+      steps=thresholds(("green", None)))
 next_row(5)
 
 
@@ -195,6 +236,8 @@ dashboard = {
 }
 
 out = os.path.join(os.path.dirname(__file__), "..", "deploy", "grafana", "dashboards", "sigil.json")
+if len(sys.argv) > 1:
+    out = sys.argv[1]
 with open(out, "w") as f:
     json.dump(dashboard, f, indent=2)
     f.write("\n")

@@ -40,6 +40,9 @@ var stateDirs *app.StateDirs
 // NewRoot returns the root command. As Signatory's, the root command with
 // no verb runs the daemon (`sigil` is `sigil serve`, with serve's flags).
 func NewRoot(stdout, stderr io.Writer) *cobra.Command {
+	// On a terminal, log lines and progress bars share it through one
+	// console: a log line is written above the bar, never inside it.
+	stderr = progress.ConsoleFor(stderr)
 	g := &globals{}
 	var so serveOptions
 	root := &cobra.Command{
@@ -56,6 +59,11 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// --version prints what `sigil version` prints (cobra's version flag,
+	// without the -v shorthand, which generate and import use for vaults).
+	root.Version = versionText()
+	root.SetVersionTemplate("{{.Version}}")
+	root.Flags().Bool("version", false, "Show the version, VCS revision, build time and Go version (as `sigil version`)")
 	f := root.PersistentFlags()
 	f.StringVar(&g.opts.BaseDir, "base-dir", "", "Base directory. Takes priority over one specified in config")
 	f.StringVarP(&g.opts.ConfigPath, "config", "c", DefaultConfigPath, "Config file path")
@@ -73,8 +81,11 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newListRequests(),
 		newListOps(),
 		newWatermarks(g),
+		newEnclaveClientKey(),
 		newVersion(),
+		newConfigCmd(g),
 	)
+	withSuggestions(root)
 	return root
 }
 
@@ -82,6 +93,9 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 func Execute() int {
 	root := NewRoot(os.Stdout, os.Stderr)
 	if err := root.Execute(); err != nil {
+		if errors.As(err, new(exitError)) {
+			return 1 // the command printed why
+		}
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		return 1
 	}
@@ -98,11 +112,16 @@ func newVersion() *cobra.Command {
 			// From the Go build information (module version, VCS revision
 			// and commit time), plus what scripts/build-release.sh sets
 			// with -ldflags (build time, branch). See adapters/buildinfo.
-			i := buildinfo.Read()
-			fmt.Fprintf(cmd.OutOrStdout(), "sigil %s\n%s", i.Version, i)
+			fmt.Fprint(cmd.OutOrStdout(), versionText())
 			return nil
 		},
 	}
+}
+
+// versionText is what `sigil version` and `sigil --version` print.
+func versionText() string {
+	i := buildinfo.Read()
+	return fmt.Sprintf("sigil %s\n%s", i.Version, i)
 }
 
 // progress starts reporting a task of total items on the command's error
@@ -141,16 +160,18 @@ func (g *globals) runOnce(ctx context.Context, modules fx.Option, fn func(contex
 }
 
 // runDaemon builds the app, starts it and serves until SIGINT or SIGTERM
-// (or until ctx ends). SIGHUP (sent by log rotation, or by a closing
-// terminal) is logged and never stops the signer. On SIGINT/SIGTERM the app
-// stops: listeners close, in-flight requests drain (bounded by
-// stopTimeout), the watermark store closes; each step is logged.
+// (or until ctx ends). SIGHUP reloads the configuration (app.Reloader: in
+// the background, never stopping the signer; a bad configuration is
+// refused and the running one kept). On SIGINT/SIGTERM the app stops:
+// listeners close, in-flight requests drain (bounded by stopTimeout), the
+// watermark store closes; each step is logged.
 func runDaemon(ctx context.Context, modules fx.Option) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	var log *slog.Logger
-	a := fx.New(modules, fx.Populate(&log), fx.NopLogger)
+	var reloader *app.Reloader
+	a := fx.New(modules, fx.Populate(&log, &reloader), fx.NopLogger)
 	if err := a.Err(); err != nil {
 		return unwrapFx(err)
 	}
@@ -167,7 +188,8 @@ wait:
 		select {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				log.Warn("SIGHUP received and ignored: sigil keeps serving (it does not reload its configuration; restart it to apply changes)")
+				log.Debug("SIGHUP received: reloading the configuration")
+				reloader.Trigger(app.TriggerSIGHUP)
 				continue
 			}
 			log.Info("signal received: shutting down", "signal", s.String())

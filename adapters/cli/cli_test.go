@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -29,7 +30,6 @@ import (
 	"github.com/sigil-signer/sigil/adapters/buildinfo"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/app"
-	"github.com/sigil-signer/sigil/domain/request"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -249,6 +249,11 @@ func TestImportEncrypted(t *testing.T) {
 				out, errOut, err := run(cfg)
 				require.NoError(t, err, errOut)
 				assert.Equal(t, ed.PublicKeyHash+"\n", out)
+				if name == "--password" {
+					assert.Contains(t, errOut, "warning: --password can be seen by other users", "a password on the command line is visible in the process list")
+				} else {
+					assert.NotContains(t, errOut, "--password")
+				}
 				secretsIn(t, out+errOut, ed)
 				assert.Equal(t, []string{ed.PublicKeyHash}, keyFileAddresses(t, dir))
 			})
@@ -289,7 +294,7 @@ func TestImportEncrypted(t *testing.T) {
 			"no password":      {"", []string{ed.Encrypted}, "no password was given"},
 			"key, no password": {ed.Encrypted + "\n", nil, "no password was given"},
 			"nothing":          {"", nil, "no key given"},
-			"not a key":        {"", []string{"edsk-not-a-file"}, "no such file"},
+			"not a key":        {"", []string{"edsk-not-a-file"}, "neither an existing file nor a Tezos secret key"},
 			"second key bad":   {"", []string{"--password", ed.Passphrase, ed.Encrypted, ed.Encrypted[:40] + "x"}, "key 2 of 2"},
 			"bad -o":           {"", []string{"-o", "name", ed.Encrypted}, "key:value"},
 		} {
@@ -374,8 +379,22 @@ func TestListRequestsAndOps(t *testing.T) {
 		title string
 		items []string
 	}{
-		"list-requests": {"Possible request types:", request.RequestKinds()},
-		"list-ops":      {"Possible operation types:", request.GenericOperationKinds()},
+		// Signatory v1.4.0's list-requests prints exactly these (gotez
+		// proto_024_PtTALLiN ListSignRequests).
+		"list-requests": {"Possible request types:", []string{"attestation", "attestation_with_dal", "block", "generic", "pack", "preattestation"}},
+		// Signatory's list-ops (gotez ListGenericOperations and
+		// ListPseudoOperations), plus the three consensus operations Sigil
+		// also signs inside a generic request (attestation,
+		// attestation_with_dal, preattestation).
+		"list-ops": {"Possible operation types:", []string{"activate_account", "attestation", "attestation_with_dal", "attestations_aggregate",
+			"ballot", "dal_entrapment_evidence", "dal_publish_commitment", "delegation", "double_baking_evidence",
+			"double_consensus_operation_evidence", "drain_delegate", "failing_noop", "finalize_unstake", "increase_paid_storage",
+			"origination", "preattestation", "preattestations_aggregate", "proposals", "register_global_constant", "reveal",
+			"seed_nonce_revelation", "set_delegate_parameters", "set_deposits_limit", "signature_prefix",
+			"smart_rollup_add_messages", "smart_rollup_cement", "smart_rollup_execute_outbox_message", "smart_rollup_originate",
+			"smart_rollup_publish", "smart_rollup_recover_bond", "smart_rollup_refute", "smart_rollup_timeout", "stake",
+			"transaction", "transfer_ticket", "unstake", "update_companion_key", "update_consensus_key", "vdf_revelation",
+			"zk_rollup_origination", "zk_rollup_publish", "zk_rollup_update"}},
 	} {
 		// No configuration is needed (none exists at the default path).
 		out, _, err := runCLI(t, "", "-c", filepath.Join(t.TempDir(), "absent.yaml"), verb)
@@ -488,6 +507,29 @@ Reference:
 Vault:                     cs
 Active:                    false
 `, unlisted.Hash(), unlisted), blocks[unlisted.Hash().String()])
+	// -o json: the same fields; -o pkh: one address per line; another
+	// format is refused before anything is opened.
+	out, _, err = runCLI(t, "", "-c", cfg, "list", "-o", "json")
+	require.NoError(t, err)
+	var listed []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &listed), out)
+	require.Len(t, listed, 3)
+	byAddr := map[string]map[string]any{}
+	for _, l := range listed {
+		byAddr[l["address"].(string)] = l
+	}
+	assert.Equal(t, map[string]any{"address": withPolicy.Hash().String(), "public_key": withPolicy.String(), "vault": "cs", "active": true,
+		"allowed_requests": []any{"attestation", "block", "generic"}, "allowed_operations": []any{"delegation", "stake", "transaction"},
+		"allow_proof_of_possession": false}, byAddr[withPolicy.Hash().String()])
+	assert.Equal(t, map[string]any{"address": unlisted.Hash().String(), "public_key": unlisted.String(), "vault": "cs", "active": false,
+		"allowed_requests": []any{}, "allowed_operations": []any{}, "allow_proof_of_possession": false}, byAddr[unlisted.Hash().String()])
+	out, _, err = runCLI(t, "", "-c", cfg, "list", "-o", "pkh")
+	require.NoError(t, err)
+	got := strings.Fields(out)
+	want := []string{withPolicy.Hash().String(), bare.Hash().String(), unlisted.Hash().String()}
+	assert.ElementsMatch(t, want, got)
+	_, _, err = runCLI(t, "", "-c", cfg, "list", "-o", "yaml")
+	assert.ErrorContains(t, err, "unknown output format")
 }
 
 // runCLIFor runs the CLI as runCLI does, stopping it after d (a daemon
@@ -615,4 +657,126 @@ func TestBareSigilServes(t *testing.T) {
 			assert.Contains(t, out, "Active:                    false\n")
 		})
 	}
+}
+
+// TestImportFrom: Signatory's documented form, `import -f/--from FILE`
+// (with --vault): the key held in FILE is imported, whatever FILE is named;
+// an encrypted key in the file takes --password or the prompt; a key given
+// both ways, or a file that is not there, is refused and nothing is stored.
+func TestImportFrom(t *testing.T) {
+	port := startEnclave(t)
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKCS8PrivateKey(ec)
+	require.NoError(t, err)
+	pemData := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	pemKey, err := tezos.ParsePrivateKeyAny(pemData)
+	require.NoError(t, err)
+	pemPub, _ := pemKey.Public()
+	enc := encryptedVectors(t)[0]
+
+	for _, c := range []struct {
+		name     string
+		file     string // content; the file is named after a key string, which --from must not read as one
+		flag     string
+		extra    []string
+		stdin    string
+		want     string // the imported address, or "" for a refusal
+		refusal  string
+		noFile   bool
+		fileName string
+	}{
+		{name: "PEM with -f", file: string(pemData), flag: "-f", want: pemPub.Hash().String()},
+		{name: "PEM with --from", file: string(pemData), flag: "--from", extra: []string{"--vault", "cs"}, want: pemPub.Hash().String()},
+		{name: "file named like a key", file: string(pemData), flag: "-f", fileName: "edsk3RxYd1Y5UN3z8NNjHNZtpnBzcYRFRER1LuqmFmcNmaiY7DZVTf", want: pemPub.Hash().String()},
+		{name: "encrypted key, --password", file: enc.Encrypted + "\n", flag: "-f", extra: []string{"--password", enc.Passphrase}, want: enc.PublicKeyHash},
+		{name: "encrypted key, password on stdin", file: enc.Encrypted + "\n", flag: "--from", stdin: enc.Passphrase + "\n", want: enc.PublicKeyHash},
+		{name: "also an argument", file: string(pemData), flag: "-f", extra: []string{enc.SecretKey}, refusal: "either with --from or as an argument"},
+		{name: "no such file", flag: "-f", noFile: true, refusal: "no such file"},
+		{name: "not a key", file: "hello\n", flag: "-f", refusal: "invalid secret key"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := writeCfg(t, dir, vaultYAML(port))
+			name := c.fileName
+			if name == "" {
+				name = "key.pem"
+			}
+			path := filepath.Join(dir, name)
+			if !c.noFile {
+				require.NoError(t, os.WriteFile(path, []byte(c.file), 0o600))
+			}
+			args := append([]string{"-c", cfg, "import", c.flag, path}, c.extra...)
+			out, errOut, err := runCLI(t, c.stdin, args...)
+			if c.refusal != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), c.refusal)
+				assert.Empty(t, keyFileAddresses(t, dir), "a key was stored")
+				return
+			}
+			require.NoError(t, err, errOut)
+			assert.Equal(t, c.want+"\n", out)
+			assert.Equal(t, []string{c.want}, keyFileAddresses(t, dir))
+			assert.NotContains(t, out+errOut, enc.Passphrase)
+		})
+	}
+}
+
+// An argument that is neither a file nor a recognised key string may be a
+// secret in another form (hex, a mistyped prefix, a password): the error
+// used to repeat its first 64 bytes, more than a whole edsk. None of it is
+// repeated now, whatever its length.
+func TestImportUnrecognisedArgumentNotEchoed(t *testing.T) {
+	port := startEnclave(t)
+	cfg := writeCfg(t, t.TempDir(), vaultYAML(port))
+	sk, err := tezos.GeneratePrivateKey(tezos.Ed25519, nil)
+	require.NoError(t, err)
+	edsk := sk.Base58()
+	for _, arg := range []string{
+		hex.EncodeToString(sk.Bytes),         // a raw hex seed
+		"edks" + edsk[4:],                    // a mistyped prefix
+		edsk[:20],                            // a truncated key
+		"x" + edsk,                           // a stray character
+		strings.Repeat("S3cret", 3),          // a password given as a key
+		"unencrypted " + edsk + " and more ", // spaces: not a key string
+	} {
+		_, errOut, err := runCLI(t, "", "-c", cfg, "import", arg)
+		require.Error(t, err, arg)
+		all := errOut + err.Error()
+		assert.Contains(t, all, "not repeated")
+		assert.NotContains(t, all, arg[:6], "the error repeats the argument's first characters")
+	}
+}
+
+// Signatory's state directory, with marks, beside Sigil's: Sigil's default
+// directory existing but holding no watermarks (systemd's StateDirectory
+// creates it empty), or a --base-dir naming an empty directory, is refused
+// naming both, by every verb; naming Signatory's directory serves.
+func TestStateDirRefusalWithMarks(t *testing.T) {
+	enc := newCountingListener(t)
+	root := t.TempDir()
+	dirs := &app.StateDirs{Signatory: filepath.Join(root, "signatory"), Sigil: filepath.Join(root, "sigil")}
+	require.NoError(t, os.MkdirAll(filepath.Join(dirs.Signatory, "watermark_v2"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dirs.Signatory, "watermark_v2", "NetXdQprcVkpaWU.json"), []byte("{}\n"), 0o600))
+	require.NoError(t, os.Mkdir(dirs.Sigil, 0o700))
+	stateDirs = dirs
+	t.Cleanup(func() { stateDirs = nil })
+	body := strings.Replace(vaultYAML(enc.port()), "      dial_timeout: 2s\n",
+		"      dial_timeout: 2s\n      storage:\n        driver: file\n        config: "+filepath.Join(root, "keys.json")+"\n", 1) +
+		"server:\n  address: 127.0.0.1:0\n  utility_address: 127.0.0.1:0\n"
+	cfg := filepath.Join(root, "sigil.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(body), 0o600))
+	empty := filepath.Join(root, "empty")
+	for _, args := range [][]string{{"serve"}, {"list"}, {"watermarks", "export"}} {
+		_, _, err := runCLIFor(t, 10*time.Second, "", append([]string{"-c", cfg}, args...)...)
+		require.Error(t, err, "sigil %v", args)
+		assert.Contains(t, err.Error(), "Sigil's default base directory "+dirs.Sigil+" does not, or holds no watermarks", "sigil %v", args)
+		_, _, err = runCLIFor(t, 10*time.Second, "", append([]string{"-c", cfg, "--base-dir", empty}, args...)...)
+		require.Error(t, err, "sigil --base-dir %v", args)
+		assert.Contains(t, err.Error(), "--base-dir "+empty+" holds no watermarks, while Signatory's state directory "+dirs.Signatory+" holds marks", "sigil %v", args)
+	}
+	out, _, err := runCLIFor(t, 10*time.Second, "", "-c", cfg, "--base-dir", dirs.Signatory, "watermarks", "export")
+	require.NoError(t, err)
+	assert.Equal(t, "[]\n", out)
+	assert.Zero(t, enc.n.Load(), "nothing was dialled")
 }

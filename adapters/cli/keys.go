@@ -2,7 +2,7 @@ package cli
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -50,9 +50,9 @@ func newGenerate(g *globals) *cobra.Command {
 }
 
 func newImport(g *globals) *cobra.Command {
-	var vault, password, opt string
+	var vault, password, opt, from string
 	cmd := &cobra.Command{
-		Use:   "import [SECRET_KEY | FILE | -]...",
+		Use:   "import [SECRET_KEY | FILE | -]... | -f FILE",
 		Short: "Import secret keys (edsk…, spsk…, p2sk…, BLsk…, their encrypted forms, PEM, DER) into the enclave",
 		Long: "Import secret keys into the enclave, which seals them; only the sealed form is stored, and the\n" +
 			"address of each key is printed. A key is given as an argument (a Tezos secret key string, or\n" +
@@ -60,6 +60,7 @@ func newImport(g *globals) *cobra.Command {
 			"(not echoed) or read from standard input. An encrypted key (edesk…, spesk…, p2esk…, BLesk…, as\n" +
 			"octez-client writes them, \"encrypted:\" prefix allowed) is decrypted with --password, else with\n" +
 			"the password typed at the prompt or read from the next line of standard input.\n" +
+			"-f/--from FILE (Signatory's form) imports the key held in FILE.\n" +
 			"The configuration is checked before anything is asked. Keys and passwords are never printed.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := parseOptions(opt)
@@ -74,6 +75,9 @@ func newImport(g *globals) *cobra.Command {
 			}
 			in := newSecretInput(cmd.InOrStdin(), cmd.ErrOrStderr())
 			defer in.clear()
+			if cmd.Flags().Changed("password") {
+				fmt.Fprintln(cmd.ErrOrStderr(), passwordWarning)
+			}
 			getPassword := func() ([]byte, error) {
 				if password != "" {
 					return []byte(password), nil
@@ -81,8 +85,15 @@ func newImport(g *globals) *cobra.Command {
 				return in.password()
 			}
 			sources := args
-			if len(sources) == 0 {
+			if from != "" {
+				if len(args) > 0 {
+					return fmt.Errorf("import: give the key either with --from or as an argument, not both (got --from %s and %d argument(s))", domain.Echo(from), len(args))
+				}
+			} else if len(sources) == 0 {
 				sources = []string{"-"}
+			}
+			if from != "" {
+				sources = []string{from}
 			}
 			var keys []tezos.PrivateKey
 			defer func() {
@@ -92,7 +103,18 @@ func newImport(g *globals) *cobra.Command {
 			}()
 			warned := false
 			for i, src := range sources {
-				data, err := keyMaterial(src, in)
+				var data []byte
+				var err error
+				if from != "" {
+					// Always a file, as Signatory reads it.
+					if _, statErr := os.Stat(src); statErr != nil {
+						err = fmt.Errorf("--from: no such file (a path of %d characters, not repeated: it may be a mistyped secret)", len(src))
+					} else {
+						data, err = readKeyFile(src)
+					}
+				} else {
+					data, err = keyMaterial(src, in)
+				}
 				if err == nil && isKeyText(src) && !warned {
 					warned = true
 					fmt.Fprintln(cmd.ErrOrStderr(), "warning: a secret key given as an argument can be seen by other users of this machine (ps) and stays in the shell history; prefer the prompt or a file")
@@ -128,8 +150,13 @@ func newImport(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&vault, "vault", "v", "", "Vault name for importing (optional with one vault)")
 	cmd.Flags().StringVar(&password, "password", "", "Password of encrypted secret keys (else asked, or read from the line after the key)")
 	cmd.Flags().StringVarP(&opt, "opt", "o", "", "Options to be passed to the backend. Syntax: key:val[,...] (Sigil's vaults take none)")
+	cmd.Flags().StringVarP(&from, "from", "f", "", "Import the key held in this file (PEM, DER or a Tezos secret key string)")
 	return cmd
 }
+
+// passwordWarning is printed when --password is given.
+const passwordWarning = "warning: --password can be seen by other users of this machine (ps) and stays in the shell history; " +
+	"prefer the prompt, or give the password on standard input, on the line after the key (see docs/configuration.md, import)"
 
 // keyMaterial returns the key material src names: "-" for the prompt or
 // standard input, a Tezos secret key string as is, else a file's content.
@@ -140,10 +167,18 @@ func keyMaterial(src string, in *secretInput) ([]byte, error) {
 	case isKeyText(src):
 		return []byte(src), nil
 	}
+	return readKeyFile(src)
+}
+
+// readKeyFile returns the content of the key file src, bounded.
+func readKeyFile(src string) ([]byte, error) {
 	f, err := os.Open(src)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s: no such file, and not a Tezos secret key string (edsk…, spsk…, p2sk…, BLsk… or their encrypted forms)", domain.Echo(src))
+		if _, statErr := os.Stat(src); statErr != nil {
+			// Not a file that exists: the argument may be a secret in a
+			// form not recognised (hex, a mistyped prefix, a password), so
+			// none of it is repeated, not even its first characters.
+			return nil, fmt.Errorf("an argument of %d characters is neither an existing file nor a Tezos secret key string (edsk…, spsk…, p2sk…, BLsk… or their encrypted forms); it is not repeated, since it may be a secret", len(src))
 		}
 		return nil, err
 	}
@@ -161,22 +196,72 @@ func keyMaterial(src string, in *secretInput) ([]byte, error) {
 }
 
 func newList(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the keys of every vault with their policy",
 		Long: "List the keys of every vault (loading them into the enclave), with Signatory's fields: the\n" +
-			"policy that applies (Active: false when the key is not under tezos: and may not sign).",
+			"policy that applies (Active: false when the key is not under tezos: and may not sign).\n" +
+			"-o json prints the same as a JSON array, -o pkh one address per line (for scripts).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch output {
+			case "text", "json", "pkh":
+			default:
+				return fmt.Errorf("list: -o %s: unknown output format (want text, json or pkh)", domain.Echo(output))
+			}
 			return g.runOnce(cmd.Context(), app.Core(g.opts), func(ctx context.Context, svc *signer.Service) error {
 				if err := svc.Load(ctx); err != nil {
 					return err
+				}
+				switch output {
+				case "json":
+					return printKeysJSON(cmd.OutOrStdout(), svc.List(), svc.PolicyFor)
+				case "pkh":
+					for _, k := range svc.List() {
+						fmt.Fprintln(cmd.OutOrStdout(), k.Address)
+					}
+					return nil
 				}
 				printKeys(cmd.OutOrStdout(), svc.List(), svc.PolicyFor)
 				return nil
 			})
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "Output format: text (Signatory's layout), json, or pkh (one address per line)")
+	return cmd
+}
+
+// listedKey is one key of `list -o json`.
+type listedKey struct {
+	Address                string   `json:"address"`
+	PublicKey              string   `json:"public_key"`
+	Vault                  string   `json:"vault"`
+	Active                 bool     `json:"active"`
+	AllowedRequests        []string `json:"allowed_requests"`
+	AllowedOperations      []string `json:"allowed_operations"`
+	AllowProofOfPossession bool     `json:"allow_proof_of_possession"`
+}
+
+// printKeysJSON writes the keys as a JSON array (the fields of printKeys;
+// the lists are empty, never null, for a key that may not sign).
+func printKeysJSON(w io.Writer, keys []signer.Key, policyFor func(string) *signer.Policy) error {
+	out := make([]listedKey, 0, len(keys))
+	for _, k := range keys {
+		l := listedKey{Address: k.Address, PublicKey: k.PublicKey.String(), Vault: k.Vault,
+			AllowedRequests: []string{}, AllowedOperations: []string{}}
+		if pol := policyFor(k.Address); pol != nil {
+			l.Active = true
+			l.AllowedRequests = nonNil(slices.Sorted(maps.Keys(pol.Allow)))
+			l.AllowedOperations = nonNil(slices.Clone(pol.Allow[string(request.KindGeneric)]))
+			slices.Sort(l.AllowedOperations)
+			l.AllowProofOfPossession = pol.AllowProofOfPossession
+		}
+		out = append(out, l)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }
 
 // printKeys writes one block per key, with Signatory's labels and layout

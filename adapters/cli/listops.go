@@ -7,10 +7,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-signer/sigil/domain/request"
+	"github.com/sigil-signer/sigil/domain/signer"
 )
 
 // newListRequests prints the request kinds a policy's `allow` may name, as
-// Signatory's `list-requests` does. No configuration is read.
+// Signatory's `list-requests` does (the older names endorsement,
+// preendorsement and micheline are accepted too, and not printed). No
+// configuration is read.
 func newListRequests() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list-requests",
@@ -23,14 +26,17 @@ func newListRequests() *cobra.Command {
 }
 
 // newListOps prints the operation kinds `generic` may list, staking
-// pseudo-operations included, as Signatory's `list-ops` does.
+// pseudo-operations included, as Signatory's `list-ops` does, plus the
+// consensus operations Sigil also signs inside a generic request. A ballot
+// may also be named with its vote (ballot:yay, …), not printed, as in
+// Signatory.
 func newListOps() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list-ops",
 		Short: "Print possible operation types inside the `generic` request",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return printList(cmd.OutOrStdout(), "Possible operation types:", request.GenericOperationKinds())
+			return printList(cmd.OutOrStdout(), "Possible operation types:", signer.PolicyOperationKinds())
 		},
 	}
 }

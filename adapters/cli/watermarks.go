@@ -44,44 +44,70 @@ func newWatermarks(g *globals) *cobra.Command {
 
 func newWatermarksExport(g *globals) *cobra.Command {
 	var out string
+	var fromWitness bool
 	cmd := &cobra.Command{
-		Use:   "export [-o FILE]",
+		Use:   "export [-o FILE] [--witness]",
 		Short: "Write every recorded watermark as a JSON array to FILE or standard output",
-		Args:  cobra.NoArgs,
+		Long: "Write every watermark the configured backend holds as a JSON array (the import format) to FILE or\n" +
+			"standard output. With --witness, write instead the marks this state directory's watermark witness\n" +
+			"recorded (<base_dir>/witness/: the highest mark the daemon committed per chain, key and kind;\n" +
+			"positions and digests, no signatures), to restore them into a backend that lost them.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			write := func(recs []watermark.Record) error { return writeExport(cmd, g, out, recs) }
+			if fromWitness {
+				recs, err := app.WitnessRecords(g.opts)
+				if err != nil {
+					return err
+				}
+				return write(recs)
+			}
 			return withWatermarkStore(cmd.Context(), g.opts, func(ctx context.Context, st ports.WatermarkStore) error {
 				recs, err := st.Export(ctx)
 				if err != nil {
 					return fmt.Errorf("exporting watermarks: %w", err)
 				}
-				task := g.progress(cmd, "exporting watermarks", len(recs))
-				defer task.Done()
-				defer task.Add(len(recs)) // written (or failed) at once
-				if recs == nil {
-					recs = []watermark.Record{}
-				}
-				data, err := json.MarshalIndent(recs, "", "  ")
-				if err != nil {
-					return fmt.Errorf("encoding watermarks: %w", err)
-				}
-				data = append(data, '\n')
-				if out == "" || out == "-" {
-					if _, err := cmd.OutOrStdout().Write(data); err != nil {
-						return err
-					}
-					fmt.Fprintf(cmd.ErrOrStderr(), "exported %d watermark records\n", len(recs))
-					return nil
-				}
-				if err := atomicfile.Write(out, data, 0o600, nil); err != nil {
-					return fmt.Errorf("writing %s: %w", out, err)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "exported %d watermark records to %s\n", len(recs), out)
-				return nil
+				return write(recs)
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "Output file (default: standard output)")
+	cmd.Flags().BoolVar(&fromWitness, "witness", false, "Export the watermark witness's marks instead of the backend's")
 	return cmd
+}
+
+// writeExport writes recs as the export format to out (a file, or
+// standard output for "" and "-").
+func writeExport(cmd *cobra.Command, g *globals, out string, recs []watermark.Record) error {
+	task := g.progress(cmd, "exporting watermarks", len(recs))
+	defer task.Done()
+	defer task.Add(len(recs)) // written (or failed) at once
+	if recs == nil {
+		recs = []watermark.Record{}
+	}
+	data, err := json.MarshalIndent(recs, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding watermarks: %w", err)
+	}
+	data = append(data, '\n')
+	if out == "" || out == "-" {
+		if _, err := cmd.OutOrStdout().Write(data); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "exported %d watermark records\n", len(recs))
+		return nil
+	}
+	// A symbolic link at -o is refused: the link would be
+	// followed and its target (anything the link points at)
+	// replaced by the export.
+	if fi, err := os.Lstat(out); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symbolic link: refusing to replace what it points at; give the real path, or remove the link", out)
+	}
+	if err := atomicfile.Write(out, data, 0o600, nil); err != nil {
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "exported %d watermark records to %s\n", len(recs), out)
+	return nil
 }
 
 func newWatermarksImport(g *globals) *cobra.Command {
@@ -115,7 +141,9 @@ func newWatermarksImport(g *globals) *cobra.Command {
 					return fmt.Errorf("%s: %w (nothing was imported)", displayName(name), err)
 				}
 			}
-			return withWatermarkStore(cmd.Context(), g.opts, func(ctx context.Context, st ports.WatermarkStore) error {
+			opts := g.opts
+			opts.WatermarkCreate = true // importing marks may create the table
+			return withWatermarkStore(cmd.Context(), opts, func(ctx context.Context, st ports.WatermarkStore) error {
 				before, err := st.Export(ctx)
 				if err != nil {
 					return fmt.Errorf("reading the recorded watermarks: %w", err)

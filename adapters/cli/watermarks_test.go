@@ -15,6 +15,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	wmfile "github.com/sigil-signer/sigil/adapters/watermark/file"
+	"github.com/sigil-signer/sigil/adapters/watermark/witness"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/domain/watermark"
 )
@@ -336,5 +337,100 @@ func TestWatermarksImportVerifiesSignatures(t *testing.T) {
 	data, _ := json.Marshal([]watermark.Record{good, blsGood})
 	if out, _, err := runCLI(t, string(data), "-c", e.cfg, "--timeout", "10s", "watermarks", "import", "-"); err != nil || !strings.Contains(out, "raised 2") {
 		t.Fatalf("valid import: %v %q", err, out)
+	}
+}
+
+// `watermarks export -o LINK` replaced the link's target (any file the
+// link pointed at); a link at -o is refused and both stay as they were.
+func TestWatermarksExportRefusesSymlink(t *testing.T) {
+	dir, cfg := baseDir(t)
+	seed(t, dir)
+	target := filepath.Join(t.TempDir(), "precious")
+	if err := os.WriteFile(target, []byte("precious\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "marks.json")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := runCLI(t, "", "-c", cfg, "watermarks", "export", "-o", link)
+	if err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("export -o LINK: %v, want a refusal naming the symbolic link", err)
+	}
+	if data, _ := os.ReadFile(target); string(data) != "precious\n" {
+		t.Fatalf("the link's target was overwritten: %q", data)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link was replaced: %v", err)
+	}
+	// A plain path still works.
+	plain := filepath.Join(t.TempDir(), "marks.json")
+	if _, _, err := runCLI(t, "", "-c", cfg, "watermarks", "export", "-o", plain); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A chain id or key hash whose base58check checksum does not hold (a typo
+// in a hand-edited file) was imported as a mark for a chain that does not
+// exist; it is refused, naming the record, and nothing is imported.
+func TestWatermarksImportRefusesBadChecksums(t *testing.T) {
+	_, cfg := baseDir(t)
+	digest := strings.Repeat("00", 32)
+	for name, c := range map[string]struct{ body, want string }{
+		"chain id":  {`[{"chain_id":"NetXdQprcVkpaWV","pkh":"tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb","kind":"block","level":1,"round":0,"digest":"` + digest + `"}]`, "bad checksum"},
+		"key hash":  {`[{"chain_id":"NetXdQprcVkpaWU","pkh":"tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjc","kind":"block","level":1,"round":0,"digest":"` + digest + `"}]`, "bad checksum"},
+		"not a net": {`[{"chain_id":"Net111111111111","pkh":"tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb","kind":"block","level":1,"round":0,"digest":"` + digest + `"}]`, "invalid chain id"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "in.json")
+			if err := os.WriteFile(file, []byte(c.body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := runCLI(t, "", "-c", cfg, "watermarks", "import", file)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "record 1") {
+				t.Fatalf("import: %v, want %q naming record 1", err, c.want)
+			}
+		})
+	}
+	if got, _ := exportRecords(t, cfg); len(got) != 0 {
+		t.Fatalf("records were imported: %+v", got)
+	}
+}
+
+// `watermarks export --witness` writes the witness's marks in the import
+// format (no signatures); without a witness it says so.
+func TestWatermarksExportWitness(t *testing.T) {
+	dir, cfg := baseDir(t)
+	if _, _, err := runCLI(t, "", "-c", cfg, "watermarks", "export", "--witness"); err == nil || !strings.Contains(err.Error(), "no watermark witness at "+filepath.Join(dir, "witness", "marks.log")) {
+		t.Fatalf("export --witness without a witness: %v", err)
+	}
+	recs := seed(t, dir)
+	w, err := witness.Open(dir, witness.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		r.Signature = ""
+		if err := w.Witness(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The daemon holds the witness's lock: export --witness reads it
+	// anyway.
+	defer w.Close()
+	out, _, err := runCLI(t, "", "-c", cfg, "watermarks", "export", "--witness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []watermark.Record
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs {
+		recs[i].Signature = ""
+	}
+	sameRecords(t, got, recs)
+	if strings.Contains(out, "signature") {
+		t.Fatalf("the witness export carries signatures: %s", out)
 	}
 }

@@ -16,6 +16,10 @@ import (
 	"github.com/sigil-signer/sigil/domain"
 )
 
+// DisplayName is the driver's display name, as Signatory's confidentialspace
+// vault names itself (the vault label of Signatory's metrics).
+const DisplayName = "ConfidentialSpace"
+
 // VaultConfig is the `confidentialspace` vault's configuration section,
 // Signatory's fields plus Sigil's pool settings. Empty fields fall back to
 // the environment variables Signatory reads.
@@ -69,7 +73,7 @@ func OpenVault(ctx context.Context, name string, decode func(any) error, env vau
 	if err != nil {
 		return vault.Instance{}, errors.Join(err, closeStore())
 	}
-	return vault.Instance{Enclave: enc, Store: store, Close: func() error {
+	return vault.Instance{Enclave: enc, Store: store, Display: DisplayName, Close: func() error {
 		return errors.Join(enc.Close(), closeStore())
 	}}, nil
 }

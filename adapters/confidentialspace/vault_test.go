@@ -34,6 +34,7 @@ storage:
 	inst, err := OpenVault(context.Background(), "cs", node.Content[0].Decode, env)
 	require.NoError(t, err)
 	defer inst.Close()
+	require.Equal(t, "ConfidentialSpace", inst.Display, "Signatory's confidentialspace vault's name")
 	e := inst.Enclave.(*Enclave)
 	require.Equal(t, "127.0.0.1:2001", e.addr)
 	require.Equal(t, 2, e.Size())

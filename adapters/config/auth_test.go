@@ -119,7 +119,7 @@ func TestJWTAndPolicyHookErrors(t *testing.T) {
 		{"unset variable in a secret", replace("${USER2_SECRET}", "${NO_SUCH_SECRET_VAR}"), "server.jwt.users.user_name2.secret: a $ reference in this secret does not expand"},
 		{"a $ inside a password", replace(pass1, "Operat0r$Passw0rd!"), "user_name1.password: a $ reference"},
 		{"an unterminated ${ inside a secret", replace(secret1, "Operat0r${Secret-0123456789abcdefgh"), "user_name1.secret: a $ reference"},
-		{"jwt_users names an unknown user", replace("      - user_name2\n", "      - user_name3\n"), `jwt_users: "user_name3" is not a user`},
+		{"jwt_users names an unknown user", replace("      - user_name2\n", "      - user_name3\n"), `jwt_users[1]: "user_name3" is not a user`},
 		{"jwt_users empty", replace("    jwt_users:\n      - user_name1\n      - user_name2\n", "    jwt_users: []\n"), "jwt_users: present but empty"},
 		{"jwt_users without server.jwt", "tezos:\n  " + keyPKH + ":\n    jwt_users: [u]\n", "server.jwt is not configured"},
 		{"server.jwt empty", "server:\n  jwt:\n", "server.jwt: present but empty"},

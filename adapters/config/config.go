@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/sigil-signer/sigil/adapters/policyhook"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/request"
+	"github.com/sigil-signer/sigil/domain/suggest"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -40,6 +43,18 @@ type Config struct {
 	// BaseDirSet records that the base directory was chosen explicitly (a
 	// base_dir in the file or the --base-dir flag) rather than defaulted.
 	BaseDirSet bool `yaml:"-"`
+	// BaseDirFlag is --base-dir ("" when not given); it takes priority
+	// over the file's base_dir, as in Signatory.
+	BaseDirFlag string `yaml:"-"`
+	// FileBaseDir is the file's base_dir, expanded ("" when absent).
+	FileBaseDir string `yaml:"-"`
+
+	// File is the configuration file's path ("" when parsed from
+	// memory), for errors.
+	File string `yaml:"-"`
+	// root is the parsed document (variables expanded), for the line
+	// numbers of errors.
+	root *yaml.Node
 
 	Server     Server                  `yaml:"server"`
 	Vaults     map[string]*Vault       `yaml:"vaults"`
@@ -123,7 +138,7 @@ func jwtExp(field string, v *uint64) (time.Duration, error) {
 		return 0, nil
 	}
 	if *v < 1 || *v > maxJWTExp {
-		return 0, fmt.Errorf("%s: %d is out of range (want 1 to %d minutes; leave it out for 60)", field, *v, maxJWTExp)
+		return 0, errorAt(0, field, "%d is out of range (want 1 to %d minutes; leave it out for 60)", *v, maxJWTExp)
 	}
 	return time.Duration(*v) * time.Minute, nil
 }
@@ -132,13 +147,14 @@ func jwtExp(field string, v *uint64) (time.Duration, error) {
 // user with its rules. Errors name the user and the field, never a value.
 func (j *JWT) AuthUsers() (map[string]jwtauth.User, error) {
 	if j == nil || len(j.Users) == 0 {
-		return nil, errors.New("server.jwt.users: no user configured (remove server.jwt to run without JWT authentication)")
+		return nil, errorAt(0, "server.jwt.users", "no user configured (remove server.jwt to run without JWT authentication)")
 	}
 	out := make(map[string]jwtauth.User, len(j.Users))
-	for name, u := range j.Users {
-		field := "server.jwt.users." + domain.Echo(name)
+	for _, name := range slices.Sorted(maps.Keys(j.Users)) {
+		u := j.Users[name]
+		field := "server.jwt.users." + name
 		if u == nil {
-			return nil, fmt.Errorf("%s: empty entry (password and secret are required)", field)
+			return nil, errorAt(0, field, "empty entry (password and secret are required)")
 		}
 		ttl, err := jwtExp(field+".jwt_exp", u.Exp)
 		if err != nil {
@@ -155,12 +171,12 @@ func (j *JWT) AuthUsers() (map[string]jwtauth.User, error) {
 		if strings.TrimSpace(u.OldCredExp) != "" {
 			t, err := jwtauth.ParseOldCredExp(u.OldCredExp)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", field, err)
+				return nil, &Error{Field: field + ".old_cred_exp", Msg: err.Error(), Err: err}
 			}
 			ju.OldUntil = t
 		}
 		if err := jwtauth.CheckUser(name, ju); err != nil {
-			return nil, fmt.Errorf("server.jwt.users: %w", err)
+			return nil, &Error{Field: field, Msg: strings.TrimPrefix(err.Error(), "user "+name+": "), Err: err}
 		}
 		out[name] = ju
 	}
@@ -175,20 +191,24 @@ type Server struct {
 	JWT            *JWT           `yaml:"jwt"`
 
 	// Sigil extensions, shared by both listeners (zero: the default).
-	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 10s
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 3s
 	ReadTimeout       time.Duration `yaml:"read_timeout"`        // default 30s
 	WriteTimeout      time.Duration `yaml:"write_timeout"`       // default 60s
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // default 120s
 	MaxConnections    int           `yaml:"max_connections"`     // per listener, default 1024
+	// MaxConnectionsPerClient bounds one client address's open
+	// connections per listener (default 128, at most max_connections).
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 }
 
 // Listener defaults (Sigil extensions of the server section).
 const (
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultReadTimeout       = 30 * time.Second
-	DefaultWriteTimeout      = 60 * time.Second
-	DefaultIdleTimeout       = 120 * time.Second
-	DefaultMaxConnections    = 1024
+	DefaultReadHeaderTimeout       = 3 * time.Second // a client trickling its headers holds a connection this long
+	DefaultReadTimeout             = 30 * time.Second
+	DefaultWriteTimeout            = 60 * time.Second
+	DefaultIdleTimeout             = 120 * time.Second
+	DefaultMaxConnections          = 1024
+	DefaultMaxConnectionsPerClient = 128
 )
 
 // Vault is one vault: a driver name and its raw configuration.
@@ -255,13 +275,17 @@ func (a *AuthorizedKeys) add(n *yaml.Node, depth int) error {
 		n = n.Alias
 	}
 	if depth > 8 {
-		return fmt.Errorf("line %d: authorized_keys: lists nested more than 8 deep", n.Line)
+		return fmt.Errorf("line %d: lists nested more than 8 deep", n.Line)
 	}
 	switch n.Kind {
 	case yaml.ScalarNode:
-		pk, err := tezos.ParsePublicKey(strings.TrimSpace(n.Value))
+		v := strings.TrimSpace(n.Value)
+		if v == "" || n.ShortTag() == "!!null" {
+			return nil // no key: a list of nothing is refused as a whole (checkRestrictions)
+		}
+		pk, err := tezos.ParsePublicKey(v)
 		if err != nil {
-			return fmt.Errorf("line %d: authorized_keys: %s: %w", n.Line, quote(n.Value), err)
+			return fmt.Errorf("line %d: %s: %w", n.Line, echoKey(v), err)
 		}
 		*a = append(*a, pk)
 	case yaml.SequenceNode:
@@ -271,9 +295,21 @@ func (a *AuthorizedKeys) add(n *yaml.Node, depth int) error {
 			}
 		}
 	default:
-		return fmt.Errorf("line %d: authorized_keys must be a public key or a list of public keys", n.Line)
+		return fmt.Errorf("line %d: must be a public key or a list of public keys", n.Line)
 	}
 	return nil
+}
+
+// echoKey repeats a value given as a public key only when it has a
+// public key's prefix: anything else may be a secret key (or a password)
+// written in the wrong place, and is described by its length alone.
+func echoKey(v string) string {
+	for _, p := range []string{"edpk", "sppk", "p2pk", "BLpk"} {
+		if strings.HasPrefix(v, p) {
+			return quote(v)
+		}
+	}
+	return fmt.Sprintf("a value of %d characters that is not a public key (not repeated: it may be a secret)", len(v))
 }
 
 // Load reads, expands and validates the configuration file at path. A
@@ -284,16 +320,17 @@ func Load(path string, allowMissing bool, baseDir string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && allowMissing {
-			c := &Config{BaseDir: baseDir, BaseDirSet: baseDir != ""}
+			c := &Config{BaseDir: baseDir, BaseDirSet: baseDir != "", BaseDirFlag: baseDir}
 			c.ApplyDefaults()
 			return c, nil
 		}
-		return nil, fmt.Errorf("reading configuration: %w", err)
+		return nil, &Error{File: path, Msg: fmt.Sprintf("reading the configuration: %v", err), Err: err}
 	}
 	c, err := Parse(data, baseDir)
 	if err != nil {
-		return nil, fmt.Errorf("configuration %s: %w", path, err)
+		return nil, withFile(err, path)
 	}
+	c.File = path
 	return c, nil
 }
 
@@ -310,33 +347,47 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		if bytes.Contains(data, []byte("${")) {
-			return nil, fmt.Errorf("parsing YAML: %w (variables are expanded after parsing: where a ${VAR} is inside [ ] or { }, quote it: [\"${VAR}\"])", err)
+			return nil, syntaxError(err, " (variables are expanded after parsing: where a ${VAR} is inside [ ] or { }, quote it: [\"${VAR}\"])")
 		}
-		return nil, fmt.Errorf("parsing YAML: %w", err)
+		return nil, syntaxError(err, "")
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return nil, fmt.Errorf("line %d: a second YAML document: the configuration is one document (remove the `---` and what follows, or merge it)", extra.Line)
+		return nil, errorAt(extra.Line, "", "a second YAML document: the configuration is one document (remove the `---` and what follows, or merge it)")
 	} else if !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parsing YAML: %w", err)
+		return nil, syntaxError(err, "")
 	}
 	var root *yaml.Node
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		root = doc.Content[0]
 	}
 	if root != nil && root.Kind != yaml.MappingNode && !(root.Kind == yaml.ScalarNode && root.Tag == "!!null") {
-		return nil, fmt.Errorf("line %d: the configuration must be a mapping of settings (base_dir, server, vaults, tezos, …)", root.Line)
+		return nil, errorAt(root.Line, "", "the configuration must be a mapping of settings (base_dir, server, vaults, tezos, …)")
 	}
-	baseDirSet := baseDir != ""
+	if err := checkAliasBudget(&doc); err != nil {
+		return nil, err
+	}
+	flag := baseDir
+	var fileBaseDir string
 	if root != nil && root.Kind == yaml.MappingNode {
-		if baseDir == "" {
-			if n := mapValue(root, "base_dir"); n != nil {
-				if err := expandScalar(n, "base_dir", envLookup("")); err != nil {
-					return nil, err
-				}
-				baseDir = n.Value
-				baseDirSet = strings.TrimSpace(baseDir) != ""
+		// The file's base_dir is expanded first (its ${BASE_DIR} cannot
+		// refer to itself), even when --base-dir overrides it: the state
+		// directory check compares the two.
+		if n := resolve(mapValue(root, "base_dir")); n != nil {
+			if n.Kind != yaml.ScalarNode {
+				return nil, errorAt(n.Line, "base_dir", "must be a directory path")
 			}
+			v := *n // expanded again with the rest of the document
+			if err := expandScalar(&v, "base_dir", envLookup(flag)); err != nil {
+				return nil, err
+			}
+			if strings.TrimSpace(v.Value) == "" || v.ShortTag() == "!!null" {
+				return nil, errorAt(n.Line, "base_dir", "%s; remove it to use %s, or give the state directory", presentEmpty, DefaultBaseDir)
+			}
+			fileBaseDir = v.Value
+		}
+		if baseDir == "" {
+			baseDir = fileBaseDir
 		}
 		if baseDir == "" {
 			baseDir = DefaultBaseDir
@@ -344,13 +395,16 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 		if err := expandNode(root, "", envLookup(baseDir)); err != nil {
 			return nil, err
 		}
-		if err := checkPresentLists(root); err != nil {
-			return nil, err
-		}
 	}
-	var c Config
+	c := Config{root: root}
 	if root != nil && root.Kind == yaml.MappingNode {
 		if err := decodeNode(root, "", &c); err != nil {
+			return nil, err
+		}
+		if err := checkRestrictions(root, &c); err != nil {
+			return nil, err
+		}
+		if err := checkLocations(root); err != nil {
 			return nil, err
 		}
 	}
@@ -358,7 +412,9 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 		baseDir = DefaultBaseDir
 	}
 	c.BaseDir = baseDir
-	c.BaseDirSet = baseDirSet
+	c.BaseDirSet = flag != "" || fileBaseDir != ""
+	c.BaseDirFlag = flag
+	c.FileBaseDir = fileBaseDir
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -366,73 +422,12 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 	return &c, nil
 }
 
-// mapValue returns the value of key in mapping n, or nil.
+// mapValue returns the value of key in mapping n (aliases and merge keys
+// followed), or nil.
 func mapValue(n *yaml.Node, key string) *yaml.Node {
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
-}
-
-// checkPresentLists refuses security settings that are present but empty
-// (after expansion): an empty authorized_keys or jwt_users would silently
-// turn a check off, an empty server.jwt or policy_hook section would
-// silently run without what it names. Leave the field out to run without
-// it.
-func checkPresentLists(root *yaml.Node) error {
-	isEmpty := func(n *yaml.Node) bool {
-		return (n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Tag == "" && (n.Value == "" || n.Value == "~" || n.Value == "null"))) ||
-			(n.Kind == yaml.ScalarNode && strings.TrimSpace(n.Value) == "") ||
-			(n.Kind == yaml.SequenceNode && len(n.Content) == 0) ||
-			(n.Kind == yaml.MappingNode && len(n.Content) == 0)
-	}
-	check := func(n *yaml.Node, path, hint string) error {
-		if n != nil && isEmpty(n) {
-			return fmt.Errorf("line %d: %s: present but empty; %s", n.Line, path, hint)
-		}
-		return nil
-	}
-	const keysHint = "list at least one public key, or remove the field to accept unauthenticated requests"
-	if srv := mapValue(root, "server"); srv != nil && srv.Kind == yaml.MappingNode {
-		if err := check(mapValue(srv, "authorized_keys"), "server.authorized_keys", keysHint); err != nil {
-			return err
-		}
-		if jwt := mapValue(srv, "jwt"); jwt != nil {
-			if err := check(jwt, "server.jwt", "configure users, or remove it to run without JWT authentication"); err != nil {
-				return err
-			}
-			if jwt.Kind == yaml.MappingNode {
-				if err := check(mapValue(jwt, "users"), "server.jwt.users", "configure at least one user, or remove server.jwt"); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if hook := mapValue(root, "policy_hook"); hook != nil {
-		if err := check(hook, "policy_hook", "set its address, or remove it to sign without a policy hook"); err != nil {
-			return err
-		}
-		if hook.Kind == yaml.MappingNode {
-			if err := check(mapValue(hook, "authorized_keys"), "policy_hook.authorized_keys", "list the keys that sign the hook's replies, or remove the field to trust unsigned replies"); err != nil {
-				return err
-			}
-		}
-	}
-	if tz := mapValue(root, "tezos"); tz != nil && tz.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(tz.Content); i += 2 {
-			pol := tz.Content[i+1]
-			if pol.Kind != yaml.MappingNode {
-				continue
-			}
-			path := "tezos." + tz.Content[i].Value
-			if err := check(mapValue(pol, "authorized_keys"), path+".authorized_keys", keysHint); err != nil {
-				return err
-			}
-			if err := check(mapValue(pol, "jwt_users"), path+".jwt_users", "list at least one server.jwt user, or remove the field to let any user sign"); err != nil {
-				return err
-			}
+	for _, p := range pairs(n) {
+		if p.key == key {
+			return p.value
 		}
 	}
 	return nil
@@ -465,6 +460,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Server.MaxConnections == 0 {
 		c.Server.MaxConnections = DefaultMaxConnections
 	}
+	if c.Server.MaxConnectionsPerClient == 0 {
+		c.Server.MaxConnectionsPerClient = min(DefaultMaxConnectionsPerClient, c.Server.MaxConnections)
+	}
 	if c.PolicyHook != nil && c.PolicyHook.Timeout == 0 {
 		c.PolicyHook.Timeout = DefaultPolicyHookTimeout
 	}
@@ -482,61 +480,72 @@ func (c *Config) Validate() error {
 		{"server.idle_timeout", c.Server.IdleTimeout},
 	} {
 		if d.v < 100*time.Millisecond || d.v > time.Hour {
-			return fmt.Errorf("%s: %s is out of range (want 100ms to 1h)", d.name, d.v)
+			return c.errorf(d.name, "%s is out of range (want 100ms to 1h)", d.v)
 		}
 	}
 	if c.Server.MaxConnections < 1 || c.Server.MaxConnections > 1<<20 {
-		return fmt.Errorf("server.max_connections: %d is out of range (want 1 to %d)", c.Server.MaxConnections, 1<<20)
+		return c.errorf("server.max_connections", "%d is out of range (want 1 to %d)", c.Server.MaxConnections, 1<<20)
+	}
+	if n := c.Server.MaxConnectionsPerClient; n < 1 || n > c.Server.MaxConnections {
+		return c.errorf("server.max_connections_per_client", "%d is out of range (want 1 to server.max_connections, %d)", n, c.Server.MaxConnections)
 	}
 	if h := c.PolicyHook; h != nil {
 		if h.Address == "" {
-			return errors.New("policy_hook.address: required field is missing")
+			return c.errorf("policy_hook.address", "required field is missing")
 		}
 		if err := policyhook.CheckAddress(h.Address); err != nil {
-			return fmt.Errorf("policy_hook.address: %w", err)
+			return c.Wrap("policy_hook.address", err)
 		}
 		if h.Timeout < 100*time.Millisecond || h.Timeout > 5*time.Minute {
-			return fmt.Errorf("policy_hook.timeout: %s is out of range (want 100ms to 5m)", h.Timeout)
+			return c.errorf("policy_hook.timeout", "%s is out of range (want 100ms to 5m)", h.Timeout)
 		}
 	}
 	var jwtUsers map[string]jwtauth.User
 	if c.Server.JWT != nil {
 		var err error
 		if jwtUsers, err = c.Server.JWT.AuthUsers(); err != nil {
-			return err
+			return c.Wrap("", err)
 		}
 	}
-	for name, v := range c.Vaults {
+	for _, name := range slices.Sorted(maps.Keys(c.Vaults)) {
+		v := c.Vaults[name]
 		if v == nil {
-			return fmt.Errorf("vaults.%s: empty vault section", name)
+			return c.errorf("vaults."+name, "empty vault section")
 		}
 		if v.Driver == "" {
-			return fmt.Errorf("vaults.%s.driver: required field is missing", name)
+			return c.errorf("vaults."+name+".driver", "required field is missing")
 		}
 	}
-	for pkh, p := range c.Tezos {
+	for _, pkh := range slices.Sorted(maps.Keys(c.Tezos)) {
+		p := c.Tezos[pkh]
+		if looksSecret(pkh) {
+			// A secret key pasted where the key's address belongs: never
+			// repeated (the field's path hides it too).
+			return c.errorf("tezos."+pkh, "not a key address but what looks like a secret key (not repeated): name each key by its tz1/tz2/tz3/tz4 address, and keep secret keys out of the configuration")
+		}
 		if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
-			return fmt.Errorf("tezos.%s: %w", domain.Echo(pkh), err)
+			return c.errorf("tezos."+pkh, "%v", err)
 		}
 		if p == nil {
 			continue // a bare entry: Signatory's default policy
 		}
-		for _, id := range p.AllowedChains {
+		for i, id := range p.AllowedChains {
 			if _, err := request.ParseChainID(id); err != nil {
-				return fmt.Errorf("tezos.%s.allowed_chains: %w", pkh, err)
+				return c.errorf(fmt.Sprintf("tezos.%s.allowed_chains[%d]", pkh, i), "%v", err)
 			}
 		}
-		for _, u := range p.JWTUsers {
+		for i, u := range p.JWTUsers {
+			field := fmt.Sprintf("tezos.%s.jwt_users[%d]", pkh, i)
 			if jwtUsers == nil {
-				return fmt.Errorf("tezos.%s.jwt_users: server.jwt is not configured, so no request could come from %q (Signatory would let every request through)", pkh, domain.Echo(u))
+				return c.errorf(field, "server.jwt is not configured, so no request could come from %q (Signatory would let every request through)", domain.Echo(u))
 			}
 			if _, ok := jwtUsers[u]; !ok {
-				return fmt.Errorf("tezos.%s.jwt_users: %q is not a user of server.jwt.users", pkh, domain.Echo(u))
+				return c.errorf(field, "%q is not a user of server.jwt.users%s", domain.Echo(u), suggest.Phrase(u, slices.Sorted(maps.Keys(jwtUsers))))
 			}
 		}
 	}
 	if c.Watermark != nil && c.Watermark.Driver == "" {
-		return errors.New("watermark.driver: required field is missing")
+		return c.errorf("watermark.driver", "required field is missing")
 	}
 	return nil
 }

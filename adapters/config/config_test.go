@@ -90,7 +90,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"policy_hook:\n  address: localhost:8080\n", "policy_hook.address"},
 		{"tezos:\n  tz1burnburnburnburnburnburnburjAYjjX:\n    authorized_keys: [edpkNOPE]\n", "authorized_keys"},
 		{"watermark:\n  config: {}\n", "watermark.driver"},
-		{"base_dir: [1\n", "parsing YAML"},
+		{"base_dir: [1\n", "line 1: YAML syntax: "},
 	} {
 		_, err := config.Parse([]byte(tc.yaml), "")
 		require.Error(t, err, tc.yaml)
@@ -168,7 +168,8 @@ vaults:
     config:
       connections: ${SIGIL_T_PORT}
       note: price is $$5 and $ alone
-      empty: "${SIGIL_T_EMPTY}"
+      empty: "${SIGIL_T_EMPTY:-}"
+      fallback: ${SIGIL_T_EMPTY:-used}
 `), "")
 	require.NoError(t, err)
 	assert.Equal(t, "/srv/sigil", c.BaseDir)
@@ -178,11 +179,13 @@ vaults:
 		Connections int    `yaml:"connections"`
 		Note        string `yaml:"note"`
 		Empty       string `yaml:"empty"`
+		Fallback    string `yaml:"fallback"`
 	}
 	require.NoError(t, c.Vaults["cs"].Decoder()(&v))
 	assert.Equal(t, 7001, v.Connections, "a plain scalar is typed from its expanded value")
 	assert.Equal(t, "price is $5 and $ alone", v.Note)
-	assert.Equal(t, "", v.Empty, "a variable set to the empty string is an explicit empty value")
+	assert.Equal(t, "", v.Empty, "${VAR:-} says that empty is meant")
+	assert.Equal(t, "used", v.Fallback, "as in the shell, :- takes the default for a variable set but empty")
 
 	// A variable's value is one scalar: it cannot add YAML structure.
 	_, err = config.Parse([]byte("tezos:\n  tz1burnburnburnburnburnburnburjAYjjX:\n    allow: ${SIGIL_T_INJECT}\n"), "")
@@ -196,8 +199,8 @@ func TestPresentButEmptyAuthorizedKeysRefused(t *testing.T) {
 	for _, y := range []string{
 		"server:\n  authorized_keys:\n",
 		"server:\n  authorized_keys: []\n",
-		"server:\n  authorized_keys: ${SIGIL_T_EMPTY}\n",
-		"server:\n  authorized_keys: \"${SIGIL_T_EMPTY}\"\n",
+		"server:\n  authorized_keys: ${SIGIL_T_EMPTY:-}\n",
+		"server:\n  authorized_keys: \"${SIGIL_T_EMPTY:-}\"\n",
 		"tezos:\n  tz1burnburnburnburnburnburnburjAYjjX:\n    authorized_keys: ~\n",
 	} {
 		_, err := config.Parse([]byte(y), "")

@@ -18,17 +18,26 @@ import (
 // lookupFunc resolves an environment variable (ok false when unset).
 type lookupFunc func(name string) (value string, ok bool)
 
-// expandError is an unset variable met while expanding.
-type expandError struct{ name string }
+// expandError is an unset (or set but empty) variable met while expanding.
+type expandError struct {
+	name  string
+	empty bool // set, to the empty string
+}
 
 func (e *expandError) Error() string {
+	if e.empty {
+		return fmt.Sprintf("environment variable %s is set but empty (write ${%s:-default} to give a default, or ${%s:-} if empty is meant)", e.name, e.name, e.name)
+	}
 	return fmt.Sprintf("environment variable %s is not set (write ${%s:-default} to give a default)", e.name, e.name)
 }
 
 // expand replaces $NAME, ${NAME} and ${NAME:-default} in s. $$ is a literal
-// $, and a $ not followed by a name or a brace is kept as is. An unset
-// variable without a default is an error naming it: it must never become an
-// empty string silently.
+// $, and a $ not followed by a name or a brace is kept as is. A variable
+// that is unset, or set to the empty string, is an error naming it unless a
+// default is given (as in the shell, ${NAME:-default} takes the default in
+// both cases; ${NAME:-} says that empty is meant): it must never become an
+// empty string silently (an empty authorized_keys turns authentication off,
+// an empty base_dir moves the watermarks).
 func expand(s string, lookup lookupFunc) (string, error) {
 	if !strings.Contains(s, "$") {
 		return s, nil
@@ -57,7 +66,7 @@ func expand(s string, lookup lookupFunc) (string, error) {
 			}
 			v, ok := lookup(name)
 			switch {
-			case ok:
+			case ok && v != "":
 				b.WriteString(v)
 			case hasDef:
 				dv, err := expand(def, lookup)
@@ -66,7 +75,7 @@ func expand(s string, lookup lookupFunc) (string, error) {
 				}
 				b.WriteString(dv)
 			default:
-				return "", &expandError{name: name}
+				return "", &expandError{name: name, empty: ok}
 			}
 			i += 2 + end
 		case isNameStart(next):
@@ -76,8 +85,8 @@ func expand(s string, lookup lookupFunc) (string, error) {
 			}
 			name := s[i+1 : j]
 			v, ok := lookup(name)
-			if !ok {
-				return "", &expandError{name: name}
+			if !ok || v == "" {
+				return "", &expandError{name: name, empty: ok}
 			}
 			b.WriteString(v)
 			i = j - 1
@@ -156,9 +165,9 @@ func expandScalar(n *yaml.Node, path string, lookup lookupFunc) error {
 		if secretField(path) {
 			// The message would repeat part of the value (a "variable"
 			// may be a fragment of a password holding a $).
-			return fmt.Errorf("line %d: %s: a $ reference in this secret does not expand (an unset variable or a malformed ${…}; the value is not repeated); write $$ for a literal $", n.Line, fieldName(path))
+			return errorAt(n.Line, path, "a $ reference in this secret does not expand (a variable unset or set but empty, or a malformed ${…}; the value is not repeated); write $$ for a literal $")
 		}
-		return fmt.Errorf("line %d: %s: %w", n.Line, fieldName(path), err)
+		return &Error{Line: n.Line, Field: path, Msg: err.Error(), Err: err}
 	}
 	if v != n.Value {
 		n.Value = v
@@ -174,7 +183,7 @@ func expandScalar(n *yaml.Node, path string, lookup lookupFunc) error {
 
 // secretFields are the settings whose values are secrets: errors about them
 // never repeat any part of the value.
-var secretFields = map[string]bool{"password": true, "secret": true, "secret_access_key": true, "session_token": true}
+var secretFields = map[string]bool{"password": true, "secret": true, "secret_access_key": true, "session_token": true, "passphrase": true, "application_credentials_data": true}
 
 func secretField(path string) bool {
 	return secretFields[path[strings.LastIndexByte(path, '.')+1:]]
@@ -187,17 +196,9 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-func fieldName(path string) string {
-	if path == "" {
-		return "(top level)"
-	}
-	return truncate(path)
-}
-
 var (
 	nodeType        = reflect.TypeOf(yaml.Node{})
 	yamlUnmarshaler = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
-	typeErrLine     = regexp.MustCompile(`^line (\d+): `)
 )
 
 // checkFields reports, with its line and path, the first mapping key under n
@@ -226,18 +227,20 @@ func checkFields(n *yaml.Node, t reflect.Type, path string) error {
 			return nil // the decoder reports the type mismatch
 		}
 		fields := yamlFields(t)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			ft, ok := fields[k.Value]
+		for _, p := range pairs(n) {
+			ft, ok := fields[p.key]
 			if !ok {
 				known := make([]string, 0, len(fields))
 				for name := range fields {
 					known = append(known, name)
 				}
+				if len(known) == 0 {
+					return errorAt(p.keyNode.Line, join(path, p.key), "unknown field (this section takes no fields)")
+				}
 				slices.Sort(known)
-				return fmt.Errorf("line %d: %s: unknown field (known fields: %s)", k.Line, fieldName(join(path, k.Value)), strings.Join(known, ", "))
+				return errorAt(p.keyNode.Line, join(path, p.key), "unknown field%s", knownHint(p.key, known, "known fields"))
 			}
-			if err := checkFields(v, ft, join(path, k.Value)); err != nil {
+			if err := checkFields(p.value, ft, join(path, p.key)); err != nil {
 				return err
 			}
 		}
@@ -245,8 +248,8 @@ func checkFields(n *yaml.Node, t reflect.Type, path string) error {
 		if n.Kind != yaml.MappingNode {
 			return nil
 		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if err := checkFields(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)); err != nil {
+		for _, p := range pairs(n) {
+			if err := checkFields(p.value, t.Elem(), join(path, p.key)); err != nil {
 				return err
 			}
 		}
@@ -297,37 +300,12 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	return out
 }
 
-// lineIndex maps the line of each scalar value under n to its path, so that
-// the decoder's "line N: cannot unmarshal …" can name the field.
-func lineIndex(n *yaml.Node, path string, idx map[int]string) {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			lineIndex(c, path, idx)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := join(path, k.Value)
-			if _, ok := idx[k.Line]; !ok || v.Kind == yaml.ScalarNode {
-				idx[v.Line] = p
-			}
-			lineIndex(v, p, idx)
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			if c.Kind == yaml.ScalarNode {
-				idx[c.Line] = p
-			}
-			lineIndex(c, p, idx)
-		}
-	}
-}
-
 // decodeNode decodes n into v strictly: unknown fields are refused, and
 // every error carries the file's own line number and the field's path
-// (relative to path).
+// (relative to path). A value of the wrong type is reported for the field
+// that holds it, even when several fields share a line, and never repeated:
+// yaml.v3 quotes the first characters of the value, which may be a secret
+// typed into the wrong field.
 func decodeNode(n *yaml.Node, path string, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
@@ -340,23 +318,107 @@ func decodeNode(n *yaml.Node, path string, v any) error {
 	if err == nil {
 		return nil
 	}
+	var msgs []error
+	typeErrors(n, rv.Type().Elem(), path, &msgs, 0)
+	if len(msgs) == 1 {
+		return msgs[0]
+	}
+	if len(msgs) > maxReported {
+		more := len(msgs) - maxReported
+		msgs = append(msgs[:maxReported], errorAt(0, "", "and %d more value%s of the wrong type", more, map[bool]string{true: "", false: "s"}[more == 1]))
+	}
+	if len(msgs) > 1 {
+		return errors.Join(msgs...)
+	}
+	// Not located (should not happen): the decoder's own lines, without
+	// the values.
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return err
+		return &Error{Line: n.Line, Field: path, Msg: err.Error(), Err: err}
 	}
-	idx := map[int]string{}
-	lineIndex(n, path, idx)
-	msgs := make([]string, len(te.Errors))
-	for i, m := range te.Errors {
-		if sub := typeErrLine.FindStringSubmatch(m); sub != nil {
-			line, _ := strconv.Atoi(sub[1])
-			if p, ok := idx[line]; ok && p != "" {
-				m = fmt.Sprintf("line %d: %s: %s", line, fieldName(p), m[len(sub[0]):])
+	for _, m := range te.Errors {
+		line := n.Line
+		if sm := typeErrLineNum.FindStringSubmatch(m); sm != nil {
+			line, _ = strconv.Atoi(sm[1])
+		}
+		msgs = append(msgs, errorAt(line, path, "%s", stripValue(typeErrLine.ReplaceAllString(m, ""))))
+	}
+	return errors.Join(msgs...)
+}
+
+// maxReported bounds how many wrong values one error reports, one line
+// each.
+const maxReported = 10
+
+var (
+	typeErrLine    = regexp.MustCompile(`^line \d+: `)
+	typeErrLineNum = regexp.MustCompile(`^line (\d+): `)
+	quotedValue    = regexp.MustCompile("\\s*`[^`]*`")
+)
+
+// stripValue removes the quoted value from a yaml.v3 type error ("cannot
+// unmarshal !!str `Sup3rS...` into int" → "cannot unmarshal !!str into
+// int").
+func stripValue(m string) string { return quotedValue.ReplaceAllString(m, "") }
+
+// typeErrors walks n along the Go type t and decodes each leaf on its own,
+// appending one message per leaf that does not decode: its line, its path
+// and the type mismatch, without its value.
+func typeErrors(n *yaml.Node, t reflect.Type, path string, out *[]error, depth int) {
+	n = resolve(n)
+	if n == nil || depth > 64 {
+		return
+	}
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) > 0 {
+			typeErrors(n.Content[0], t, path, out, depth+1)
+		}
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	leaf := t == nodeType || reflect.PointerTo(t).Implements(yamlUnmarshaler) || t.Implements(yamlUnmarshaler)
+	switch {
+	case !leaf && t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := yamlFields(t)
+		for _, p := range pairs(n) {
+			if ft, ok := fields[p.key]; ok {
+				typeErrors(p.value, ft, join(path, p.key), out, depth+1)
 			}
 		}
-		msgs[i] = m
+		return
+	case !leaf && t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		for _, p := range pairs(n) {
+			typeErrors(p.keyNode, t.Key(), join(path, p.key), out, depth+1)
+			typeErrors(p.value, t.Elem(), join(path, p.key), out, depth+1)
+		}
+		return
+	case !leaf && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) && n.Kind == yaml.SequenceNode:
+		for i, c := range n.Content {
+			typeErrors(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), out, depth+1)
+		}
+		return
 	}
-	return errors.New(strings.Join(msgs, "; "))
+	err := n.Decode(reflect.New(t).Interface())
+	if err == nil {
+		return
+	}
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		// An UnmarshalYAML of ours: its message repeats no secret and may
+		// name a line inside the value.
+		line, msg := n.Line, err.Error()
+		if m := typeErrLineNum.FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = msg[len(m[0]):]
+		}
+		*out = append(*out, errorAt(line, path, "%s", msg))
+		return
+	}
+	for _, m := range te.Errors {
+		*out = append(*out, errorAt(n.Line, path, "%s", stripValue(typeErrLine.ReplaceAllString(m, ""))))
+	}
 }
 
 func truncate(s string) string { return domain.Echo(s) }

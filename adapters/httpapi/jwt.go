@@ -71,11 +71,22 @@ func header(r *http.Request, name string, max int) (string, error) {
 func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	user, err := header(r, "username", maxUserHeader)
 	if err == nil {
+		if retry, which, ok := a.logins.allow(clientIP(r), user); !ok {
+			a.failures.record(failure{ctx: r.Context(), client: clientIP(r), method: r.Method, path: r.URL.Path, status: http.StatusTooManyRequests,
+				msg: "too many login attempts for this " + which, user: echoUser(user)})
+			writeTooMany(w, retry, which)
+			if a.opts.Observer != nil {
+				a.opts.Observer.AuthenticationFailed(http.StatusTooManyRequests, authMethodJWT, clientIP(r))
+			}
+			return
+		}
 		var pass string
 		if pass, err = header(r, "password", maxPasswordHeader); err == nil {
 			var tok string
-			if tok, err = a.opts.Auth.Login(user, pass); err == nil {
-				a.log.Info("JWT login", "user", domain.Echo(user), "client", clientIP(r))
+			if tok, err = a.opts.Auth.Login(user, pass); err != nil {
+				a.logins.failed(user)
+			} else {
+				a.log.InfoContext(r.Context(), "JWT login", "user", echoUser(user))
 				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 				w.WriteHeader(http.StatusCreated)
 				_, _ = w.Write([]byte(tok))
@@ -86,15 +97,31 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	a.authFailed(w, r, err)
 }
 
-// requireToken authenticates every request but POST /login with the
+// echoUser is a user name from a request's username header as log lines
+// repeat it: shortened (domain.Echo), and not at all when it looks like a
+// secret key (a key or a password typed into the wrong header cannot be
+// told from a name; a secret key can).
+func echoUser(user string) string {
+	if domain.LooksSecret(user) {
+		return domain.NotRepeated
+	}
+	return domain.Echo(user)
+}
+
+// userOf is the user a request names (its username header), for the log.
+func userOf(r *http.Request) string {
+	vals := r.Header.Values("username")
+	if len(vals) != 1 {
+		return ""
+	}
+	return echoUser(vals[0])
+}
+
+// requireToken authenticates a request to an endpoint with the
 // Authorization (Bearer) and username headers, as Signatory's JWT
 // middleware does, and puts the user into the request's context.
 func (a *API) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/login" {
-			next.ServeHTTP(w, r)
-			return
-		}
 		tok, err := header(r, "Authorization", maxTokenHeader)
 		if err != nil {
 			a.authFailed(w, r, err)
@@ -122,7 +149,7 @@ func (a *API) requireToken(next http.Handler) http.Handler {
 // authFailed answers a JWT failure (401 for every refusal) and reports it
 // to the observer.
 func (a *API) authFailed(w http.ResponseWriter, r *http.Request, err error) {
-	status := a.fail(w, r, err)
+	status := a.failRepeated(w, r, err)
 	if a.opts.Observer != nil {
 		a.opts.Observer.AuthenticationFailed(status, authMethodJWT, clientIP(r))
 	}

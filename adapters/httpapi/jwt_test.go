@@ -129,7 +129,6 @@ func TestJWTFailuresAnswer401(t *testing.T) {
 		{"sign without a token", "POST", keys, sign, [][2]string{alice}, "authentication required"},
 		{"get key without a token", "GET", keys, "", nil, "authentication required"},
 		{"authorized_keys without a token", "GET", srv.URL + "/authorized_keys", "", nil, "authentication required"},
-		{"unknown endpoint without a token", "GET", srv.URL + "/nope", "", nil, "authentication required"},
 		{"token without username", "POST", keys, sign, [][2]string{bearer}, "username header"},
 		{"token of another user", "POST", keys, sign, [][2]string{bearer, {"username", "bob"}}, "not valid for user"},
 		{"token for an unknown user", "POST", keys, sign, [][2]string{bearer, {"username", "carol"}}, "not valid for user"},
@@ -169,4 +168,52 @@ func TestNoJWTWithoutAuthenticator(t *testing.T) {
 	code, body := do(t, "POST", srv.URL+"/keys/"+pkh, `"03cafe"`)
 	require.Equal(t, http.StatusOK, code, body)
 	assert.Empty(t, f.lastReq.User)
+}
+
+// TestRoutingBeforeAuthentication: as Signatory's router (gorilla mux, whose
+// middleware runs only on a matched route), an unknown path is 404 and a
+// known path with another method 405 with Allow, with or without JWT and
+// without a token; a matched endpoint then needs the token (401).
+func TestRoutingBeforeAuthentication(t *testing.T) {
+	plain, pks, _, _ := setup(t)
+	withJWT, pk, _, _ := jwtSetup(t)
+	pkh := pks[tezos.Ed25519].Hash().String()
+	for _, c := range []struct {
+		method, path string
+		plain, jwt   int
+		allow        string
+	}{
+		{"GET", "/nope", 404, 404, ""},
+		{"GET", "/keys/" + pkh + "/x", 404, 404, ""},
+		{"GET", "/keys", 404, 404, ""},
+		{"PUT", "/keys/" + pkh, 405, 405, "GET, HEAD, POST"},
+		{"DELETE", "/keys/" + pkh, 405, 405, "GET, HEAD, POST"},
+		{"PATCH", "/keys/" + pkh, 405, 405, "GET, HEAD, POST"},
+		{"POST", "/authorized_keys", 405, 405, "GET, HEAD"},
+		{"DELETE", "/bls_prove_possession/" + pkh, 405, 405, "GET, HEAD"},
+		{"GET", "/login", 404, 405, "POST"},
+		{"POST", "/login", 404, 401, ""},
+		{"GET", "/keys/" + pkh, 200, 401, ""},
+		{"GET", "/authorized_keys", 200, 401, ""},
+	} {
+		for _, srv := range []struct {
+			name string
+			url  string
+			want int
+		}{{"no JWT", plain.URL, c.plain}, {"JWT", withJWT.URL, c.jwt}} {
+			path := c.path
+			if srv.name == "JWT" {
+				path = strings.Replace(path, pkh, pk.Hash().String(), 1)
+			}
+			code, body, h := call(t, c.method, srv.url+path, "")
+			assert.Equal(t, srv.want, code, "%s %s %s: %s", srv.name, c.method, c.path, body)
+			if srv.want == 405 {
+				assert.Equal(t, c.allow, h.Get("Allow"), "%s %s %s", srv.name, c.method, c.path)
+			}
+			if srv.want >= 400 {
+				var errs []struct{ ID, Kind, Msg string }
+				assert.NoError(t, json.Unmarshal([]byte(body), &errs), "JSON error body: %s", body)
+			}
+		}
+	}
 }

@@ -37,7 +37,7 @@ const DefaultMaxBody = 1 << 20
 type Signer interface {
 	Key(pkh string) (signer.Key, error)
 	Sign(ctx context.Context, req signer.SignRequest) (tezos.Signature, error)
-	ProvePossession(ctx context.Context, pkh string) (tezos.Signature, error)
+	ProvePossession(ctx context.Context, req signer.PossessionRequest) (tezos.Signature, error)
 	AuthorizedKeys() []tezos.PublicKeyHash
 }
 
@@ -46,7 +46,8 @@ type Observer interface {
 	// SignHandled is called once per finished sign request.
 	SignHandled(address string, status int, d time.Duration)
 	// AuthenticationFailed is called for every request refused for its
-	// client authentication (method: "authorized_keys", "jwt").
+	// client authentication (method: "authentication" for the authorized
+	// keys, as Signatory names it; "jwt").
 	AuthenticationFailed(status int, method, clientIP string)
 }
 
@@ -62,9 +63,11 @@ type Options struct {
 
 // API serves the remote-signer endpoints.
 type API struct {
-	s    Signer
-	opts Options
-	log  *slog.Logger
+	s        Signer
+	opts     Options
+	log      *slog.Logger
+	logins   *loginLimiter // POST /login attempts per address and user
+	failures *failureLog   // aggregated log lines of repeated client failures
 }
 
 // New returns the remote-signer API over s.
@@ -76,24 +79,44 @@ func New(s Signer, opts Options) *API {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &API{s: s, opts: opts, log: log}
+	return &API{s: s, opts: opts, log: log, logins: newLoginLimiter(), failures: newFailureLog(log, failureWindow)}
 }
 
-// Handler returns the main server's routes.
+// Handler returns the main server's routes. As Signatory's router, it routes
+// first: an unknown path is 404 and a known path with another method 405
+// (with Allow), without authentication; with JWT configured, a request that
+// matches an endpoint (but POST /login) is then authenticated.
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /keys/{pkh}", a.getKey)
-	mux.HandleFunc("POST /keys/{pkh}", a.sign)
-	mux.HandleFunc("GET /authorized_keys", a.authorizedKeys)
-	mux.HandleFunc("GET /bls_prove_possession/{pkh}", a.provePossession)
+	auth := func(h http.HandlerFunc) http.Handler {
+		if a.opts.Auth != nil {
+			return a.requireToken(h)
+		}
+		return h
+	}
+	mux.Handle("GET /keys/{pkh}", auth(a.getKey))
+	mux.Handle("POST /keys/{pkh}", auth(a.sign))
+	mux.Handle("/keys/{pkh}", methodNotAllowed("GET, HEAD, POST"))
+	mux.Handle("GET /authorized_keys", auth(a.authorizedKeys))
+	mux.Handle("/authorized_keys", methodNotAllowed("GET, HEAD"))
+	mux.Handle("GET /bls_prove_possession/{pkh}", auth(a.provePossession))
+	mux.Handle("/bls_prove_possession/{pkh}", methodNotAllowed("GET, HEAD"))
+	if a.opts.Auth != nil {
+		mux.HandleFunc("POST /login", a.login)
+		mux.Handle("/login", methodNotAllowed("POST"))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", domain.Echo(r.Method), domain.Echo(r.URL.Path)))
 	})
-	if a.opts.Auth != nil {
-		mux.HandleFunc("POST /login", a.login)
-		return a.requireToken(mux)
-	}
-	return mux
+	return a.withRequest(mux)
+}
+
+// methodNotAllowed answers 405 with the methods the path takes.
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", domain.Echo(r.Method), domain.Echo(r.URL.Path), allow))
+	})
 }
 
 func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
@@ -126,9 +149,24 @@ func (a *API) sign(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if errors.Is(err, signer.ErrAuthentication) {
+		// Repeated by whoever probes the keys: aggregated in the log.
+		status = a.failRepeated(w, r, err)
+		a.authFailure(err, status, r)
+		return
+	}
 	status = a.fail(w, r, err)
+}
+
+// authMethodAuthorizedKeys is the auth_method label of a refusal by the
+// server-wide authorized keys (Signatory's "authentication").
+const authMethodAuthorizedKeys = "authentication"
+
+// authFailure reports err to the observer when it refused a client's
+// authentication by the authorized keys.
+func (a *API) authFailure(err error, status int, r *http.Request) {
 	if errors.Is(err, signer.ErrAuthentication) && a.opts.Observer != nil {
-		a.opts.Observer.AuthenticationFailed(status, "authorized_keys", clientIP(r))
+		a.opts.Observer.AuthenticationFailed(status, authMethodAuthorizedKeys, clientIP(r))
 	}
 }
 
@@ -179,13 +217,9 @@ func (a *API) decodeSign(w http.ResponseWriter, r *http.Request) (signer.SignReq
 		ver := uint8(n)
 		req.Version = &ver
 	}
-	if auth := q.Get("authentication"); auth != "" {
-		sig, err := tezos.ParseSignature(auth)
-		if err != nil {
-			return req, domain.Errorf(domain.KindInvalid, "authentication: %w", err)
-		}
-		req.Authentication = &sig
-	}
+	// Read (and checked) by the domain only when authorized keys apply,
+	// as Signatory reads it.
+	req.Authentication = q.Get("authentication")
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -206,9 +240,21 @@ func (a *API) decodeSign(w http.ResponseWriter, r *http.Request) (signer.SignReq
 }
 
 func (a *API) provePossession(w http.ResponseWriter, r *http.Request) {
-	sig, err := a.s.ProvePossession(r.Context(), r.PathValue("pkh"))
+	req := signer.PossessionRequest{PKH: r.PathValue("pkh"), User: userFrom(r.Context()), Source: clientIP(r)}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err == nil && len(q["authentication"]) > 1 {
+		err = domain.Errorf(domain.KindInvalid, "query parameter %q given %d times", "authentication", len(q["authentication"]))
+	} else if err != nil {
+		err = domain.Errorf(domain.KindInvalid, "malformed query string: %s", domain.Echo(err.Error()))
+	}
+	var sig tezos.Signature
+	if err == nil {
+		req.Authentication = q.Get("authentication")
+		sig, err = a.s.ProvePossession(r.Context(), req)
+	}
 	if err != nil {
-		a.fail(w, r, err)
+		status := a.fail(w, r, err)
+		a.authFailure(err, status, r)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"bls_prove_possession": sig.String()})
@@ -252,13 +298,28 @@ func StatusFor(err error) int {
 }
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) int {
-	status := StatusFor(err)
-	lvl := slog.LevelWarn
+	status, lvl := StatusFor(err), slog.LevelWarn
 	if status >= 500 {
 		lvl = slog.LevelError
 	}
+	a.log.Log(r.Context(), lvl, "request failed", "method", domain.Echo(r.Method), "path", domain.Echo(r.URL.Path), "status", status, "error", bound(err.Error()))
+	return a.respond(w, err)
+}
+
+// failRepeated is fail for failures a client can repeat at will
+// (authentication refusals): their log lines are aggregated per client
+// and path (failureLog).
+func (a *API) failRepeated(w http.ResponseWriter, r *http.Request, err error) int {
+	status := StatusFor(err)
+	a.failures.record(failure{ctx: r.Context(), client: clientIP(r), method: domain.Echo(r.Method), path: domain.Echo(r.URL.Path),
+		status: status, msg: bound(err.Error()), user: userOf(r)})
+	return a.respond(w, err)
+}
+
+// respond writes err's status and Signatory's error body.
+func (a *API) respond(w http.ResponseWriter, err error) int {
+	status := StatusFor(err)
 	msg := err.Error()
-	a.log.Log(r.Context(), lvl, "request failed", "method", domain.Echo(r.Method), "path", domain.Echo(r.URL.Path), "status", status, "error", bound(msg))
 	if status >= 500 {
 		// Server-side failures are described to the client without the
 		// host's file paths or network addresses; the log has them.

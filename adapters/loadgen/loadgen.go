@@ -97,6 +97,9 @@ type Options struct {
 	// ChainID is the attestations' chain id; nil means a random one per run
 	// so that repeated runs against one signer start from fresh watermarks.
 	ChainID []byte
+	// NewConnections opens a connection per request (no keep-alive), so
+	// that every request goes through the listener's accept queue.
+	NewConnections bool
 	// SharedChain makes all clients use ChainID itself. By default client i
 	// uses ChainID with i added to its last two bytes, so that each client's
 	// levels (drawn from the shared counter, hence strictly increasing)
@@ -119,6 +122,9 @@ type Result struct {
 	Op          Op
 	Concurrency int
 	Verify      bool
+	// Trickle, when set, is what slow clients running beside the load met
+	// (sigil-load --trickle).
+	Trickle *TrickleStats
 
 	// Requests is the number of measured requests that completed.
 	Requests int
@@ -210,6 +216,9 @@ func (r Result) String() string {
 	if r.Verify {
 		fmt.Fprintf(&b, "signatures  %d verified, %d wrong\n", r.OK, r.WrongSignatures)
 	}
+	if r.Trickle != nil {
+		b.WriteString(r.Trickle.String() + "\n")
+	}
 	if r.Interrupted {
 		b.WriteString("interrupted before the end\n")
 	}
@@ -252,11 +261,12 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		LastLevel       int32             `json:"last_level,omitempty"`
 		ChainID         string            `json:"chain_id,omitempty"`
 		Interrupted     bool              `json:"interrupted"`
+		Trickle         *TrickleStats     `json:"trickle,omitempty"`
 	}{
 		r.URL, r.Key, r.Op, r.Concurrency, r.Verify, r.Requests, r.OK, r.WrongSignatures,
 		r.BadResponses, status, r.TransportErrors, r.ErrorSamples, r.Duration.Seconds(), r.OpsPerSec,
 		latency{msf(l.Min), msf(l.Mean), msf(l.P50), msf(l.P90), msf(l.P99), msf(l.Max)},
-		r.WarmupRequests, r.FirstLevel, r.LastLevel, r.ChainID, r.Interrupted,
+		r.WarmupRequests, r.FirstLevel, r.LastLevel, r.ChainID, r.Interrupted, r.Trickle,
 	})
 }
 
@@ -322,9 +332,10 @@ func loopbackOnly(_, address string, _ syscall.RawConn) error {
 	return nil
 }
 
-func newClient(concurrency int, timeout time.Duration) *http.Client {
+func newClient(concurrency int, timeout time.Duration, newConns bool) *http.Client {
 	d := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, Control: loopbackOnly}
 	tr := &http.Transport{
+		DisableKeepAlives:   newConns,
 		Proxy:               nil,
 		DialContext:         d.DialContext,
 		MaxIdleConns:        2 * concurrency,
@@ -462,7 +473,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	base := strings.TrimRight(u.String(), "/")
 	r := &runner{
 		opts:    opts,
-		client:  newClient(opts.Concurrency, opts.Timeout),
+		client:  newClient(opts.Concurrency, opts.Timeout, opts.NewConnections),
 		signURL: base + "/keys/" + opts.Key,
 	}
 	defer r.client.CloseIdleConnections()

@@ -1,13 +1,14 @@
 // Package metrics is Sigil's Prometheus adapter. It exports every metric
 // family Signatory's pkg/metrics does, with the same names, types, label
-// names and buckets (signing_ops_total, vault_sign_request_*,
+// names, buckets and label values for the same requests (signing_ops_total, vault_sign_request_*,
 // sign_handler_*, consensus_round_total, policy_violation_total,
 // watermark_rejection_total, authentication_failure_total, watermark_*, the
 // build info), so existing dashboards and alerts keep working, fed by the
 // domain's events, the HTTP adapter's handler events and the watermark
 // backends' I/O events. Sigil adds its own sigil_* families (sigil.go): the
 // build info, the enclave connection pools' health and request latency,
-// fine-grained sign latency per key and each consensus key's last signature.
+// fine-grained sign latency per key and each consensus key's last signature,
+// and the configuration reloads (reload.go).
 // Label values come only from bounded sets, so that no client can grow the
 // number of series.
 package metrics
@@ -47,6 +48,9 @@ type Metrics struct {
 	clientIPs boundedSet
 	backend   string // watermark backend, for watermark_operation_*
 
+	handlerOnce sync.Once
+	handler     http.Handler
+
 	reg               *prometheus.Registry
 	signingOps        *prometheus.CounterVec
 	vaultDuration     *prometheus.HistogramVec
@@ -63,6 +67,7 @@ type Metrics struct {
 	watermarkIOTime   *prometheus.HistogramVec
 	watermarkIOErrors *prometheus.CounterVec
 	sigil             *sigilMetrics
+	reload            *reloadMetrics
 }
 
 // Options configure New.
@@ -83,6 +88,7 @@ func New(o Options) *Metrics {
 		reg:     prometheus.NewRegistry(),
 		backend: o.WatermarkBackend,
 		sigil:   newSigilMetrics(),
+		reload:  newReloadMetrics(),
 		signingOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signing_ops_total",
 			Help: "Total number of signing operations completed.",
@@ -151,13 +157,20 @@ func New(o Options) *Metrics {
 		buildInfo("signatory_build_info", "Build information, under Signatory's name and labels (for its dashboards).", o.Build, false),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.sigil.collectors()...)
+	m.reg.MustRegister(m.reload.collectors()...)
 	return m
 }
 
+// buildInfo is sigil_build_info (extended) or signatory_build_info, whose
+// unknown fields read "(unknown)" as Signatory writes them.
 func buildInfo(name, help string, b buildinfo.Info, extended bool) prometheus.Collector {
+	unknown := "(unknown)"
+	if extended {
+		unknown = unknownLabel
+	}
 	v := func(s string) string {
-		if s == "" {
-			return unknownLabel
+		if s == "" || s == unknownLabel {
+			return unknown
 		}
 		return s
 	}
@@ -173,9 +186,15 @@ func buildInfo(name, help string, b buildinfo.Info, extended bool) prometheus.Co
 	return g
 }
 
-// Handler serves the registry in the Prometheus text format.
+// Handler serves the registry in the Prometheus text format. As
+// Signatory's promhttp.Handler, it counts its own scrapes
+// (promhttp_metric_handler_requests_total by code, and
+// promhttp_metric_handler_requests_in_flight).
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	m.handlerOnce.Do(func() {
+		m.handler = promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	})
+	return m.handler
 }
 
 // Registry exposes the registry (for tests and extra collectors).
@@ -236,8 +255,21 @@ func (b *boundedSet) label(v string, n int) string {
 	return v
 }
 
-// ObserveSign implements ports.SignObserver: signing_ops_total,
-// vault_sign_request_duration_milliseconds, vault_sign_request_error_total.
+// Label values Signatory writes.
+const (
+	// OperationTypeRequest is policy_violation_total's operation_type.
+	OperationTypeRequest = "request"
+	// ReasonWatermark is watermark_rejection_total's reason: the text of
+	// Signatory's watermark refusal.
+	ReasonWatermark = "watermark validation failed"
+)
+
+// ObserveSign implements ports.SignObserver: as Signatory's
+// SignInterceptor, a signed request counts in signing_ops_total (each
+// operation kind of a generic request, else its request kind once),
+// vault_sign_request_duration_milliseconds and, for a consensus request,
+// consensus_round_total; a failed one (a watermark refusal included, code
+// 409) in vault_sign_request_error_total with its HTTP status.
 func (m *Metrics) ObserveSign(e ports.SignEvent) {
 	e.Address, e.ChainID = m.address(e.Address), m.chain(e.ChainID)
 	if e.Err != nil {
@@ -248,35 +280,38 @@ func (m *Metrics) ObserveSign(e ports.SignEvent) {
 	m.sigil.enclaveSign.WithLabelValues(e.Vault, e.Address).Observe(e.Duration.Seconds())
 	if len(e.Ops) == 0 {
 		m.signingOps.WithLabelValues(e.Address, e.Vault, e.Request, e.Request, e.ChainID).Inc()
-		return
 	}
 	for op, n := range e.Ops {
 		m.signingOps.WithLabelValues(e.Address, e.Vault, e.Request, op, e.ChainID).Add(float64(n))
 	}
+	if e.Consensus {
+		m.consensusRounds.WithLabelValues(e.Address, e.Request, e.ChainID, round(e.Round)).Inc()
+		if e.Address != unknownLabel {
+			m.sigil.consensusSigned(e.Address)
+		}
+	}
 }
 
-// ObservePolicy implements ports.SignObserver: policy_violation_total.
+// ObservePolicy implements ports.SignObserver: policy_violation_total, with
+// Signatory's values (violation_type the refused request or operation
+// kind, "authentication" or "policy_hook"; operation_type "request").
 func (m *Metrics) ObservePolicy(e ports.PolicyEvent) {
-	m.policyViolations.WithLabelValues(e.Violation, m.address(e.Address), kind(e.Request)).Inc()
+	m.policyViolations.WithLabelValues(kind(e.Violation), m.address(e.Address), OperationTypeRequest).Inc()
 }
 
-// ObserveWatermark implements ports.SignObserver: consensus_round_total for
-// each fresh consensus signature, watermark_rejection_total,
-// watermark_operations_total and watermark_operation_duration_seconds.
+// ObserveWatermark implements ports.SignObserver, for every request that
+// reached the signing step (generic and pack included, as Signatory counts
+// them): watermark_operations_total (success, or rejected when refused or
+// when the store failed), watermark_operation_duration_seconds, and
+// watermark_rejection_total for a refusal.
 func (m *Metrics) ObserveWatermark(e ports.WatermarkEvent) {
-	addr, chain := m.address(e.Address), m.chain(e.ChainID)
 	result := "success"
 	switch e.Outcome {
-	case ports.WatermarkAccepted:
-		m.consensusRounds.WithLabelValues(addr, e.Request, chain, round(e.Round)).Inc()
-		if addr != unknownLabel {
-			m.sigil.consensusSigned(addr)
-		}
 	case ports.WatermarkRejected:
 		result = "rejected"
-		m.watermarkRejects.WithLabelValues(addr, e.Request, chain, e.Reason).Inc()
+		m.watermarkRejects.WithLabelValues(m.address(e.Address), e.Request, m.chain(e.ChainID), ReasonWatermark).Inc()
 	case ports.WatermarkFailed:
-		result = "error"
+		result = "rejected"
 	}
 	backend := kind(m.backend)
 	m.watermarkOps.WithLabelValues(result, backend, e.Request).Inc()

@@ -15,17 +15,20 @@ import (
 // failures, fine-grained sign latency per key, and when each consensus key
 // last signed. SigilFamilies lists them with their label names.
 var SigilFamilies = map[string][]string{
-	"sigil_build_info":                                 {"path", "version", "checksum", "revision", "branch", "build_time", "commit_time", "go_version"},
-	"sigil_enclave_connections":                        {"vault", "state"},
-	"sigil_enclave_redials_total":                      {"vault"},
-	"sigil_enclave_keys_loaded":                        {"vault"},
-	"sigil_enclave_keys_unopened":                      {"vault"},
-	"sigil_enclave_rpc_duration_seconds":               {"vault", "method"},
-	"sigil_enclave_rpc_errors_total":                   {"vault", "method", "cause"},
-	"sigil_enclave_bad_signatures_total":               {"vault"},
-	"sigil_enclave_sign_duration_seconds":              {"vault", "address"},
-	"sigil_sign_request_duration_seconds":              {"address", "status"},
-	"sigil_consensus_last_signature_timestamp_seconds": {"address"},
+	"sigil_build_info":                                   {"path", "version", "checksum", "revision", "branch", "build_time", "commit_time", "go_version"},
+	"sigil_enclave_connections":                          {"vault", "state"},
+	"sigil_enclave_redials_total":                        {"vault"},
+	"sigil_enclave_keys_loaded":                          {"vault"},
+	"sigil_enclave_keys_unopened":                        {"vault"},
+	"sigil_enclave_rpc_duration_seconds":                 {"vault", "method"},
+	"sigil_enclave_rpc_errors_total":                     {"vault", "method", "cause"},
+	"sigil_enclave_bad_signatures_total":                 {"vault"},
+	"sigil_enclave_sign_duration_seconds":                {"vault", "address"},
+	"sigil_sign_request_duration_seconds":                {"address", "status"},
+	"sigil_consensus_last_signature_timestamp_seconds":   {"address"},
+	"sigil_config_reloads_total":                         {"result"},
+	"sigil_config_last_reload_success_timestamp_seconds": {},
+	"sigil_config_last_reload_successful":                {},
 }
 
 // Enclave request methods of the protocol, for which the observer holds a

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sigil-signer/sigil/adapters/metrics"
+	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/ports"
 )
 
@@ -59,9 +60,10 @@ func TestSigilFamilies(t *testing.T) {
 	m.SignHandled("tz1a", 200, 2*time.Millisecond)
 	m.SetConsensusKeys(func() []string { return []string{"tz1a", "tz1b"} })
 	before := time.Now()
-	m.ObserveWatermark(ports.WatermarkEvent{Address: "tz1a", Request: "attestation", ChainID: "NetXdQprcVkpaWU", Outcome: ports.WatermarkAccepted})
+	m.ObserveSign(ports.SignEvent{Vault: "ConfidentialSpace", Address: "tz1a", Request: "attestation", Consensus: true, ChainID: "NetXdQprcVkpaWU"})
 	// A refusal is not a signature.
-	m.ObserveWatermark(ports.WatermarkEvent{Address: "tz1b", Request: "attestation", ChainID: "NetXdQprcVkpaWU", Outcome: ports.WatermarkRejected, Reason: ports.ReasonNotAbove})
+	m.ObserveSign(ports.SignEvent{Vault: "ConfidentialSpace", Address: "tz1b", Request: "attestation", Consensus: true, ChainID: "NetXdQprcVkpaWU",
+		Err: domain.Errorf(domain.KindConflict, "not above")})
 
 	got := families(t, m)
 	for name, labels := range metrics.SigilFamilies {
@@ -100,11 +102,11 @@ func TestSigilFamilies(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	out = scrape(t, m)
 	assert.Equal(t, b, sampleValue(t, out, `sigil_consensus_last_signature_timestamp_seconds{address="tz1b"}`), "first-export time must not move")
-	m.ObserveWatermark(ports.WatermarkEvent{Address: "tz1b", Request: "block", ChainID: "NetXdQprcVkpaWU", Outcome: ports.WatermarkAccepted})
+	m.ObserveSign(ports.SignEvent{Vault: "ConfidentialSpace", Address: "tz1b", Request: "block", Consensus: true, ChainID: "NetXdQprcVkpaWU"})
 	out = scrape(t, m)
 	assert.Greater(t, sampleValue(t, out, `sigil_consensus_last_signature_timestamp_seconds{address="tz1b"}`), b)
 	// An unknown address never gets a series.
-	m.ObserveWatermark(ports.WatermarkEvent{Address: "tz1zzz", Request: "block", Outcome: ports.WatermarkAccepted})
+	m.ObserveSign(ports.SignEvent{Vault: "ConfidentialSpace", Address: "tz1zzz", Request: "block", Consensus: true})
 	assert.NotContains(t, scrape(t, m), "tz1zzz")
 }
 

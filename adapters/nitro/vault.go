@@ -19,6 +19,10 @@ import (
 	"github.com/sigil-signer/sigil/domain"
 )
 
+// DisplayName is the driver's display name, as Signatory's nitro vault names
+// itself (the vault label of Signatory's metrics).
+const DisplayName = "NitroEnclave"
+
 // DefaultKeyFile is Signatory's default Nitro key file, under base_dir.
 const DefaultKeyFile = "enclave_keys.json"
 
@@ -232,7 +236,7 @@ func NewOpener(dial Dial, listen func(port uint32) (net.Listener, error)) vault.
 			return vault.Instance{}, errors.Join(err, closeAll())
 		}
 		closers = append(closers, enc.Close)
-		return vault.Instance{Enclave: enc, Store: store, Close: closeAll}, nil
+		return vault.Instance{Enclave: enc, Store: store, Display: DisplayName, Close: closeAll}, nil
 	}
 }
 

@@ -93,6 +93,7 @@ storage:
 
 	inst, err := OpenVault(context.Background(), "nitro", decoder(t, src), fakeEnv(t, &got))
 	require.NoError(t, err)
+	require.Equal(t, "NitroEnclave", inst.Display, "Signatory's nitro vault's name")
 	require.NoError(t, inst.Close())
 	require.Equal(t, storeCall{"file", "/var/lib/signatory/keys.json"}, got)
 

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -55,6 +56,8 @@ type Config struct {
 	// Transport overrides the HTTP transport (tests); nil uses a clone of
 	// http.DefaultTransport.
 	Transport http.RoundTripper
+	// Dial overrides how Healthy connects (tests); nil uses a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives one debug line per decision; nil discards.
 	Logger *slog.Logger
 }
@@ -62,6 +65,7 @@ type Config struct {
 // Hook calls the policy service. It implements ports.PolicyHook.
 type Hook struct {
 	url     string
+	probe   probe
 	keys    map[tezos.PublicKeyHash]tezos.PublicKey
 	timeout time.Duration
 	client  *http.Client
@@ -87,7 +91,7 @@ func New(cfg Config) (*Hook, error) {
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("policy_hook.timeout: %v is negative", cfg.Timeout)
 	}
-	h := &Hook{url: cfg.Address, timeout: cfg.Timeout, log: cfg.Logger}
+	h := &Hook{url: cfg.Address, timeout: cfg.Timeout, log: cfg.Logger, probe: newProbe(cfg.Address, cfg.Dial)}
 	if h.timeout == 0 {
 		h.timeout = DefaultTimeout
 	}
@@ -102,7 +106,15 @@ func New(cfg Config) (*Hook, error) {
 	}
 	tr := cfg.Transport
 	if tr == nil {
-		tr = http.DefaultTransport.(*http.Transport).Clone()
+		// The hook's address is the configuration's, reached directly:
+		// HTTP_PROXY/HTTPS_PROXY in the daemon's environment must not route
+		// the approval of a signature through another party.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Proxy = nil
+		tr = t
+	}
+	if t, ok := tr.(*http.Transport); ok && t.TLSClientConfig != nil {
+		h.probe.tls = t.TLSClientConfig
 	}
 	h.client = &http.Client{
 		Transport: tr,
@@ -202,7 +214,7 @@ func (h *Hook) Approve(ctx context.Context, req ports.HookRequest) error {
 		// Only the status counts; the body is drained (bounded) so that
 		// the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxReply))
-		return h.decide(req, status, resp.Status, "")
+		return h.decide(ctx, req, status, resp.Status, "")
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxReply+1))
 	if err != nil {
@@ -218,7 +230,7 @@ func (h *Hook) Approve(ctx context.Context, req ports.HookRequest) error {
 	if err != nil {
 		return err
 	}
-	return h.decide(req, status, resp.Status, pl.Error)
+	return h.decide(ctx, req, status, resp.Status, pl.Error)
 }
 
 // verify authenticates a reply and returns its payload.
@@ -269,9 +281,9 @@ func verifies(pk tezos.PublicKey, msg []byte, sig tezos.Signature) bool {
 }
 
 // decide turns an (authenticated, if required) status into the answer.
-func (h *Hook) decide(req ports.HookRequest, status int, statusText, reason string) error {
+func (h *Hook) decide(ctx context.Context, req ports.HookRequest, status int, statusText, reason string) error {
 	if status/100 == 2 {
-		h.log.Debug("policy hook approved the request", "pkh", req.PKH.String(), "status", status)
+		h.log.DebugContext(ctx, "policy hook approved the request", "pkh", req.PKH.String(), "status", status)
 		return nil
 	}
 	msg := clean(statusText)

@@ -1,19 +1,20 @@
 // Package progress is the ports.Progress adapter: on a terminal it draws a
-// progress bar (github.com/schollz/progressbar) with the count, the rate
-// and the time left; elsewhere (a pipe, a file, a log collector) it writes
-// plain log lines through slog every few seconds and when the task ends, so
-// that long work (loading or generating hundreds of keys, moving
-// watermarks) is never silent.
+// progress bar with the count, the rate and the time left, on a Console that
+// the log output shares so that log lines appear above the bar and never
+// inside it; elsewhere (a pipe, a file, a log collector) it writes plain log
+// lines through slog every few seconds and when the task ends, so that long
+// work (loading or generating hundreds of keys, moving watermarks) is never
+// silent.
 package progress
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
 	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
 	"github.com/sigil-signer/sigil/ports"
@@ -25,9 +26,8 @@ const DefaultInterval = 5 * time.Second
 
 // Reporter implements ports.Progress.
 type Reporter struct {
-	w        io.Writer
+	console  *Console // nil when not drawing bars
 	log      *slog.Logger
-	terminal bool
 	interval time.Duration
 }
 
@@ -41,7 +41,8 @@ type Options struct {
 	Terminal *bool
 }
 
-// New returns a reporter drawing bars on w when w is a terminal, else
+// New returns a reporter drawing bars on w when w is a terminal (best given
+// as the Console the log output also writes to: see ConsoleFor), else
 // logging to log (nil: discarded).
 func New(w io.Writer, log *slog.Logger, o Options) *Reporter {
 	if log == nil {
@@ -54,57 +55,39 @@ func New(w io.Writer, log *slog.Logger, o Options) *Reporter {
 	if o.Terminal != nil {
 		tty = *o.Terminal
 	}
-	return &Reporter{w: w, log: log, terminal: tty, interval: o.Interval}
+	r := &Reporter{log: log, interval: o.Interval}
+	if tty {
+		if c, ok := w.(*Console); ok {
+			r.console = c
+		} else {
+			r.console = NewConsole(w)
+		}
+	}
+	return r
 }
 
-// IsTerminal reports whether w is a terminal.
+// IsTerminal reports whether w is a terminal (or a Console on one).
 func IsTerminal(w io.Writer) bool {
+	if _, ok := w.(*Console); ok {
+		return true
+	}
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // Terminal reports whether the reporter draws bars.
-func (r *Reporter) Terminal() bool { return r.terminal }
+func (r *Reporter) Terminal() bool { return r.console != nil }
 
 // Begin implements ports.Progress.
 func (r *Reporter) Begin(what string, total int) ports.ProgressTask {
-	if r.terminal {
-		return &barTask{bar: progressbar.NewOptions(total,
-			progressbar.OptionSetWriter(r.w),
-			progressbar.OptionSetDescription(what),
-			progressbar.OptionShowCount(),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("items"),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionShowElapsedTimeOnFinish(),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionFullWidth(),
-			progressbar.OptionOnCompletion(func() { _, _ = io.WriteString(r.w, "\n") }),
-		)}
+	if r.console != nil {
+		t := &consoleTask{c: r.console, b: &bar{what: what, total: total, start: time.Now()}}
+		r.console.begin(t.b)
+		return t
 	}
 	t := &logTask{log: r.log, what: what, total: total, start: time.Now(), stop: make(chan struct{})}
 	go t.tick(r.interval)
 	return t
-}
-
-type barTask struct {
-	mu  sync.Mutex
-	bar *progressbar.ProgressBar
-}
-
-func (t *barTask) Add(n int) {
-	t.mu.Lock()
-	_ = t.bar.Add(n)
-	t.mu.Unlock()
-}
-
-func (t *barTask) Done() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !t.bar.IsFinished() {
-		_ = t.bar.Exit()
-	}
 }
 
 // logTask logs "progress" lines: what, done, total, rate per second and
@@ -146,11 +129,12 @@ func (t *logTask) report(msg string) {
 	t.mu.Unlock()
 	elapsed := time.Since(t.start)
 	rate := float64(done) / elapsed.Seconds()
-	attrs := []any{"task", t.what, "done", done, "total", t.total, "rate_per_s", float64(int(rate*10)) / 10, "elapsed", elapsed.Round(time.Second)}
+	attrs := []slog.Attr{slog.String("task", t.what), slog.Int("done", done), slog.Int("total", t.total),
+		slog.Float64("rate_per_s", float64(int(rate*10))/10), slog.Duration("elapsed", elapsed.Round(time.Second))}
 	if msg == "progress" && rate > 0 && done < t.total {
-		attrs = append(attrs, "eta", time.Duration(float64(t.total-done)/rate*float64(time.Second)).Round(time.Second))
+		attrs = append(attrs, slog.Duration("eta", time.Duration(float64(t.total-done)/rate*float64(time.Second)).Round(time.Second)))
 	}
-	t.log.Info(msg, attrs...)
+	t.log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
 }
 
 func (t *logTask) Done() {

@@ -5,6 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +18,8 @@ import (
 )
 
 // TestBarOnTerminal draws the bar on a pseudo-terminal and reads what a
-// user would see: the task, the count, the rate.
+// user would see: the task, the count, the time taken; a task shorter than
+// a second shows no rate (a rate over milliseconds means nothing).
 func TestBarOnTerminal(t *testing.T) {
 	term := progresstest.Open(t)
 	tty := term.TTY
@@ -33,10 +37,12 @@ func TestBarOnTerminal(t *testing.T) {
 	task.Done()
 
 	out := term.Screen()
-	for _, want := range []string{"generating keys", "40/40", "items/s", "100%"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("the terminal shows no %q:\n%q", want, out)
-		}
+	lines := progresstest.Lines(out)
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "generating keys 100% [") || !strings.Contains(lines[0], "] 40/40 in ") {
+		t.Errorf("the terminal shows %q, want one finished bar:\n%q", lines, out)
+	}
+	if strings.Contains(out, "items/s") {
+		t.Errorf("a rate was shown for a task of 0.2 s:\n%q", out)
 	}
 	if logs.Len() != 0 {
 		t.Errorf("on a terminal the progress is not logged: %s", logs.String())
@@ -96,4 +102,96 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestBarRateIsReal: the rate appears once a second has passed and is the
+// real one (items done over time elapsed), never the burst of the first
+// item; the time left follows from it.
+func TestBarRateIsReal(t *testing.T) {
+	term := progresstest.Open(t)
+	r := progress.New(term.TTY, nil, progress.Options{})
+	task := r.Begin("loading keys", 20)
+	task.Add(1) // the first item at once: the old bar showed ~300,000 items/s here
+	start := time.Now()
+	for range 11 {
+		time.Sleep(120 * time.Millisecond)
+		task.Add(1)
+	}
+	elapsed := time.Since(start)
+	task.Done()
+	out := term.Screen()
+	rates := regexp.MustCompile(`([0-9.]+) items/s`).FindAllStringSubmatch(out, -1)
+	if len(rates) == 0 {
+		t.Fatalf("no rate shown after %s:\n%q", elapsed, out)
+	}
+	// 12 items in at least 1.3 s: never more than 12/1 s.
+	for _, m := range rates {
+		v, err := strconv.ParseFloat(m[1], 64)
+		if err != nil || v <= 0 || v > 12 {
+			t.Errorf("rate %q shown, want a real rate in (0, 12] items/s:\n%q", m[0], out)
+		}
+	}
+	if !strings.Contains(out, " left") {
+		t.Errorf("no time left shown:\n%q", out)
+	}
+	lines := progresstest.Lines(out)
+	if len(lines) != 1 || !strings.Contains(lines[0], "12/20 in ") {
+		t.Errorf("the terminal shows %q, want one bar, ended at 12/20", lines)
+	}
+}
+
+// TestLogLinesAboveBar: log lines written while a bar is drawn (whole or in
+// pieces, as a buffered log writer flushes them) appear whole, above the
+// bar, and the scrollback holds one bar: the last one.
+func TestLogLinesAboveBar(t *testing.T) {
+	term := progresstest.Open(t)
+	console := progress.ConsoleFor(term.TTY)
+	if _, ok := console.(*progress.Console); !ok {
+		t.Fatalf("ConsoleFor(a terminal) = %T, want a *Console", console)
+	}
+	log := slog.New(slog.NewTextHandler(console, nil))
+	r := progress.New(console, log, progress.Options{})
+	task := r.Begin("generating p256 keys in vault cs", 200)
+	for i := range 200 {
+		task.Add(1)
+		if i%10 == 0 {
+			log.Info("key generated", "vault", "cs", "n", i)
+		}
+		if i == 50 {
+			// A record split across two writes.
+			_, _ = io.WriteString(console, "time=x level=INFO msg=\"split ")
+			time.Sleep(150 * time.Millisecond) // a redraw in between
+			task.Add(0)
+			_, _ = io.WriteString(console, "record\" end=1\n")
+		}
+		if i%50 == 0 {
+			time.Sleep(120 * time.Millisecond)
+		}
+	}
+	task.Done()
+	log.Info("after the bar")
+	lines := progresstest.Lines(term.Screen())
+	var bars, logged int
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "generating p256 keys"):
+			bars++
+			if !strings.Contains(l, "200/200 in ") || i != len(lines)-2 {
+				t.Errorf("line %d is a bar %q; want only the finished bar, just before the last log line", i, l)
+			}
+		case strings.HasPrefix(l, "time="):
+			logged++
+			if strings.Contains(l, "█") || strings.Contains(l, "%") {
+				t.Errorf("log line %d carries a piece of the bar: %q", i, l)
+			}
+		default:
+			t.Errorf("line %d is neither a log line nor the bar: %q", i, l)
+		}
+	}
+	if bars != 1 || logged != 22 {
+		t.Errorf("%d bars and %d log lines on the screen, want 1 and 22:\n%s", bars, logged, strings.Join(lines, "\n"))
+	}
+	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, `msg="split record" end=1`) }) {
+		t.Errorf("the record written in two pieces is not whole:\n%s", strings.Join(lines, "\n"))
+	}
 }

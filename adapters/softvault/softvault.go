@@ -6,7 +6,8 @@
 // read-only ports.KeyStore listing the keys), so policy, watermarks,
 // metrics and the HTTP API behave the same. Neither vault can generate
 // keys; `mem` can import one (kept until the process exits), `file` is
-// read-only. Each logs a warning at start that its keys are in the clear.
+// read-only (a reload reads its key file again). Each logs a warning at
+// start that its keys are in the clear.
 //
 // The "sealed blob" of a key here is only its address: no secret ever
 // crosses the port or reaches a store.

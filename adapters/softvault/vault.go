@@ -11,9 +11,17 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sigil-signer/sigil/adapters/internal/strictjson"
 	"github.com/sigil-signer/sigil/adapters/vault"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
+)
+
+// Display names of the drivers, as Signatory's file and mem vaults name
+// themselves (the vault label of Signatory's metrics).
+const (
+	FileDisplayName = "File"
+	MemDisplayName  = "Mem"
 )
 
 // PassphraseEnv is the environment variable that holds the passphrase of
@@ -88,35 +96,15 @@ func OpenFile(_ context.Context, name string, decode func(any) error, env vault.
 	if err != nil {
 		return vault.Instance{}, err
 	}
-	path := fc.File
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: reading the key file: %v", err)
-	}
-	defer clear(raw)
-	var entries []fileEntry
-	if err := json.Unmarshal(raw, &entries); err != nil {
-		return vault.Instance{}, domain.Errorf(domain.KindInvalid, "file vault: the key file is not a JSON list of {name, value}: %v", redactJSONError(err))
-	}
 	log := logger(env).With("vault", name)
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		log.Warn("the key file is readable by other users; make it mode 0600", "path", path, "mode", fi.Mode().Perm().String())
-	}
-	pass := passphrase(fc.Passphrase)
-	defer clear(pass)
 	e := newEnclave("file", false)
-	for i, ent := range entries {
-		label := fmt.Sprintf("entry %d", i+1)
-		if ent.Name != "" {
-			label += fmt.Sprintf(" (%q)", ent.Name)
-		}
-		if err := addSecret(e, ent.Value, pass, label); err != nil {
-			e.Close()
-			return vault.Instance{}, fmt.Errorf("file vault: %w", err)
-		}
+	st := &fileStore{store: store{e}, cfg: fc, log: log}
+	if err := st.read(log); err != nil {
+		e.Close()
+		return vault.Instance{}, err
 	}
 	warnClear(log, "file", len(e.order))
-	return vault.Instance{Enclave: e, Store: store{e}, Close: e.Close}, nil
+	return vault.Instance{Enclave: e, Store: st, Display: FileDisplayName, Close: e.Close}, nil
 }
 
 // OpenMem is the vault.Opener of the `mem` driver: its section is a list of
@@ -132,19 +120,42 @@ func OpenMem(_ context.Context, name string, decode func(any) error, env vault.E
 	pass := passphrase("")
 	defer clear(pass)
 	e := newEnclave("mem", true)
+	seen := map[string]string{}
 	for i, k := range keys {
-		if err := addSecret(e, k, pass, fmt.Sprintf("key %d", i+1)); err != nil {
+		if err := addSecret(e, k, pass, fmt.Sprintf("key %d", i+1), seen); err != nil {
 			e.Close()
 			return vault.Instance{}, fmt.Errorf("mem vault: %w", err)
 		}
 	}
 	warnClear(logger(env).With("vault", name), "mem", len(e.order))
-	return vault.Instance{Enclave: e, Store: store{e}, Close: e.Close}, nil
+	return vault.Instance{Enclave: e, Store: store{e}, Display: MemDisplayName, Close: e.Close}, nil
 }
 
-// addSecret parses (decrypting if needed) one secret key and adds it.
-// Errors name the entry, never its value.
-func addSecret(e *Enclave, value string, pass []byte, label string) error {
+// decodeKeyFile reads the file vault's key file strictly, as the key store
+// reads its own (adapters/storage/file): one JSON array of objects with
+// exactly Signatory's fields name and value. An empty document, null, a
+// field given twice (also "value" next to "Value": encoding/json keeps the
+// last), an unknown field, an entry that is not an object or trailing data
+// is corruption, never "no keys". An empty array ([]) is an explicit empty
+// key file: it loads (with a warning), and readiness reports it when the
+// policies name keys. Errors locate the problem and never repeat a value.
+func decodeKeyFile(raw []byte) ([]fileEntry, error) {
+	if err := strictjson.Check(raw, []fileEntry{}); err != nil {
+		return nil, fmt.Errorf("%w (want a JSON list of {\"name\", \"value\"}; a key file without keys is [])", err)
+	}
+	var entries []fileEntry
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return nil, errors.New(redactJSONError(err))
+	}
+	return entries, nil
+}
+
+// addSecret parses (decrypting if needed) one secret key and adds it. A
+// key already added (seen maps its address to the entry that holds it) is
+// refused, naming both entries: a key listed twice is a copy-paste mistake
+// at best, and which entry is meant must not be decided silently. Errors
+// name the entry, never its value.
+func addSecret(e *Enclave, value string, pass []byte, label string, seen map[string]string) error {
 	v := strings.TrimSpace(value)
 	if i := strings.IndexByte(v, ':'); i >= 0 { // "unencrypted:edsk…", "encrypted:edesk…"
 		v = v[i+1:]
@@ -162,9 +173,15 @@ func addSecret(e *Enclave, value string, pass []byte, label string) error {
 	if err != nil {
 		return domain.Errorf(domain.KindInvalid, "%s: %v", label, err)
 	}
-	if _, _, err := e.add(sk); err != nil {
+	pk, added, err := e.add(sk)
+	if err != nil {
 		return domain.Errorf(domain.KindInvalid, "%s: %v", label, err)
 	}
+	addr := pk.Hash().String()
+	if !added {
+		return domain.Errorf(domain.KindInvalid, "%s holds the key %s, which %s holds too: list each key once", label, addr, seen[addr])
+	}
+	seen[addr] = label
 	return nil
 }
 

@@ -88,6 +88,7 @@ func TestFileVaultSignatoryFormat(t *testing.T) {
 	inst, err := OpenFile(context.Background(), "local", decoder(t, "file: "+path+"\npassphrase: "+pass), env)
 	require.NoError(t, err)
 	defer inst.Close()
+	require.Equal(t, "File", inst.Display, "Signatory's file vault's name")
 	require.Equal(t, want, addresses(t, inst))
 	require.Contains(t, logs.String(), "INSECURE")
 	for _, e := range entries {
@@ -112,10 +113,19 @@ func TestFileVaultSignatoryFormat(t *testing.T) {
 	require.Equal(t, domain.KindInvalid, domain.KindOf(err))
 
 	for name, c := range map[string]struct{ content, want string }{
-		"not json":   {`[{"name": "a", "value": "unencrypted:edsk`, "not a JSON list"},
+		"not json":   {`[{"name": "a", "value": "unencrypted:edsk`, "is corrupt"},
 		"bad key":    {`[{"name": "a", "value": "unencrypted:edskNOPE"}]`, `entry 1 ("a")`},
 		"empty key":  {`[{"name": "a", "value": "unencrypted:"}]`, "empty secret key"},
-		"wrong type": {`{"name": "a"}`, "not a JSON list"},
+		"wrong type": {`{"name": "a"}`, "is corrupt"},
+		// Strict as the key store: null, an empty document, a field given
+		// twice (the last would win), a case variant, an unknown field.
+		"null":             {`null`, "the document is null"},
+		"empty document":   {``, "empty document"},
+		"duplicate value":  {`[{"name": "a", "value": "unencrypted:edskNOPE", "value": "unencrypted:edskNOPE"}]`, `"value" appears twice`},
+		"case variant":     {`[{"name": "a", "value": "unencrypted:edskNOPE", "Value": "unencrypted:edskNOPE"}]`, "both appear"},
+		"unknown field":    {`[{"name": "a", "secret": "unencrypted:edskNOPE"}]`, `unknown field "secret"`},
+		"trailing data":    {`[] []`, "trailing data"},
+		"entry not object": {`["unencrypted:edskNOPE"]`, "is corrupt"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := filepath.Join(dir, name+".json")
@@ -127,6 +137,25 @@ func TestFileVaultSignatoryFormat(t *testing.T) {
 	}
 	_, err = OpenFile(context.Background(), "v", decoder(t, "file: "+filepath.Join(dir, "absent.json")), vault.Env{})
 	require.ErrorContains(t, err, "reading the key file")
+
+	// A key listed twice (under two names, or once plain and once
+	// encrypted) is refused naming both entries.
+	dup := filepath.Join(dir, "dup.json")
+	b, _ = json.Marshal([]fileEntry{entries[0], entries[1], {Name: "again", Value: entries[0].Value}})
+	require.NoError(t, os.WriteFile(dup, b, 0o600))
+	_, err = OpenFile(context.Background(), "v", decoder(t, "file: "+dup), vault.Env{})
+	require.ErrorContains(t, err, `entry 3 ("again") holds the key `+want[0]+`, which entry 1 ("`+entries[0].Name+`") holds too`)
+
+	// An empty list is an explicit empty key file: it loads, with a
+	// warning (readiness reports it when policies name keys).
+	empty := filepath.Join(dir, "empty.json")
+	require.NoError(t, os.WriteFile(empty, []byte("[]\n"), 0o600))
+	logs.Reset()
+	inst3, err := OpenFile(context.Background(), "v", decoder(t, "file: "+empty), env)
+	require.NoError(t, err)
+	require.Empty(t, addresses(t, inst3))
+	require.Contains(t, logs.String(), "holds no key")
+	require.NoError(t, inst3.Close())
 	_, err = OpenFile(context.Background(), "v", nil, vault.Env{})
 	require.ErrorContains(t, err, "missing config")
 	_, err = OpenFile(context.Background(), "v", decoder(t, "fil: x"), vault.Env{})
@@ -143,6 +172,7 @@ func TestMemVault(t *testing.T) {
 	inst, err := OpenMem(context.Background(), "m", decoder(t, "- "+sk.Base58()), vault.Env{})
 	require.NoError(t, err)
 	defer inst.Close()
+	require.Equal(t, "Mem", inst.Display, "Signatory's mem vault's name")
 	require.Equal(t, []string{pk.Hash().String()}, addresses(t, inst))
 	ctx := context.Background()
 	got, err := inst.Enclave.Load(ctx, []byte(pk.Hash().String()))
@@ -170,4 +200,8 @@ func TestMemVault(t *testing.T) {
 	require.ErrorContains(t, err, "list of secret keys")
 	_, err = OpenMem(ctx, "m", decoder(t, "- edesk1dNZsbAwzwQuB1ZaCmZjht5GRzHdz5zbdyFywHH7MLU2Cm6Zd3omav47UrSkV4PMXyrpbEaPaR58FBveUGx"), vault.Env{})
 	require.ErrorContains(t, err, "key 1 is encrypted")
+	// The same key twice (once with octez-client's prefix) is refused,
+	// naming both.
+	_, err = OpenMem(ctx, "m", decoder(t, "- "+sk.Base58()+"\n- "+sk2.Base58()+"\n- unencrypted:"+sk.Base58()), vault.Env{})
+	require.ErrorContains(t, err, "key 3 holds the key "+pk.Hash().String()+", which key 1 holds too")
 }

@@ -38,6 +38,11 @@ type Env struct {
 type Instance struct {
 	Enclave ports.Enclave
 	Store   ports.KeyStore
+	// Display is the driver's display name, as Signatory's vault of the
+	// same driver names itself (its Vault.Name(): File, Mem,
+	// ConfidentialSpace, NitroEnclave): the `vault` label of Signatory's
+	// metrics. A driver Signatory lacks picks a name in the same style.
+	Display string
 	// Close releases connections and clients; may be nil.
 	Close func() error
 }

@@ -26,6 +26,12 @@ type Env struct {
 	Logger *slog.Logger
 	// IO observes the backend's I/O; nil observes nothing.
 	IO ports.WatermarkIOObserver
+	// NoCreate, when set, is why the backend must not create its storage
+	// (a DynamoDB table) when it is missing: marks existed (the watermark
+	// witness holds some), or the command only reads. A backend whose
+	// storage is missing then fails with this reason instead of starting
+	// empty.
+	NoCreate string
 }
 
 // Opener opens a watermark backend. decode decodes the backend's raw

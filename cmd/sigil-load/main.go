@@ -6,6 +6,12 @@
 //	sigil-load --url http://127.0.0.1:6732 --key tz1… [--concurrency 32]
 //	    [--duration 10s | --requests N] [--op generic|attestation]
 //	    [--verify] [--warmup 1s] [--json]
+//	    [--new-connections] [--trickle N [--trickle-from 127.0.0.2] [--trickle-interval 500ms]]
+//
+// With --trickle, N more connections from --trickle-from send request
+// headers one byte at a time (a slowloris) while the load is measured; they
+// start 2 s before it, and their fate (refused at once, closed while
+// trickling) is reported.
 //
 // It exits 0 after a run, 1 if the run could not start or any signature
 // failed verification, 2 on bad usage.
@@ -41,6 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		chainHex string
 		asJSON   bool
 		level    int
+		trickle  loadgen.TrickleOptions
 	)
 	fs.StringVar(&o.URL, "url", "http://127.0.0.1:6732", "signer base URL (loopback hosts only)")
 	fs.StringVar(&o.Key, "key", "", "tz… address to sign with (required)")
@@ -55,6 +62,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&chainHex, "chain-id", "", "attestation chain id as 8 hex digits (default: random per run)")
 	fs.BoolVar(&o.SharedChain, "shared-chain", false, "all clients attest on one chain id (out-of-order arrivals are then refused)")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&o.NewConnections, "new-connections", false, "open a connection per request (no keep-alive)")
+	fs.IntVar(&trickle.Connections, "trickle", 0, "also keep this many connections trickling header bytes (slowloris)")
+	fs.StringVar(&trickle.From, "trickle-from", "127.0.0.2", "local address of the trickling connections")
+	fs.DurationVar(&trickle.Interval, "trickle-interval", 500*time.Millisecond, "pause between two trickled header bytes")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -87,10 +98,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		o.ChainID = id
 	}
 
+	var (
+		tstats loadgen.TrickleStats
+		terr   error
+		tdone  = make(chan struct{})
+	)
+	tctx, stopTrickle := context.WithCancel(ctx)
+	if trickle.Connections > 0 {
+		go func() {
+			defer close(tdone)
+			tstats, terr = loadgen.Trickle(tctx, o.URL, trickle)
+		}()
+		select { // let the trickling connections pile up first
+		case <-time.After(2 * time.Second):
+		case <-tdone:
+		}
+	} else {
+		close(tdone)
+	}
 	res, err := loadgen.Run(ctx, o)
+	stopTrickle()
+	<-tdone
+	if err == nil {
+		err = terr
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sigil-load: %v\n", err)
 		return 1
+	}
+	if trickle.Connections > 0 {
+		res.Trickle = &tstats
 	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)

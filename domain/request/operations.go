@@ -2,10 +2,10 @@ package request
 
 import "slices"
 
-// Operation bodies of the current protocol (Seoul, 023, and its successors
-// as far as Taquito 25 forges them), as Octez operation_repr.ml defines them
-// and ECAD Labs' gotez (protocol/proto_023_PtSeouLo and the earlier packages
-// it aliases) decodes them. Each body decoder only checks and skips; the
+// Operation bodies of the current protocol (Tallinn, 024, whose unsigned
+// operations keep Seoul's (023) layouts: gotez's proto_024_PtTALLiN aliases
+// every one of them), as Octez operation_repr.ml defines them and ECAD Labs'
+// gotez decodes them. Each body decoder only checks and skips; the
 // kind names are gotez's OperationKind() names, which Signatory's policy uses.
 //
 // Encodings used below:
@@ -69,7 +69,7 @@ var operations = [256]*operation{
 		fixed(48, "commitment"), fixed(96, "commitment_proof"))},
 	250: {name: "zk_rollup_origination", manager: true, body: seq(dyn("public_parameters"),
 		dyn("circuits_info"), dyn("init_state"), i32("nb_ops"))},
-	251: {name: "zk_rollup_publish", manager: true, body: seq(fixed(20, "zk_rollup"), dyn("op"))},
+	251: {name: "zk_rollup_publish", manager: true, body: seq(fixed(20, "zk_rollup"), zkRollupOps)},
 	252: {name: "zk_rollup_update", manager: true, body: seq(fixed(20, "zk_rollup"), dyn("pending_pis"),
 		dyn("private_pis"), dyn("fee_pi"), dyn("proof"))},
 }
@@ -152,6 +152,69 @@ func blsProof(r *reader) error {
 	return nil
 }
 
+// zkRollupOps: the op list of zk_rollup_publish (Octez zk_rollup_operation_repr
+// and ticket_receipt, as the 023 encoding describes it): a 4-byte length,
+// then entries of
+//
+//	op_code int31, price (ticket hash 32, amount Z), l1_dst pkh,
+//	rollup_id 20, payload (4-byte length, 32-byte scalars),
+//	ticket: tag 0 none | tag 1 some (contents and ty: Micheline
+//	expressions, ticketer: contract id)
+//
+// Every entry is decoded: a list that is not exactly such entries is
+// refused, as the protocol refuses it.
+func zkRollupOps(r *reader) error {
+	end, err := r.list("op")
+	if err != nil {
+		return err
+	}
+	for r.off < end {
+		at := r.off
+		code, err := r.i32("op_code")
+		if err != nil {
+			return err
+		}
+		if code < -(1<<30) || code > 1<<30-1 {
+			return r.errf("%s %d at offset %d is out of the int31 range", r.where("op_code"), code, at)
+		}
+		if err := seq(fixed(32, "price id"), zarith("price amount"), pkh("l1_dst"), fixed(20, "rollup_id"))(r); err != nil {
+			return err
+		}
+		at = r.off
+		payload, err := r.dyn("payload")
+		if err != nil {
+			return err
+		}
+		if len(payload)%32 != 0 {
+			return r.errf("%s at offset %d is %d bytes, not a list of 32-byte scalars", r.where("payload"), at, len(payload))
+		}
+		at = r.off
+		tag, err := r.u8("ticket")
+		if err != nil {
+			return err
+		}
+		switch tag {
+		case 0:
+		case 1:
+			if err := micheline(r); err != nil {
+				return err
+			}
+			if err := micheline(r); err != nil {
+				return err
+			}
+			if err := r.contract("ticketer"); err != nil {
+				return err
+			}
+		default:
+			return r.unknownTag("ticket option", tag, at)
+		}
+		if r.off > end {
+			return r.errf("%s overruns its list, which ends at offset %d (now at offset %d)", r.where("op"), end, r.off)
+		}
+	}
+	return nil
+}
+
 // proposalList: 4-byte length, then 32-byte protocol hashes.
 func proposalList(r *reader) error {
 	at := r.off
@@ -165,16 +228,17 @@ func proposalList(r *reader) error {
 	return nil
 }
 
-// ballot: int8 0 yay, 1 nay, 2 pass.
+// ballot: int8 0 yay, 1 nay, 2 pass; the vote is kept in r.vote.
 func ballot(r *reader) error {
 	at := r.off
 	b, err := r.u8("ballot")
 	if err != nil {
 		return err
 	}
-	if b > 2 {
+	if int(b) >= len(BallotVotes) {
 		return r.unknownTag("ballot", b, at)
 	}
+	r.vote = BallotVotes[b]
 	return nil
 }
 

@@ -25,6 +25,8 @@ type reader struct {
 	// source is the current manager operation's source (tag and key hash,
 	// a sub-slice of b), or nil.
 	source []byte
+	// vote is the current ballot's vote (yay, nay, pass), or "".
+	vote string
 }
 
 func (r *reader) remaining() int { return len(r.b) - r.off }

@@ -3,9 +3,10 @@
 // 0x11 Tenderbake block, 0x12 preattestation, 0x13 attestation (all three
 // carry a chain id and a level and round the high-watermark guards), 0x03 a
 // generic operation (a branch then a batch of unsigned operations, whose kinds
-// the policy checks) and 0x05 Micheline data. Parse decodes exactly as far as
+// the policy checks, with each ballot's vote) and 0x05 packed Micheline data
+// (one well-formed expression). Parse decodes exactly as far as
 // classification needs, following the binary layouts of the current Octez
-// protocol (Seoul and later, as ECAD Labs' gotez and Taquito encode them), and
+// protocol (Tallinn, 024, as ECAD Labs' gotez and Taquito encode them), and
 // refuses truncated, unknown or trailing bytes with a domain.KindInvalid error
 // naming what was being decoded and where. It never panics and never allocates
 // according to a length read from the input.
@@ -29,13 +30,16 @@ const (
 	KindPreattestation Kind = "preattestation"
 	KindAttestation    Kind = "attestation"
 	KindGeneric        Kind = "generic"
-	KindMicheline      Kind = "micheline"
+	// KindPack is packed Micheline data (magic 0x05), gotez's and
+	// Signatory's "pack"; Sigil's policy also accepts the older name
+	// "micheline" for it.
+	KindPack Kind = "pack"
 )
 
 // Magic bytes (watermarks) of sign requests.
 const (
 	MagicGeneric        byte = 0x03
-	MagicMicheline      byte = 0x05
+	MagicPack           byte = 0x05
 	MagicBlock          byte = 0x11
 	MagicPreattestation byte = 0x12
 	MagicAttestation    byte = 0x13
@@ -102,6 +106,35 @@ type Request struct {
 	// Ops lists the kinds of a generic request's operations, in order, with
 	// Signatory's names (transaction, delegation, reveal, …).
 	Ops []string
+	// Ballots holds, at the index of each ballot in Ops, its vote (yay,
+	// nay or pass), and "" at every other index; nil when the request has
+	// no ballot.
+	Ballots []string
+}
+
+// Ballot votes, as the protocol and gotez name them (Octez vote_repr.ml:
+// 0 yay, 1 nay, 2 pass).
+const (
+	BallotYay  = "yay"
+	BallotNay  = "nay"
+	BallotPass = "pass"
+)
+
+// BallotVotes lists the votes in tag order.
+var BallotVotes = []string{BallotYay, BallotNay, BallotPass}
+
+// OpBallot is the kind of a ballot operation.
+const OpBallot = "ballot"
+
+// PolicyOp returns the name a policy matches for the i-th operation of a
+// generic request: "ballot:<vote>" for a ballot (which a policy allows by
+// listing either `ballot` or `ballot:<vote>`, as Signatory's matchFilter
+// does), else its kind.
+func (r *Request) PolicyOp(i int) string {
+	if r.Ballots != nil && r.Ballots[i] != "" {
+		return OpBallot + ":" + r.Ballots[i]
+	}
+	return r.Ops[i]
 }
 
 // PolicyKind is the request kind a policy's `allow` names: the consensus
@@ -115,9 +148,11 @@ func (r *Request) PolicyKind() string {
 	return string(r.Kind)
 }
 
-// RequestKinds lists, sorted, every request kind PolicyKind reports.
+// RequestKinds lists, sorted, every request kind PolicyKind reports: gotez's
+// ListSignRequests for the current protocol, which Signatory's
+// `list-requests` prints.
 func RequestKinds() []string {
-	out := []string{string(KindBlock), OpPreattestation, OpAttestation, OpAttestationWithDAL, string(KindGeneric), string(KindMicheline)}
+	out := []string{string(KindBlock), OpPreattestation, OpAttestation, OpAttestationWithDAL, string(KindGeneric), string(KindPack)}
 	slices.Sort(out)
 	return out
 }
@@ -156,8 +191,9 @@ func Parse(msg []byte) (*Request, error) {
 	case MagicGeneric:
 		req.Kind = KindGeneric
 		err = parseGeneric(r, req)
-	case MagicMicheline:
-		req.Kind = KindMicheline
+	case MagicPack:
+		req.Kind = KindPack
+		err = parsePack(r)
 	default:
 		return nil, domain.Errorf(domain.KindInvalid, "unsupported request magic 0x%02x", magic)
 	}
@@ -392,7 +428,7 @@ func parseGeneric(r *reader, req *Request) error {
 			}
 			return r.errf("unknown operation tag %d at offset %d (operation #%d)", tag, at, i)
 		}
-		r.opIndex, r.opName, r.pseudo, r.source = i, op.name, "", nil
+		r.opIndex, r.opName, r.pseudo, r.source, r.vote = i, op.name, "", nil, ""
 		if op.manager {
 			if err := managerFields(r); err != nil {
 				return err
@@ -404,6 +440,14 @@ func parseGeneric(r *reader, req *Request) error {
 		name := op.name
 		if name == "transaction" && r.pseudo != "" {
 			name = r.pseudo
+		}
+		if r.vote != "" {
+			if req.Ballots == nil {
+				req.Ballots = make([]string, len(req.Ops), cap(req.Ops))
+			}
+			req.Ballots = append(req.Ballots, r.vote)
+		} else if req.Ballots != nil {
+			req.Ballots = append(req.Ballots, "")
 		}
 		req.Ops = append(req.Ops, name)
 	}

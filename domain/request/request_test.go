@@ -23,6 +23,7 @@ type vector struct {
 	Hex         string   `json:"hex"`
 	Kind        Kind     `json:"kind"`
 	Ops         []string `json:"ops"`
+	Ballots     []string `json:"ballots"`
 	OpKind      string   `json:"op_kind"`
 	ChainID     string   `json:"chain_id"`
 	Level       int32    `json:"level"`
@@ -98,6 +99,18 @@ func TestTaquitoVectors(t *testing.T) {
 				if !slices.Equal(req.Ops, v.Ops) {
 					t.Errorf("Ops = %q, want %q", req.Ops, v.Ops)
 				}
+				if !slices.Equal(req.Ballots, v.Ballots) {
+					t.Errorf("Ballots = %q, want %q", req.Ballots, v.Ballots)
+				}
+				for i := range req.Ops {
+					want := req.Ops[i]
+					if v.Ballots != nil && v.Ballots[i] != "" {
+						want = "ballot:" + v.Ballots[i]
+					}
+					if got := req.PolicyOp(i); got != want {
+						t.Errorf("PolicyOp(%d) = %q, want %q", i, got, want)
+					}
+				}
 				if req.HasWatermark() {
 					t.Error("generic request has a watermark")
 				}
@@ -123,9 +136,9 @@ func TestTaquitoVectors(t *testing.T) {
 				if req.Ops != nil {
 					t.Errorf("consensus request has Ops %q", req.Ops)
 				}
-			case KindMicheline:
-				if req.HasWatermark() || req.Ops != nil {
-					t.Errorf("micheline request decoded too far: %+v", req)
+			case KindPack:
+				if req.HasWatermark() || req.Ops != nil || req.PolicyKind() != "pack" {
+					t.Errorf("pack request decoded too far: %+v", req)
 				}
 			default:
 				t.Fatalf("vector kind %q", v.Kind)
@@ -156,7 +169,18 @@ func TestVectorsCoverEveryKind(t *testing.T) {
 			t.Errorf("no vector exercises operation kind %q", k)
 		}
 	}
-	for _, k := range []Kind{KindGeneric, KindPreattestation, KindAttestation, KindMicheline} {
+	votes := map[string]bool{}
+	for _, v := range loadVectors(t) {
+		for _, b := range v.Ballots {
+			votes[b] = true
+		}
+	}
+	for _, b := range BallotVotes {
+		if !votes[b] {
+			t.Errorf("no vector of a ballot voting %q", b)
+		}
+	}
+	for _, k := range []Kind{KindGeneric, KindPreattestation, KindAttestation, KindPack} {
 		if !kinds[k] {
 			t.Errorf("no vector of kind %q", k)
 		}
@@ -170,12 +194,6 @@ func TestTruncatedVectors(t *testing.T) {
 		t.Run(v.Name, func(t *testing.T) {
 			for n := 0; n < len(v.raw); n++ {
 				req, err := Parse(v.raw[:n])
-				if v.Kind == KindMicheline && n >= 1 {
-					if err != nil {
-						t.Fatalf("micheline prefix %d: %v", n, err)
-					}
-					continue
-				}
 				if err == nil {
 					if v.Kind == KindGeneric && len(req.Ops) < len(v.Ops) && slices.Equal(req.Ops, v.Ops[:len(req.Ops)]) {
 						continue // a whole-operation prefix of a batch
@@ -193,13 +211,11 @@ func TestTruncatedVectors(t *testing.T) {
 	}
 }
 
-// Appending a byte to a consensus request or a block is refused; for a
-// generic request it starts an operation that is then truncated or unknown.
+// Appending a byte to a consensus request, a block or packed data is
+// refused; for a generic request it starts an operation that is then
+// truncated or unknown.
 func TestTrailingBytes(t *testing.T) {
 	for _, v := range loadVectors(t) {
-		if v.Kind == KindMicheline {
-			continue
-		}
 		msg := append(bytes.Clone(v.raw), 0x00)
 		_, err := Parse(msg)
 		if err == nil {
@@ -463,6 +479,11 @@ func TestMalformedConsensusAndGeneric(t *testing.T) {
 		{"refutation-step-unknown", hexMsg(t, "03", branch, "cc", mgr, strings.Repeat("55", 20), src, "01", "00", "05"), "refutation step tag 5"},
 		{"input-proof-unknown", hexMsg(t, "03", branch, "cc", mgr, strings.Repeat("55", 20), src, "01", "00", "01", "00000000", "ff", "07"), "input_proof tag 7"},
 		{"reveal-proof-unknown", hexMsg(t, "03", branch, "cc", mgr, strings.Repeat("55", 20), src, "01", "00", "01", "00000000", "ff", "01", "09"), "reveal_proof tag 9"},
+		{"zk-publish-op-list-too-short", hexMsg(t, "03", branch, "fb", mgr, strings.Repeat("f0", 20), "00000002", "0000"), "truncated operation #1 (zk_rollup_publish): op_code"},
+		{"zk-publish-op-code-range", hexMsg(t, "03", branch, "fb", mgr, strings.Repeat("f0", 20), "00000004", "40000000"), "op_code 1073741824 at offset"},
+		{"zk-publish-payload-not-scalars", hexMsg(t, "03", branch, "fb", mgr, strings.Repeat("f0", 20), "00000051", "00000001", strings.Repeat("07", 32), "05", src, strings.Repeat("f0", 20), "00000003", "010203", "00"), "not a list of 32-byte scalars"},
+		{"zk-publish-ticket-0xff", hexMsg(t, "03", branch, "fb", mgr, strings.Repeat("f0", 20), "0000004f", "00000001", strings.Repeat("07", 32), "05", src, strings.Repeat("f0", 20), "00000000", "ff"), "unknown operation #1 (zk_rollup_publish): ticket option tag 255"},
+		{"zk-publish-entry-overruns-list", hexMsg(t, "03", branch, "fb", mgr, strings.Repeat("f0", 20), "0000004e", "00000001", strings.Repeat("07", 32), "05", src, strings.Repeat("f0", 20), "00000000", "00"), "overruns its list"},
 		{"vdf-truncated", hexMsg(t, "03", branch, "08", strings.Repeat("00", 199)), "truncated operation #1 (vdf_revelation): solution at offset 34 (need 200 bytes, 199 left)"},
 	}
 	for _, c := range cases {
@@ -514,16 +535,146 @@ func TestValidHandBuilt(t *testing.T) {
 	}
 }
 
-func TestMicheline(t *testing.T) {
-	for _, msg := range [][]byte{{0x05}, {0x05, 0x01, 0, 0, 0, 1, 'a'}, {0x05, 0xff, 0xff}} {
-		req, err := Parse(msg)
-		if err != nil {
-			t.Fatalf("%x: %v", msg, err)
-		}
-		if req.Kind != KindMicheline || req.HasWatermark() {
-			t.Fatalf("%x: %+v", msg, req)
-		}
+// TestPack pins packed Micheline data (0x05): one well-formed expression
+// (gotez decodes the same, and Signatory refuses what it cannot decode),
+// any primitive code, nothing after it.
+func TestPack(t *testing.T) {
+	valid := []struct{ name, hex string }{
+		{"unit", "05030b"},
+		{"string-a", "050100000001" + "61"},
+		{"unknown-primitive", "0503ff"},
+		{"int-zero", "050000"},
+		{"nested-pairs", "05" + strings.Repeat("0707", 50) + strings.Repeat("0000", 51)},
+		{"deep-sequences", "05" + nestedSeqs(100)},
+		{"prim-n-args-empty", "050907" + "00000000" + "00000000"},
+		{"empty-annots", "050407" + "00000000"},
+		// Nested one-argument primitives leave nothing pending: no bound.
+		{"deep-chain-of-some", "05" + strings.Repeat("0509", 2*maxMichelineDepth) + "030b"},
+		{"nested-annotated-just-below-bound", "05" + strings.Repeat("0609", maxMichelineDepth-2) + "030b" + strings.Repeat("00000000", maxMichelineDepth-2)},
 	}
+	for _, c := range valid {
+		t.Run(c.name, func(t *testing.T) {
+			req, err := Parse(hexMsg(t, c.hex))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if req.Kind != KindPack || req.HasWatermark() || req.Ops != nil {
+				t.Fatalf("%+v", req)
+			}
+		})
+	}
+	invalid := []struct{ name, hex, want string }{
+		{"empty", "05", "truncated pack data: expression tag at offset 1"},
+		{"unknown-tag", "050b", "unknown pack data: expression tag 11 at offset 1"},
+		{"tag-255", "05ffff", "unknown pack data: expression tag 255"},
+		{"trailing", "05030b00", "1 unexpected trailing bytes at offset 3"},
+		{"two-expressions", "05030b030b", "2 unexpected trailing bytes"},
+		{"int-noncanonical", "05008000", "non-canonical zarith pack data: int"},
+		{"int-unterminated", "0500ff", "zarith number runs past the end"},
+		{"string-overrun", "0501000000056162", "pack data: string at offset 2 declares 5 bytes but only 2 follow"},
+		{"sequence-overrun", "0502ffffffff", "pack data: sequence at offset 2 declares 4294967295 bytes but only 0 follow"},
+		{"element-overruns-sequence", "050200000002" + "0100000001" + "61", "overruns its list, which ends at offset 8"},
+		{"prim-missing-arg", "050509", "truncated pack data: expression tag at offset 3"},
+		{"prim-missing-second-arg", "0507070000", "truncated pack data: expression tag at offset 5"},
+		{"prim-missing-annots", "050409", "truncated pack data: annotations length at offset 3"},
+		{"prim-n-args-no-annots", "05090700000000", "truncated pack data: annotations length at offset 7"},
+		{"too-deep", "05" + strings.Repeat("0609", maxMichelineDepth+1) + "030b" + strings.Repeat("00000000", maxMichelineDepth+1), "nested too deeply"},
+	}
+	for _, c := range invalid {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse(hexMsg(t, c.hex))
+			mustInvalid(t, err, c.want)
+		})
+	}
+}
+
+// nestedSeqs is n sequences, each holding the next, around a unit.
+func nestedSeqs(n int) string {
+	inner := "030b"
+	for range n {
+		inner = fmt.Sprintf("02%08x", len(inner)/2) + inner
+	}
+	return inner
+}
+
+// refMicheline is a recursive reference reading of one expression (the
+// layout written out again, independently of micheline.go), for the fuzz
+// target: it returns the offset after the expression, or false.
+func refMicheline(b []byte, off, depth int) (int, bool) {
+	if depth > 100 || off >= len(b) {
+		return 0, false
+	}
+	dyn := func(off int) (int, int, bool) {
+		if off+4 > len(b) {
+			return 0, 0, false
+		}
+		n := int(binary.BigEndian.Uint32(b[off:]))
+		if n > len(b)-off-4 {
+			return 0, 0, false
+		}
+		return off + 4, off + 4 + n, true
+	}
+	skipDyn := func(off int) (int, bool) { _, end, ok := dyn(off); return end, ok }
+	list := func(off int) (int, bool) {
+		start, end, ok := dyn(off)
+		if !ok {
+			return 0, false
+		}
+		for p := start; p != end; {
+			if p, ok = refMicheline(b[:end], p, depth+1); !ok {
+				return 0, false
+			}
+		}
+		return end, true
+	}
+	args := func(off, n int, annots bool) (int, bool) {
+		off++ // primitive
+		if off > len(b) {
+			return 0, false
+		}
+		var ok bool
+		for range n {
+			if off, ok = refMicheline(b, off, depth+1); !ok {
+				return 0, false
+			}
+		}
+		if annots {
+			return skipDyn(off)
+		}
+		return off, true
+	}
+	tag := b[off]
+	off++
+	switch tag {
+	case 0:
+		for i := off; i < len(b); i++ {
+			if b[i]&0x80 == 0 {
+				if i > off && b[i] == 0 {
+					return 0, false
+				}
+				return i + 1, true
+			}
+		}
+		return 0, false
+	case 1, 10:
+		return skipDyn(off)
+	case 2:
+		return list(off)
+	case 3, 4, 5, 6, 7, 8:
+		n := [...]int{3: 0, 4: 0, 5: 1, 6: 1, 7: 2, 8: 2}[tag]
+		return args(off, n, tag%2 == 0)
+	case 9:
+		off++
+		if off > len(b) {
+			return 0, false
+		}
+		end, ok := list(off)
+		if !ok {
+			return 0, false
+		}
+		return skipDyn(end)
+	}
+	return 0, false
 }
 
 func TestBase58Forms(t *testing.T) {
@@ -569,6 +720,14 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		req, err := Parse(msg)
+		// Packed data: the iterative walk agrees with the recursive
+		// reference (on inputs too short to reach either's depth bound).
+		if len(msg) > 0 && msg[0] == MagicPack && len(msg) < 200 {
+			end, ok := refMicheline(msg, 1, 0)
+			if want := ok && end == len(msg); want != (err == nil) {
+				t.Fatalf("pack data %x: Parse error %v, reference accepts=%v", msg, err, want)
+			}
+		}
 		if err != nil {
 			if req != nil {
 				t.Fatal("non-nil request with an error")
@@ -601,7 +760,19 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("unknown op kind %q", op)
 				}
 			}
-		case KindMicheline:
+			if req.Ballots != nil && len(req.Ballots) != len(req.Ops) {
+				t.Fatalf("%d ballots for %d ops", len(req.Ballots), len(req.Ops))
+			}
+			for i, op := range req.Ops {
+				vote := ""
+				if req.Ballots != nil {
+					vote = req.Ballots[i]
+				}
+				if (op == OpBallot) != (vote != "") || (vote != "" && !slices.Contains(BallotVotes, vote)) {
+					t.Fatalf("operation %d %q with vote %q", i, op, vote)
+				}
+			}
+		case KindPack:
 		default:
 			t.Fatalf("kind %q", req.Kind)
 		}
@@ -707,6 +878,53 @@ func TestStakingClassification(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestKindsMatchGotez pins the kind names to those of the protocol Signatory
+// v1.4.0 signs for: gotez v2.4.3's protocol/latest (proto_024_PtTALLiN),
+// printed with
+//
+//	proto.ListSignRequests(), proto.ListGenericOperations(),
+//	proto.ListPseudoOperations()
+//
+// Parse reports every generic operation kind gotez decodes but
+// signature_prefix (tag 255, the end of a signed operation, refused), and
+// three gotez does not decode in a generic request (the consensus
+// operations attestation, attestation_with_dal and preattestation, tags 21,
+// 23 and 20, which Sigil classifies there too).
+func TestKindsMatchGotez(t *testing.T) {
+	gotezRequests := []string{"attestation", "attestation_with_dal", "block", "generic", "pack", "preattestation"}
+	gotezGeneric := []string{"activate_account", "attestations_aggregate", "ballot", "dal_entrapment_evidence",
+		"dal_publish_commitment", "delegation", "double_baking_evidence", "double_consensus_operation_evidence",
+		"drain_delegate", "failing_noop", "increase_paid_storage", "origination", "preattestations_aggregate",
+		"proposals", "register_global_constant", "reveal", "seed_nonce_revelation", "set_deposits_limit",
+		"signature_prefix", "smart_rollup_add_messages", "smart_rollup_cement", "smart_rollup_execute_outbox_message",
+		"smart_rollup_originate", "smart_rollup_publish", "smart_rollup_recover_bond", "smart_rollup_refute",
+		"smart_rollup_timeout", "transaction", "transfer_ticket", "update_companion_key", "update_consensus_key",
+		"vdf_revelation", "zk_rollup_origination", "zk_rollup_publish", "zk_rollup_update"}
+	gotezPseudo := []string{"finalize_unstake", "set_delegate_parameters", "stake", "unstake"}
+
+	if got := RequestKinds(); !slices.Equal(got, gotezRequests) {
+		t.Errorf("RequestKinds() = %q, want gotez's %q", got, gotezRequests)
+	}
+	want := slices.DeleteFunc(append(slices.Clone(gotezGeneric), gotezPseudo...), func(k string) bool { return k == "signature_prefix" })
+	want = append(want, OpAttestation, OpAttestationWithDAL, OpPreattestation)
+	slices.Sort(want)
+	if got := GenericOperationKinds(); !slices.Equal(got, want) {
+		t.Errorf("GenericOperationKinds() = %q,\nwant %q", got, want)
+	}
+	// Every tag gotez decodes in a generic request is one Parse knows (or
+	// refuses, for 255), and the other way round but for 20, 21, 23.
+	gotezTags := []int{1, 2, 3, 4, 5, 6, 8, 9, 17, 24, 30, 31, 107, 108, 109, 110, 111, 112, 113, 114, 115, 158,
+		200, 201, 202, 203, 204, 205, 206, 207, 230, 250, 251, 252}
+	for tag := range 256 {
+		known := operationByTag(byte(tag)) != nil
+		inGotez := slices.Contains(gotezTags, tag)
+		sigilOnly := tag == tagPreattestation || tag == tagAttestation || tag == tagAttestationWithDAL
+		if known != (inGotez || sigilOnly) {
+			t.Errorf("operation tag %d: Parse knows it %v, gotez decodes it %v", tag, known, inGotez)
 		}
 	}
 }

@@ -72,12 +72,12 @@ func TestJWTUsersAndAuthorizedKeysBothApply(t *testing.T) {
 	_, err = s.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, User: "alice"})
 	assert.Equal(t, domain.KindUnauthorized, domain.KindOf(err))
 	// The client signature without the right user: refused.
-	_, err = s.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: &auth, User: "bob"})
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: auth.String(), User: "bob"})
 	assert.Equal(t, domain.KindForbidden, domain.KindOf(err))
-	_, err = s.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: &auth})
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: auth.String()})
 	assert.Equal(t, domain.KindUnauthorized, domain.KindOf(err))
 	// Both: signed.
-	_, err = s.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: &auth, User: "alice"})
+	_, err = s.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: auth.String(), User: "alice"})
 	require.NoError(t, err)
 }
 
@@ -116,10 +116,10 @@ func TestPolicyHookOrder(t *testing.T) {
 	k := ks[0]
 	pkh := k.PKH.String()
 	pols[pkh] = &signer.Policy{Allow: map[string][]string{"attestation": nil, "generic": {"delegation"}}}
-	authFor := func(msg []byte) *tezos.Signature {
+	authFor := func(msg []byte) string {
 		sig, err := client.Sign(signer.AuthenticationData(k.PKH, msg), 2)
 		require.NoError(t, err)
-		return &sig
+		return sig.String()
 	}
 
 	// Refused by the policy or by authentication: the hook is not asked.

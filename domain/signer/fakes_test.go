@@ -93,14 +93,18 @@ func (e *fakeEnclave) ProvePossession(_ context.Context, key tezos.PublicKeyHash
 func (e *fakeEnclave) Ready(context.Context) error { return nil }
 
 type memStore struct {
-	mu   sync.Mutex
-	keys []ports.StoredKey
-	fail error
+	mu       sync.Mutex
+	keys     []ports.StoredKey
+	fail     error // of Put
+	listFail error // of List
 }
 
 func (m *memStore) List(context.Context) ([]ports.StoredKey, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.listFail != nil {
+		return nil, m.listFail
+	}
 	return append([]ports.StoredKey(nil), m.keys...), nil
 }
 

@@ -202,7 +202,7 @@ func TestBadSignatureFromTheEnclave(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, recs, "a watermark was recorded for an invalid signature")
 
-	_, err = s.ProvePossession(ctx, pkh)
+	_, err = s.ProvePossession(ctx, signer.PossessionRequest{PKH: pkh})
 	assert.ErrorIs(t, err, ports.ErrEnclaveBadSignature)
 	assert.Len(t, logs.matching("level=ERROR", "invalid signature", pkh, "proof_of_possession"), 1)
 	assert.EqualValues(t, 2, enc.signs.Load())

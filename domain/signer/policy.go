@@ -3,11 +3,13 @@ package signer
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/request"
+	"github.com/sigil-signer/sigil/domain/suggest"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
 )
@@ -15,7 +17,7 @@ import (
 // Policy is what one key may sign, as Signatory's `tezos:` section says.
 type Policy struct {
 	// Allow maps a request kind (block, preattestation, attestation,
-	// attestation_with_dal, generic, micheline) to the operation kinds
+	// attestation_with_dal, generic, pack) to the operation kinds
 	// allowed in it; only the generic list is consulted, an empty list
 	// allows no generic operation.
 	Allow map[string][]string
@@ -65,11 +67,13 @@ func AllowAll() *Policy {
 	return &Policy{Allow: allow, AllowProofOfPossession: true}
 }
 
-// legacyKind maps Signatory's older request kind names to current ones
-// ("Both terminologies work identically", Signatory's documentation).
+// legacyKind maps older request kind names to current ones: Signatory's
+// ("Both terminologies work identically", its documentation) and Sigil's
+// earlier name of the packed data request.
 var legacyKind = map[string]string{
 	"endorsement":    request.OpAttestation,
 	"preendorsement": request.OpPreattestation,
+	"micheline":      string(request.KindPack),
 }
 
 // legacyOp maps older operation kind names to current ones.
@@ -98,6 +102,66 @@ var retiredOps = map[string]bool{
 	"dal_attestation": true,
 }
 
+// OpSignaturePrefix is gotez's operation kind of tag 255: the first bytes of
+// a BLS signature carried at the end of a signed operation. Signatory lists
+// it among the operation kinds (its policy may name it); Sigil accepts the
+// name and matches nothing with it, because it refuses every request that
+// carries one (an unsigned operation never does).
+const OpSignaturePrefix = "signature_prefix"
+
+// PolicyOperationKinds lists, sorted, every operation kind a policy's
+// generic list may name that Signatory's `list-ops` prints (gotez's
+// generic operations and staking pseudo-operations of the current
+// protocol), plus the consensus operations Sigil also signs inside a
+// generic request (attestation, attestation_with_dal, preattestation). A
+// ballot may also be named with its vote (ballot:yay, ballot:nay,
+// ballot:pass), which list-ops does not print, as in Signatory.
+func PolicyOperationKinds() []string {
+	out := append(request.GenericOperationKinds(), OpSignaturePrefix)
+	slices.Sort(out)
+	return out
+}
+
+// ballotOp checks an operation name with a sub-kind (Signatory's
+// base:sub form, which only ballot takes, with a vote).
+func ballotOp(op string) (bool, string) {
+	base, vote, ok := strings.Cut(op, ":")
+	if !ok {
+		return false, ""
+	}
+	if base != request.OpBallot || !slices.Contains(request.BallotVotes, vote) {
+		hint := ""
+		if base == request.OpBallot {
+			if s := suggest.For(vote, request.BallotVotes); len(s) > 0 {
+				hint = " (did you mean ballot:" + s[0] + "?)"
+			}
+		}
+		return true, fmt.Sprintf("invalid operation kind %s%s: only ballot takes a sub-kind, its vote (ballot:%s)",
+			domain.EchoName(op), hint, strings.Join(request.BallotVotes, ", ballot:"))
+	}
+	return true, ""
+}
+
+// ballotNames are ballot's names with a vote (ballot:yay, …).
+func ballotNames() []string {
+	out := make([]string, len(request.BallotVotes))
+	for i, v := range request.BallotVotes {
+		out[i] = request.OpBallot + ":" + v
+	}
+	return out
+}
+
+// PolicyError is a problem with one name of a key's policy. Field says
+// where, relative to the key's entry, as the configuration spells it:
+// allow.attestaton (a request kind), allow.generic[2] (an operation kind),
+// allowed_operations[0], allowed_kinds[1].
+type PolicyError struct {
+	Field string
+	Msg   string
+}
+
+func (e *PolicyError) Error() string { return e.Field + ": " + e.Msg }
+
 // NormalizePolicy checks a policy's kind names and folds Signatory's older
 // spellings into Allow, returning warnings to log. As in Signatory, `allow`
 // wins: the older allowed_operations / allowed_kinds are read only when
@@ -108,7 +172,9 @@ func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds 
 	out := map[string][]string{}
 	var warnings []string
 	known := request.GenericOperationKinds()
-	add := func(kind string, ops []string) error {
+	// kindField is where a request kind is named; opsField where its
+	// operation kinds are listed.
+	add := func(kind, kindField, opsField string, ops []string) error {
 		if k, ok := legacyKind[kind]; ok {
 			kind = k
 		}
@@ -117,22 +183,32 @@ func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds 
 			return nil
 		}
 		if !slices.Contains(request.RequestKinds(), kind) {
-			return fmt.Errorf("unknown request kind %q (want %s; older names endorsement, preendorsement)", domain.Echo(kind), strings.Join(request.RequestKinds(), ", "))
+			names := append(request.RequestKinds(), slices.Sorted(maps.Keys(legacyKind))...)
+			return &PolicyError{Field: kindField, Msg: fmt.Sprintf("unknown request kind %s%s", domain.EchoName(kind),
+				suggest.Hint(kind, names, "want "+strings.Join(request.RequestKinds(), ", ")+"; older names endorsement, preendorsement, micheline"))}
 		}
 		cur, seen := out[kind]
 		if !seen {
 			cur = []string{}
 		}
-		for _, op := range ops {
+		for i, op := range ops {
+			field := fmt.Sprintf("%s[%d]", opsField, i)
 			if o, ok := legacyOp[op]; ok {
 				op = o
 			}
+			sub, msg := ballotOp(op)
 			switch {
-			case slices.Contains(known, op):
+			case msg != "":
+				return &PolicyError{Field: field, Msg: msg}
+			case sub, slices.Contains(known, op):
+			case op == OpSignaturePrefix:
+				warnings = append(warnings, fmt.Sprintf("operation kind %q in %s matches nothing: Sigil refuses every request carrying a signature prefix (it ends a signed operation, never an unsigned one)", op, kind))
 			case retiredOps[op]:
 				warnings = append(warnings, fmt.Sprintf("operation kind %q in %s belongs to an earlier protocol and matches nothing", op, kind))
 			default:
-				return fmt.Errorf("unknown operation kind %q in %s (known: %s; see `sigil list-ops`)", domain.Echo(op), kind, strings.Join(known, ", "))
+				names := slices.Concat(known, ballotNames(), slices.Sorted(maps.Keys(legacyOp)), []string{OpSignaturePrefix})
+				return &PolicyError{Field: field, Msg: fmt.Sprintf("unknown operation kind %s in %s%s", domain.EchoName(op), kind,
+					suggest.Hint(op, names, "known: "+strings.Join(known, ", ")+", and ballot:yay, ballot:nay, ballot:pass; see `sigil list-ops`"))}
 			}
 			if !slices.Contains(cur, op) {
 				cur = append(cur, op)
@@ -145,22 +221,22 @@ func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds 
 		if len(allowedOperations) > 0 || len(allowedKinds) > 0 {
 			warnings = append(warnings, "allowed_operations and allowed_kinds are ignored because allow is set (as Signatory does)")
 		}
-		for kind, ops := range allow {
-			if err := add(kind, ops); err != nil {
+		for _, kind := range slices.Sorted(maps.Keys(allow)) {
+			if err := add(kind, "allow."+kind, "allow."+kind, allow[kind]); err != nil {
 				return nil, nil, err
 			}
 		}
 		return out, warnings, nil
 	}
-	for _, kind := range allowedOperations {
-		if err := add(kind, nil); err != nil {
+	for i, kind := range allowedOperations {
+		if err := add(kind, fmt.Sprintf("allowed_operations[%d]", i), "", nil); err != nil {
 			return nil, nil, err
 		}
 	}
 	if len(allowedKinds) > 0 {
 		if !slices.Contains(allowedOperations, "generic") {
 			warnings = append(warnings, "allowed_kinds has no effect without generic in allowed_operations")
-		} else if err := add("generic", allowedKinds); err != nil {
+		} else if err := add("generic", "allowed_operations", "allowed_kinds", allowedKinds); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -170,27 +246,43 @@ func NormalizePolicy(allow map[string][]string, allowedOperations, allowedKinds 
 	return out, warnings, nil
 }
 
-// check returns a KindForbidden error if p does not allow r, with the
-// violation type (ports.Violation*).
-func (p *Policy) check(pkh string, r *request.Request) (string, error) {
+// checkPolicy applies the key's policy in the order of Signatory's
+// matchFilter: allowed_chains, the key's authorized_keys, the request kind,
+// then each operation of a generic request. Refusals are KindForbidden
+// (or the authentication errors of authorizeClient), and all but the
+// chain are counted as policy violations with Signatory's
+// violation_type: "authentication", the request kind, or the operation
+// (ballot:<vote> for a ballot). It returns the client that the key's own
+// list authenticated, if it did.
+func (s *Service) checkPolicy(st *state, k Key, pol *Policy, r *request.Request, req SignRequest, client tezos.PublicKeyHash) (tezos.PublicKeyHash, error) {
+	if len(pol.AllowedChains) > 0 && r.HasWatermark() {
+		if id := r.ChainID.String(); !slices.Contains(pol.AllowedChains, id) {
+			return client, domain.Errorf(domain.KindForbidden, "chain %s is not allowed for %s (allowed_chains: %s)", id, k.Address, strings.Join(pol.AllowedChains, ", "))
+		}
+	}
+	client, err := s.authorizeClient(st, k, pol, req.Authentication, req.Message, client)
+	if err != nil {
+		s.observePolicy(k.Address, ports.ViolationAuthentication)
+		return client, err
+	}
 	kind := r.PolicyKind()
-	ops, ok := p.Allow[kind]
+	ops, ok := pol.Allow[kind]
 	if !ok {
-		return ports.ViolationRequestKind, domain.Errorf(domain.KindForbidden, "request kind %q is not allowed for %s", kind, pkh)
+		s.observePolicy(k.Address, kind)
+		return client, domain.Errorf(domain.KindForbidden, "request kind %q is not allowed for %s", kind, k.Address)
 	}
 	if r.Kind == request.KindGeneric {
-		for _, op := range r.Ops {
-			if !slices.Contains(ops, op) {
-				return ports.ViolationOperation, domain.Errorf(domain.KindForbidden, "operation %q is not allowed for %s", op, pkh)
+		for i, op := range r.Ops {
+			// A ballot is allowed by `ballot` or by `ballot:<its vote>`
+			// (Signatory's matchFilter).
+			name := r.PolicyOp(i)
+			if !slices.Contains(ops, op) && !slices.Contains(ops, name) {
+				s.observePolicy(k.Address, name)
+				return client, domain.Errorf(domain.KindForbidden, "operation %q is not allowed for %s", name, k.Address)
 			}
 		}
 	}
-	if len(p.AllowedChains) > 0 && r.HasWatermark() {
-		if id := r.ChainID.String(); !slices.Contains(p.AllowedChains, id) {
-			return ports.ViolationChain, domain.Errorf(domain.KindForbidden, "chain %s is not allowed for %s (allowed_chains: %s)", id, pkh, strings.Join(p.AllowedChains, ", "))
-		}
-	}
-	return "", nil
+	return client, nil
 }
 
 // checkUser enforces the key's jwt_users: with a list, the request must

@@ -15,6 +15,7 @@ import (
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
 )
 
@@ -75,7 +76,7 @@ func TestPolicy(t *testing.T) {
 	assert.Equal(t, []string{"transaction"}, legacy["generic"])
 	assert.Contains(t, legacy, "block")
 
-	_, err = s.ProvePossession(ctx, listed)
+	_, err = s.ProvePossession(ctx, signer.PossessionRequest{PKH: listed})
 	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
 }
 
@@ -97,15 +98,15 @@ func TestAuthentication(t *testing.T) {
 	assert.Equal(t, domain.KindUnauthorized, domain.KindOf(err))
 
 	bad, _ := other.Sign(signer.AuthenticationData(k.PKH, transaction), 2)
-	_, err = svc.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: &bad})
+	_, err = svc.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: bad.String()})
 	assert.Equal(t, domain.KindForbidden, domain.KindOf(err))
 
 	wrongMsg, _ := client.Sign(signer.AuthenticationData(k.PKH, []byte{3, 4}), 2)
-	_, err = svc.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: &wrongMsg})
+	_, err = svc.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: wrongMsg.String()})
 	assert.Equal(t, domain.KindForbidden, domain.KindOf(err))
 
 	good, _ := client.Sign(signer.AuthenticationData(k.PKH, transaction), 2)
-	sig, err := svc.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: &good})
+	sig, err := svc.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: good.String()})
 	require.NoError(t, err)
 	require.NoError(t, k.PublicKey.Verify(transaction, sig, 2))
 }
@@ -332,27 +333,35 @@ func TestAuthorizedKeysBothLists(t *testing.T) {
 	pols[open.PKH.String()] = &signer.Policy{Allow: allow}
 	sign := func(k signer.Key, by tezos.PrivateKey) error {
 		auth, _ := by.Sign(signer.AuthenticationData(k.PKH, transaction), 2)
-		_, err := s.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: &auth})
+		_, err := s.Sign(ctx, signer.SignRequest{PKH: k.PKH.String(), Message: transaction, Authentication: auth.String()})
 		return err
 	}
 	require.NoError(t, sign(open, a))
 	err = sign(own, b)
 	assert.Equal(t, domain.KindForbidden, domain.KindOf(err), "b is not in the server list")
-	assert.ErrorContains(t, err, "server.authorized_keys")
+	assert.ErrorContains(t, err, "not from an authorized key")
+	assert.ErrorIs(t, err, signer.ErrAuthentication, "a server-level refusal: Signatory's authentication failure")
 	err = sign(own, a)
 	assert.Equal(t, domain.KindForbidden, domain.KindOf(err), "a is not in the key's list")
 	assert.ErrorContains(t, err, "not allowed to use")
+	assert.NotErrorIs(t, err, signer.ErrAuthentication, "a policy violation (authentication), as Signatory's matchFilter")
 	pols[own.PKH.String()].AuthorizedKeys = []tezos.PublicKey{apk, bpk}
 	require.NoError(t, sign(own, a), "a is in both lists")
 }
 
 type eventLog struct {
 	mu     sync.Mutex
+	sign   []ports.SignEvent
 	policy []ports.PolicyEvent
 	wm     []ports.WatermarkEvent
 }
 
-func (e *eventLog) ObserveSign(ports.SignEvent) {}
+func (e *eventLog) ObserveSign(ev ports.SignEvent) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ev.Duration = 0
+	e.sign = append(e.sign, ev)
+}
 func (e *eventLog) ObservePolicy(p ports.PolicyEvent) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -361,33 +370,98 @@ func (e *eventLog) ObservePolicy(p ports.PolicyEvent) {
 func (e *eventLog) ObserveWatermark(w ports.WatermarkEvent) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	w.Duration = 0
 	e.wm = append(e.wm, w)
 }
 
-// The signer reports policy refusals and every watermark decision (fed to
-// Signatory's policy_violation_total, consensus_round_total,
-// watermark_rejection_total and watermark_operations_total).
+// TestSignerEvents: the signer reports what Signatory's metrics count, with
+// Signatory's values. Every request that passes its policy and the hook
+// reaches the signing step: one watermark event (consensus or not) and one
+// sign event (its error, a watermark refusal included); policy refusals
+// name the refused request kind, operation (ballot:<vote>), "authentication"
+// or "policy_hook"; a key not listed, allowed_chains and jwt_users are not
+// counted (Signatory does not count them).
 func TestSignerEvents(t *testing.T) {
 	ctx := context.Background()
 	pols := map[string]*signer.Policy{}
-	s, _, _ := newPolicyService(t, pols, nil)
+	client, _ := tezos.GeneratePrivateKey(tezos.Ed25519, nil)
+	clientPK, _ := client.Public()
+	other, _ := tezos.GeneratePrivateKey(tezos.Ed25519, nil)
+	otherPK, _ := other.Public()
+	hook := &fakeHook{}
+	enc := newFakeEnclave()
+	s := vaultService(t, enc, &memStore{}, signer.Options{Policies: pols, AuthorizedKeys: []tezos.PublicKey{clientPK},
+		Watermarks: mem.New(mem.Config{}), PolicyHook: hook})
 	log := &eventLog{}
 	s.SetObserver(log)
-	ks, err := s.Generate(ctx, "cs", tezos.Ed25519, 1)
+	ks, err := s.Generate(ctx, "cs", tezos.Ed25519, 5)
 	require.NoError(t, err)
-	pkh := ks[0].PKH.String()
-	pols[pkh] = signer.DefaultKeyPolicy()
-	sign := func(m []byte) { _, _ = s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: m}) }
-	sign(attestation(5, 3, 1))
-	sign(attestation(5, 3, 1))
-	sign(attestation(5, 2, 9))
-	sign(transaction)
-	require.Len(t, log.wm, 3)
-	assert.Equal(t, ports.WatermarkEvent{Address: pkh, Request: "attestation", ChainID: "NetXdQprcVkpaWU", Round: 3, Outcome: ports.WatermarkAccepted, Duration: log.wm[0].Duration}, log.wm[0])
-	assert.Equal(t, ports.WatermarkReplayed, log.wm[1].Outcome)
-	assert.Equal(t, ports.WatermarkRejected, log.wm[2].Outcome)
-	assert.Equal(t, ports.ReasonNotAbove, log.wm[2].Reason)
-	assert.Equal(t, []ports.PolicyEvent{{Address: pkh, Request: "generic", Violation: ports.ViolationRequestKind}}, log.policy)
+	base, staker, chained, restricted, unlisted := ks[0].PKH.String(), ks[1].PKH.String(), ks[2].PKH.String(), ks[3].PKH.String(), ks[4].PKH.String()
+	pols[base] = signer.DefaultKeyPolicy()
+	pols[base].Allow["pack"] = nil
+	pols[base].Allow["attestation_with_dal"] = nil
+	pols[staker] = &signer.Policy{Allow: map[string][]string{"generic": {"transaction", "ballot:yay"}}}
+	pols[chained] = &signer.Policy{Allow: map[string][]string{"attestation": nil}, AllowedChains: []string{"NetXnHfVqm9iesp"}}
+	pols[restricted] = &signer.Policy{Allow: map[string][]string{"generic": {"transaction"}}, AuthorizedKeys: []tezos.PublicKey{otherPK}, JWTUsers: []string{"alice"}}
+	sign := func(pkh string, m []byte, user string) {
+		h, _ := tezos.ParsePublicKeyHash(pkh)
+		auth, _ := client.Sign(signer.AuthenticationData(h, m), tezos.SignVersion2)
+		_, _ = s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: m, Authentication: auth.String(), User: user})
+	}
+	const chain = "NetXdQprcVkpaWU"
+	sign(base, attestation(5, 3, 1), "")     // signed
+	sign(base, attestation(5, 3, 1), "")     // replayed
+	sign(base, attestation(5, 2, 9), "")     // 409
+	sign(base, dalAttestation(6, 0, 1), "")  // signed
+	sign(base, []byte{0x05, 0x00, 0x01}, "") // pack, signed
+	sign(base, transaction, "")              // request kind generic refused
+	sign(staker, transaction, "")            // signed
+	sign(staker, ballotMsg(t, 1, false), "") // ballot:nay refused
+	sign(staker, ballotMsg(t, 0, false), "") // ballot:yay signed
+	sign(chained, attestation(7, 0, 1), "")  // chain refused: not counted
+	sign(restricted, transaction, "bob")     // jwt_users refused: not counted
+	sign(restricted, transaction, "alice")   // client not in the key's list: authentication
+	sign(unlisted, transaction, "")          // not listed: not counted
+	hook.err = domain.Errorf(domain.KindForbidden, "policy hook: no")
+	sign(staker, transaction, "") // policy_hook
+	hook.err = nil
+	enc.mu.Lock()
+	loaded := enc.loaded
+	enc.loaded = map[tezos.PublicKeyHash]tezos.PrivateKey{} // the enclave lost every key
+	enc.mu.Unlock()
+	sign(base, attestation(8, 0, 1), "") // vault error after the watermark check
+	sign(staker, transaction, "")        // vault error
+	enc.mu.Lock()
+	enc.loaded = loaded
+	enc.mu.Unlock()
+
+	assert.Equal(t, []ports.PolicyEvent{
+		{Address: base, Violation: "generic"},
+		{Address: staker, Violation: "ballot:nay"},
+		{Address: restricted, Violation: ports.ViolationAuthentication},
+		{Address: staker, Violation: ports.ViolationPolicyHook},
+	}, log.policy)
+	assert.Equal(t, []ports.WatermarkEvent{
+		{Address: base, Request: "attestation", ChainID: chain, Outcome: ports.WatermarkAccepted},
+		{Address: base, Request: "attestation", ChainID: chain, Outcome: ports.WatermarkReplayed},
+		{Address: base, Request: "attestation", ChainID: chain, Outcome: ports.WatermarkRejected},
+		{Address: base, Request: "attestation_with_dal", ChainID: chain, Outcome: ports.WatermarkAccepted},
+		{Address: base, Request: "pack", Outcome: ports.WatermarkNone},
+		{Address: staker, Request: "generic", Outcome: ports.WatermarkNone},
+		{Address: staker, Request: "generic", Outcome: ports.WatermarkNone},
+		{Address: base, Request: "attestation", ChainID: chain, Outcome: ports.WatermarkAccepted},
+		{Address: staker, Request: "generic", Outcome: ports.WatermarkNone},
+	}, log.wm)
+	require.Len(t, log.sign, 9)
+	for i, ev := range log.sign {
+		fail := i == 2 || i >= 7
+		assert.Equal(t, fail, ev.Err != nil, "event %d: %+v", i, ev)
+		assert.Equal(t, "cs", ev.Vault, "the vault's display name (here its name: the test vault sets none)")
+	}
+	assert.Equal(t, domain.KindConflict, domain.KindOf(log.sign[2].Err), "a watermark refusal is the step's error")
+	assert.Equal(t, ports.SignEvent{Vault: "cs", Address: base, Request: "attestation", Consensus: true, ChainID: chain, Round: 3}, log.sign[1], "a replay is a signature")
+	assert.Equal(t, ports.SignEvent{Vault: "cs", Address: base, Request: "pack"}, log.sign[4])
+	assert.Equal(t, map[string]int{"ballot": 1}, log.sign[6].Ops, "signing_ops_total counts the ballot as ballot")
 }
 
 // The staking policy decisions of Signatory, key by key: a staking-only key
@@ -464,4 +538,80 @@ func TestStakingPolicies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestResignSignatoryMark: over a mark recorded with its digest but no
+// signature (as Signatory records them; imported here), the identical
+// request is signed again (a fresh signature that verifies, the mark
+// unchanged), every other request at or below the mark is refused, and a
+// higher one is signed and recorded.
+func TestResignSignatoryMark(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range []string{"attestation", "block"} {
+		t.Run(kind, func(t *testing.T) {
+			st := mem.New(mem.Config{})
+			s := vaultService(t, newFakeEnclave(), &memStore{}, signer.Options{DefaultPolicy: signer.AllowAll(), Watermarks: st})
+			ks, err := s.Generate(ctx, "cs", tezos.Secp256k1, 1)
+			require.NoError(t, err)
+			pkh, pk := ks[0].PKH.String(), ks[0].PublicKey
+			msg := func(level, round int32, payload byte) []byte {
+				if kind == "block" {
+					return blockAt(level, round, payload)
+				}
+				return attestation(level, round, payload)
+			}
+			signed := msg(300, 1, 1)
+			rec := watermark.Record{Key: watermark.Key{ChainID: "NetXdQprcVkpaWU", PKH: pkh, Kind: kind},
+				Mark: watermark.Mark{Level: 300, Round: 1, Digest: tezos.Digest(signed)}}
+			require.NoError(t, st.Import(ctx, []watermark.Record{rec}))
+			sign := func(m []byte) (tezos.Signature, error) {
+				return s.Sign(ctx, signer.SignRequest{PKH: pkh, Message: m})
+			}
+			for range 2 {
+				sig, err := sign(signed)
+				require.NoError(t, err, "the very bytes Signatory signed")
+				require.NoError(t, pk.Verify(signed, sig, tezos.SignVersion2))
+			}
+			recs, err := st.Export(ctx)
+			require.NoError(t, err)
+			require.Len(t, recs, 1)
+			assert.Equal(t, rec.Digest, recs[0].Digest)
+			assert.Empty(t, recs[0].Signature, "nothing recorded")
+			for _, m := range [][]byte{msg(300, 1, 2), msg(300, 0, 3), msg(299, 4, 1)} {
+				_, err := sign(m)
+				assert.Equal(t, domain.KindConflict, domain.KindOf(err), "%v", err)
+			}
+			higher := msg(301, 0, 5)
+			sig, err := sign(higher)
+			require.NoError(t, err)
+			require.NoError(t, pk.Verify(higher, sig, tezos.SignVersion2))
+		})
+	}
+}
+
+// blockAt builds a Tenderbake block sign request (0x11 ‖ chain id ‖ shell
+// header ‖ protocol data, Octez block_header_repr.ml) at level and fitness
+// round, payload hash starting with payload.
+func blockAt(level, round int32, payload byte) []byte {
+	be := func(v int32) []byte { return binary.BigEndian.AppendUint32(nil, uint32(v)) }
+	elem := func(b []byte) []byte { return append(be(int32(len(b))), b...) }
+	var fit []byte
+	for _, e := range [][]byte{{2}, be(level), nil, be(0), be(round)} {
+		fit = append(fit, elem(e)...)
+	}
+	b := []byte{0x11, 0x7a, 0x06, 0xa7, 0x70}
+	b = append(b, be(level)...)
+	b = append(b, 1)                         // proto
+	b = append(b, make([]byte, 32)...)       // predecessor
+	b = append(b, 0, 0, 0, 0, 0x68, 1, 2, 3) // timestamp
+	b = append(b, 4)                         // validation passes
+	b = append(b, make([]byte, 32)...)       // operations hash
+	b = append(b, elem(fit)...)
+	b = append(b, make([]byte, 32)...) // context
+	ph := make([]byte, 32)
+	ph[0] = payload
+	b = append(b, ph...)
+	b = append(b, be(0)...)           // payload round
+	b = append(b, make([]byte, 8)...) // proof of work nonce
+	return append(b, 0x00, 0x00)      // no seed nonce hash, per block votes
 }

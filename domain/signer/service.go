@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +24,17 @@ type Vault struct {
 	Name    string
 	Enclave ports.Enclave
 	Store   ports.KeyStore
+	// Display is the vault driver's display name as Signatory's vaults
+	// name themselves (File, Mem, ConfidentialSpace, NitroEnclave): the
+	// `vault` label of Signatory's metrics. Empty means Name.
+	Display string
+}
+
+func (v *Vault) display() string {
+	if v.Display != "" {
+		return v.Display
+	}
+	return v.Name
 }
 
 // Key is a key the service can sign with.
@@ -76,8 +86,12 @@ type Service struct {
 	opts   Options
 	log    *slog.Logger
 
-	mu   sync.RWMutex
-	keys map[string]*Key // by tz address
+	// cur is the current snapshot: the keys and the settings every
+	// request reads once, at its start (see Snapshot). Writers (Load,
+	// register, Reload) hold mu and replace it whole.
+	cur      atomic.Pointer[state]
+	mu       sync.Mutex
+	onChange func(Snapshot)
 
 	observer ports.SignObserver
 	locks    keyLocks
@@ -103,7 +117,11 @@ func New(vaults []Vault, opts Options) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{vaults: map[string]*Vault{}, opts: opts, log: log, keys: map[string]*Key{}, loaded: make(chan struct{})}
+	s := &Service{vaults: map[string]*Vault{}, opts: opts, log: log, loaded: make(chan struct{})}
+	s.cur.Store(&state{keys: map[string]*Key{}, set: &Settings{
+		Policies: opts.Policies, DefaultPolicy: opts.DefaultPolicy,
+		AuthorizedKeys: opts.AuthorizedKeys, PolicyHook: opts.PolicyHook,
+	}})
 	for i := range vaults {
 		v := vaults[i]
 		if v.Name == "" {
@@ -144,49 +162,74 @@ func (s *Service) vault(name string) (*Vault, error) {
 // the first failure and with that one error: an enclave that is down or
 // refuses its keys is one cause, not one error per key.
 func (s *Service) Load(ctx context.Context) error {
+	// Every vault's list first: a key stored in two vaults would be
+	// signed with by whichever loaded last; it is refused, naming both,
+	// before any key is loaded.
+	lists := make(map[string][]ports.StoredKey, len(s.order))
+	where := map[string]string{}
 	for _, name := range s.order {
-		v := s.vaults[name]
-		stored, err := v.Store.List(ctx)
+		stored, err := s.vaults[name].Store.List(ctx)
 		if err != nil {
 			return fmt.Errorf("vault %q: listing stored keys: %w", name, err)
 		}
+		for _, sk := range stored {
+			if other, dup := where[sk.PKH]; dup && other != name {
+				return domain.Errorf(domain.KindInvalid, "key %s is in vault %q and in vault %q: a key must be in one vault only; remove it from one of them", sk.PKH, other, name)
+			}
+			where[sk.PKH] = name
+		}
+		lists[name] = stored
+	}
+	for _, name := range s.order {
+		v := s.vaults[name]
+		stored := lists[name]
 		start := time.Now()
 		s.log.Info("loading keys into the enclave", "vault", name, "keys", len(stored))
-		var (
-			mu     sync.Mutex
-			loaded = make([]*Key, 0, len(stored))
-		)
-		task := s.opts.Progress.Begin("loading keys into vault "+name, len(stored))
-		p := pool.New().WithErrors().WithFirstError().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(s.opts.LoadConcurrency)
-		for _, sk := range stored {
-			p.Go(func(ctx context.Context) error {
-				pk, err := v.Enclave.Load(ctx, sk.Blob)
-				if err != nil {
-					return fmt.Errorf("vault %q: loading key %s: %w", name, sk.PKH, err)
-				}
-				if got := pk.Hash().String(); got != sk.PKH {
-					return domain.Errorf(domain.KindInternal, "vault %q: stored key %s opens as %s: storage entry does not match its key", name, sk.PKH, got)
-				}
-				mu.Lock()
-				loaded = append(loaded, newKey(pk, name))
-				mu.Unlock()
-				task.Add(1)
-				return nil
-			})
-		}
-		err = p.Wait()
-		task.Done()
+		loaded, err := s.loadKeys(ctx, v, stored, "loading keys into vault "+name)
 		if err != nil {
 			return err
 		}
-		s.mu.Lock()
-		for _, k := range loaded {
-			s.keys[k.Address] = k
-		}
-		s.mu.Unlock()
-		s.log.Info("keys loaded", "vault", name, "keys", len(loaded), "duration", time.Since(start).Round(time.Millisecond))
+		s.update(func(keys map[string]*Key) {
+			for _, k := range loaded {
+				keys[k.Address] = k
+			}
+		})
+		s.log.Info("keys loaded", "vault", name, "keys", len(loaded), "duration_ms", millis(time.Since(start)))
 	}
 	return nil
+}
+
+// loadKeys imports stored keys into v's enclave, a bounded number at a
+// time, checking that each opens as the address it is stored under.
+func (s *Service) loadKeys(ctx context.Context, v *Vault, stored []ports.StoredKey, what string) ([]*Key, error) {
+	var (
+		mu     sync.Mutex
+		loaded = make([]*Key, 0, len(stored))
+	)
+	task := s.opts.Progress.Begin(what, len(stored))
+	p := pool.New().WithErrors().WithFirstError().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(s.opts.LoadConcurrency)
+	for _, sk := range stored {
+		p.Go(func(ctx context.Context) error {
+			pk, err := v.Enclave.Load(ctx, sk.Blob)
+			if err != nil {
+				return fmt.Errorf("vault %q: loading key %s: %w", v.Name, sk.PKH, err)
+			}
+			if got := pk.Hash().String(); got != sk.PKH {
+				return domain.Errorf(domain.KindInternal, "vault %q: stored key %s opens as %s: storage entry does not match its key", v.Name, sk.PKH, got)
+			}
+			mu.Lock()
+			loaded = append(loaded, newKey(pk, v.Name))
+			mu.Unlock()
+			task.Add(1)
+			return nil
+		})
+	}
+	err := p.Wait()
+	task.Done()
+	if err != nil {
+		return nil, err
+	}
+	return loaded, nil
 }
 
 func (s *Service) register(vault string, sealed ports.SealedKey, st ports.KeyStore, ctx context.Context) (Key, error) {
@@ -197,9 +240,7 @@ func (s *Service) register(vault string, sealed ports.SealedKey, st ports.KeySto
 		return Key{}, fmt.Errorf("vault %q: storing key %s: %w", vault, pkh, err)
 	}
 	k := newKey(sealed.PublicKey, vault)
-	s.mu.Lock()
-	s.keys[k.Address] = k
-	s.mu.Unlock()
+	s.update(func(keys map[string]*Key) { keys[k.Address] = k })
 	return *k, nil
 }
 
@@ -270,35 +311,11 @@ func (s *Service) Import(ctx context.Context, vault string, sk tezos.PrivateKey)
 }
 
 // List returns every available key, ordered by vault then address.
-func (s *Service) List() []Key {
-	type entry struct {
-		addr string
-		key  Key
-	}
-	s.mu.RLock()
-	entries := make([]entry, 0, len(s.keys))
-	for addr, k := range s.keys {
-		entries = append(entries, entry{addr, *k})
-	}
-	s.mu.RUnlock()
-	sort.Slice(entries, func(i, j int) bool {
-		if entries[i].key.Vault != entries[j].key.Vault {
-			return entries[i].key.Vault < entries[j].key.Vault
-		}
-		return entries[i].addr < entries[j].addr
-	})
-	out := make([]Key, len(entries))
-	for i, e := range entries {
-		out[i] = e.key
-	}
-	return out
-}
+func (s *Service) List() []Key { return s.Snapshot().List() }
 
 // Has reports whether pkh is the address of a key the service holds.
 func (s *Service) Has(pkh string) bool {
-	s.mu.RLock()
-	_, ok := s.keys[pkh]
-	s.mu.RUnlock()
+	_, ok := s.cur.Load().keys[pkh]
 	return ok
 }
 
@@ -306,11 +323,10 @@ func (s *Service) Has(pkh string) bool {
 // allows a consensus request (block, preattestation or attestation): the
 // keys a baker expects to sign continuously. Unordered.
 func (s *Service) ConsensusKeys() []string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	st := s.cur.Load()
 	var out []string
-	for addr := range s.keys {
-		if p := s.policyFor(addr); p != nil && p.allowsConsensus() {
+	for addr := range st.keys {
+		if p := st.policyFor(addr); p != nil && p.allowsConsensus() {
 			out = append(out, addr)
 		}
 	}
@@ -318,18 +334,13 @@ func (s *Service) ConsensusKeys() []string {
 }
 
 // Count returns how many keys are available.
-func (s *Service) Count() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.keys)
-}
+func (s *Service) Count() int { return len(s.cur.Load().keys) }
 
 // Key returns the key with address pkh.
-func (s *Service) Key(pkh string) (Key, error) {
-	s.mu.RLock()
-	k, ok := s.keys[pkh]
-	s.mu.RUnlock()
-	if ok {
+func (s *Service) Key(pkh string) (Key, error) { return s.keyIn(s.cur.Load(), pkh) }
+
+func (s *Service) keyIn(st *state, pkh string) (Key, error) {
+	if k, ok := st.keys[pkh]; ok {
 		return *k, nil
 	}
 	if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
@@ -410,4 +421,10 @@ func (s *Service) WaitLoaded(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// millis is d in milliseconds, to the microsecond: the value of the
+// duration_ms log field.
+func millis(d time.Duration) float64 {
+	return float64(d.Round(time.Microsecond)/time.Microsecond) / 1000
 }

@@ -95,13 +95,13 @@ func TestSignErrors(t *testing.T) {
 	require.NoError(t, ks[0].PublicKey.Verify(transaction, sig, 1))
 	require.Error(t, ks[0].PublicKey.Verify(transaction, sig, 2))
 
-	pop, err := s.ProvePossession(ctx, pkh)
+	pop, err := s.ProvePossession(ctx, signer.PossessionRequest{PKH: pkh})
 	require.NoError(t, err)
 	require.NoError(t, ks[0].PublicKey.VerifyPossession(pop))
 
 	ed, err := s.Generate(ctx, "cs", tezos.Ed25519, 1)
 	require.NoError(t, err)
-	_, err = s.ProvePossession(ctx, ed[0].PKH.String())
+	_, err = s.ProvePossession(ctx, signer.PossessionRequest{PKH: ed[0].PKH.String()})
 	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
 }
 
@@ -237,4 +237,21 @@ func TestLoadAndGenerateReportProgress(t *testing.T) {
 	require.NoError(t, s2.Load(ctx))
 	require.Equal(t, [2]int{8, 8}, *p.tasks["loading keys into vault cs"])
 	require.True(t, p.ended["loading keys into vault cs"] && p.ended["generating ed25519 keys in vault cs"])
+}
+
+// A key held by two vaults (the same sealed key stored twice, or the same
+// plain key imported into two in-process vaults) was taken silently, the
+// last vault loaded winning; loading now refuses, naming both vaults.
+func TestLoadRefusesAKeyInTwoVaults(t *testing.T) {
+	ctx := context.Background()
+	s, enc, st := newService(t)
+	ks, err := s.Generate(ctx, "cs", tezos.Ed25519, 1)
+	require.NoError(t, err)
+	copyStore := &memStore{keys: append([]ports.StoredKey(nil), st.keys...)}
+	s2, err := signer.New([]signer.Vault{{Name: "a", Enclave: enc, Store: st}, {Name: "b", Enclave: enc, Store: copyStore}}, signer.Options{})
+	require.NoError(t, err)
+	err = s2.Load(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `key `+ks[0].Address+` is in vault "a" and in vault "b"`)
+	assert.Equal(t, domain.KindInvalid, domain.KindOf(err))
 }

@@ -12,8 +12,9 @@ const WholeLevel = math.MaxInt32
 // block of the same level may carry any payload round up to its own fitness
 // round, so no single fitness round refuses every block Signatory's mark
 // refuses: the block mark covers its whole level. Preattestations and
-// attestations read the round alike in both. The result has no signature,
-// so nothing is ever replayed from it.
+// attestations read the round alike in both. The result has no signature:
+// nothing is replayed from it, and only its very message is signed again
+// (Decide's Resign).
 func FromSignatory(kind string, m Mark) Mark {
 	m.Signature = ""
 	if kind == KindBlock {

@@ -17,7 +17,8 @@ func TestFromSignatory(t *testing.T) {
 		for fitness := int32(0); fitness <= p+3; fitness++ {
 			for payload := int32(0); payload <= fitness; payload++ {
 				refusedByEither := l < L || l == L && (payload <= p || fitness <= p)
-				d, _ := Decide(k, enforced, Mark{Level: l, Round: fitness, Digest: [32]byte{1}})
+				// Another block (another digest) than the recorded one.
+				d, _ := Decide(k, enforced, Mark{Level: l, Round: fitness, Digest: [32]byte{2}})
 				if refusedByEither && d != Refuse {
 					t.Errorf("block level %d fitness %d payload %d: %v", l, fitness, payload, d)
 				}
@@ -26,6 +27,13 @@ func TestFromSignatory(t *testing.T) {
 	}
 	if d, _ := Decide(k, enforced, Mark{Level: L + 1}); d != Accept {
 		t.Errorf("next level: %v", d)
+	}
+	// The very block Signatory signed (its digest, at its level) is signed
+	// again, whatever round Sigil reads in it.
+	for _, fitness := range []int32{p, p + 2} {
+		if d, _ := Decide(k, enforced, Mark{Level: L, Round: fitness, Digest: [32]byte{1}}); d != Resign {
+			t.Errorf("identical block, fitness round %d: %v", fitness, d)
+		}
 	}
 	// Signed marks (Sigil's) and other kinds are enforced as recorded.
 	signed := &Mark{Level: L, Round: p, Signature: "x"}

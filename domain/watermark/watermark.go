@@ -5,14 +5,17 @@
 // it. A new request must be strictly above the mark (level first, then
 // round). The identical request at the recorded mark (a baker retrying after a
 // timeout, perhaps against another replica) is answered with the recorded
-// signature; anything else at or below the mark is refused with a
-// domain.KindConflict error. The package is pure: the storage backends call
+// signature, or, when the mark was recorded without one (by Signatory, whose
+// marks carry the message's digest but no signature), signed again: the same
+// bytes signed twice are no double signature. Anything else at or below the
+// mark is refused with a domain.KindConflict error. The package is pure: the storage backends call
 // Decide and Raise inside their own atomic sections.
 package watermark
 
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -156,6 +159,11 @@ const (
 	// Replay: the request is the identical repeat of the recorded one; answer
 	// with the recorded signature and record nothing.
 	Replay
+	// Resign: the request is the identical repeat of a mark recorded with
+	// its digest but without a signature (Signatory's marks, or marks
+	// imported without one); sign the same bytes again and record nothing:
+	// the mark stays as it is.
+	Resign
 )
 
 func (d Decision) String() string {
@@ -164,14 +172,17 @@ func (d Decision) String() string {
 		return "accept"
 	case Replay:
 		return "replay"
+	case Resign:
+		return "resign"
 	}
 	return "refuse"
 }
 
 // Decide decides what to do with a request for mark next on key k, given
 // the recorded mark (nil if there is none). A Refuse decision comes with a
-// domain.KindConflict error naming both marks; Accept and Replay come with a
-// nil error. A malformed next is refused with a domain.KindInvalid error.
+// domain.KindConflict error naming both marks; Accept, Replay and Resign
+// come with a nil error. A malformed next is refused with a
+// domain.KindInvalid error.
 func Decide(k Key, recorded *Mark, next Mark) (Decision, error) {
 	if err := next.Validate(); err != nil {
 		return Refuse, err
@@ -179,17 +190,28 @@ func Decide(k Key, recorded *Mark, next Mark) (Decision, error) {
 	if recorded == nil || next.Above(*recorded) {
 		return Accept, nil
 	}
-	if next.SamePosition(*recorded) && next.Digest == recorded.Digest {
-		if recorded.Signature != "" {
+	if recorded.Signature != "" {
+		if next.SamePosition(*recorded) && next.Digest == recorded.Digest {
 			return Replay, nil
 		}
-		return Refuse, domain.Errorf(domain.KindConflict,
-			"%s %s was already signed for %s on %s but its signature was not recorded",
-			k.Kind, next, k.PKH, k.ChainID)
+	} else if sameMessage(*recorded, next) {
+		return Resign, nil
 	}
 	return Refuse, domain.Errorf(domain.KindConflict,
 		"%s %s is not above the recorded %s for %s on %s",
 		k.Kind, next, recorded, k.PKH, k.ChainID)
+}
+
+// sameMessage reports whether next is the very message a mark recorded
+// without its signature was recorded for: a digest was recorded (Signatory
+// records the Blake2b-256 of the message, as Sigil does) and equals next's,
+// at the same level and round (or the same level, for a mark that covers
+// its whole level, see FromSignatory).
+func sameMessage(recorded, next Mark) bool {
+	if recorded.Digest == ([32]byte{}) || next.Digest != recorded.Digest || next.Level != recorded.Level {
+		return false
+	}
+	return next.Round == recorded.Round || recorded.Round == WholeLevel
 }
 
 // Raise returns the mark to keep when importing in over recorded (nil if
@@ -236,11 +258,37 @@ type recordJSON struct {
 	Signature string `json:"signature,omitempty"`
 }
 
+// chainIDPrefix is the base58check prefix of chain ids ("Net").
+var chainIDPrefix = []byte{87, 82, 0}
+
+// CheckChainID returns a domain.KindInvalid error unless s is a chain id
+// whose base58check checksum holds (ValidChainID checks only the shape).
+func CheckChainID(s string) error {
+	raw, err := tezos.DecodeBase58Check(s)
+	if err != nil || len(raw) != len(chainIDPrefix)+4 || string(raw[:len(chainIDPrefix)]) != string(chainIDPrefix) {
+		reason := "not a base58check chain id"
+		if errors.Is(err, tezos.ErrChecksum) {
+			reason = "bad checksum"
+		}
+		return domain.Errorf(domain.KindInvalid, "watermark: invalid chain id %q: %s", domain.Echo(s), reason)
+	}
+	return nil
+}
+
 // Validate returns a domain.KindInvalid error when r is malformed: a bad
-// key, a negative level or round, or a signature that does not parse.
+// key (a chain id or key hash whose checksum does not hold included), a
+// negative level or round, or a signature that does not parse. Records
+// come from files (imports, witnesses): a typo must not become a mark for
+// a chain or key that does not exist.
 func (r Record) Validate() error {
 	if err := r.Key.Validate(); err != nil {
 		return err
+	}
+	if err := CheckChainID(r.ChainID); err != nil {
+		return err
+	}
+	if _, err := tezos.ParsePublicKeyHash(r.PKH); err != nil {
+		return domain.Errorf(domain.KindInvalid, "watermark: invalid key hash: %v", err)
 	}
 	if err := r.Mark.Validate(); err != nil {
 		return err

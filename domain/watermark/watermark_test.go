@@ -60,12 +60,44 @@ func TestDecideMessage(t *testing.T) {
 	assert.Equal(t, "block level 120 round 1 is not above the recorded level 120 round 2 for "+pkh+" on "+chain, err.Error())
 }
 
-func TestDecideReplayWithoutSignature(t *testing.T) {
+// TestDecideWithoutSignature: a mark recorded with its digest but no
+// signature (Signatory's) lets the very same message be signed again, and
+// refuses everything else at or below it.
+func TestDecideWithoutSignature(t *testing.T) {
 	rec := mark(120, 2, 1, "")
-	d, err := Decide(key, &rec, mark(120, 2, 1, ""))
-	assert.Equal(t, Refuse, d)
-	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
-	assert.Contains(t, err.Error(), "not recorded")
+	whole := Mark{Level: 120, Round: WholeLevel, Digest: [32]byte{1}}
+	noHash := Mark{Level: 120, Round: 2}
+	cases := []struct {
+		name     string
+		recorded Mark
+		next     Mark
+		want     Decision
+	}{
+		{"identical", rec, mark(120, 2, 1, ""), Resign},
+		{"same position other digest", rec, mark(120, 2, 9, ""), Refuse},
+		{"same digest lower round", rec, mark(120, 1, 1, ""), Refuse},
+		{"same digest lower level", rec, mark(119, 2, 1, ""), Refuse},
+		{"lower", rec, mark(119, 7, 9, ""), Refuse},
+		{"higher round", rec, mark(120, 3, 9, ""), Accept},
+		{"higher level", rec, mark(121, 0, 1, ""), Accept},
+		{"whole level: identical", whole, mark(120, 2, 1, ""), Resign},
+		{"whole level: identical at round 0", whole, mark(120, 0, 1, ""), Resign},
+		{"whole level: other digest", whole, mark(120, 9, 2, ""), Refuse},
+		{"whole level: same digest other level", whole, mark(119, 2, 1, ""), Refuse},
+		{"whole level: next level", whole, mark(121, 0, 2, ""), Accept},
+		{"no digest recorded", noHash, Mark{Level: 120, Round: 2}, Refuse},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := Decide(key, &c.recorded, c.next)
+			assert.Equal(t, c.want, d)
+			if c.want == Refuse {
+				assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+			} else {
+				assert.NoError(t, err)
+			}
+		})
+	}
 }
 
 func TestDecideInvalid(t *testing.T) {

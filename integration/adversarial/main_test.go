@@ -1,9 +1,15 @@
 // Package adversarial is the standing adversarial suite of the daemon: each
-// test reproduces one finding of the adversarial review (issue #10) against
-// real processes — `sigil serve` and the mock enclave — and asserts the fixed
-// behaviour: unset variables refused, bounded metric series and echoes,
-// version-aware replay, signals, strict state files, truthful health, idle
-// connections closed.
+// test reproduces one finding of an adversarial review against real
+// processes — `sigil serve` and the mock enclave — and asserts the fixed
+// behaviour. Issue #10 (adversarial_test.go): unset variables refused,
+// bounded metric series and echoes, version-aware replay, signals, strict
+// state files, truthful health, idle connections closed. Issue #18, nothing
+// silent, round 2: restricting settings that resolve to empty, set-but-empty
+// variables, alias bombs and type errors (config_test.go); the state
+// directory, a DynamoDB table re-created empty and lost watermarks against
+// the witness (state_test.go); health that lied (health_test.go); trickling
+// connections and login floods (abuse_test.go); and the smaller findings
+// (smaller_test.go).
 package adversarial
 
 import (
@@ -92,6 +98,16 @@ func (e *env) writeConfig(extra string) string {
 	return p
 }
 
+// replaceInFile replaces the first old in the file at path with new,
+// failing the test when old is not there.
+func replaceInFile(t *testing.T, path, old, new string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Contains(t, string(data), old)
+	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(string(data), old, new, 1)), 0o600))
+}
+
 // generate creates a key of type t in the enclave through the CLI.
 func (e *env) generate(kt string) string {
 	e.t.Helper()
@@ -126,7 +142,13 @@ type daemon struct {
 // load, else only for the listeners.
 func (e *env) start(cfg string, waitReady bool) *daemon {
 	e.t.Helper()
-	h := harness.StartDaemon(e.t, harness.DaemonOptions{Binary: e.sigil, Config: cfg, Listening: !waitReady})
+	return e.startEnv(cfg, waitReady)
+}
+
+// startEnv is start with extra environment variables (NAME=value).
+func (e *env) startEnv(cfg string, waitReady bool, extraEnv ...string) *daemon {
+	e.t.Helper()
+	h := harness.StartDaemon(e.t, harness.DaemonOptions{Binary: e.sigil, Config: cfg, Listening: !waitReady, Env: extraEnv})
 	return &daemon{proc: h.Process, api: h.API, utility: h.Utility}
 }
 
@@ -134,13 +156,27 @@ func (e *env) start(cfg string, waitReady bool) *daemon {
 // the test unless it exits with an error within 20 s.
 func (e *env) refusesToStart(cfg string, extraEnv ...string) string {
 	e.t.Helper()
+	return e.refuses(e.t, cfg, extraEnv...)
+}
+
+// refuses is refusesToStart failing t (a subtest) rather than the
+// environment's test.
+func (e *env) refuses(t *testing.T, cfg string, extraEnv ...string) string {
+	t.Helper()
+	return e.refusesArgs(t, []string{"serve", "-c", cfg}, extraEnv...)
+}
+
+// refusesArgs runs sigil with args and returns its output, failing t
+// unless it exits with an error within 20 s.
+func (e *env) refusesArgs(t *testing.T, args []string, extraEnv ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, e.sigil, "serve", "-c", cfg)
+	cmd := exec.CommandContext(ctx, e.sigil, args...)
 	cmd.Env = append(os.Environ(), extraEnv...)
 	out, err := cmd.CombinedOutput()
-	require.Error(e.t, err, "sigil serve started with a configuration it must refuse:\n%s", out)
-	require.NoError(e.t, ctx.Err(), "sigil serve neither started nor exited:\n%s", out)
+	require.Error(t, err, "sigil %s started (or succeeded) where it must refuse:\n%s", strings.Join(args, " "), out)
+	require.NoError(t, ctx.Err(), "sigil %s neither started nor exited:\n%s", strings.Join(args, " "), out)
 	return string(out)
 }
 

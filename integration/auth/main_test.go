@@ -99,13 +99,14 @@ func (e *env) generate(kt string) string {
 type daemon struct {
 	proc *harness.Process
 	url  string
+	util string // the utility listener's base URL
 }
 
 // start runs `sigil serve -c cfg` and waits until its keys are loaded.
 func (e *env) start(cfg string) *daemon {
 	e.t.Helper()
 	h := harness.StartDaemon(e.t, harness.DaemonOptions{Binary: e.sigil, Config: cfg})
-	return &daemon{proc: h.Process, url: h.API}
+	return &daemon{proc: h.Process, url: h.API, util: h.Utility}
 }
 
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}

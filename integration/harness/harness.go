@@ -1,7 +1,8 @@
 // Package harness holds helpers for integration tests: building this
 // module's binaries once per test binary (BuildBinary), running processes in
 // their own process group with captured logs and readiness checks
-// (StartProcess), free ports (FreePort), a Firestore emulator shared per
+// (StartProcess; TryStartProcess for one that may rightly refuse to
+// start), free ports (FreePort), a Firestore emulator shared per
 // test binary (StartFirestore) or private to one test (StartPrivateFirestore),
 // run with testcontainers when a Docker engine is reachable and from the
 // preinstalled Google Cloud SDK otherwise, and dynalite, a DynamoDB

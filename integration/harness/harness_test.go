@@ -235,3 +235,33 @@ func TestRunFreshRetriesOnTakenPort(t *testing.T) {
 		t.Fatal("a failure was swallowed")
 	}
 }
+
+func TestTryStartProcessRefused(t *testing.T) {
+	p, err := TryStartProcess(t, ProcessOptions{
+		Name:   "refuser",
+		Binary: "/bin/sh",
+		Args:   []string{"-c", "echo 'bad config: field x' >&2; exit 1"},
+		Ready:  func(string) bool { return false },
+	})
+	if err == nil || !strings.Contains(err.Error(), "exited before it was ready") {
+		t.Fatalf("error %v should say the process exited", err)
+	}
+	if p == nil || !p.Exited() || !strings.Contains(p.Log(), "bad config: field x") {
+		t.Fatalf("the refused process should be returned, exited, with its log (got %v)", p)
+	}
+	if err := p.Wait(); err == nil {
+		t.Fatal("exit status 1 reported as a clean exit")
+	}
+}
+
+func TestTryStartProcessStarted(t *testing.T) {
+	p, err := TryStartProcess(t, ProcessOptions{
+		Name:   "starter",
+		Binary: "/bin/sh",
+		Args:   []string{"-c", "echo up; exec sleep 300"},
+		Ready:  func(line string) bool { return line == "up" },
+	})
+	if err != nil || p == nil || p.Exited() {
+		t.Fatalf("TryStartProcess: %v, %v", p, err)
+	}
+}

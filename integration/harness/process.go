@@ -59,9 +59,25 @@ type Process struct {
 // case when Main ends.
 func StartProcess(t testing.TB, opts ProcessOptions) *Process {
 	t.Helper()
-	p, err := startProcess(opts)
+	p, err := TryStartProcess(t, opts)
 	if err != nil {
 		t.Fatalf("harness: %v", err)
+	}
+	return p
+}
+
+// TryStartProcess is StartProcess for a process that may rightly refuse to
+// start (a configuration one program accepts and another rejects): it
+// returns the error instead of failing the test. The process is returned
+// whenever it was started, also with an error (it then has exited or been
+// killed), so that its Log can be read. A started process is stopped at the
+// test's cleanup, its log tail printed if the test failed, and in any case
+// when Main ends.
+func TryStartProcess(t testing.TB, opts ProcessOptions) (*Process, error) {
+	t.Helper()
+	p, err := startProcess(opts)
+	if p == nil {
+		return nil, err
 	}
 	t.Cleanup(func() {
 		p.Stop()
@@ -69,9 +85,11 @@ func StartProcess(t testing.TB, opts ProcessOptions) *Process {
 			t.Logf("harness: last lines of %s (%s):\n%s", p.name, p.logPath, p.Tail(80))
 		}
 	})
-	return p
+	return p, err
 }
 
+// startProcess returns the process whenever it was started (with an error
+// if it then exited or was not ready in time), nil if it could not start.
 func startProcess(opts ProcessOptions) (*Process, error) {
 	name := opts.Name
 	if name == "" {
@@ -135,10 +153,10 @@ func startProcess(opts ProcessOptions) (*Process, error) {
 			lineReady = true
 			ready = nil
 		case <-p.done:
-			return nil, fmt.Errorf("%s exited before it was ready (%v); log %s:\n%s", name, p.waitErr, logPath, p.Tail(60))
+			return p, fmt.Errorf("%s exited before it was ready (%v); log %s:\n%s", name, p.waitErr, logPath, p.Tail(60))
 		case <-deadline.C:
 			p.Kill()
-			return nil, fmt.Errorf("%s not ready after %v; log %s:\n%s", name, opts.Timeout, logPath, p.Tail(60))
+			return p, fmt.Errorf("%s not ready after %v; log %s:\n%s", name, opts.Timeout, logPath, p.Tail(60))
 		case <-tick.C:
 			if !probed && opts.Probe() {
 				probed = true

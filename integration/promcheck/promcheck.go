@@ -458,3 +458,21 @@ func (c *Client) Check(ctx context.Context, exprs []Expr) []Problem {
 	}
 	return out
 }
+
+// NoData evaluates every expression as a panel shows it and returns those
+// that return no data (a panel showing NO DATA), without checking their
+// selectors: on a healthy signer the series of refusals and errors do not
+// exist yet, but every panel must still show a value (0).
+func (c *Client) NoData(ctx context.Context, exprs []Expr) []Problem {
+	var out []Problem
+	for _, e := range exprs {
+		res, err := c.Query(ctx, e.Expr)
+		switch {
+		case err != nil:
+			out = append(out, Problem{e.Source, e.Expr, err.Error()})
+		case len(res) == 0:
+			out = append(out, Problem{e.Source, e.Expr, "no data"})
+		}
+	}
+	return out
+}

@@ -221,6 +221,7 @@ scrape_configs:
 	}
 	var level atomic.Int32
 	level.Store(100)
+	var faults atomic.Bool // refusals join the traffic once the healthy signer is checked
 	trafficCtx, stopTraffic := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -231,7 +232,7 @@ scrape_configs:
 			c.sign(keyA, tx)
 			c.sign(keyA, loadgen.Attestation(chain, 1, l, 0))
 			c.sign(keyB, loadgen.Attestation(chain, 2, l, 0))
-			if i%5 == 0 {
+			if i%5 == 0 && faults.Load() {
 				c.sign(keyA, loadgen.Attestation(chain, 3, l-3, 0)) // below the mark: 409
 				c.sign(keyB, tx)                                    // not allowed: 403
 			}
@@ -264,6 +265,50 @@ scrape_configs:
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+
+	dashPath := filepath.Join(root, "deploy/grafana/dashboards/sigil.json")
+	panels, err := promcheck.DashboardTargets(dashPath, dashboardVars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A healthy signer (only signatures so far): every panel shows a
+	// value, the error ratio and the refusals 0 rather than NO DATA, and
+	// no alert fires.
+	waitFor("Prometheus to see the healthy traffic", func() bool {
+		r, err := prom.Query(ctx, `sum(rate(signing_ops_total[30s])) > 0 and on() sum(rate(consensus_round_total[30s])) > 0`)
+		return err == nil && len(r) == 1
+	})
+	for _, p := range prom.NoData(ctx, panels) {
+		t.Errorf("healthy signer: %s", p)
+	}
+	for _, title := range []string{"Server error ratio", "Watermark refusals"} {
+		for _, p := range panels {
+			if !strings.Contains(p.Source, fmt.Sprintf("%q", title)) {
+				continue
+			}
+			r, err := prom.Query(ctx, p.Expr)
+			if err != nil || len(r) != 1 || r[0].Value[1] != "0" {
+				t.Errorf("healthy signer: %s shows %v (%v), want 0", title, r, err)
+			}
+		}
+	}
+	if firing := alertsFiring(t, promURL); len(firing) != 0 {
+		t.Errorf("healthy signer: alerts firing: %v", firing)
+	}
+	// The test of the test: the error ratio as it was written before (no
+	// fallback to 0) is NO DATA on this healthy signer.
+	if p := prom.NoData(ctx, []promcheck.Expr{{Source: "old error ratio",
+		Expr: `sum(rate(sign_handler_requests_total{status=~"5.."}[30s])) / sum(rate(sign_handler_requests_total[30s]))`}}); len(p) != 1 {
+		t.Errorf("the healthy check does not see a NO DATA panel: %v", p)
+	}
+
+	// The first refusal of a key fires SigilWatermarkRefusals: its
+	// counter appears at 1.
+	if st := c.sign(keyA, loadgen.Attestation(chain, 1, 1, 0)); st != http.StatusConflict {
+		t.Fatalf("a request below the mark: %d, want 409", st)
+	}
+	waitFor("the first refusal to fire SigilWatermarkRefusals", func() bool { return alertsFiring(t, promURL)["SigilWatermarkRefusals"] })
+	faults.Store(true)
 	// An enclave outage: 503s, connections down, redials.
 	enc.Stop()
 	waitFor("the daemon to notice the enclave outage", func() bool { return !healthy() })
@@ -307,11 +352,6 @@ scrape_configs:
 	}
 
 	// Every panel and every alert returns data; every selector matches.
-	dashPath := filepath.Join(root, "deploy/grafana/dashboards/sigil.json")
-	panels, err := promcheck.DashboardTargets(dashPath, dashboardVars)
-	if err != nil {
-		t.Fatal(err)
-	}
 	alerts, err := promcheck.AlertRules(filepath.Join(root, "deploy/prometheus/alerts.yml"))
 	if err != nil {
 		t.Fatal(err)

@@ -6,8 +6,11 @@
 // them with Sigil's configuration code and compare, request by request and
 // key by key, what Sigil's signing service allows with what Signatory's
 // rules allow, computed by an independent oracle written in the test. The
-// end-to-end test runs the daemon and the mock enclave as processes and
-// checks staking policies, the default policy of a bare key entry and every
-// Signatory metric family. The package has no non-test code beyond this
-// comment.
+// end-to-end tests run the daemon (and the mock enclave) as processes and
+// check staking policies, the default policy of a bare key entry, every
+// Signatory metric family with Signatory's label values, per-vote ballot
+// kinds and packed data, proofs of possession authenticated and
+// hook-checked as Signatory does, and the handover on a state directory
+// Signatory wrote (testdata/signatory-state). The package has no non-test
+// code beyond this comment.
 package signatory

@@ -74,7 +74,8 @@ const (
 // rejection, an authentication failure (server.authorized_keys is set), a
 // failed watermark write (file backend) and a vault error (the enclave is
 // stopped); then every metric family of Signatory must be in /metrics with
-// exactly its label names.
+// exactly its label names, and the series of that traffic with Signatory's
+// label values.
 func TestDropInEndToEnd(t *testing.T) {
 	sigil := harness.BuildBinary(t, "./cmd/sigil")
 	enclaveBin := harness.BuildBinary(t, "./cmd/sigil-enclave")
@@ -237,7 +238,86 @@ tezos:
 		}
 	}
 	t.Logf("%d Signatory metric families present with their label names", len(metrics.SignatoryFamilies))
+
+	// Label values as Signatory writes them for the same traffic.
+	samples := scrapeSamples(t, utility+"/metrics")
+	for _, want := range []struct {
+		name   string
+		labels map[string]string
+	}{
+		{"signing_ops_total", map[string]string{"vault": "ConfidentialSpace", "op": "generic", "kind": "stake", "address": stakeKey}},
+		{"signing_ops_total", map[string]string{"vault": "ConfidentialSpace", "op": "attestation", "kind": "attestation", "address": bareKey}},
+		{"vault_sign_request_duration_milliseconds_count", map[string]string{"vault": "ConfidentialSpace", "op": "block"}},
+		{"consensus_round_total", map[string]string{"operation_type": "preattestation", "round": "0", "address": bareKey}},
+		{"policy_violation_total", map[string]string{"violation_type": "stake", "operation_type": "request", "address": txKey}},
+		{"policy_violation_total", map[string]string{"violation_type": "transaction", "operation_type": "request", "address": stakeKey}},
+		{"policy_violation_total", map[string]string{"violation_type": "generic", "operation_type": "request", "address": bareKey}},
+		{"policy_violation_total", map[string]string{"violation_type": "attestation_with_dal", "operation_type": "request", "address": bareKey}},
+		{"watermark_rejection_total", map[string]string{"reason": "watermark validation failed", "operation_type": "attestation", "chain_id": "NetXdQprcVkpaWU", "address": bareKey}},
+		{"vault_sign_request_error_total", map[string]string{"vault": "ConfidentialSpace", "code": "409", "chain_id": "NetXdQprcVkpaWU"}},
+		{"authentication_failure_total", map[string]string{"auth_method": "authentication", "status": "401"}},
+		{"watermark_operations_total", map[string]string{"backend": "file", "request_type": "generic", "result": "success"}},
+		{"watermark_operations_total", map[string]string{"backend": "file", "request_type": "attestation", "result": "rejected"}},
+		{"watermark_io_operations_total", map[string]string{"backend": "file", "operation": "read", "result": "success", "table_name": ""}},
+	} {
+		if !hasSample(samples, want.name, want.labels) {
+			t.Errorf("no %s series with %v", want.name, want.labels)
+		}
+	}
+	// Values Sigil wrote before (and Signatory never writes).
+	for _, old := range []string{`authentication_failure_total{auth_method="authorized_keys"`, `reason="not_above_watermark"`,
+		`violation_type="operation_kind"`, `violation_type="request_kind"`, `violation_type="not_configured"`,
+		`watermark_operations_total{backend="file",request_type="attestation",result="error"`, `vault="cs"`} {
+		for _, s := range samples {
+			if strings.Contains(s, old) && !strings.HasPrefix(s, "sigil_") {
+				t.Errorf("a Signatory family has a label value Signatory never writes: %s", s)
+			}
+		}
+	}
 	d.Stop()
+}
+
+// scrapeSamples returns the sample lines of a Prometheus text exposition.
+func scrapeSamples(t *testing.T, u string) []string {
+	t.Helper()
+	resp, err := httpClient.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if l := sc.Text(); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// hasSample reports whether a sample of name carries every label given
+// (values exact).
+func hasSample(samples []string, name string, labels map[string]string) bool {
+	for _, s := range samples {
+		if !strings.HasPrefix(s, name+"{") {
+			continue
+		}
+		ok := true
+		for k, v := range labels {
+			if !strings.Contains(s, fmt.Sprintf("%s=%q", k, v)) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 func runSigil(t *testing.T, bin string, args ...string) string {

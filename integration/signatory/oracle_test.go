@@ -128,13 +128,17 @@ func flattenKeys(n *yaml.Node) []string {
 }
 
 // allows is Signatory's matchFilter (request kind, then every operation of
-// a generic request) plus allowed_chains for requests that carry a chain.
+// a generic request: a ballot is allowed by `ballot` or `ballot:<vote>`)
+// plus allowed_chains for requests that carry a chain.
 func (p sigPolicy) allows(m message) bool {
 	if !slices.Contains(p.requests, m.kind) {
 		return false
 	}
 	if m.kind == "generic" {
-		for _, op := range m.ops {
+		for i, op := range m.ops {
+			if op == "ballot" && slices.Contains(p.ops, "ballot:"+m.ballots[i]) {
+				continue
+			}
 			if !slices.Contains(p.ops, op) {
 				return false
 			}

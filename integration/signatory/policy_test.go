@@ -346,11 +346,12 @@ func TestPolicyMatrix(t *testing.T) {
 	consensusMsgs := append(consensusMessages(mainnet), consensusMessages(ghost)...)
 	requestNames := append(request.RequestKinds(), "endorsement", "preendorsement", "failing_noop", "blocks")
 	opNames := append(request.GenericOperationKinds(), "endorsement", "preendorsement", "double_endorsement_evidence",
-		"double_preendorsement_evidence", "tx_rollup_origination", "transfer", "stak")
+		"double_preendorsement_evidence", "tx_rollup_origination", "transfer", "stak",
+		"ballot:yay", "ballot:nay", "ballot:pass", "ballot:maybe", "transaction:yay")
 	// failing_noop is accepted as a request kind that matches nothing
 	// (Signatory's getting-started examples list it).
 	known := append(request.RequestKinds(), "endorsement", "preendorsement", "failing_noop")
-	knownOps := append(request.GenericOperationKinds(), "endorsement", "preendorsement")
+	knownOps := append(request.GenericOperationKinds(), "endorsement", "preendorsement", "ballot:yay", "ballot:nay", "ballot:pass")
 	retired := []string{"double_endorsement_evidence", "double_preendorsement_evidence", "tx_rollup_origination"}
 
 	type pol struct {
@@ -381,6 +382,8 @@ func TestPolicyMatrix(t *testing.T) {
 		pol{name: "empty allow", body: "    allow:\n    log_payloads: true\n"},
 		pol{name: "generic with no list", body: "    allow:\n      generic:\n"},
 		pol{name: "staking and transfers", body: "    allow:\n      generic: [transaction, stake, unstake, finalize_unstake, set_delegate_parameters]\n"},
+		pol{name: "two ballot votes", body: "    allow:\n      generic: [\"ballot:yay\", \"ballot:pass\", proposals]\n"},
+		pol{name: "ballot and one vote", body: "    allow:\n      generic: [ballot, \"ballot:nay\"]\n"},
 	)
 	tz1, tz4 := newTestKey(t, tezos.Ed25519), newTestKey(t, tezos.BLS)
 	var refused, compared int

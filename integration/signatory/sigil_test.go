@@ -194,7 +194,7 @@ func (s *sigilSigner) sign(t testing.TB, k testKey, m message, client *testKey) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		req.Authentication = &auth
+		req.Authentication = auth.String()
 	}
 	sig, err := s.svc.Sign(context.Background(), req)
 	if err != nil {
@@ -215,6 +215,7 @@ type message struct {
 	name    string
 	kind    string   // Signatory's request kind (SignRequestKind)
 	ops     []string // generic: Signatory's operation kinds
+	ballots []string // generic: each ballot's vote at its index in ops
 	chain   string   // consensus: base58 chain id
 	blsOnly bool     // the tz4-only encodings (tags 40, 41)
 	build   func(level int32) []byte
@@ -316,10 +317,11 @@ func consensusMessages(chain request.ChainID) []message {
 // vector is an entry of domain/request/testdata/vectors.json (forged by
 // Taquito; ops are the operation kinds Signatory names in it).
 type vector struct {
-	Name string   `json:"name"`
-	Hex  string   `json:"hex"`
-	Kind string   `json:"kind"`
-	Ops  []string `json:"ops"`
+	Name    string   `json:"name"`
+	Hex     string   `json:"hex"`
+	Kind    string   `json:"kind"`
+	Ops     []string `json:"ops"`
+	Ballots []string `json:"ballots"`
 }
 
 func loadVectors(t testing.TB) []vector {
@@ -338,7 +340,8 @@ func loadVectors(t testing.TB) []vector {
 	return f.Vectors
 }
 
-// genericMessages are every generic-operation vector and the Micheline one.
+// genericMessages are every generic-operation vector and the packed data
+// ones.
 func genericMessages(t testing.TB) []message {
 	t.Helper()
 	var out []message
@@ -349,9 +352,9 @@ func genericMessages(t testing.TB) []message {
 		}
 		switch v.Kind {
 		case "generic":
-			out = append(out, message{name: v.Name, kind: "generic", ops: v.Ops, build: func(int32) []byte { return raw }})
-		case "micheline":
-			out = append(out, message{name: v.Name, kind: "micheline", build: func(int32) []byte { return raw }})
+			out = append(out, message{name: v.Name, kind: "generic", ops: v.Ops, ballots: v.Ballots, build: func(int32) []byte { return raw }})
+		case "pack":
+			out = append(out, message{name: v.Name, kind: "pack", build: func(int32) []byte { return raw }})
 		}
 	}
 	return out

@@ -163,7 +163,16 @@ async function main() {
     kind: 'dal_publish_commitment', ...mgr,
     slot_header: { slot_index: 3, commitment: dalCommitment, commitment_proof: hex(bytes(96, 160)) },
   }], ['dal_publish_commitment']);
-  await generic('ballot', [{ kind: 'ballot', source: tz1, period: 120, proposal: proto, ballot: 'yay' }], ['ballot']);
+  // A ballot carries its vote: Signatory's policy names it ballot:<vote>.
+  for (const vote of ['yay', 'nay', 'pass']) {
+    await generic(vote === 'yay' ? 'ballot' : `ballot/${vote}`, [{ kind: 'ballot', source: tz1, period: 120, proposal: proto, ballot: vote }], ['ballot']);
+    vectors[vectors.length - 1].ballots = [vote];
+  }
+  await generic('batch/ballot+proposals', [
+    { kind: 'proposals', source: tz2, period: 119, proposals: [proto] },
+    { kind: 'ballot', source: tz2, period: 120, proposal: proto2, ballot: 'nay' },
+  ], ['proposals', 'ballot']);
+  vectors[vectors.length - 1].ballots = ['', 'nay'];
   await generic('proposals', [{ kind: 'proposals', source: tz2, period: 119, proposals: [proto, proto2] }], ['proposals']);
   await generic('seed_nonce_revelation', [{ kind: 'seed_nonce_revelation', level: 5000000, nonce: hex(bytes(32, 170)) }], ['seed_nonce_revelation']);
   await generic('activate_account', [{ kind: 'activate_account', pkh: tz1, secret: hex(bytes(20, 180)) }], ['activate_account']);
@@ -228,8 +237,15 @@ async function main() {
   genericManual('zk_rollup_origination',
     ['fa' + mgrHex + dyn('0102') + dyn(dyn('00') + '00') + dyn(hex(bytes(32, 1))) + i32(5)],
     ['zk_rollup_origination'], 'tag 250: public_parameters, circuits_info, init_state (4-byte lengths), nb_ops int32');
-  genericManual('zk_rollup_publish', ['fb' + mgrHex + zkr + dyn('0000')], ['zk_rollup_publish'],
-    'tag 251: zk_rollup (20), op list (4-byte length)');
+  // One op without a ticket, one with (contents "abc", ty string, ticketer
+  // a KT1); price amounts below 64 encode alike as N and Z.
+  const zkOp = (code, seed, amount, dst, payload, ticket) =>
+    i32(code) + hex(bytes(32, seed)) + z(amount) + pkh(dst) + zkr + dyn(payload) + ticket;
+  const zkTicket = '01' + '01' + i32(3) + '616263' + '0368' + enc(CODEC.ADDRESS, kt1);
+  genericManual('zk_rollup_publish',
+    ['fb' + mgrHex + zkr + dyn(zkOp(1, 7, 5, tz1, '', '00') + zkOp(0, 8, 60, tz4, hex(bytes(32, 9)), zkTicket))],
+    ['zk_rollup_publish'],
+    'tag 251: zk_rollup (20), op list (4-byte length): op_code int31, price (32, Z), l1_dst, rollup_id (20), payload (32-byte scalars), ticket option (0 none, 1 some: Micheline contents and ty, ticketer)');
   genericManual('zk_rollup_update',
     ['fc' + mgrHex + zkr + dyn('') + dyn('') + dyn('01') + dyn('02')],
     ['zk_rollup_update'], 'tag 252: zk_rollup, pending_pis, private_pis, fee_pi.new_state, proof (4-byte lengths)');
@@ -268,8 +284,23 @@ async function main() {
     });
   }
 
-  // ---- Micheline data ----
-  vectors.push({ name: 'micheline', source: 'taquito-codec', hex: '05' + enc(CODEC.VALUE, micheline).slice(8), kind: 'micheline' });
+  // ---- packed Micheline data (request kind pack) ----
+  // Taquito's value encoder writes a 4-byte length first: dropped.
+  const packed = [
+    ['pack', micheline],
+    ['pack/int', { int: '-1234567890123456789' }],
+    ['pack/string', { string: 'Tezos Signed Message: hello' }],
+    ['pack/bytes', { bytes: '0500deadbeef' }],
+    ['pack/empty-sequence', []],
+    ['pack/sequence', [{ int: '1' }, { string: 'a' }, [{ bytes: '' }]]],
+    ['pack/prim-annots', { prim: 'Pair', args: [{ int: '1' }], annots: ['%a'] }],
+    ['pack/prim-2-args-annots', { prim: 'Pair', args: [{ int: '1' }, { prim: 'Unit' }], annots: ['%a', '@b'] }],
+    ['pack/prim-n-args', { prim: 'Pair', args: [{ int: '1' }, { int: '2' }, { prim: 'Some', args: [{ prim: 'None' }] }] }],
+    ['pack/lambda', [{ prim: 'DROP' }, { prim: 'PUSH', args: [{ prim: 'nat' }, { int: '7' }] }, { prim: 'NIL', args: [{ prim: 'operation', annots: [':op'] }] }]],
+  ];
+  for (const [name, v] of packed) {
+    vectors.push({ name, source: 'taquito-codec', hex: '05' + enc(CODEC.VALUE, v).slice(8), kind: 'pack' });
+  }
 
   process.stdout.write(JSON.stringify({
     generator: 'tools/taquito/forge-vectors.js',

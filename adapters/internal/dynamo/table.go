@@ -28,6 +28,10 @@ type Table struct {
 	Hash, Range  string // attribute names; Range "" for none
 	What, Where  string // for errors: the adapter, and "table T, region R"
 	PollInterval time.Duration
+	// NoCreate, when set, is why a missing table must not be created: it
+	// is then an error saying so (a watermark table re-created empty would
+	// let a lower level sign).
+	NoCreate string
 }
 
 func (t Table) schema() string {
@@ -67,6 +71,8 @@ func EnsureTable(ctx context.Context, api TableAPI, call Caller, t Table, log *s
 		case code == "ResourceNotFoundException" && created:
 			// Just created; not yet visible to DescribeTable.
 			out = &dynamodb.DescribeTableOutput{Table: &types.TableDescription{TableStatus: types.TableStatusCreating}}
+		case code == "ResourceNotFoundException" && t.NoCreate != "":
+			return domain.Errorf(domain.KindUnavailable, "%s: %s: the table does not exist, and is not created: %s", t.What, t.Where, t.NoCreate)
 		case code == "ResourceNotFoundException":
 			ours, err := create(ctx, api, call, t)
 			if err != nil {

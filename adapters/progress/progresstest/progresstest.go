@@ -55,3 +55,57 @@ func (term *Terminal) Screen() string {
 	defer term.mu.Unlock()
 	return term.screen.String()
 }
+
+// Lines replays what was written to a terminal the way the terminal shows
+// it, and returns its lines (scrollback included): a carriage return moves
+// to the start of the line, a newline to the next line, ESC [ 2 K clears the
+// line, other escape sequences are dropped, and text overwrites what was
+// there. A bar redrawn in place therefore leaves one line, and a log line
+// written in the middle of a bar shows as a broken line.
+func Lines(raw string) []string {
+	lines := [][]rune{{}}
+	row, col := 0, 0
+	rs := []rune(raw)
+	for i := 0; i < len(rs); i++ {
+		switch r := rs[i]; r {
+		case '\r':
+			col = 0
+		case '\n':
+			row++
+			col = 0
+			if row == len(lines) {
+				lines = append(lines, []rune{})
+			}
+		case 0x1b:
+			j := i + 1
+			if j < len(rs) && rs[j] == '[' {
+				j++
+				for j < len(rs) && (rs[j] < 0x40 || rs[j] > 0x7e) {
+					j++
+				}
+				if j < len(rs) && rs[j] == 'K' && string(rs[i+2:j]) == "2" {
+					lines[row] = lines[row][:0]
+				}
+			}
+			i = j
+		default:
+			for len(lines[row]) < col {
+				lines[row] = append(lines[row], ' ')
+			}
+			if col < len(lines[row]) {
+				lines[row][col] = r
+			} else {
+				lines[row] = append(lines[row], r)
+			}
+			col++
+		}
+	}
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		out = append(out, string(l))
+	}
+	for len(out) > 0 && out[len(out)-1] == "" {
+		out = out[:len(out)-1]
+	}
+	return out
+}

@@ -74,6 +74,12 @@ func configPath(decode func(any) error, env storage.Env) (string, error) {
 		if err := decode(&raw); err != nil {
 			return "", domain.Errorf(domain.KindInvalid, "file key storage: config must be a single path string: %v", err)
 		}
+		// A section that is present but resolves to nothing (an empty
+		// variable, null, "") would silently move the key file to the
+		// default; leave the section out for the default.
+		if strings.TrimSpace(raw) == "" {
+			return "", domain.Errorf(domain.KindInvalid, "file key storage: config: present but empty (after expanding variables); give the key file's path, or remove config for %s under the base directory", DefaultFileName)
+		}
 	}
 	return ResolvePath(raw, env.BaseDir)
 }

@@ -63,7 +63,10 @@ func TestOpenConfig(t *testing.T) {
 		wantErr string
 	}{
 		{"absent section uses base dir", nil, base, filepath.Join(base, DefaultFileName), ""},
-		{"empty string uses base dir", decodeString(""), base, filepath.Join(base, DefaultFileName), ""},
+		// Present but empty (an empty variable, null): refused, never
+		// silently the default file.
+		{"empty string refused", decodeString(""), base, "", "present but empty"},
+		{"blank string refused", decodeString("  "), base, "", "present but empty"},
 		{"explicit path", decodeString(filepath.Join(base, "k.json")), base, filepath.Join(base, "k.json"), ""},
 		// The configuration expands variables once, when it is parsed; a $
 		// left in the path is a literal (expanding again would re-read a

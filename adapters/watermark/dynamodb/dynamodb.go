@@ -15,7 +15,10 @@
 // answers from a per-process cache of marks seen recorded, which is never
 // authoritative and safe because marks only rise. Every DynamoDB call is
 // retried on transient errors under the awsretry discipline and reported
-// to the watermark I/O observer. The table is created when absent.
+// to the watermark I/O observer. The table is created when absent, unless
+// the application says it must not be (Env.NoCreate: marks existed, so a
+// missing table is a deleted one or a typo in its name or region, and a
+// table re-created empty would let a lower level sign).
 package dynamodb
 
 import (
@@ -131,7 +134,7 @@ func open(ctx context.Context, api API, table, region string, env wm.Env) (*Stor
 		defer cancel()
 	}
 	err := dynamo.EnsureTable(ctx, api, s.call, dynamo.Table{
-		Name: table, Hash: AttrIdx, Range: AttrRequest, What: what, Where: s.where,
+		Name: table, Hash: AttrIdx, Range: AttrRequest, What: what, Where: s.where, NoCreate: env.NoCreate,
 	}, log)
 	if err != nil {
 		return nil, err
@@ -424,6 +427,10 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 		switch d, err := watermark.Decide(k, watermark.Enforced(k.Kind, recorded), m); d {
 		case watermark.Replay:
 			return step{result: *recorded}
+		case watermark.Resign:
+			// The very message of a mark recorded without its signature
+			// (Signatory's): signed again, nothing to record.
+			return step{result: m}
 		case watermark.Accept:
 			return step{next: &m, result: m}
 		default:
@@ -488,3 +495,6 @@ func (s *Store) Export(ctx context.Context) ([]watermark.Record, error) {
 	}
 	return out, nil
 }
+
+// Location names where the marks are (table and region).
+func (s *Store) Location() string { return s.where }

@@ -138,8 +138,15 @@ func TestSignatoryItem(t *testing.T) {
 	recs, err := s.Export(ctx)
 	require.NoError(t, err)
 	require.Equal(t, []watermark.Record{{Key: k, Mark: watermark.Mark{Level: 10, Round: 1, Digest: digest}}}, recs)
-	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 1, Digest: digest, Signature: watermarktest.Sig("x")})
-	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "no replay without a recorded signature")
+	// The very block Signatory signed (its digest) is signed again, and
+	// nothing is written.
+	again := watermark.Mark{Level: 10, Round: 1, Digest: digest, Signature: watermarktest.Sig("x")}
+	got, err := s.Commit(ctx, k, again)
+	require.NoError(t, err)
+	assert.Equal(t, again, got)
+	assert.NotContains(t, rawItem(t, d, table, k), "signature", "the item is still Signatory's")
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 1, Digest: [32]byte{8}, Signature: watermarktest.Sig("x")})
+	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "another block at Signatory's level and round")
 	// Signatory recorded the block at its payload round: another block of
 	// level 10 may have any fitness round, and is refused.
 	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 5, Digest: [32]byte{9}, Signature: watermarktest.Sig("sig")})

@@ -48,6 +48,10 @@ type Config struct {
 	// Logger receives the migration of Signatory's older directories; nil
 	// discards.
 	Logger *slog.Logger `yaml:"-"`
+	// Recorder reports the store's I/O (the load of every chain file at
+	// open, as Signatory's one "read"; each write); its zero value reports
+	// nothing.
+	Recorder wm.IORecorder `yaml:"-"`
 }
 
 // Store is a file-backed ports.WatermarkStore.
@@ -108,16 +112,18 @@ func Open(cfg Config) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := migrate(cfg.BaseDir, dir, log); err != nil {
+	if err := migrate(cfg.BaseDir, dir, log, cfg.Recorder); err != nil {
 		lock.Close()
 		return nil, err
 	}
+	start := time.Now()
 	s, err := open(dir)
+	cfg.Recorder.Observe("read", start, err, "io")
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
-	s.lock = lock
+	s.lock, s.rec = lock, cfg.Recorder
 	return s, nil
 }
 
@@ -129,7 +135,7 @@ func open(dir string) (*Store, error) {
 	s := &Store{dir: dir, chains: make(map[string]*chain)}
 	for _, ent := range ents {
 		name := ent.Name()
-		if strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-") {
+		if strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-") || strings.HasPrefix(name, ".health-") {
 			// A temporary file left by a crash before its rename: the
 			// rename never happened, so the previous file is the truth.
 			if err := os.Remove(filepath.Join(dir, name)); err != nil {
@@ -166,21 +172,45 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Healthy implements ports.HealthChecker: it creates and removes a file in
-// the directory, so it fails when marks could not be written (read-only or
-// full file system, removed directory, lost permissions).
+// probeSize is what the health probe writes: more than one block of the
+// file system, as much as a busy chain file, so that a full file system
+// (which still lets an empty file be created) shows.
+const probeSize = 16 << 10
+
+// Healthy implements ports.HealthChecker: it writes probeSize bytes to a
+// new file in the directory, fsyncs it and removes it, so it fails when a
+// mark could not be written: a full or read-only file system, a removed
+// directory, lost permissions. (Creating an empty file, as it did, needs no
+// data block and succeeded on a full file system.)
 func (s *Store) Healthy(context.Context) error {
+	fail := func(err error) error {
+		return domain.Errorf(domain.KindUnavailable, "file watermark: the watermark directory cannot record marks: %w", err)
+	}
 	f, err := os.CreateTemp(s.dir, ".health-*")
 	if err != nil {
-		return domain.Errorf(domain.KindUnavailable, "file watermark: the watermark directory is not writable: %w", err)
+		return fail(err)
 	}
 	name := f.Name()
-	err = errors.Join(f.Close(), os.Remove(name))
+	_, werr := f.Write(probeData[:])
+	if werr == nil {
+		werr = f.Sync()
+	}
+	err = errors.Join(werr, f.Close(), os.Remove(name))
 	if err != nil {
-		return domain.Errorf(domain.KindUnavailable, "file watermark: the watermark directory is not writable: %w", err)
+		_ = os.Remove(name)
+		return fail(err)
 	}
 	return nil
 }
+
+// probeData is written by Healthy (not zeros: a file system that
+// compresses or deduplicates must still allocate it).
+var probeData = func() (b [probeSize]byte) {
+	for i := range b {
+		b[i] = byte(i*131 + i>>8)
+	}
+	return b
+}()
 
 // Dir returns the directory that holds the files.
 func (s *Store) Dir() string { return s.dir }
@@ -264,6 +294,10 @@ func (s *Store) commitBatch(c *chain, batch []*pending) {
 			accepted = append(accepted, p)
 		case watermark.Replay:
 			p.res = *recorded
+		case watermark.Resign:
+			// The very message of a mark recorded without its signature
+			// (Signatory's): signed again, nothing to record.
+			p.res = p.m
 		default:
 			p.err = err
 		}
@@ -481,18 +515,13 @@ func encode(marks chainMarks) ([]byte, error) {
 // Driver is the `file` backend's watermark.Opener: files under the base
 // directory unless the config section sets base_dir.
 func Driver(_ context.Context, decode func(any) error, env wm.Env) (ports.WatermarkStore, error) {
-	cfg := Config{BaseDir: env.BaseDir, Logger: env.Logger}
+	cfg := Config{BaseDir: env.BaseDir, Logger: env.Logger, Recorder: env.Recorder("file", "")}
 	if decode != nil {
 		if err := decode(&cfg); err != nil {
 			return nil, domain.Errorf(domain.KindInvalid, "file watermark: invalid config: %v", err)
 		}
 	}
-	s, err := Open(cfg)
-	if err != nil {
-		return nil, err
-	}
-	s.rec = env.Recorder("file", "")
-	return s, nil
+	return Open(cfg)
 }
 
 // Check is the `file` backend's watermark.Checker: the section decodes as
@@ -519,3 +548,6 @@ var (
 	_ wm.Opener  = Driver
 	_ wm.Checker = Check
 )
+
+// Location names where the marks are (the directory).
+func (s *Store) Location() string { return s.dir }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	wm "github.com/sigil-signer/sigil/adapters/watermark"
 	"github.com/sigil-signer/sigil/adapters/watermark/watermarktest"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/watermark"
@@ -125,9 +126,18 @@ func TestSignatoryFormat(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, watermark.Mark{Level: 120, Round: maxRound, Digest: digest}, got)
 	for _, round := range []int32{2, 3, 40} {
-		_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: round, Digest: digest, Signature: watermarktest.Sig("x")})
+		_, err = s.Commit(ctx, k, watermark.Mark{Level: 120, Round: round, Digest: [32]byte{7}, Signature: watermarktest.Sig("x")})
 		assert.Equal(t, domain.KindConflict, domain.KindOf(err), "block at level 120 round %d after Signatory's mark at payload round 2", round)
 	}
+	// The very block Signatory signed (its hash) is signed again; the mark
+	// stays Signatory's.
+	again := watermark.Mark{Level: 120, Round: 2, Digest: digest, Signature: watermarktest.Sig("again")}
+	got, err = s.Commit(ctx, k, again)
+	require.NoError(t, err)
+	assert.Equal(t, again, got)
+	got, _, err = s.Check(ctx, k)
+	require.NoError(t, err)
+	assert.Equal(t, watermark.Mark{Level: 120, Round: maxRound, Digest: digest}, got, "nothing recorded")
 	got, ok, err = s.Check(ctx, watermark.Key{ChainID: chainID, PKH: pkh, Kind: watermark.KindAttestation})
 	require.NoError(t, err)
 	require.True(t, ok, "the endorsement mark is kept as the attestation mark")
@@ -370,4 +380,52 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("round trip changed the marks:\n%v\n%v", marks, again)
 		}
 	})
+}
+
+type ioLog struct{ ops []string }
+
+func (l *ioLog) ObserveWatermarkIO(e ports.WatermarkIOEvent) {
+	op := e.Backend + ":" + e.Operation
+	if e.Err != nil {
+		op += ":" + e.ErrorType
+	}
+	l.ops = append(l.ops, op)
+}
+
+// TestIOObserved: as Signatory's file backend, the store reports one read
+// when it opens (the load of every chain file) and one write per written
+// file, migration included.
+func TestIOObserved(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	log := &ioLog{}
+	open := func() *Store {
+		st, err := Driver(ctx, nil, wm.Env{BaseDir: base, IO: log})
+		require.NoError(t, err)
+		s := st.(*Store)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s := open()
+	assert.Equal(t, []string{"file:read"}, log.ops, "one read at open, even with nothing to load")
+	k := watermarktest.Key(chainID, watermark.KindBlock)
+	_, err := s.Commit(ctx, k, watermarktest.M(1, 0, 1, "s"))
+	require.NoError(t, err)
+	_, err = s.Commit(ctx, k, watermarktest.M(1, 0, 1, "again")) // replayed: nothing written
+	require.NoError(t, err)
+	assert.Equal(t, []string{"file:read", "file:write"}, log.ops)
+	require.NoError(t, s.Close())
+
+	// An older directory of Signatory's is migrated: one write per chain
+	// file, then the read.
+	base = t.TempDir()
+	v1 := filepath.Join(base, V1DirName)
+	require.NoError(t, os.MkdirAll(v1, 0o700))
+	for _, c := range []string{watermarktest.Mainnet, watermarktest.Ghostnet} {
+		require.NoError(t, os.WriteFile(filepath.Join(v1, c+".json"),
+			[]byte(fmt.Sprintf(`{%q: {"level": 5, "round": 0, "order": 2, "hash": null}}`, watermarktest.PKH())), 0o600))
+	}
+	log.ops = nil
+	open()
+	assert.Equal(t, []string{"file:write", "file:write", "file:read"}, log.ops)
 }

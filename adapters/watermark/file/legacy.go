@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/sigil-signer/sigil/adapters/internal/atomicfile"
 	"github.com/sigil-signer/sigil/adapters/internal/strictjson"
+	wm "github.com/sigil-signer/sigil/adapters/watermark"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/watermark"
 )
@@ -92,7 +94,7 @@ func raiseInto(marks chainMarks, pkh, kind string, m watermark.Mark) {
 // writing one file per chain. When dir already holds chain files, older
 // directories are left alone (Signatory ignores them too) with a warning.
 // The caller holds the directory lock.
-func migrate(base, dir string, log *slog.Logger) error {
+func migrate(base, dir string, log *slog.Logger, rec wm.IORecorder) error {
 	has, err := hasChainFiles(dir)
 	if err != nil {
 		return err
@@ -135,7 +137,10 @@ func migrate(base, dir string, log *slog.Logger) error {
 			return fmt.Errorf("file watermark: migrating %s: %w", from, err)
 		}
 		path := filepath.Join(dir, id+".json")
-		if err := atomicfile.Write(path, data, 0o600, nil); err != nil {
+		start := time.Now()
+		err = atomicfile.Write(path, data, 0o600, nil)
+		rec.Observe("write", start, err, "io")
+		if err != nil {
 			return domain.Errorf(domain.KindUnavailable, "file watermark: migrating %s: %w", from, err)
 		}
 		for _, kinds := range chains[id] {

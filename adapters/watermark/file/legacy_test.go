@@ -116,12 +116,20 @@ func TestMigrateV0(t *testing.T) {
 	assert.False(t, ok)
 	assert.Contains(t, log.String(), "migrated")
 
-	// Written to watermark_v2, and nothing is replayed from a migrated mark.
+	// Written to watermark_v2. Nothing is replayed from a migrated mark: the
+	// very block it records (its hash) is signed again, nothing recorded;
+	// another block at that level is refused.
 	_, err := os.Stat(filepath.Join(base, DirName, chainID+".json"))
 	require.NoError(t, err)
-	_, err = s.Commit(context.Background(), watermark.Key{ChainID: chainID, PKH: pkhA, Kind: watermark.KindBlock},
-		watermark.Mark{Level: 300, Round: maxRound, Digest: [32]byte{7}, Signature: watermarktest.Sig("x")})
+	kb := watermark.Key{ChainID: chainID, PKH: pkhA, Kind: watermark.KindBlock}
+	again := watermark.Mark{Level: 300, Round: 1, Digest: [32]byte{7}, Signature: watermarktest.Sig("x")}
+	got, err := s.Commit(context.Background(), kb, again)
+	require.NoError(t, err)
+	assert.Equal(t, again, got)
+	_, err = s.Commit(context.Background(), kb, watermark.Mark{Level: 300, Round: 1, Digest: [32]byte{8}, Signature: watermarktest.Sig("x")})
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+	b, _ = mark(t, s, pkhA, watermark.KindBlock)
+	assert.Equal(t, watermark.Mark{Level: 300, Round: maxRound, Digest: [32]byte{7}}, b, "nothing recorded")
 	require.NoError(t, s.Close())
 
 	// Reopened: the marks come from watermark_v2; the old directory is

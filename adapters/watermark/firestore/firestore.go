@@ -210,6 +210,10 @@ func (s *Store) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 		switch d, err := watermark.Decide(k, watermark.Enforced(k.Kind, recorded), m); d {
 		case watermark.Replay:
 			return *recorded, nil
+		case watermark.Resign:
+			// The very message of a mark recorded without its signature
+			// (Signatory's): signed again, nothing to record.
+			return m, nil
 		case watermark.Refuse:
 			return watermark.Mark{}, err
 		}
@@ -507,3 +511,6 @@ func driverConfig(decode func(any) error) (Config, error) {
 	}
 	return cfg, nil
 }
+
+// Location names where the marks are (project, database, collection).
+func (s *Store) Location() string { return s.where }

@@ -89,11 +89,20 @@ func TestSignatoryDocument(t *testing.T) {
 	recs, err := s.Export(ctx)
 	require.NoError(t, err)
 	require.Equal(t, []watermark.Record{{Key: k, Mark: watermark.Mark{Level: 10, Round: 1, Digest: digest}}}, recs)
-	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 1, Digest: digest, Signature: watermarktest.Sig("x")})
+	// The very block Signatory signed (its digest) is signed again, and
+	// nothing is recorded.
+	again := watermark.Mark{Level: 10, Round: 1, Digest: digest, Signature: watermarktest.Sig("x")}
+	got, err := s.Commit(ctx, k, again)
+	require.NoError(t, err)
+	assert.Equal(t, again, got)
+	recs, err = s.Export(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []watermark.Record{{Key: k, Mark: watermark.Mark{Level: 10, Round: 1, Digest: digest}}}, recs, "the document is still Signatory's")
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 1, Digest: [32]byte{9}, Signature: watermarktest.Sig("x")})
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
 	// Signatory recorded the block at its payload round: another block of
 	// level 10 may have any fitness round, and is refused.
-	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 2, Digest: digest, Signature: watermarktest.Sig("x")})
+	_, err = s.Commit(ctx, k, watermark.Mark{Level: 10, Round: 2, Digest: [32]byte{9}, Signature: watermarktest.Sig("x")})
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
 	_, err = s.Commit(ctx, k, watermark.Mark{Level: 11, Round: 0, Digest: digest, Signature: watermarktest.Sig("x")})
 	assert.NoError(t, err)

@@ -66,12 +66,16 @@ func (s *Store) Commit(_ context.Context, k watermark.Key, m watermark.Mark) (wa
 	e := s.entry(k)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	switch d, err := watermark.Decide(k, e.mark, m); d {
+	switch d, err := watermark.Decide(k, watermark.Enforced(k.Kind, e.mark), m); d {
 	case watermark.Accept:
 		e.mark = &m
 		return m, nil
 	case watermark.Replay:
 		return *e.mark, nil
+	case watermark.Resign:
+		// The very message of a mark imported without its signature:
+		// signed again, nothing to record.
+		return m, nil
 	default:
 		return watermark.Mark{}, err
 	}
@@ -136,3 +140,7 @@ func driverConfig(decode func(any) error) (Config, error) {
 	}
 	return cfg, nil
 }
+
+// Location names where the marks are: this process's memory, lost at
+// every restart.
+func (s *Store) Location() string { return "this process's memory (lost at every restart)" }

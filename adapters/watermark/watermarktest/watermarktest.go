@@ -1,5 +1,6 @@
 // Package watermarktest is the contract suite every ports.WatermarkStore
-// backend must pass (increase, refusal, identical replay, independence of
+// backend must pass (increase, refusal, identical replay, the identical
+// request over a mark recorded without its signature, independence of
 // keys, export/import, concurrent conflicting commits; for stores shared
 // between daemons, one instance learning what another recorded), plus a Commit
 // benchmark that reports p50 and p99 latencies.
@@ -7,10 +8,10 @@ package watermarktest
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,22 +32,17 @@ const (
 	Ghostnet = "NetXnHfVqm9iesp"
 )
 
-const b58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-
 var keySeq atomic.Uint64
 
-// PKH returns a distinct well-formed tz1 key hash for each call (the
-// checksum is not meaningful; stores do not verify it). A time-based prefix
-// keeps hashes distinct across processes sharing one database.
+// PKH returns a distinct tz1 key hash (checksum included) for each call. A
+// time-based part keeps hashes distinct across processes sharing one
+// database.
 func PKH() string {
-	n := keySeq.Add(1) + uint64(time.Now().UnixNano())<<8
-	var b strings.Builder
-	b.WriteString("tz1")
-	for i := 0; i < 33; i++ {
-		b.WriteByte(b58Alphabet[n%58])
-		n /= 58
-	}
-	return b.String()
+	var h tezos.PublicKeyHash
+	h.Type = tezos.Ed25519
+	binary.BigEndian.PutUint64(h.Hash[:8], keySeq.Add(1))
+	binary.BigEndian.PutUint64(h.Hash[8:16], uint64(time.Now().UnixNano()))
+	return h.String()
 }
 
 // Key returns a fresh key of the given kind on chain.
@@ -78,6 +74,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("Increase", func(t *testing.T) { testIncrease(t, newStore(t)) })
 	t.Run("Refuse", func(t *testing.T) { testRefuse(t, newStore(t)) })
 	t.Run("Replay", func(t *testing.T) { testReplay(t, newStore(t)) })
+	t.Run("Resign", func(t *testing.T) { testResign(t, newStore) })
 	t.Run("Independent", func(t *testing.T) { testIndependent(t, newStore(t)) })
 	t.Run("Invalid", func(t *testing.T) { testInvalid(t, newStore(t)) })
 	t.Run("ExportImport", func(t *testing.T) { testExportImport(t, newStore(t), newStore(t)) })
@@ -145,6 +142,77 @@ func testReplay(t *testing.T, s ports.WatermarkStore) {
 	commitOK(t, s, k, M(51, 0, 8, "second"))
 	_, err := s.Commit(ctx, k, M(50, 0, 7, "first"))
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err))
+}
+
+// testResign: a mark recorded with its digest but no signature (Signatory
+// records marks so; here imported without one) lets the very same message
+// be signed again (Commit returns the new mark and records nothing), and
+// refuses any other message at that level and round and anything lower;
+// a higher mark is recorded as usual. For every kind; a block mark without
+// signature covers its whole level (watermark.Enforced).
+func testResign(t *testing.T, newStore Factory) {
+	ctx := context.Background()
+	rec := M(500, 2, 7, "")
+	cases := []struct {
+		name string
+		next watermark.Mark
+		want string // "resign", "conflict" or "accept"
+	}{
+		{"identical bytes", M(500, 2, 7, "again"), "resign"},
+		{"same level and round, other payload", M(500, 2, 8, "x"), "conflict"},
+		{"lower round", M(500, 1, 9, "x"), "conflict"},
+		{"lower level", M(499, 5, 9, "x"), "conflict"},
+		{"lower round, same digest", M(500, 1, 7, "x"), "conflict"},
+		{"higher round", M(500, 3, 9, "higher"), "accept"},
+		{"higher level", M(501, 0, 9, "higher"), "accept"},
+	}
+	for _, kind := range watermark.Kinds {
+		for _, c := range cases {
+			t.Run(kind+"/"+c.name, func(t *testing.T) {
+				s := newStore(t)
+				k := Key(Mainnet, kind)
+				require.NoError(t, s.Import(ctx, []watermark.Record{{Key: k, Mark: rec}}))
+				want := c.want
+				if kind == watermark.KindBlock {
+					// An unsigned block mark covers its level: a higher
+					// round is refused, and the same digest at that level
+					// is the same block (whichever round it is read at).
+					switch c.name {
+					case "higher round":
+						want = "conflict"
+					case "lower round, same digest":
+						want = "resign"
+					}
+				}
+				got, err := s.Commit(ctx, k, c.next)
+				switch want {
+				case "resign", "accept":
+					require.NoError(t, err)
+					assert.Equal(t, c.next, got, "the caller answers with its own fresh signature")
+				case "conflict":
+					require.Error(t, err)
+					assert.Equal(t, domain.KindConflict, domain.KindOf(err), err.Error())
+				}
+				recs, err := s.Export(ctx)
+				require.NoError(t, err)
+				require.Len(t, recs, 1)
+				if want == "accept" {
+					assert.Equal(t, c.next, recs[0].Mark, "the higher mark is recorded")
+					return
+				}
+				assert.Equal(t, rec.Digest, recs[0].Digest, "nothing recorded")
+				assert.Equal(t, rec.Level, recs[0].Level, "nothing recorded")
+				assert.Empty(t, recs[0].Signature, "nothing recorded")
+				if want == "resign" {
+					// Every identical repeat is signed again.
+					again := M(500, 2, 7, "third")
+					got, err := s.Commit(ctx, k, again)
+					require.NoError(t, err)
+					assert.Equal(t, again, got)
+				}
+			})
+		}
+	}
 }
 
 func testIndependent(t *testing.T, s ports.WatermarkStore) {
@@ -255,8 +323,11 @@ func testImportNeverLowers(t *testing.T, s ports.WatermarkStore) {
 	}), Sorted(got))
 	_, err = s.Commit(ctx, k2, M(101, 0, 5, "x"))
 	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "the imported mark is enforced")
-	_, err = s.Commit(ctx, k3, M(7, 0, 4, "x"))
-	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "no replay without a recorded signature")
+	resigned, err := s.Commit(ctx, k3, M(7, 0, 4, "x"))
+	require.NoError(t, err, "the identical request over a mark without signature is signed again")
+	assert.Equal(t, M(7, 0, 4, "x"), resigned)
+	_, err = s.Commit(ctx, k3, M(7, 0, 5, "x"))
+	assert.Equal(t, domain.KindConflict, domain.KindOf(err), "another message at that level and round")
 	commitOK(t, s, k3, M(8, 0, 5, "y"))
 }
 
