@@ -446,20 +446,20 @@ func (c *Client) opened(pkh tezos.PublicKeyHash, err *rpc.RPCError) {
 	switch {
 	case !change:
 	case n > 0:
-		c.stateLog(slog.LevelError, "enclave cannot open stored keys", "addr", c.cfg.Addr, "key", pkh.String(), "err", err.Error())
+		c.stateLog(slog.LevelError, "enclave cannot open stored keys", slog.String("addr", c.cfg.Addr), slog.String("pkh", pkh.String()), slog.String("error", err.Error()))
 	default:
-		c.stateLog(slog.LevelInfo, "enclave opens every stored key again", "addr", c.cfg.Addr)
+		c.stateLog(slog.LevelInfo, "enclave opens every stored key again", slog.String("addr", c.cfg.Addr))
 	}
 }
 
 // stateLog logs a change of the pool's state: at level for a daemon
 // (Config.LogState), at debug otherwise (a one-shot command reports the
 // cause in its error instead).
-func (c *Client) stateLog(level slog.Level, msg string, args ...any) {
+func (c *Client) stateLog(level slog.Level, msg string, attrs ...slog.Attr) {
 	if !c.cfg.LogState {
 		level = slog.LevelDebug
 	}
-	c.log.Log(context.Background(), level, msg, args...)
+	c.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // ConnectionsHolding reports on how many pooled connections the key is
@@ -493,7 +493,7 @@ func (c *Client) slotUp(cn *conn) {
 	c.upCh = make(chan struct{})
 	c.mu.Unlock()
 	if restored {
-		c.stateLog(slog.LevelInfo, "enclave connection restored", "addr", c.cfg.Addr)
+		c.stateLog(slog.LevelInfo, "enclave connection restored", slog.String("addr", c.cfg.Addr))
 	}
 }
 
@@ -507,7 +507,7 @@ func (c *Client) setDown(cause error) {
 	}
 	c.wakeLocked()
 	var msg string
-	var args []any
+	var args []slog.Attr
 	if c.ctx.Err() == nil {
 		msg, args = c.downLogLocked()
 	}
@@ -547,7 +547,7 @@ func (c *Client) downLocked() bool {
 // cause changed while down ("" when nothing changed): one line per change
 // of state, never one per attempt or per connection. Down, for the log, is
 // no healthy connection after some were up, or every attempt failed.
-func (c *Client) downLogLocked() (string, []any) {
+func (c *Client) downLogLocked() (string, []slog.Attr) {
 	if c.healthy > 0 || !(c.everUp || c.failing == len(c.conns)) || c.lastErr == nil {
 		return "", nil
 	}
@@ -557,7 +557,7 @@ func (c *Client) downLogLocked() (string, []any) {
 	}
 	first := !c.loggedDown
 	c.loggedDown, c.loggedCause = true, cause
-	args := []any{"addr", c.cfg.Addr, "connections", len(c.conns), "err", cause}
+	args := []slog.Attr{slog.String("addr", c.cfg.Addr), slog.Int("connections", len(c.conns)), slog.String("error", cause)}
 	switch {
 	case !first:
 		return "enclave still unavailable, for another reason; retrying", args
@@ -735,7 +735,7 @@ func do[T any](c *Client, ctx context.Context, fn func(cn *conn) (T, error)) (T,
 			if cerr := cmp.Or(f.ctxErr, ctx.Err()); cerr != nil {
 				err = domain.Errorf(domain.KindUnavailable, "enclave unavailable: %w (%v)", cerr, f.err)
 			} else if f.retryable && attempt == 0 {
-				c.log.Debug("retrying request on another connection", "err", f.err.Error())
+				c.log.Debug("retrying request on another connection", "error", f.err.Error())
 				first = f.err
 				continue
 			} else {

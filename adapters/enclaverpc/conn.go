@@ -76,7 +76,7 @@ func (cn *conn) keep() {
 				return
 			}
 			c.slotFailed(cn, err)
-			log.Debug("enclave connection failed", "addr", c.cfg.Addr, "attempt", attempt+1, "err", err.Error())
+			log.Debug("enclave connection failed", "addr", c.cfg.Addr, "attempt", attempt+1, "error", err.Error())
 			d := backoff(attempt, backoffMin, backoffMax)
 			if refusedByEnclave(err) {
 				// The enclave answered and refused (its attestation, its
@@ -102,7 +102,7 @@ func (cn *conn) keep() {
 		if c.ctx.Err() != nil {
 			return
 		}
-		log.Debug("enclave connection lost; redialling", "addr", c.cfg.Addr, "err", errString(cn.cause))
+		log.Debug("enclave connection lost; redialling", "addr", c.cfg.Addr, "error", errString(cn.cause))
 		if !cn.sleep(backoff(0, backoffMin, backoffMax)) {
 			return
 		}
@@ -231,7 +231,7 @@ func (cn *conn) syncStep() bool {
 		return true
 	}
 	if _, err := cn.importKey(cn.c.ctx, pkh); err != nil && !cn.broken {
-		cn.c.log.Debug("cannot import key on enclave connection", "conn", cn.id, "key", pkh.String(), "err", err.Error())
+		cn.c.log.Debug("cannot import key on enclave connection", "conn", cn.id, "key", pkh.String(), "error", err.Error())
 	}
 	return true
 }
@@ -569,7 +569,7 @@ func (cn *conn) drain() {
 	if _, err := rpc.ReadFrame(cn.nc, cn.c.cfg.MaxReplyBytes); err != nil {
 		cn.broken = true
 		cn.cause = fmt.Errorf("no reply to an abandoned request: %w", err)
-		cn.c.log.Debug("no reply to an abandoned request; redialling", "conn", cn.id, "addr", cn.c.cfg.Addr, "err", err.Error())
+		cn.c.log.Debug("no reply to an abandoned request; redialling", "conn", cn.id, "addr", cn.c.cfg.Addr, "error", err.Error())
 	}
 }
 

@@ -1,6 +1,7 @@
 package mockenclave
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -122,16 +123,21 @@ func (s *Server) Stats() Stats {
 	return out
 }
 
-// LogAttrs returns the counters as log attributes.
-func (st Stats) LogAttrs() []any {
-	args := []any{"accepted", st.Accepted, "active", st.Active, "kms_calls", st.KMSCalls,
-		"refused", st.Refused, "evicted", st.Evicted, "handshake_timeouts", st.HandshakeTimeouts,
-		"frame_timeouts", st.FrameTimeouts, "idle_timeouts", st.IdleTimeouts,
-		"write_timeouts", st.WriteTimeouts, "accept_errors", st.AcceptErrors}
-	for _, m := range methods {
-		args = append(args, "requests_"+m, st.Requests[m])
+// LogAttrs returns the counters as log attributes, requests counted per
+// method as requests_<method in snake_case>.
+func (st Stats) LogAttrs() []slog.Attr {
+	r := st.Requests
+	return []slog.Attr{
+		slog.Int64("accepted", st.Accepted), slog.Int64("active", st.Active), slog.Int64("kms_calls", st.KMSCalls),
+		slog.Int64("refused", st.Refused), slog.Int64("evicted", st.Evicted), slog.Int64("handshake_timeouts", st.HandshakeTimeouts),
+		slog.Int64("frame_timeouts", st.FrameTimeouts), slog.Int64("idle_timeouts", st.IdleTimeouts),
+		slog.Int64("write_timeouts", st.WriteTimeouts), slog.Int64("accept_errors", st.AcceptErrors),
+		slog.Int64("requests_initialize", r["Initialize"]), slog.Int64("requests_import", r["Import"]),
+		slog.Int64("requests_import_unencrypted", r["ImportUnencrypted"]), slog.Int64("requests_generate", r["Generate"]),
+		slog.Int64("requests_generate_and_import", r["GenerateAndImport"]), slog.Int64("requests_sign", r["Sign"]),
+		slog.Int64("requests_sign_with", r["SignWith"]), slog.Int64("requests_public_key", r["PublicKey"]),
+		slog.Int64("requests_public_key_from", r["PublicKeyFrom"]), slog.Int64("requests_prove_possession", r["ProvePossession"]),
 	}
-	return args
 }
 
 // acceptLoop accepts connections on l until the server closes, admitting
@@ -150,7 +156,7 @@ func (s *Server) acceptLoop(l net.Listener) error {
 			}
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			n := s.stats.accept.Add(1)
-			s.rl.warn(s.log, "accept", n, "accepting a connection failed; backing off", "err", err.Error(), "backoff", delay.String())
+			s.rl.warn(s.log, "accept", n, "accepting a connection failed; backing off", slog.String("error", err.Error()), slog.String("backoff", delay.String()))
 			t := time.NewTimer(delay)
 			select {
 			case <-t.C:
@@ -197,7 +203,7 @@ func (s *Server) admit(sess *session) bool {
 			s.mu.Unlock()
 			n := s.stats.refused.Add(1) // counted before the client can see it
 			sess.conn.Close()
-			s.rl.warn(s.log, "refused", n, "connection limit reached and every connection is initialized: new connection closed", "max_conns", s.opts.MaxConns)
+			s.rl.warn(s.log, "refused", n, "connection limit reached and every connection is initialized: new connection closed", slog.Int("max_conns", s.opts.MaxConns))
 			return false
 		}
 		victim.evicted.Store(true)
@@ -208,7 +214,7 @@ func (s *Server) admit(sess *session) bool {
 	if victim != nil {
 		n := s.stats.evicted.Add(1)
 		victim.conn.Close()
-		s.rl.warn(s.log, "evicted", n, "connection limit reached: closed the oldest connection that had not initialized", "max_conns", s.opts.MaxConns, "remote", victim.conn.RemoteAddr().String())
+		s.rl.warn(s.log, "evicted", n, "connection limit reached: closed the oldest connection that had not initialized", slog.Int("max_conns", s.opts.MaxConns), slog.String("remote", victim.conn.RemoteAddr().String()))
 	}
 	return true
 }
@@ -372,7 +378,7 @@ func (s *Server) timedOut(kind string, c *session) {
 	default:
 		return
 	}
-	s.rl.warn(s.log, kind, n, msg, "remote", c.conn.RemoteAddr().String())
+	s.rl.warn(s.log, kind, n, msg, slog.String("remote", c.conn.RemoteAddr().String()))
 }
 
 // rateLog logs at most one line per kind per interval, with the running
@@ -384,7 +390,7 @@ type rateLog struct {
 	skipped  map[string]int64
 }
 
-func (r *rateLog) warn(log *slog.Logger, kind string, total int64, msg string, args ...any) {
+func (r *rateLog) warn(log *slog.Logger, kind string, total int64, msg string, attrs ...slog.Attr) {
 	r.mu.Lock()
 	now := time.Now()
 	if t, ok := r.last[kind]; ok && now.Sub(t) < r.interval {
@@ -398,5 +404,5 @@ func (r *rateLog) warn(log *slog.Logger, kind string, total int64, msg string, a
 	skipped := r.skipped[kind]
 	r.last[kind], r.skipped[kind] = now, 0
 	r.mu.Unlock()
-	log.Warn(msg, append(args, "total", total, "suppressed", skipped)...)
+	log.LogAttrs(context.Background(), slog.LevelWarn, msg, append(attrs, slog.Int64("total", total), slog.Int64("suppressed", skipped))...)
 }

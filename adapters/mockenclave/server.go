@@ -249,7 +249,7 @@ func (c *session) serve() {
 		c.mu.Unlock()
 		if kms != nil {
 			if err := kms.Close(); err != nil {
-				log.Info("closing the session's KMS failed", "err", err.Error())
+				log.Info("closing the session's KMS failed", "error", err.Error())
 			}
 		}
 		log.Debug("connection closed")
@@ -272,7 +272,7 @@ func (c *session) serve() {
 		}
 		if err := c.writeReply(reply); err != nil {
 			if !isTimeout(err) {
-				log.Info("write failed", "err", err.Error())
+				log.Info("write failed", "error", err.Error())
 			}
 			return
 		}
@@ -284,7 +284,7 @@ func (c *session) serve() {
 func (c *session) handle(frame []byte, log *slog.Logger) ([]byte, string) {
 	req, err := rpc.DecodeRequest(frame)
 	if err != nil {
-		log.Info("bad request", "err", err.Error())
+		log.Info("bad request", "error", err.Error())
 		return encodeErr(rpc.NewError("deserialization error", err.Error())), ""
 	}
 	method := req.Method()
@@ -294,7 +294,7 @@ func (c *session) handle(frame []byte, log *slog.Logger) ([]byte, string) {
 		req.ImportUnencrypted.Zero()
 	}
 	if rerr != nil {
-		log.Debug("request failed", "method", method, "err", rerr.Error())
+		log.Debug("request failed", "method", method, "error", rerr.Error())
 		return encodeErr(rerr), method
 	}
 	log.Debug("request", "method", method)

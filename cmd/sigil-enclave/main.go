@@ -22,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/sigil-signer/sigil/adapters/buildinfo"
+	"github.com/sigil-signer/sigil/adapters/logging"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 )
 
@@ -101,7 +102,7 @@ Flags:
 	if *mode != mockenclave.ModeConfidentialSpace && *mode != mockenclave.ModeNitro {
 		return fmt.Errorf("invalid --mode %q (want confidentialspace or nitro)", *mode)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(logging.New(stderr, false, level))
 
 	var kms mockenclave.KMS
 	var provider mockenclave.KMSProvider
@@ -144,7 +145,7 @@ Flags:
 		for {
 			select {
 			case <-usr1:
-				log.Info("enclave stats", srv.Stats().LogAttrs()...)
+				log.LogAttrs(ctx, slog.LevelInfo, "enclave stats", srv.Stats().LogAttrs()...)
 			case <-ctx.Done():
 				return
 			}
@@ -161,6 +162,6 @@ Flags:
 	if err != nil {
 		return err
 	}
-	log.Info("enclave stopped", srv.Stats().LogAttrs()...)
+	log.LogAttrs(context.Background(), slog.LevelInfo, "enclave stopped", srv.Stats().LogAttrs()...)
 	return nil
 }

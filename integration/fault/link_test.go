@@ -123,7 +123,7 @@ type linkCounts struct {
 func readLink(t *testing.T, enc *harness.Process, d *daemon, hc *http.Client) linkCounts {
 	st := enclaveStats(t, enc)
 	return linkCounts{
-		Accepted: st["accepted"], Initialize: st["requests_Initialize"], Import: st["requests_Import"], KMS: st["kms_calls"],
+		Accepted: st["accepted"], Initialize: st["requests_initialize"], Import: st["requests_import"], KMS: st["kms_calls"],
 		Redials:       metric(t, hc, d.utility, "sigil_enclave_redials_total"),
 		RPCImport:     metric(t, hc, d.utility, "sigil_enclave_rpc_duration_seconds_count", `method="Import"`),
 		RPCInitialize: metric(t, hc, d.utility, "sigil_enclave_rpc_duration_seconds_count", `method="Initialize"`),
@@ -177,7 +177,7 @@ func TestIdleLinkIsFreeAndARestartReimportsOnce(t *testing.T) {
 	synced := func(enc *harness.Process) {
 		t.Helper()
 		deadline := time.Now().Add(60 * time.Second)
-		for enclaveStats(t, enc)["requests_Import"] < int64(len(keys)*conns) {
+		for enclaveStats(t, enc)["requests_import"] < int64(len(keys)*conns) {
 			if time.Now().After(deadline) {
 				t.Fatalf("the pool did not import every key on every connection:\n%s", d.proc.Tail(20))
 			}
@@ -211,9 +211,9 @@ func TestIdleLinkIsFreeAndARestartReimportsOnce(t *testing.T) {
 	time.Sleep(idle) // more than every timeout again: nothing more happens
 	st := enclaveStats(t, enc)
 	want := int64(len(keys) * conns)
-	if st["accepted"] != conns || st["requests_Initialize"] != conns || st["requests_Import"] != want || st["kms_calls"] != want {
+	if st["accepted"] != conns || st["requests_initialize"] != conns || st["requests_import"] != want || st["kms_calls"] != want {
 		t.Errorf("after one restart the new enclave saw %d connections, %d Initialize, %d Import, %d KMS calls; want %d, %d, %d, %d",
-			st["accepted"], st["requests_Initialize"], st["requests_Import"], st["kms_calls"], conns, conns, want, want)
+			st["accepted"], st["requests_initialize"], st["requests_import"], st["kms_calls"], conns, conns, want, want)
 	}
 	log := d.proc.Log()
 	if n := strings.Count(log, "enclave connection lost; redialling"); n != 1 {
@@ -223,7 +223,7 @@ func TestIdleLinkIsFreeAndARestartReimportsOnce(t *testing.T) {
 		t.Errorf("the daemon logged the recovery %d times, want once:\n%s", n, d.proc.Tail(20))
 	}
 	signEach(t, hc, d, keys[:4])
-	if got := enclaveStats(t, enc)["requests_Import"]; got != want {
+	if got := enclaveStats(t, enc)["requests_import"]; got != want {
 		t.Errorf("signing after the restart imported again: %d Imports, want %d", got, want)
 	}
 }

@@ -103,7 +103,7 @@ func (s *soak) read() (counts, error) {
 	if err != nil {
 		return c, err
 	}
-	c.Accepted, c.Initialize, c.Import, c.KMS = st["accepted"], st["requests_Initialize"], st["requests_Import"], st["kms_calls"]
+	c.Accepted, c.Initialize, c.Import, c.KMS = st["accepted"], st["requests_initialize"], st["requests_import"], st["kms_calls"]
 	m, err := rig.Metrics(s.daemon.Utility + "/metrics")
 	if err != nil {
 		return c, err
@@ -164,11 +164,11 @@ func (s *soak) waitSynced(within time.Duration) error {
 		if err != nil {
 			return err
 		}
-		if st["requests_Import"] >= want && s.healthz() == http.StatusOK {
+		if st["requests_import"] >= want && s.healthz() == http.StatusOK {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("after %v the enclave counted %d Imports (want %d) and /healthz is %d", within, st["requests_Import"], want, s.healthz())
+			return fmt.Errorf("after %v the enclave counted %d Imports (want %d) and /healthz is %d", within, st["requests_import"], want, s.healthz())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
