@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/domain"
 )
 
@@ -146,32 +147,39 @@ func (c *Config) Normalize() error {
 
 // ParseDuration parses an optional duration setting of a configuration
 // file: "" is 0 (the default); anything else must be a Go duration within
-// MinTimeout and MaxTimeout. Errors name the backend and the field.
-func ParseDuration(backend, field, s string) (time.Duration, error) {
+// MinTimeout and MaxTimeout. An error names the field (relative to the
+// driver's section, config.FieldErrorf: the configuration check adds the
+// file, line and section) and is domain.KindInvalid.
+func ParseDuration(field, s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, domain.Errorf(domain.KindInvalid, "%s: invalid %s %q (want a duration such as 5s)", backend, field, s)
+		return 0, fieldError(field, "invalid duration %s (want a duration such as 5s)", domain.EchoName(s))
 	}
 	if d < MinTimeout || d > MaxTimeout {
-		return 0, domain.Errorf(domain.KindInvalid, "%s: %s %v is out of range (allowed: %v to %v)", backend, field, d, MinTimeout, MaxTimeout)
+		return 0, fieldError(field, "%v is out of range (allowed: %v to %v)", d, MinTimeout, MaxTimeout)
 	}
 	return d, nil
 }
 
 // Connections validates an optional `connections` setting of a
-// configuration file (nil: absent, the default).
-func Connections(backend string, v *int) (int, error) {
+// configuration file (nil: absent, the default); errors as ParseDuration's.
+func Connections(v *int) (int, error) {
 	if v == nil {
 		return 0, nil
 	}
 	if *v < 1 || *v > MaxConnections {
-		return 0, domain.Errorf(domain.KindInvalid, "%s: connections %d is out of range (allowed: 1 to %d)", backend, *v, MaxConnections)
+		return 0, fieldError("connections", "%d is out of range (allowed: 1 to %d)", *v, MaxConnections)
 	}
 	return *v, nil
+}
+
+// fieldError is an invalid setting of the driver's section at field.
+func fieldError(field, format string, args ...any) error {
+	return domain.Wrap(domain.KindInvalid, config.FieldErrorf(field, format, args...))
 }
 
 // TCPDialer dials addr over TCP with keep-alives and Nagle's algorithm off
