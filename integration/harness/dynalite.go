@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,7 +88,15 @@ func dynaliteLauncher() ([]string, error) {
 		return []string{p}, nil
 	}
 	if root, err := ModuleRoot(); err == nil {
-		script := filepath.Join(root, "tools", "dynalite", "node_modules", "dynalite", "cli.js")
+		dir := filepath.Join(root, "tools", "dynalite")
+		script := filepath.Join(dir, "node_modules", "dynalite", "cli.js")
+		if _, err := os.Stat(script); err != nil {
+			// Not installed yet: install it, as the Taquito oracle
+			// installs itself on first use.
+			if err := installDynalite(dir, script); err != nil {
+				return nil, err
+			}
+		}
 		if _, err := os.Stat(script); err == nil {
 			return withNode(script)
 		}
@@ -200,3 +209,37 @@ func (d *Dynalite) NewTable(t testing.TB) string { return uniqueName(&d.tables) 
 // Stop stops dynalite (a shared one loses its data, a private one keeps
 // it). Stopping a stopped one does nothing.
 func (d *Dynalite) Stop() { _ = d.emulator.Stop() }
+
+// installDynalite runs `npm ci` in tools/dynalite (its lock file pins
+// dynalite) when script is missing, under an exclusive file lock so that
+// concurrent test processes install once. Without npm it reports dynalite
+// as missing (the test then fails in CI and is skipped elsewhere).
+func installDynalite(dir, script string) error {
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		return &errMissing{"dynalite is not installed and npm is not on PATH: install Node.js 20+, then `npm ci --prefix tools/dynalite`"}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "package-lock.json")); err != nil {
+		return &errMissing{"dynalite is not installed and " + filepath.Join(dir, "package-lock.json") + " is missing"}
+	}
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "sigil-dynalite-install.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return err
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if _, err := os.Stat(script); err == nil {
+		return nil // another process installed it meanwhile
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return &errMissing{fmt.Sprintf("installing dynalite (npm ci in %s) failed: %v\n%s", dir, err, out)}
+	}
+	return nil
+}
