@@ -130,6 +130,12 @@ func TestConfigErrorsEverySite(t *testing.T) {
 	cases["storage validation"] = tc{"        driver: file\n        config: /tmp/keys.json", "        driver: gcp\n        config:\n          project: p", 10, "vaults.cs.config.storage.config", "missing required field database"}
 	cases["storage type"] = tc{"config: /tmp/keys.json", "config: {path: x}", 10, "vaults.cs.config.storage.config", "single path string"}
 	cases["mem section type"] = tc{"    config: []", "    config: {a: b}", 19, "vaults.local.config", ""}
+	// The enclave client's numeric settings: at the field itself
+	// (config.FieldErrorf), for both remote backends.
+	cases["connections range"] = tc{"      host: 127.0.0.1\n", "      host: 127.0.0.1\n      connections: 0\n", 6, "vaults.cs.config.connections", "0 is out of range (allowed: 1 to 256)"}
+	cases["rpc_timeout range"] = tc{"      host: 127.0.0.1\n", "      host: 127.0.0.1\n      rpc_timeout: 11m\n", 6, "vaults.cs.config.rpc_timeout", "11m0s is out of range (allowed: 1ms to 10m0s)"}
+	cases["dial_timeout syntax"] = tc{"      host: 127.0.0.1\n", "      host: 127.0.0.1\n      dial_timeout: soon\n", 6, "vaults.cs.config.dial_timeout", `invalid duration "soon"`}
+	cases["nitro connections range"] = tc{"      encryption_key_id: k\n", "      encryption_key_id: k\n      connections: 300\n", 15, "vaults.nitro.config.connections", "300 is out of range"}
 
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

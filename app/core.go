@@ -38,6 +38,9 @@ type Options struct {
 	LogBuffer *logbuf.Writer
 	// StateDirs replaces DefaultStateDirs in the start-up check (tests).
 	StateDirs *StateDirs
+	// Daemon is set for `serve`: vaults log what happens in the background
+	// (vault.Env.Daemon).
+	Daemon bool
 	// AcceptWatermarkReset are key hashes whose watermarks the operator
 	// accepts to sign from although the backend is behind the watermark
 	// witness (--accept-watermark-reset).
@@ -139,7 +142,7 @@ func openStorage(baseDir string, log *slog.Logger) vault.StorageOpener {
 	}
 }
 
-func openVaults(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (Vaults, error) {
+func openVaults(lc fx.Lifecycle, cfg *config.Config, opts Options, log *slog.Logger) (Vaults, error) {
 	if len(cfg.Vaults) == 0 {
 		return nil, noVaults(cfg)
 	}
@@ -156,6 +159,7 @@ func openVaults(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (Vaults, 
 			BaseDir:     cfg.BaseDir,
 			Logger:      log.With("vault", name),
 			OpenStorage: openStorage(cfg.BaseDir, log),
+			Daemon:      opts.Daemon,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("vaults.%s: %w", name, err)

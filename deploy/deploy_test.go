@@ -390,7 +390,7 @@ func TestSystemdConfigCheck(t *testing.T) {
 // bornAtZero are the counters the daemon exports from its start, at 0
 // (Sigil's own, created with their labels): increase() sees their first
 // event.
-var bornAtZero = map[string]bool{"sigil_enclave_redials_total": true, "sigil_config_reloads_total": true}
+var bornAtZero = map[string]bool{"sigil_enclave_redials_total": true, "sigil_config_reloads_total": true, "sigil_enclave_bad_signatures_total": true}
 
 var counterFnRE = regexp.MustCompile(`\b(?:increase|rate)\(\s*([a-z_:][a-z0-9_:]*_total)\b`)
 

@@ -2,6 +2,7 @@ package ports
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -51,7 +52,22 @@ const (
 	EnclaveFailureConnection = "connection"    // no reply: the connection broke or could not be used
 	EnclaveFailureTimeout    = "timeout"       // no reply in time
 	EnclaveFailureMalformed  = "malformed"     // a reply that does not decode or holds the wrong thing
+	// EnclaveFailureBadSignature: a signature that does not verify under
+	// the key's public key for the message asked for.
+	EnclaveFailureBadSignature = "bad_signature"
+	// EnclaveFailureUnsolicited: bytes no request asked for were waiting
+	// on a connection (a stale, duplicated or unsolicited reply); the
+	// connection was replaced before the request was sent.
+	EnclaveFailureUnsolicited = "unsolicited"
 )
+
+// ErrEnclaveBadSignature is in the chain of the error an enclave backend
+// returns when the enclave answered a signing request with a signature
+// that does not verify under the key's public key, for the message and
+// the BLS signing version asked for. The signature is never returned, the
+// request fails as unavailable, and the connection that carried it is
+// dropped. Every remote enclave backend verifies before returning.
+var ErrEnclaveBadSignature = errors.New("the enclave returned a signature that does not verify")
 
 // EnclaveRPCEvent is one request to an enclave on the wire.
 type EnclaveRPCEvent struct {

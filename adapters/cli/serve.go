@@ -77,6 +77,7 @@ func newServe(g *globals) *cobra.Command {
 // runServe runs the daemon with the global options and so.
 func runServe(cmd *cobra.Command, g *globals, so serveOptions) error {
 	opts := g.opts
+	opts.Daemon = true
 	opts.AcceptWatermarkReset = so.acceptReset
 	modules := []fx.Option{app.Serve()}
 	if err := so.devListeners(); err != nil {

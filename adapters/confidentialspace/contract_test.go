@@ -42,5 +42,6 @@ func TestContract(t *testing.T) {
 		CanGenerate: true, CanImport: true, KeysPersist: true,
 		Restart:         func(t *testing.T) { m.Restart(t, "") },
 		RestartOtherKMS: func(t *testing.T) { m.Restart(t, filepath.Join(t.TempDir(), "other-kms.key")) },
+		Lie:             func(_ *testing.T, on bool) { m.Lie(on) },
 	})
 }

@@ -37,6 +37,8 @@ type Config struct {
 	DialTimeout       time.Duration // default 5s
 	RPCTimeout        time.Duration // per request on the wire, default 10s
 	MaxReplyBytes     int           // default rpc.DefaultMaxFrame (1 MiB)
+	// LogState logs the pool's changes of state (enclaverpc.Config.LogState).
+	LogState bool
 }
 
 func (c *Config) normalize() error {
@@ -71,6 +73,7 @@ func (c *Config) pool() enclaverpc.Config {
 		DialTimeout:   c.DialTimeout,
 		RPCTimeout:    c.RPCTimeout,
 		MaxReplyBytes: c.MaxReplyBytes,
+		LogState:      c.LogState,
 	}
 }
 

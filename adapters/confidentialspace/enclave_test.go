@@ -19,6 +19,7 @@ import (
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/ports"
 )
 
 // startEnclave runs a mock enclave on addr ("127.0.0.1:0" for a free port).
@@ -246,24 +247,29 @@ func TestRecoversAfterEnclaveRestart(t *testing.T) {
 	}
 }
 
-func TestStartupWaitsForFirstConnection(t *testing.T) {
+// TestStartupFailsFastWithTheCause: with nothing listening, a call does not
+// wait for its deadline (a minute here) but fails as soon as every
+// connection's first dial failed, naming the dial error; once the enclave
+// listens, the pool connects by itself and calls succeed.
+func TestStartupFailsFastWithTheCause(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	l.Close()
 
 	e := newClient(t, addr, 2)
-	// Nothing listens: a call waits until its deadline.
-	_, err = e.Generate(ctxT(t, 200*time.Millisecond), tezos.Ed25519)
+	_, err = e.Generate(ctxT(t, time.Minute), tezos.Ed25519)
 	require.Equal(t, domain.KindUnavailable, domain.KindOf(err))
-	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NotErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "connection refused")
+	require.ErrorContains(t, e.Ready(context.Background()), "connection refused")
 
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		startEnclave(t, addr, mockenclave.Options{})
-	}()
-	s, err := e.Generate(ctxT(t, 20*time.Second), tezos.Ed25519)
-	require.NoError(t, err)
+	startEnclave(t, addr, mockenclave.Options{})
+	var s ports.SealedKey
+	require.Eventually(t, func() bool {
+		s, err = e.Generate(ctxT(t, 20*time.Second), tezos.Ed25519)
+		return err == nil
+	}, 20*time.Second, 20*time.Millisecond)
 	require.Equal(t, tezos.Ed25519, s.PublicKey.Type)
 }
 

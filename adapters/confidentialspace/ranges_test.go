@@ -18,13 +18,13 @@ import (
 func TestNumericSettingsValidated(t *testing.T) {
 	base := "host: 127.0.0.1\nwip_provider_path: w\nencryption_key_path: k\n"
 	for src, want := range map[string]string{
-		"connections: -3":   "connections -3 is out of range (allowed: 1 to 256)",
-		"connections: 0":    "connections 0 is out of range (allowed: 1 to 256)",
-		"connections: 257":  "connections 257 is out of range",
-		"dial_timeout: 0s":  "dial_timeout 0s is out of range (allowed: 1ms to 10m0s)",
-		"dial_timeout: -5s": "dial_timeout -5s is out of range",
-		"rpc_timeout: 11m":  "rpc_timeout 11m0s is out of range",
-		"rpc_timeout: soon": `invalid rpc_timeout "soon"`,
+		"connections: -3":   "connections: -3 is out of range (allowed: 1 to 256)",
+		"connections: 0":    "connections: 0 is out of range (allowed: 1 to 256)",
+		"connections: 257":  "connections: 257 is out of range",
+		"dial_timeout: 0s":  "dial_timeout: 0s is out of range (allowed: 1ms to 10m0s)",
+		"dial_timeout: -5s": "dial_timeout: -5s is out of range",
+		"rpc_timeout: 11m":  "rpc_timeout: 11m0s is out of range",
+		"rpc_timeout: soon": `rpc_timeout: invalid duration "soon"`,
 		"port: 0":           `invalid port "0" (allowed: 1 to 65535)`,
 		"port: 70000":       `invalid port "70000" (allowed: 1 to 65535)`,
 		"connections: lots": "invalid config",

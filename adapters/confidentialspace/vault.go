@@ -68,6 +68,7 @@ func OpenVault(ctx context.Context, name string, decode func(any) error, env vau
 		}
 		return nil
 	}
+	cfg.LogState = env.Daemon
 	enc, err := New(cfg, env.Logger)
 	if err != nil {
 		return vault.Instance{}, errors.Join(err, closeStore())
@@ -137,13 +138,13 @@ func (vc VaultConfig) clientConfig() (Config, error) {
 		return Config{}, domain.Errorf(domain.KindInvalid, "confidential space: missing %s", strings.Join(missing, ", "))
 	}
 	var err error
-	if cfg.Connections, err = enclaverpc.Connections(backendName, vc.Connections); err != nil {
+	if cfg.Connections, err = enclaverpc.Connections(vc.Connections); err != nil {
 		return Config{}, err
 	}
-	if cfg.DialTimeout, err = enclaverpc.ParseDuration(backendName, "dial_timeout", vc.DialTimeout); err != nil {
+	if cfg.DialTimeout, err = enclaverpc.ParseDuration("dial_timeout", vc.DialTimeout); err != nil {
 		return Config{}, err
 	}
-	if cfg.RPCTimeout, err = enclaverpc.ParseDuration(backendName, "rpc_timeout", vc.RPCTimeout); err != nil {
+	if cfg.RPCTimeout, err = enclaverpc.ParseDuration("rpc_timeout", vc.RPCTimeout); err != nil {
 		return Config{}, err
 	}
 	if err := cfg.normalize(); err != nil {

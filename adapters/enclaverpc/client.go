@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -22,12 +23,13 @@ import (
 var (
 	backoffMin = 50 * time.Millisecond
 	backoffMax = time.Second // an enclave that comes back is found within a second
+	// backoffRefusedMax caps the redials of an enclave that answers but
+	// refuses Initialize (its attestation token refused by the Security
+	// Token Service, its KMS key refused): each attempt costs a request to
+	// those services, and the cause needs a person, not a retry storm.
+	backoffRefusedMax = 8 * time.Second
+	backoffRefusedMin = time.Second
 )
-
-// idleProbe is how often an idle connection checks that the enclave is
-// still there, so that a restart is noticed (and Ready tells) before the
-// next request.
-const idleProbe = time.Second
 
 // Client is a pooled client of an enclave signer. It implements
 // ports.Enclave. Create it with New; Close releases it.
@@ -50,9 +52,19 @@ type Client struct {
 	idle    []*conn       // healthy connections nobody uses
 	waiters []chan *conn  // callers waiting for a connection, oldest first
 	healthy int           // connections up and initialized
+	failing int           // slots whose latest dial or Initialize failed
+	lastErr error         // why the pool has no healthy connection (latest cause)
 	everUp  bool          // some connection was up once
 	closed  bool          // Close was called
 	stateCh chan struct{} // closed and replaced whenever health changes
+	upCh    chan struct{} // closed and replaced whenever a connection comes up
+	// The state last logged: down (with its cause) or up; and whether the
+	// enclave refused to open some stored keys.
+	loggedDown     bool
+	loggedCause    string
+	loggedUnopened bool
+
+	verifying chan struct{} // one token per signature being verified
 
 	redials  atomic.Uint64                            // connect() calls after each slot's first
 	observer atomic.Pointer[ports.EnclaveRPCObserver] // nil: none
@@ -60,6 +72,7 @@ type Client struct {
 
 type keyEntry struct {
 	pub  tezos.PublicKey
+	ver  *tezos.Verifier // pub, parsed once
 	blob []byte
 }
 
@@ -79,13 +92,15 @@ func New(cfg Config, log *slog.Logger) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		cfg:      cfg,
-		log:      log,
-		ctx:      ctx,
-		cancel:   cancel,
-		keys:     make(map[tezos.PublicKeyHash]*keyEntry),
-		unopened: make(map[tezos.PublicKeyHash]string),
-		stateCh:  make(chan struct{}),
+		cfg:       cfg,
+		log:       log,
+		ctx:       ctx,
+		cancel:    cancel,
+		keys:      make(map[tezos.PublicKeyHash]*keyEntry),
+		unopened:  make(map[tezos.PublicKeyHash]string),
+		stateCh:   make(chan struct{}),
+		upCh:      make(chan struct{}),
+		verifying: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	for i := range cfg.Connections {
 		c.conns = append(c.conns, &conn{c: c, id: i, back: make(chan struct{}, 1), notify: make(chan struct{}, 1)})
@@ -116,6 +131,8 @@ func (c *Client) Close() error {
 		}
 		close(c.stateCh)
 		c.stateCh = make(chan struct{})
+		close(c.upCh)
+		c.upCh = make(chan struct{})
 		c.mu.Unlock()
 		c.wg.Wait()
 	})
@@ -148,15 +165,20 @@ func (c *Client) SetRPCObserver(o ports.EnclaveRPCObserver) {
 
 // Ready returns nil when at least one connection is up and initialized and
 // the enclave has opened every known key it was asked to. Otherwise it says
-// why: no connection, or the address of a key the enclave cannot open (a
-// restarted enclave initialized with another KMS key) and the enclave's
-// reason.
+// why: no connection (and the latest cause: the dial error, the enclave's
+// refusal of Initialize, how the last connection was lost), or the address
+// of a key the enclave cannot open (a restarted enclave initialized with
+// another KMS key) and the enclave's reason.
 func (c *Client) Ready(ctx context.Context) error {
 	c.mu.Lock()
 	n := c.healthy
-	c.mu.Unlock()
+	var err error
 	if n == 0 {
-		return domain.Errorf(domain.KindUnavailable, "enclave unavailable: no healthy connection to %s", c.cfg.Addr)
+		err = c.unavailableLocked()
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return err
 	}
 	c.kmu.RLock()
 	defer c.kmu.RUnlock()
@@ -190,15 +212,19 @@ func (c *Client) Load(ctx context.Context, blob []byte) (tezos.PublicKey, error)
 		}
 		pk, err := r.PublicKey.PublicKey()
 		if err != nil {
-			return tezos.PublicKey{}, cn.malformedReply(err)
+			return tezos.PublicKey{}, cn.malformedReply(fmt.Errorf("Import reply: %v", err))
 		}
-		cn.setHandle(pk.Hash(), r.Handle)
+		if err := cn.setHandle(pk.Hash(), r.Handle); err != nil {
+			return tezos.PublicKey{}, err
+		}
 		return pk, nil
 	})
 	if err != nil {
 		return tezos.PublicKey{}, err
 	}
-	c.addKey(pk, blob)
+	if err := c.addKey(pk, blob); err != nil {
+		return tezos.PublicKey{}, err
+	}
 	return pk, nil
 }
 
@@ -235,29 +261,45 @@ func (c *Client) seal(ctx context.Context, req *rpc.Request, t tezos.KeyType, wa
 		if err := cn.call(ctx, req, &r); err != nil {
 			return ports.SealedKey{}, err
 		}
+		method := req.Method()
 		pk, err := r.PublicKey.PublicKeyOf(t)
 		if err != nil {
-			return ports.SealedKey{}, cn.malformedReply(err)
+			return ports.SealedKey{}, cn.malformedReply(fmt.Errorf("%s reply: %v", method, err))
 		}
 		if want != nil && !pk.Equal(*want) {
-			return ports.SealedKey{}, domain.Errorf(domain.KindInternal, "enclave returned public key %s for an imported %s key", pk, want)
+			// Not the key sent: a reply to another request.
+			return ports.SealedKey{}, cn.malformedReply(fmt.Errorf("%s reply: public key %s for an imported %s key", method, pk, want))
+		}
+		if _, known := c.lookup(pk.Hash()); want == nil && known {
+			// A key generated now cannot be one the client already
+			// holds: a stale or replayed reply.
+			return ports.SealedKey{}, cn.malformedReply(fmt.Errorf("%s reply: a key generated now is %s, which is already loaded", method, pk.Hash()))
 		}
 		if len(r.EncryptedPrivateKey) == 0 {
-			return ports.SealedKey{}, cn.malformedReply(errors.New("empty sealed key"))
+			return ports.SealedKey{}, cn.malformedReply(fmt.Errorf("%s reply: empty sealed key", method))
 		}
-		cn.setHandle(pk.Hash(), r.Handle)
+		if err := cn.setHandle(pk.Hash(), r.Handle); err != nil {
+			return ports.SealedKey{}, err
+		}
 		return ports.SealedKey{PublicKey: pk, Blob: r.EncryptedPrivateKey}, nil
 	})
 	if err != nil {
 		return ports.SealedKey{}, err
 	}
-	c.addKey(sealed.PublicKey, sealed.Blob)
+	if err := c.addKey(sealed.PublicKey, sealed.Blob); err != nil {
+		return ports.SealedKey{}, err
+	}
 	return sealed, nil
 }
 
-// Sign signs msg with a loaded key.
+// Sign signs msg with a loaded key. The signature is verified with the
+// key's public key (whose hash is key), for msg and the signing version,
+// before it is returned: one that does not verify breaks the connection
+// and fails as unavailable, wrapping ports.ErrEnclaveBadSignature (never
+// retried: a lying enclave gets no second chance on this request).
 func (c *Client) Sign(ctx context.Context, key tezos.PublicKeyHash, msg []byte, version uint8) (tezos.Signature, error) {
-	if _, ok := c.lookup(key); !ok {
+	ent, ok := c.lookup(key)
+	if !ok {
 		return tezos.Signature{}, domain.Errorf(domain.KindNotFound, "key %s is not loaded in the enclave", key)
 	}
 	if key.Type == tezos.BLS {
@@ -267,43 +309,81 @@ func (c *Client) Sign(ctx context.Context, key tezos.PublicKeyHash, msg []byte, 
 			return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "invalid signing version %d for a BLS key (want 1, 2 or 255)", version)
 		}
 	}
-	return do(c, ctx, func(cn *conn) (tezos.Signature, error) {
+	var (
+		used *conn
+		gen  uint64
+		wire time.Duration
+	)
+	sig, err := do(c, ctx, func(cn *conn) (tezos.Signature, error) {
 		h, err := cn.handle(ctx, key)
 		if err != nil {
 			return tezos.Signature{}, err
 		}
-		return cn.sign(ctx, h, msg, version, key.Type)
+		sig, d, g, err := cn.sign(ctx, h, key.Type, msg, version)
+		used, gen, wire = cn, g, d
+		return sig, cn.handleRefused(err, h)
 	})
+	if err != nil {
+		return tezos.Signature{}, err
+	}
+	// Verified with the connection back in the pool (if it lied, it is
+	// dropped before it carries anything else), by at most GOMAXPROCS
+	// callers at once: under a burst, requests then finish in the order
+	// they got their signature instead of all together at the end.
+	select {
+	case c.verifying <- struct{}{}:
+	case <-ctx.Done():
+		return tezos.Signature{}, ctxError(ctx)
+	}
+	verr := ent.ver.Verify(msg, sig, version)
+	<-c.verifying
+	if verr != nil {
+		used.markBad(gen)
+		bad := &BadSignatureError{Key: key, Method: "Sign", Err: verr}
+		c.observe("Sign", wire, bad)
+		return tezos.Signature{}, domain.Errorf(domain.KindUnavailable, "enclave unavailable: %w (connection dropped)", bad)
+	}
+	c.observe("Sign", wire, nil)
+	return sig, nil
 }
 
-// ProvePossession returns a BLS proof of possession for a loaded tz4 key.
+// ProvePossession returns a BLS proof of possession for a loaded tz4 key,
+// verified with the key's public key before it is returned (as Sign).
 func (c *Client) ProvePossession(ctx context.Context, key tezos.PublicKeyHash) (tezos.Signature, error) {
 	if key.Type != tezos.BLS {
 		return tezos.Signature{}, domain.Errorf(domain.KindInvalid, "proof of possession needs a BLS (tz4) key, not %s", key)
 	}
-	if _, ok := c.lookup(key); !ok {
+	ent, ok := c.lookup(key)
+	if !ok {
 		return tezos.Signature{}, domain.Errorf(domain.KindNotFound, "key %s is not loaded in the enclave", key)
 	}
-	return c.signature(ctx, key, tezos.BLS, rpc.NewProvePossession)
-}
-
-// signature runs a request built from key's handle on a connection and
-// returns the signature of type t it answers with.
-func (c *Client) signature(ctx context.Context, key tezos.PublicKeyHash, t tezos.KeyType, req func(handle uint64) *rpc.Request) (tezos.Signature, error) {
 	return do(c, ctx, func(cn *conn) (tezos.Signature, error) {
 		h, err := cn.handle(ctx, key)
 		if err != nil {
 			return tezos.Signature{}, err
 		}
-		var reply rpc.Tagged
-		if err := cn.call(ctx, req(h), &reply); err != nil {
-			return tezos.Signature{}, err
-		}
-		sig, err := reply.Signature(t)
+		payload, err := rpc.EncodeRequest(rpc.NewProvePossession(h))
 		if err != nil {
-			return tezos.Signature{}, cn.malformedReply(err)
+			return tezos.Signature{}, domain.Errorf(domain.KindInternal, "encoding enclave request: %v", err)
 		}
-		return sig, nil
+		var proof tezos.Signature
+		err = cn.roundTrip(ctx, "ProvePossession", appendFrame(cn.wbuf[:0], payload), func(reply []byte) error {
+			var tg rpc.Tagged
+			if err := rpc.DecodeReply(reply, &tg); err != nil {
+				return err
+			}
+			var err error
+			if proof, err = tg.Signature(tezos.BLS); err != nil {
+				return errMalformedContent{err}
+			}
+			return nil
+		}, func() error {
+			if err := ent.ver.VerifyPossession(proof); err != nil {
+				return &BadSignatureError{Key: key, Method: "ProvePossession", Err: err}
+			}
+			return nil
+		})
+		return proof, cn.handleRefused(err, h)
 	})
 }
 
@@ -315,11 +395,15 @@ func (c *Client) lookup(pkh tezos.PublicKeyHash) (*keyEntry, bool) {
 }
 
 // addKey records a loaded key and asks every connection to import it.
-func (c *Client) addKey(pk tezos.PublicKey, blob []byte) {
+func (c *Client) addKey(pk tezos.PublicKey, blob []byte) error {
 	pkh := pk.Hash()
+	ver, err := tezos.NewVerifier(pk)
+	if err != nil {
+		return domain.Errorf(domain.KindInternal, "enclave returned an unusable public key %s: %v", pkh, err)
+	}
 	c.kmu.Lock()
 	if _, ok := c.keys[pkh]; !ok {
-		c.keys[pkh] = &keyEntry{pub: pk, blob: append([]byte(nil), blob...)}
+		c.keys[pkh] = &keyEntry{pub: pk, ver: ver, blob: append([]byte(nil), blob...)}
 		c.order = append(c.order, pkh)
 	}
 	delete(c.unopened, pkh)
@@ -330,6 +414,7 @@ func (c *Client) addKey(pk tezos.PublicKey, blob []byte) {
 		default:
 		}
 	}
+	return nil
 }
 
 // keyAt returns the i-th key in load order, or false past its end.
@@ -343,17 +428,38 @@ func (c *Client) keyAt(i int) (tezos.PublicKeyHash, bool) {
 }
 
 // opened records whether a (re)connected enclave could open a known key:
-// err is the enclave's refusal, nil on success.
+// err is the enclave's refusal, nil on success. The pool logs when some
+// stored keys stop opening and when all open again, not once per key.
 func (c *Client) opened(pkh tezos.PublicKeyHash, err *rpc.RPCError) {
 	c.kmu.Lock()
-	defer c.kmu.Unlock()
 	if err == nil {
 		delete(c.unopened, pkh)
-		return
-	}
-	if _, known := c.keys[pkh]; known {
+	} else if _, known := c.keys[pkh]; known {
 		c.unopened[pkh] = err.Error()
 	}
+	n := len(c.unopened)
+	c.kmu.Unlock()
+	c.mu.Lock()
+	change := (n > 0) != c.loggedUnopened
+	c.loggedUnopened = n > 0
+	c.mu.Unlock()
+	switch {
+	case !change:
+	case n > 0:
+		c.stateLog(slog.LevelError, "enclave cannot open stored keys", slog.String("addr", c.cfg.Addr), slog.String("pkh", pkh.String()), slog.String("error", err.Error()))
+	default:
+		c.stateLog(slog.LevelInfo, "enclave opens every stored key again", slog.String("addr", c.cfg.Addr))
+	}
+}
+
+// stateLog logs a change of the pool's state: at level for a daemon
+// (Config.LogState), at debug otherwise (a one-shot command reports the
+// cause in its error instead).
+func (c *Client) stateLog(level slog.Level, msg string, attrs ...slog.Attr) {
+	if !c.cfg.LogState {
+		level = slog.LevelDebug
+	}
+	c.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // ConnectionsHolding reports on how many pooled connections the key is
@@ -368,26 +474,125 @@ func (c *Client) ConnectionsHolding(pkh tezos.PublicKeyHash) int {
 	return n
 }
 
-func (c *Client) setHealthy(up bool) {
+// slotUp counts a connection that came up (dialled and initialized).
+func (c *Client) slotUp(cn *conn) {
 	c.mu.Lock()
-	if up {
-		c.healthy++
-		c.everUp = true
-	} else {
-		c.healthy--
+	if cn.failed {
+		cn.failed = false
+		c.failing--
 	}
+	c.healthy++
+	c.everUp = true
+	c.lastErr = nil
+	restored := c.healthy == 1 && c.loggedDown
+	if restored {
+		c.loggedDown, c.loggedCause = false, ""
+	}
+	c.wakeLocked()
+	close(c.upCh)
+	c.upCh = make(chan struct{})
+	c.mu.Unlock()
+	if restored {
+		c.stateLog(slog.LevelInfo, "enclave connection restored", slog.String("addr", c.cfg.Addr))
+	}
+}
+
+// setDown uncounts a connection that was up and broke for cause (nil: the
+// client is closing).
+func (c *Client) setDown(cause error) {
+	c.mu.Lock()
+	c.healthy--
+	if c.healthy == 0 && cause != nil {
+		c.lastErr = fmt.Errorf("connection lost: %w", cause)
+	}
+	c.wakeLocked()
+	var msg string
+	var args []slog.Attr
+	if c.ctx.Err() == nil {
+		msg, args = c.downLogLocked()
+	}
+	c.mu.Unlock()
+	if msg != "" {
+		c.stateLog(slog.LevelWarn, msg, args...)
+	}
+}
+
+// slotFailed records a failed dial or Initialize of cn.
+func (c *Client) slotFailed(cn *conn, err error) {
+	c.mu.Lock()
+	if !cn.failed {
+		cn.failed = true
+		c.failing++
+	}
+	c.lastErr = err
+	c.wakeLocked()
+	msg, args := c.downLogLocked()
+	c.mu.Unlock()
+	if msg != "" {
+		c.stateLog(slog.LevelWarn, msg, args...)
+	}
+}
+
+// downLocked reports (under c.mu) whether the pool is known to be down: no
+// healthy connection, and every slot's latest dial or Initialize failed.
+// Requests then fail at once with the cause instead of waiting for their
+// deadline. Connections that were lost and are being redialled are not
+// enough: a request waits for the redial (two connections replaced at the
+// same moment must not fail requests).
+func (c *Client) downLocked() bool {
+	return c.healthy == 0 && c.failing == len(c.conns)
+}
+
+// downLogLocked returns the log line for a pool that went down or whose
+// cause changed while down ("" when nothing changed): one line per change
+// of state, never one per attempt or per connection. Down, for the log, is
+// no healthy connection after some were up, or every attempt failed.
+func (c *Client) downLogLocked() (string, []slog.Attr) {
+	if c.healthy > 0 || !(c.everUp || c.failing == len(c.conns)) || c.lastErr == nil {
+		return "", nil
+	}
+	cause := c.lastErr.Error()
+	if c.loggedDown && cause == c.loggedCause {
+		return "", nil
+	}
+	first := !c.loggedDown
+	c.loggedDown, c.loggedCause = true, cause
+	args := []slog.Attr{slog.String("addr", c.cfg.Addr), slog.Int("connections", len(c.conns)), slog.String("error", cause)}
+	switch {
+	case !first:
+		return "enclave still unavailable, for another reason; retrying", args
+	case c.everUp:
+		return "enclave connection lost; redialling", args
+	}
+	return "enclave unreachable; retrying", args
+}
+
+// wakeLocked wakes the callers waiting for a connection (under c.mu), so
+// that they look at the pool's state again.
+func (c *Client) wakeLocked() {
 	close(c.stateCh)
 	c.stateCh = make(chan struct{})
-	c.mu.Unlock()
+}
+
+// unavailableLocked is the error of a request that finds no healthy
+// connection, with the latest cause.
+func (c *Client) unavailableLocked() error {
+	if c.lastErr == nil {
+		return domain.Errorf(domain.KindUnavailable, "enclave unavailable: no healthy connection to %s", c.cfg.Addr)
+	}
+	return domain.Errorf(domain.KindUnavailable, "enclave unavailable: no healthy connection to %s: %v", c.cfg.Addr, c.lastErr)
 }
 
 func (c *Client) errClosed() error {
 	return domain.Errorf(domain.KindUnavailable, "enclave unavailable: client closed")
 }
 
-// get takes an idle connection, waiting for one if all are busy. It fails
-// at once when the pool has been up before and no connection is healthy
-// now (an outage: callers should not queue behind redials).
+// get takes an idle connection, waiting for one if all are busy or being
+// redialled. It fails at once, naming the cause, when no connection is
+// healthy and every connection's latest attempt failed: the enclave is
+// down or refuses connections or Initialize (callers should not queue
+// behind redials, and a command should say so now, not when its deadline
+// expires).
 func (c *Client) get(ctx context.Context) (*conn, error) {
 	for {
 		c.mu.Lock()
@@ -402,9 +607,10 @@ func (c *Client) get(ctx context.Context) (*conn, error) {
 			c.mu.Unlock()
 			return cn, nil
 		}
-		if c.healthy == 0 && c.everUp {
+		if c.downLocked() {
+			err := c.unavailableLocked()
 			c.mu.Unlock()
-			return nil, domain.Errorf(domain.KindUnavailable, "enclave unavailable: no healthy connection to %s", c.cfg.Addr)
+			return nil, err
 		}
 		req := make(chan *conn, 1)
 		c.waiters = append(c.waiters, req)
@@ -491,6 +697,7 @@ func (c *Client) hasWaiters() bool {
 // the healthy count first, so that a caller who sees this failure also sees
 // the pool's health reflect it), a healthy one to the pool.
 func (c *Client) put(cn *conn) {
+	cn.checked = false
 	if cn.broken || cn.draining {
 		if cn.broken {
 			cn.uncount()
@@ -528,11 +735,11 @@ func do[T any](c *Client, ctx context.Context, fn func(cn *conn) (T, error)) (T,
 			if cerr := cmp.Or(f.ctxErr, ctx.Err()); cerr != nil {
 				err = domain.Errorf(domain.KindUnavailable, "enclave unavailable: %w (%v)", cerr, f.err)
 			} else if f.retryable && attempt == 0 {
-				c.log.Debug("retrying request on another connection", "err", f.err.Error())
+				c.log.Debug("retrying request on another connection", "error", f.err.Error())
 				first = f.err
 				continue
 			} else {
-				err = domain.Errorf(domain.KindUnavailable, "enclave unavailable: %v", f.err)
+				err = domain.Errorf(domain.KindUnavailable, "enclave unavailable: %w", f.err)
 			}
 		} else {
 			err = mapError(err)
@@ -557,11 +764,18 @@ func once[T any](c *Client, ctx context.Context, fn func(cn *conn) (T, error)) (
 	if err := ctx.Err(); err != nil {
 		return zero, ctxError(ctx)
 	}
-	// A connection that the enclave closed while it was idle (a restart) is
-	// redialled first, so that the request is not failed for a fault that
-	// happened before it arrived.
-	if !cn.alive() {
-		c.log.Info("enclave connection was closed while idle; redialling", "conn", cn.id, "addr", c.cfg.Addr)
+	// A connection that the enclave closed while it was idle (a restart),
+	// or that holds bytes nobody asked for, is redialled first, so that the
+	// request is not failed for a fault that happened before it arrived.
+	// The peek is one non-blocking system call, made before every request.
+	if cn.isBad() {
+		cn.dropBad()
+		cn.closeConn()
+		if err := cn.connect(); err != nil {
+			return zero, cn.fault(fmt.Errorf("redialling: %w", err), true)
+		}
+	} else if r, ok := cn.check(); !ok {
+		cn.poisoned(r, true)
 		cn.closeConn()
 		if err := cn.connect(); err != nil {
 			return zero, cn.fault(fmt.Errorf("redialling: %w", err), true)

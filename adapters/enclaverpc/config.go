@@ -9,15 +9,24 @@
 // The Client keeps a pool of connections, each initialized and holding
 // every loaded key (key handles are per connection). A request runs on the
 // caller's goroutine on an idle connection taken from the pool (no hand-off
-// to another goroutine); a connection that the enclave closed while idle is
-// noticed before use (a non-blocking peek) and redialled, and a request
-// that fails without a reply is retried once on another connection. One
-// keeper goroutine per connection dials and redials it with backoff,
-// imports every known key onto it while no request waits, and probes it
-// every second while idle, so that a restarted enclave is noticed and Ready
-// tells the truth. Ready also reports a reconnected enclave that cannot
-// open a stored key (for example one initialized with another KMS key),
-// naming the key, until the key opens again.
+// to another goroutine). One request, one reply: before every request the
+// connection is peeked at without reading and without regard to any
+// deadline (one system call); a connection the enclave closed is redialled
+// and one holding bytes nobody asked for is replaced, before the request is
+// sent. A reply of the wrong type or content breaks the connection and the
+// request is retried once on another one, as is a request that got no
+// reply. Every signature is verified with the key's public key before it
+// is returned; one that does not verify fails the request
+// (ports.ErrEnclaveBadSignature) and the connection is dropped. One keeper
+// goroutine per connection dials and redials it with capped backoff,
+// imports every known key onto it while no request waits, and looks at it
+// every second while idle (for free: an idle connection costs no redial,
+// import or KMS call), so that a restarted enclave is noticed and Ready
+// tells the truth, with the cause. Requests fail at once, naming the cause,
+// when every connection's latest attempt failed. Ready also reports a
+// reconnected enclave that cannot open a stored key (for example one
+// initialized with another KMS key), naming the key, until the key opens
+// again. With Config.LogState the pool logs its changes of state, once each.
 package enclaverpc
 
 import (
@@ -28,6 +37,7 @@ import (
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/domain"
 )
 
@@ -75,7 +85,20 @@ type Config struct {
 	// MaxReplyBytes bounds a reply frame: 0 means rpc.DefaultMaxFrame, else
 	// 1 KiB to MaxReplyLimit.
 	MaxReplyBytes int
+	// IdleProbe is how often an idle connection is looked at (one
+	// non-blocking peek) so that an enclave restart is noticed, and Ready
+	// tells, before the next request: 0 means DefaultIdleProbe.
+	IdleProbe time.Duration
+	// LogState logs the pool's changes of state (unreachable and why,
+	// lost, restored, keys the enclave cannot open) at warning or error
+	// level, once per change: for a daemon, where no caller hears of them.
+	// Without it (one-shot commands, whose requests fail with the cause)
+	// they are logged at debug level.
+	LogState bool
 }
+
+// DefaultIdleProbe is the default Config.IdleProbe.
+const DefaultIdleProbe = time.Second
 
 // Normalize validates the numeric settings (an error names the field and
 // its allowed range) and fills in defaults for those left zero. Field names
@@ -105,6 +128,12 @@ func (c *Config) Normalize() error {
 		}
 	}
 	switch {
+	case c.IdleProbe == 0:
+		c.IdleProbe = DefaultIdleProbe
+	case c.IdleProbe < MinTimeout || c.IdleProbe > MaxTimeout:
+		return domain.Errorf(domain.KindInvalid, "%s: idle probe %v is out of range (allowed: %v to %v)", name, c.IdleProbe, MinTimeout, MaxTimeout)
+	}
+	switch {
 	case c.MaxReplyBytes == 0:
 		c.MaxReplyBytes = rpc.DefaultMaxFrame
 	case c.MaxReplyBytes < 1024 || c.MaxReplyBytes > MaxReplyLimit:
@@ -118,32 +147,39 @@ func (c *Config) Normalize() error {
 
 // ParseDuration parses an optional duration setting of a configuration
 // file: "" is 0 (the default); anything else must be a Go duration within
-// MinTimeout and MaxTimeout. Errors name the backend and the field.
-func ParseDuration(backend, field, s string) (time.Duration, error) {
+// MinTimeout and MaxTimeout. An error names the field (relative to the
+// driver's section, config.FieldErrorf: the configuration check adds the
+// file, line and section) and is domain.KindInvalid.
+func ParseDuration(field, s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, domain.Errorf(domain.KindInvalid, "%s: invalid %s %q (want a duration such as 5s)", backend, field, s)
+		return 0, fieldError(field, "invalid duration %s (want a duration such as 5s)", domain.EchoName(s))
 	}
 	if d < MinTimeout || d > MaxTimeout {
-		return 0, domain.Errorf(domain.KindInvalid, "%s: %s %v is out of range (allowed: %v to %v)", backend, field, d, MinTimeout, MaxTimeout)
+		return 0, fieldError(field, "%v is out of range (allowed: %v to %v)", d, MinTimeout, MaxTimeout)
 	}
 	return d, nil
 }
 
 // Connections validates an optional `connections` setting of a
-// configuration file (nil: absent, the default).
-func Connections(backend string, v *int) (int, error) {
+// configuration file (nil: absent, the default); errors as ParseDuration's.
+func Connections(v *int) (int, error) {
 	if v == nil {
 		return 0, nil
 	}
 	if *v < 1 || *v > MaxConnections {
-		return 0, domain.Errorf(domain.KindInvalid, "%s: connections %d is out of range (allowed: 1 to %d)", backend, *v, MaxConnections)
+		return 0, fieldError("connections", "%d is out of range (allowed: 1 to %d)", *v, MaxConnections)
 	}
 	return *v, nil
+}
+
+// fieldError is an invalid setting of the driver's section at field.
+func fieldError(field, format string, args ...any) error {
+	return domain.Wrap(domain.KindInvalid, config.FieldErrorf(field, format, args...))
 }
 
 // TCPDialer dials addr over TCP with keep-alives and Nagle's algorithm off

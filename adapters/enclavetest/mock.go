@@ -1,8 +1,10 @@
 package enclavetest
 
 import (
+	"bytes"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,20 @@ type Mock struct {
 	KMSFile string
 	mode    string
 	srv     *mockenclave.Server
+	lying   atomic.Bool
+}
+
+// Lie makes the enclave answer Sign and ProvePossession with a signature
+// whose last byte is flipped (on), or honestly again (off).
+func (m *Mock) Lie(on bool) { m.lying.Store(on) }
+
+func (m *Mock) tamper(method string, reply []byte) []byte {
+	if !m.lying.Load() || (method != "Sign" && method != "ProvePossession") || !bytes.HasPrefix(reply, []byte{0xa1, 0x62, 'O', 'k'}) {
+		return reply
+	}
+	bad := bytes.Clone(reply)
+	bad[len(bad)-1] ^= 0x01
+	return bad
 }
 
 // StartMock starts a mock enclave in mode (mockenclave.ModeConfidentialSpace
@@ -46,7 +62,7 @@ func (m *Mock) start(t testing.TB, addr, kmsFile string) {
 		t.Fatal(err)
 	}
 	m.Addr = ln.Addr().String()
-	m.srv = mockenclave.NewServer(mockenclave.Options{KMS: kms, Mode: m.mode})
+	m.srv = mockenclave.NewServer(mockenclave.Options{KMS: kms, Mode: m.mode, Tamper: m.tamper})
 	go func() { _ = m.srv.Serve(ln) }()
 }
 

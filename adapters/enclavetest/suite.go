@@ -47,6 +47,14 @@ type Backend struct {
 	// another KMS key, so that it cannot open the stored keys.
 	Restart         func(t *testing.T)
 	RestartOtherKMS func(t *testing.T)
+	// Lie makes the remote enclave return signatures that do not verify
+	// (on) or honest ones (off). Every remote backend must give it: the
+	// suite checks that such signatures never come out of the backend. An
+	// in-process vault (Restart nil) signs with the daemon's own code, in
+	// its own memory: there is no boundary for a reply to cross, and so
+	// nothing to check that the signing code itself would not get wrong
+	// the same way.
+	Lie func(t *testing.T, on bool)
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -59,6 +67,9 @@ var msg = []byte("\x03enclavetest operation")
 
 // Run runs the contract against b.
 func Run(t *testing.T, b Backend) {
+	if b.Restart != nil && b.Lie == nil {
+		t.Fatal("enclavetest: a remote backend must give Lie (its signatures are verified before they leave it)")
+	}
 	top := t // instances opened in subtests live until the end of Run
 	inst := open(top, b)
 	ctx := ctxT(t, 2*time.Minute)
@@ -133,6 +144,26 @@ func Run(t *testing.T, b Backend) {
 		_, err = inst.Enclave.ProvePossession(ctx, keys[tezos.Ed25519].Hash())
 		require.Equal(t, domain.KindInvalid, domain.KindOf(err), "%v", err)
 	})
+
+	if b.Lie != nil {
+		t.Run("signatures that do not verify never leave the backend", func(t *testing.T) {
+			b.Lie(t, true)
+			for _, kt := range tezos.KeyTypes {
+				sig, err := inst.Enclave.Sign(ctxT(t, 30*time.Second), keys[kt].Hash(), msg, 2)
+				require.Error(t, err, "%v: a signature that does not verify was returned", kt)
+				require.Zero(t, sig.Bytes)
+				require.Equal(t, domain.KindUnavailable, domain.KindOf(err), "%v", err)
+				require.ErrorIs(t, err, ports.ErrEnclaveBadSignature)
+			}
+			_, err := inst.Enclave.ProvePossession(ctxT(t, 30*time.Second), keys[tezos.BLS].Hash())
+			require.ErrorIs(t, err, ports.ErrEnclaveBadSignature)
+			b.Lie(t, false)
+			waitReady(t, inst)
+			for _, kt := range tezos.KeyTypes {
+				signVerify(t, inst, keys[kt], 2)
+			}
+		})
+	}
 
 	t.Run("errors", func(t *testing.T) {
 		unknown := tezos.PublicKeyHash{Type: tezos.Ed25519}

@@ -4,8 +4,11 @@
 // external-account credentials whose subject token is the attestation token
 // the Confidential Space launcher writes, exchanged at the Security Token
 // Service; with them it seals and opens key blobs through Cloud KMS Encrypt
-// and Decrypt on the key Initialize names, sending and checking the CRC32C
-// integrity fields in both directions. A blob is the bare Cloud KMS
+// and Decrypt on the key Initialize names, following Google's data
+// integrity guidelines: CRC32C sent with every request and checked on every
+// reply, a reply that fails its check discarded and the call retried a
+// bounded number of times, and the key version an Encrypt reply names
+// checked to be a version of the configured key. A blob is the bare Cloud KMS
 // ciphertext of the CBOR private key map, exactly what ECAD Labs'
 // enclave-signer stores, so either enclave opens the other's blobs under the
 // same key. Plaintext never appears in errors or logs (the Google client's
@@ -21,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +38,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/sigil-signer/sigil/adapters/internal/gcpretry"
+	"github.com/sigil-signer/sigil/adapters/internal/retry"
 )
 
 // Production values, as enclave-signer uses them.
@@ -70,9 +75,9 @@ type Config struct {
 	Insecure bool
 	// STSTimeout bounds one token exchange; default 10 s.
 	STSTimeout time.Duration
-	// Retry is the retry policy of KMS calls on transient gRPC errors;
-	// zero means 3 attempts, 100 ms to 1 s apart. The caller's context
-	// bounds the whole.
+	// Retry is the retry policy of KMS calls on transient gRPC errors and
+	// on replies that fail their integrity check; zero means 3 attempts,
+	// 100 ms to 1 s apart. The caller's context bounds the whole.
 	Retry gcpretry.Policy
 	// MaxClients bounds how many providers' clients are kept between
 	// sessions (one per distinct Workload Identity provider path); sessions
@@ -314,52 +319,92 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func crc32c(b []byte) int64 { return int64(crc32.Checksum(b, castagnoli)) }
 
 // ErrIntegrity is wrapped by the errors for a Cloud KMS reply whose CRC32C
-// checksums do not match: the data was corrupted on the way and is dropped.
+// checksums do not match (or that says the service could not verify the
+// request's): the data was corrupted on the way and is dropped. Such a
+// reply is retried within the retry policy (Google's guidance: discard it
+// and retry a limited number of times); the error is returned when every
+// attempt failed so.
 var ErrIntegrity = errors.New("Cloud KMS reply failed its CRC32C integrity check")
+
+// ErrWrongKey is wrapped by the error for an Encrypt reply that names a key
+// version of another key than the one asked for: its ciphertext is not
+// stored, and the call is not retried.
+var ErrWrongKey = errors.New("Cloud KMS reply names another key")
+
+// retryable is the classifier of KMS calls: transient gRPC errors and
+// replies that failed their integrity check.
+func retryable(err error) bool { return gcpretry.Transient(err) || errors.Is(err, ErrIntegrity) }
+
+// keyVersion reports whether name is a version of key
+// (KEY/cryptoKeyVersions/N, N a positive decimal number): the version
+// Cloud KMS used, which an Encrypt reply names.
+func keyVersion(name, key string) bool {
+	v, ok := strings.CutPrefix(name, key+"/cryptoKeyVersions/")
+	if !ok || v == "" || len(v) > 19 || v[0] == '0' {
+		return false
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // Seal encrypts plain with Cloud KMS. The caller keeps ownership of plain
 // (and zeroes it).
 func (s *Sealer) Seal(ctx context.Context, plain []byte) ([]byte, error) {
 	req := &kmspb.EncryptRequest{Name: s.key, Plaintext: plain, PlaintextCrc32C: wrapperspb.Int64(crc32c(plain))}
 	defer func() { req.Plaintext = nil }()
-	var resp *kmspb.EncryptResponse
-	err := gcpretry.Do(ctx, s.retry, nil, func(ctx context.Context) error {
-		var err error
-		resp, err = s.c.kms.Encrypt(ctx, req)
-		return err
+	var blob []byte
+	err := retry.Do(ctx, s.retry, retryable, nil, func(ctx context.Context) error {
+		resp, err := s.c.kms.Encrypt(ctx, req)
+		if err != nil {
+			return err
+		}
+		if !resp.GetVerifiedPlaintextCrc32C() {
+			return fmt.Errorf("%w: the service did not verify the plaintext checksum", ErrIntegrity)
+		}
+		if resp.GetCiphertextCrc32C() == nil || resp.GetCiphertextCrc32C().GetValue() != crc32c(resp.GetCiphertext()) {
+			return fmt.Errorf("%w: the ciphertext does not match its checksum", ErrIntegrity)
+		}
+		if !keyVersion(resp.GetName(), s.key) {
+			return fmt.Errorf("%w: the reply names %s, not a version of the key asked for", ErrWrongKey, quoteName(resp.GetName()))
+		}
+		if len(resp.GetCiphertext()) == 0 {
+			return errors.New("empty ciphertext")
+		}
+		blob = resp.GetCiphertext()
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("Cloud KMS Encrypt with %s: %w", s.key, err)
 	}
-	if !resp.GetVerifiedPlaintextCrc32C() {
-		return nil, fmt.Errorf("Cloud KMS Encrypt with %s: %w: the service did not verify the plaintext checksum", s.key, ErrIntegrity)
-	}
-	if resp.GetCiphertextCrc32C() == nil || resp.GetCiphertextCrc32C().GetValue() != crc32c(resp.GetCiphertext()) {
-		return nil, fmt.Errorf("Cloud KMS Encrypt with %s: %w: the ciphertext does not match its checksum", s.key, ErrIntegrity)
-	}
-	if len(resp.GetCiphertext()) == 0 {
-		return nil, fmt.Errorf("Cloud KMS Encrypt with %s: empty ciphertext", s.key)
-	}
-	return resp.GetCiphertext(), nil
+	return blob, nil
 }
 
 // Open decrypts blob with Cloud KMS. The caller owns (and zeroes) the
-// plaintext returned.
+// plaintext returned. (A Decrypt reply names no key: the key is the one
+// the request names, and a ciphertext opens only under the key that made
+// it.)
 func (s *Sealer) Open(ctx context.Context, blob []byte) ([]byte, error) {
 	req := &kmspb.DecryptRequest{Name: s.key, Ciphertext: blob, CiphertextCrc32C: wrapperspb.Int64(crc32c(blob))}
-	var resp *kmspb.DecryptResponse
-	err := gcpretry.Do(ctx, s.retry, nil, func(ctx context.Context) error {
-		var err error
-		resp, err = s.c.kms.Decrypt(ctx, req)
-		return err
+	var plain []byte
+	err := retry.Do(ctx, s.retry, retryable, nil, func(ctx context.Context) error {
+		resp, err := s.c.kms.Decrypt(ctx, req)
+		if err != nil {
+			return err
+		}
+		p := resp.GetPlaintext()
+		if resp.GetPlaintextCrc32C() == nil || resp.GetPlaintextCrc32C().GetValue() != crc32c(p) {
+			clear(p)
+			return fmt.Errorf("%w: the plaintext does not match its checksum", ErrIntegrity)
+		}
+		plain = p
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("Cloud KMS Decrypt with %s: %w", s.key, err)
-	}
-	plain := resp.GetPlaintext()
-	if resp.GetPlaintextCrc32C() == nil || resp.GetPlaintextCrc32C().GetValue() != crc32c(plain) {
-		clear(plain)
-		return nil, fmt.Errorf("Cloud KMS Decrypt with %s: %w: the plaintext does not match its checksum", s.key, ErrIntegrity)
 	}
 	return plain, nil
 }

@@ -277,6 +277,7 @@ func (m *Metrics) ObserveSign(e ports.SignEvent) {
 		return
 	}
 	m.vaultDuration.WithLabelValues(e.Vault, e.Address, e.Request, e.ChainID).Observe(float64(e.Duration) / float64(time.Millisecond))
+	m.sigil.enclaveSign.WithLabelValues(e.Vault, e.Address).Observe(e.Duration.Seconds())
 	if len(e.Ops) == 0 {
 		m.signingOps.WithLabelValues(e.Address, e.Vault, e.Request, e.Request, e.ChainID).Inc()
 	}

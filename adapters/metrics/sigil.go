@@ -22,6 +22,8 @@ var SigilFamilies = map[string][]string{
 	"sigil_enclave_keys_unopened":                        {"vault"},
 	"sigil_enclave_rpc_duration_seconds":                 {"vault", "method"},
 	"sigil_enclave_rpc_errors_total":                     {"vault", "method", "cause"},
+	"sigil_enclave_bad_signatures_total":                 {"vault"},
+	"sigil_enclave_sign_duration_seconds":                {"vault", "address"},
 	"sigil_sign_request_duration_seconds":                {"address", "status"},
 	"sigil_consensus_last_signature_timestamp_seconds":   {"address"},
 	"sigil_config_reloads_total":                         {"result"},
@@ -73,6 +75,8 @@ type sigilMetrics struct {
 
 	rpcDuration *prometheus.HistogramVec
 	rpcErrors   *prometheus.CounterVec
+	badSigs     *prometheus.CounterVec
+	enclaveSign *prometheus.HistogramVec
 	signLatency *prometheus.HistogramVec
 }
 
@@ -87,8 +91,17 @@ func newSigilMetrics() *sigilMetrics {
 		}, []string{"vault", "method"}),
 		rpcErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sigil_enclave_rpc_errors_total",
-			Help: "Failed enclave requests by vault, method and cause: enclave_error (an error reply), connection, timeout, malformed.",
+			Help: "Failed enclave requests by vault, method and cause: enclave_error (an error reply), connection, timeout, malformed, bad_signature (a signature that does not verify), unsolicited (bytes no request asked for were waiting; the connection was replaced before sending).",
 		}, []string{"vault", "method", "cause"}),
+		badSigs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sigil_enclave_bad_signatures_total",
+			Help: "Signatures (and proofs of possession) from the vault's enclave that did not verify under the key's public key for the message asked for: refused (503), never recorded as a watermark; the connection was dropped.",
+		}, []string{"vault"}),
+		enclaveSign: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sigil_enclave_sign_duration_seconds",
+			Help:    "Time the vault took to sign a request (the enclave round trip and the signature's verification), by vault and key, with finer buckets than vault_sign_request_duration_milliseconds.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16), // 50 µs to 1.6 s
+		}, []string{"vault", "address"}),
 		signLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sigil_sign_request_duration_seconds",
 			Help:    "Time to answer a sign request (POST /keys/{address}), by key and HTTP status, with finer buckets than sign_handler_request_duration_milliseconds.",
@@ -98,7 +111,7 @@ func newSigilMetrics() *sigilMetrics {
 }
 
 func (s *sigilMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{s, s.rpcDuration, s.rpcErrors, s.signLatency}
+	return []prometheus.Collector{s, s.rpcDuration, s.rpcErrors, s.badSigs, s.enclaveSign, s.signLatency}
 }
 
 // Describe implements prometheus.Collector for the pool and consensus
@@ -169,7 +182,8 @@ func (m *Metrics) AddEnclavePool(vault string, stats func() ports.EnclavePoolSta
 	s.mu.Lock()
 	s.pools = append(s.pools, enclavePool{vault: vault, stats: stats})
 	s.mu.Unlock()
-	o := &rpcObserver{vault: vault, s: s, byMethod: make(map[string]prometheus.Observer, len(rpcMethods))}
+	o := &rpcObserver{vault: vault, s: s, byMethod: make(map[string]prometheus.Observer, len(rpcMethods)),
+		badSigs: s.badSigs.WithLabelValues(vault)} // exported from the start, at 0
 	for _, meth := range rpcMethods {
 		o.byMethod[meth] = s.rpcDuration.WithLabelValues(vault, meth)
 	}
@@ -190,11 +204,17 @@ type rpcObserver struct {
 	vault    string
 	s        *sigilMetrics
 	byMethod map[string]prometheus.Observer // read-only after creation
+	badSigs  prometheus.Counter
 }
 
 // ObserveEnclaveRPC implements ports.EnclaveRPCObserver; a success on a
-// known method allocates nothing.
+// known method allocates nothing. A connection found holding bytes nobody
+// asked for sent no request: it is counted as an error, with no duration.
 func (o *rpcObserver) ObserveEnclaveRPC(e ports.EnclaveRPCEvent) {
+	if e.Failure == ports.EnclaveFailureUnsolicited {
+		o.s.rpcErrors.WithLabelValues(o.vault, e.Method, e.Failure).Inc()
+		return
+	}
 	h, ok := o.byMethod[e.Method]
 	if !ok {
 		h = o.s.rpcDuration.WithLabelValues(o.vault, e.Method)
@@ -202,6 +222,9 @@ func (o *rpcObserver) ObserveEnclaveRPC(e ports.EnclaveRPCEvent) {
 	h.Observe(e.Duration.Seconds())
 	if e.Failure != "" {
 		o.s.rpcErrors.WithLabelValues(o.vault, e.Method, e.Failure).Inc()
+		if e.Failure == ports.EnclaveFailureBadSignature {
+			o.badSigs.Inc()
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
@@ -47,6 +48,25 @@ type Options struct {
 	// ModeConfidentialSpace (the default, Workload Identity provider and
 	// KMS key paths) or ModeNitro (AWS credentials, KMS key id, region).
 	Mode string
+
+	// The connection guard (guard.go). MaxConns bounds open connections
+	// (default: the open-file limit minus a reserve, at most
+	// DefaultMaxConnsCap). HandshakeTimeout bounds the time from accept to
+	// a complete Initialize, FrameTimeout a frame once its first byte
+	// arrived, WriteTimeout a reply's write (defaults 10 s each).
+	// IdleTimeout closes an initialized session without a request for that
+	// long; 0 (the default) never does. LogInterval rate-limits the guard's
+	// log lines per kind (default 10 s).
+	MaxConns         int
+	HandshakeTimeout time.Duration
+	FrameTimeout     time.Duration
+	WriteTimeout     time.Duration
+	IdleTimeout      time.Duration
+	LogInterval      time.Duration
+
+	// Tamper, if set, may rewrite each encoded reply before it is written
+	// (method is the request's): hostile-enclave tests only.
+	Tamper func(method string, reply []byte) []byte
 }
 
 // Platform modes (Options.Mode).
@@ -68,6 +88,9 @@ type Server struct {
 	sessions  map[*session]struct{}
 	closed    bool
 	wg        sync.WaitGroup
+
+	stats serverStats
+	rl    rateLog
 }
 
 // NewServer returns a server with opts.
@@ -84,6 +107,21 @@ func NewServer(opts Options) *Server {
 	if opts.MaxFrame <= 0 {
 		opts.MaxFrame = rpc.DefaultMaxFrame
 	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = defaultMaxConns()
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&opts.HandshakeTimeout, DefaultHandshakeTimeout}, {&opts.FrameTimeout, DefaultFrameTimeout},
+		{&opts.WriteTimeout, DefaultWriteTimeout}, {&opts.LogInterval, DefaultLogInterval}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	if opts.IdleTimeout < 0 {
+		opts.IdleTimeout = 0
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -96,15 +134,21 @@ func NewServer(opts Options) *Server {
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
+		rl:        rateLog{interval: opts.LogInterval},
 	}
 }
+
+// Options returns the server's options with their defaults filled in.
+func (s *Server) Options() Options { return s.opts }
 
 // ErrServerClosed is returned by Serve after Close.
 var ErrServerClosed = errors.New("mockenclave: server closed")
 
 // Serve accepts connections on l until Close, handling each in its own
-// goroutine. It always returns a non-nil error; after Close it is
-// ErrServerClosed.
+// goroutine under the connection guard (guard.go): no client behaviour,
+// running out of file descriptors included, ends it. It always returns a
+// non-nil error; after Close it is ErrServerClosed, otherwise the
+// listener was closed by someone else.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
@@ -120,43 +164,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 	}()
 
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		sess := &session{srv: s, conn: c}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			c.Close()
-			return ErrServerClosed
-		}
-		s.sessions[sess] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			sess.serve()
-			s.mu.Lock()
-			delete(s.sessions, sess)
-			s.mu.Unlock()
-		}()
-	}
+	return s.acceptLoop(l)
 }
 
 // Close stops every listener, closes every connection and waits for their
@@ -212,8 +220,13 @@ type loadedKey struct {
 
 // session is one connection's state: the enclave keeps nothing global.
 type session struct {
-	srv  *Server
-	conn net.Conn
+	srv      *Server
+	conn     net.Conn
+	accepted time.Time
+	phase    atomic.Int32 // phaseNew, phaseInitializing, phaseInitialized
+	evicted  atomic.Bool  // closed by the guard to make room
+	in       frameReader  // the session goroutine's
+	wdl      time.Time    // the connection's write deadline now
 
 	mu          sync.Mutex // guards initialized and keys for Sessions()
 	initialized bool
@@ -236,53 +249,60 @@ func (c *session) serve() {
 		c.mu.Unlock()
 		if kms != nil {
 			if err := kms.Close(); err != nil {
-				log.Info("closing the session's KMS failed", "err", err.Error())
+				log.Info("closing the session's KMS failed", "error", err.Error())
 			}
 		}
 		log.Debug("connection closed")
 	}()
 	for {
-		frame, err := rpc.ReadFrame(c.conn, c.srv.opts.MaxFrame)
+		frame, err := c.readRequest()
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !c.evicted.Load() && !isTimeout(err) {
 				log.Info("closing connection", "reason", err.Error())
 			}
 			return
 		}
-		reply := c.handle(frame, log)
+		reply, method := c.handle(frame, log)
 		clear(frame) // may hold a plain private key
 		if d := c.srv.opts.ReplyDelay; d > 0 {
 			time.Sleep(d)
 		}
-		if err := rpc.WriteFrame(c.conn, reply); err != nil {
-			log.Info("write failed", "err", err.Error())
+		if t := c.srv.opts.Tamper; t != nil {
+			reply = t(method, reply)
+		}
+		if err := c.writeReply(reply); err != nil {
+			if !isTimeout(err) {
+				log.Info("write failed", "error", err.Error())
+			}
 			return
 		}
 	}
 }
 
-// handle runs one request and returns the encoded reply.
-func (c *session) handle(frame []byte, log *slog.Logger) []byte {
+// handle runs one request and returns the encoded reply and the request's
+// method.
+func (c *session) handle(frame []byte, log *slog.Logger) ([]byte, string) {
 	req, err := rpc.DecodeRequest(frame)
 	if err != nil {
-		log.Info("bad request", "err", err.Error())
-		return encodeErr(rpc.NewError("deserialization error", err.Error()))
+		log.Info("bad request", "error", err.Error())
+		return encodeErr(rpc.NewError("deserialization error", err.Error())), ""
 	}
 	method := req.Method()
+	c.srv.stats.request(method)
 	ok, rerr := c.dispatch(req)
 	if req.ImportUnencrypted != nil {
 		req.ImportUnencrypted.Zero()
 	}
 	if rerr != nil {
-		log.Debug("request failed", "method", method, "err", rerr.Error())
-		return encodeErr(rerr)
+		log.Debug("request failed", "method", method, "error", rerr.Error())
+		return encodeErr(rerr), method
 	}
 	log.Debug("request", "method", method)
 	b, err := rpc.EncodeOk(ok)
 	if err != nil {
-		return encodeErr(rpc.NewError("serialization error", err.Error()))
+		return encodeErr(rpc.NewError("serialization error", err.Error())), method
 	}
-	return b
+	return b, method
 }
 
 func encodeErr(e *rpc.RPCError) []byte {
@@ -315,6 +335,8 @@ func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 		if rerr := c.srv.checkInitialize(req); rerr != nil {
 			return nil, rerr
 		}
+		// Initializing: the guard no longer evicts this connection.
+		c.phase.Store(phaseInitializing)
 		// The session's KMS comes from the Confidential Space payload; in
 		// Nitro mode only the static stand-ins run (main refuses --kms gcp
 		// with --mode nitro), and they ignore it.
@@ -324,11 +346,13 @@ func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 		}
 		kms, rerr := c.sessionKMS(creds)
 		if rerr != nil {
+			c.phase.Store(phaseNew)
 			return nil, rerr
 		}
 		c.mu.Lock()
 		c.kms, c.initialized = kms, true
 		c.mu.Unlock()
+		c.phase.Store(phaseInitialized)
 		return nil, nil
 	}
 	c.mu.Lock()
@@ -483,6 +507,7 @@ func (c *session) add(k loadedKey) uint64 {
 // open unseals a blob into a key; the caller owns (and zeroes) k.sk.
 func (c *session) open(blob []byte) (loadedKey, *rpc.RPCError) {
 	c.kmsDelay()
+	c.srv.stats.kms.Add(1)
 	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.KMSTimeout)
 	plain, err := c.kms.Open(ctx, blob)
 	cancel()
@@ -530,6 +555,7 @@ func (c *session) sealAndMaybeAdd(sk tezos.PrivateKey, add bool) (any, *rpc.RPCE
 		return nil, rpc.NewError("serialization error", err.Error())
 	}
 	c.kmsDelay()
+	c.srv.stats.kms.Add(1)
 	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.KMSTimeout)
 	blob, err := c.kms.Seal(ctx, plain)
 	cancel()

@@ -118,13 +118,13 @@ func (vc *VaultConfig) resolve(ctx context.Context) (settings, error) {
 	if s.cfg.EncryptionKeyID == "" {
 		return s, domain.Errorf(domain.KindInvalid, "nitro: missing encryption_key_id (or $ENCRYPTION_KEY_ID)")
 	}
-	if s.cfg.Pool.Connections, err = enclaverpc.Connections("nitro", vc.Connections); err != nil {
+	if s.cfg.Pool.Connections, err = enclaverpc.Connections(vc.Connections); err != nil {
 		return s, err
 	}
-	if s.cfg.Pool.DialTimeout, err = enclaverpc.ParseDuration("nitro", "dial_timeout", vc.DialTimeout); err != nil {
+	if s.cfg.Pool.DialTimeout, err = enclaverpc.ParseDuration("dial_timeout", vc.DialTimeout); err != nil {
 		return s, err
 	}
-	if s.cfg.Pool.RPCTimeout, err = enclaverpc.ParseDuration("nitro", "rpc_timeout", vc.RPCTimeout); err != nil {
+	if s.cfg.Pool.RPCTimeout, err = enclaverpc.ParseDuration("rpc_timeout", vc.RPCTimeout); err != nil {
 		return s, err
 	}
 	if s.cfg.Credentials, err = NewCredentialSource(ctx, vc.Credentials); err != nil {
@@ -201,6 +201,7 @@ func NewOpener(dial Dial, listen func(port uint32) (net.Listener, error)) vault.
 			return vault.Instance{}, err
 		}
 		s.cfg.Dial = dial
+		s.cfg.Pool.LogState = env.Daemon
 		if env.OpenStorage == nil {
 			return vault.Instance{}, fmt.Errorf("nitro: no storage opener")
 		}

@@ -27,6 +27,11 @@ type Env struct {
 	OpenStorage StorageOpener
 	// CheckStorage is set when the driver's Checker runs.
 	CheckStorage StorageChecker
+	// Daemon says the vault serves a long-running daemon: what happens in
+	// the background (an enclave that becomes unreachable, and why; its
+	// recovery) is logged, once per change. A one-shot command gets it as
+	// the error of its request instead.
+	Daemon bool
 }
 
 // Instance is an opened vault.

@@ -22,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/sigil-signer/sigil/adapters/buildinfo"
+	"github.com/sigil-signer/sigil/adapters/logging"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 )
 
@@ -49,6 +50,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	kmsDelay := fs.Duration("kms-delay", 0, "delay around every KMS seal/open (load tests)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	mode := fs.String("mode", mockenclave.ModeConfidentialSpace, "platform whose Initialize to accept: confidentialspace (WIP provider and KMS key paths) or nitro (AWS credentials, KMS key id, region)")
+	maxConns := fs.Int("max-conns", 0, "most connections open at once; at the limit the oldest connection that has not sent Initialize is closed to make room (default: the open-file limit minus 64, at most 4096)")
+	handshakeTimeout := fs.Duration("handshake-timeout", mockenclave.DefaultHandshakeTimeout, "a connection must complete Initialize within this of its accept")
+	frameTimeout := fs.Duration("frame-timeout", mockenclave.DefaultFrameTimeout, "a request frame must arrive whole within this of its first byte")
+	writeTimeout := fs.Duration("write-timeout", mockenclave.DefaultWriteTimeout, "a client must take its reply within this")
+	idleTimeout := fs.Duration("idle-timeout", 0, "close an initialized session after this long without a request (0: never; a daemon's pooled connections idle by design and a redial costs a KMS Decrypt per key)")
 	gcp := addGCPFlags(fs)
 	version := fs.Bool("version", false, "print the version, VCS revision, build time and Go version, and exit")
 	fs.Usage = func() {
@@ -90,10 +96,13 @@ Flags:
 	if *replyDelay < 0 || *kmsDelay < 0 {
 		return errors.New("delays must not be negative")
 	}
+	if *maxConns < 0 || *handshakeTimeout <= 0 || *frameTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout < 0 {
+		return errors.New("--max-conns and --idle-timeout must not be negative, and --handshake-timeout, --frame-timeout and --write-timeout must be positive")
+	}
 	if *mode != mockenclave.ModeConfidentialSpace && *mode != mockenclave.ModeNitro {
 		return fmt.Errorf("invalid --mode %q (want confidentialspace or nitro)", *mode)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(logging.New(stderr, false, level))
 
 	var kms mockenclave.KMS
 	var provider mockenclave.KMSProvider
@@ -123,15 +132,36 @@ Flags:
 
 	srv := mockenclave.NewServer(mockenclave.Options{
 		KMS: kms, KMSProvider: provider, ReplyDelay: *replyDelay, KMSDelay: *kmsDelay, Logger: log, Mode: *mode,
+		MaxConns: *maxConns, HandshakeTimeout: *handshakeTimeout, FrameTimeout: *frameTimeout,
+		WriteTimeout: *writeTimeout, IdleTimeout: *idleTimeout,
 	})
+	// SIGUSR1 logs the server's counters (connections, requests by method,
+	// KMS calls, the guard's refusals and timeouts); they are logged at
+	// exit too.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for {
+			select {
+			case <-usr1:
+				log.LogAttrs(ctx, slog.LevelInfo, "enclave stats", srv.Stats().LogAttrs()...)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	err := srv.ListenAndServe(ctx, *listen, func(a net.Addr) {
 		fmt.Fprintf(stdout, "listening on %s\n", a)
+		o := srv.Options()
 		log.Info("enclave started", "addr", a.String(), "kms", *kmsKind, "mode", *mode,
-			"reply_delay", replyDelay.String(), "kms_delay", kmsDelay.String())
+			"reply_delay", replyDelay.String(), "kms_delay", kmsDelay.String(), "max_conns", o.MaxConns,
+			"handshake_timeout", o.HandshakeTimeout.String(), "frame_timeout", o.FrameTimeout.String(),
+			"write_timeout", o.WriteTimeout.String(), "idle_timeout", o.IdleTimeout.String())
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("enclave stopped")
+	log.LogAttrs(context.Background(), slog.LevelInfo, "enclave stopped", srv.Stats().LogAttrs()...)
 	return nil
 }

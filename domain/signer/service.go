@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -157,7 +158,9 @@ func (s *Service) vault(name string) (*Vault, error) {
 
 // Load imports every stored key of every vault into its enclave, a bounded
 // number at a time, and makes them available for signing. It fails if any
-// stored key cannot be loaded or does not match its recorded address.
+// stored key cannot be loaded or does not match its recorded address, at
+// the first failure and with that one error: an enclave that is down or
+// refuses its keys is one cause, not one error per key.
 func (s *Service) Load(ctx context.Context) error {
 	// Every vault's list first: a key stored in two vaults would be
 	// signed with by whichever loaded last; it is refused, naming both,
@@ -204,7 +207,7 @@ func (s *Service) loadKeys(ctx context.Context, v *Vault, stored []ports.StoredK
 		loaded = make([]*Key, 0, len(stored))
 	)
 	task := s.opts.Progress.Begin(what, len(stored))
-	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(s.opts.LoadConcurrency)
+	p := pool.New().WithErrors().WithFirstError().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(s.opts.LoadConcurrency)
 	for _, sk := range stored {
 		p.Go(func(ctx context.Context) error {
 			pk, err := v.Enclave.Load(ctx, sk.Blob)
@@ -349,14 +352,17 @@ func (s *Service) keyIn(st *state, pkh string) (Key, error) {
 	return Key{}, domain.Errorf(domain.KindNotFound, "key %s not found", pkh)
 }
 
-// StartLoading loads the stored keys in the background, retrying every
-// retry until all of them are in the enclave (an enclave that is down at
-// start is waited for, not fatal). Until then Ready reports why, and
-// requests for keys not loaded yet fail as unavailable rather than not
-// found. Each attempt is bounded by attemptTimeout.
+// StartLoading loads the stored keys in the background, retrying until all
+// of them are in the enclave (an enclave that is down at start is waited
+// for, not fatal): first after retry, then twice as long each time up to
+// maxLoadRetry. Until then Ready reports why, and requests for keys not
+// loaded yet fail as unavailable rather than not found. Each attempt is
+// bounded by attemptTimeout. A failure is logged when its cause changes,
+// not at every attempt.
 func (s *Service) StartLoading(ctx context.Context, retry, attemptTimeout time.Duration) {
 	s.loadState.Store(&loadState{err: errors.New("loading keys")})
 	go func() {
+		wait, logged := retry, ""
 		for {
 			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 			err := s.Load(actx)
@@ -367,15 +373,31 @@ func (s *Service) StartLoading(ctx context.Context, retry, attemptTimeout time.D
 				return
 			}
 			s.loadState.Store(&loadState{err: err})
-			s.log.Error("loading keys failed; retrying", "retry_in", retry, "error", err.Error())
+			if cause := loadCause(err); cause != logged {
+				logged = cause
+				s.log.Error("loading keys failed; retrying", "error", err.Error())
+			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(retry):
+			case <-time.After(wait):
 			}
+			wait = min(2*wait, max(retry, maxLoadRetry))
 		}
 	}()
 }
+
+// maxLoadRetry caps the wait between two attempts to load the stored keys.
+const maxLoadRetry = 15 * time.Second
+
+// loadCause is a load error with key addresses masked: attempts that fail
+// for the same reason on different keys (loaded concurrently, the first to
+// fail varies) have the same cause.
+func loadCause(err error) string {
+	return addressRE.ReplaceAllString(err.Error(), "<key>")
+}
+
+var addressRE = regexp.MustCompile(`\b(tz[1-4]|KT1)[1-9A-HJ-NP-Za-km-z]{33}\b`)
 
 type loadState struct{ err error }
 

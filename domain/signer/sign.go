@@ -137,7 +137,13 @@ func (s *Service) sign(ctx context.Context, st *state, req SignRequest) (tezos.S
 	}
 	s.observeSign(k, r, time.Since(start), err)
 	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "sign request failed", append(attrs, slog.String("error", err.Error()))...)
+		if errors.Is(err, ports.ErrEnclaveBadSignature) {
+			// An enclave fault: nothing was answered or recorded, and the
+			// connection that carried it is gone.
+			s.log.LogAttrs(ctx, slog.LevelError, "enclave returned an invalid signature: refused, no watermark recorded", append(attrs, slog.String("error", err.Error()))...)
+		} else {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "sign request failed", append(attrs, slog.String("error", err.Error()))...)
+		}
 		return tezos.Signature{}, err
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "signed", attrs...)
@@ -437,7 +443,11 @@ func (s *Service) provePossession(ctx context.Context, st *state, req Possession
 	sig, err := v.Enclave.ProvePossession(ctx, k.PKH)
 	if err != nil {
 		err = fmt.Errorf("vault %q: proof of possession for %s: %w", k.Vault, req.PKH, err)
-		s.log.WarnContext(ctx, "proof of possession failed", "pkh", req.PKH, "vault", k.Vault, "error", err.Error())
+		if errors.Is(err, ports.ErrEnclaveBadSignature) {
+			s.log.ErrorContext(ctx, "enclave returned an invalid signature: refused", "pkh", req.PKH, "vault", k.Vault, "kind", "proof_of_possession", "error", err.Error())
+		} else {
+			s.log.WarnContext(ctx, "proof of possession failed", "pkh", req.PKH, "vault", k.Vault, "error", err.Error())
+		}
 		return tezos.Signature{}, err
 	}
 	s.log.InfoContext(ctx, "proof of possession", "pkh", req.PKH, "vault", k.Vault)

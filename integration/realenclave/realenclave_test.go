@@ -3,6 +3,7 @@ package realenclave
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"regexp"
 	"strings"
@@ -214,22 +215,36 @@ func TestTokenRefresh(t *testing.T) {
 
 // TestSTSRefusal: the Security Token Service refuses the attestation token
 // (the provider's attestation condition is not met). Initialize fails with
-// a clear error, a CLI command gives up with it, nothing is stored, the
-// daemon stays unready and says why, and everything recovers once the STS
-// accepts the token.
+// a clear error; a CLI command (with a minute of --timeout) gives up at
+// once, in one line naming the refusal, after a handful of STS requests
+// (not hundreds); nothing is stored; the daemon stays unready, says why in
+// /healthz and in one log line, retrying with a growing wait; and
+// everything recovers once the STS accepts the token.
 func TestSTSRefusal(t *testing.T) {
 	w := newWorld(t, time.Hour)
 	w.startEnclave()
 	w.sts.Refuse(http.StatusForbidden, "The caller does not satisfy the attestation condition.")
 	cfg := w.writeConfig("cli", keyName, nil)
 
-	out, errOut, err := w.cli("", "-c", cfg, "--timeout", "5s", "generate", "-v", "cs", "-t", "tz1")
+	start := time.Now()
+	out, errOut, err := w.cli("", "-c", cfg, "--timeout", "60s", "generate", "-v", "cs", "-t", "tz1")
+	took := time.Since(start)
 	if err == nil {
 		t.Fatalf("generate succeeded while the STS refuses: %s", out)
 	}
 	if !strings.Contains(errOut, "no access token for workload identity provider "+wip) || !strings.Contains(errOut, "403") {
 		t.Errorf("generate's output does not say that the STS refused the attestation token:\n%s", errOut)
 	}
+	if n := strings.Count(errOut, "no access token"); n != 1 || strings.Count(strings.TrimSpace(errOut), "\n") > 2 {
+		t.Errorf("generate names the cause %d times in:\n%s", n, errOut)
+	}
+	if took > 5*time.Second || strings.Contains(errOut, "deadline exceeded") {
+		t.Errorf("generate gave up after %v (want at most 5 s, for the cause, not a timeout):\n%s", took.Round(time.Millisecond), errOut)
+	}
+	if n := w.sts.Refused(); n > 10 {
+		t.Errorf("one refused command made %d STS requests", n)
+	}
+	t.Logf("generate with the STS refusing: %v, %d STS requests, stderr:\n%s", took.Round(time.Millisecond), w.sts.Refused(), errOut)
 	if len(w.storedKeys()) != 0 {
 		t.Errorf("a key was stored although the enclave could not seal")
 	}
@@ -245,6 +260,24 @@ func TestSTSRefusal(t *testing.T) {
 	}
 	if st := d.healthz(); st != http.StatusServiceUnavailable {
 		t.Errorf("/healthz is %d while no enclave connection can initialize, want 503", st)
+	}
+	var h struct {
+		Reason string `json:"reason"`
+	}
+	if resp, err := httpClient.Get(d.utility + "/healthz"); err == nil {
+		_ = json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+	}
+	if !strings.Contains(h.Reason, "no access token") {
+		t.Errorf("/healthz does not say why: %q", h.Reason)
+	}
+	refusedBefore := w.sts.Refused()
+	time.Sleep(12 * time.Second) // attempts back off (to 8 s per connection); one log line
+	if n := strings.Count(d.proc.Log(), "no access token for workload identity provider"); n != 1 {
+		t.Errorf("the daemon logged the refusal %d times, want once per change of state:\n%s", n, d.proc.Tail(20))
+	}
+	if n := w.sts.Refused() - refusedBefore; n > 12 {
+		t.Errorf("%d STS requests in 12 s by 2 connections: not backing off", n)
 	}
 
 	w.sts.Refuse(0, "")
@@ -294,15 +327,45 @@ func TestKMSRefusesKey(t *testing.T) {
 	}
 }
 
-// TestCorruptedChecksum: Cloud KMS replies whose CRC32C does not match are
-// refused (generate fails, nothing stored, and a stored blob does not load
-// through a corrupting KMS); the same commands pass once the replies are
-// intact.
+// TestKMSReplyNamesAnotherKey: an Encrypt reply must name a version of the
+// key the enclave asked for; one naming another key's version is refused,
+// and nothing is stored.
+func TestKMSReplyNamesAnotherKey(t *testing.T) {
+	w := newWorld(t, time.Hour)
+	w.startEnclave()
+	cfg := w.writeConfig("cli", keyName, nil)
+	other := strings.Replace(keyName, "/enclave", "/other", 1) + "/cryptoKeyVersions/1"
+	w.kms.ReplyName(other)
+	_, errOut, err := w.cli("", "-c", cfg, "--timeout", "20s", "generate", "-v", "cs", "-t", "tz3")
+	if err == nil || !strings.Contains(errOut, "names another key") || !strings.Contains(errOut, other) {
+		t.Errorf("generate with a reply naming %s: err %v, stderr:\n%s", other, err, errOut)
+	}
+	if n := len(w.storedKeys()); n != 0 {
+		t.Errorf("the key file holds %d keys after a reply naming another key", n)
+	}
+	w.kms.ReplyName(keyName + "/cryptoKeyVersions/3") // a rotated version of the same key
+	pkh := strings.TrimSpace(w.mustCLI("", "-c", cfg, "generate", "-v", "cs", "-t", "tz3"))
+	if !addressRE.MatchString(pkh) || len(w.storedKeys()) != 1 {
+		t.Errorf("generate with a reply naming another version of the key: %q", pkh)
+	}
+}
+
+// TestCorruptedChecksum: a Cloud KMS reply whose CRC32C does not match is
+// discarded and the call retried, a bounded number of times (Google's
+// guidance): two corrupted replies in a row cost nothing but the retries;
+// replies that stay corrupted are refused (generate fails, nothing stored,
+// and a stored blob does not load through a corrupting KMS); the same
+// commands pass once the replies are intact.
 func TestCorruptedChecksum(t *testing.T) {
 	w := newWorld(t, time.Hour)
 	w.startEnclave()
 	cfg := w.writeConfig("cli", keyName, nil)
+	encBefore, _, _ := w.kms.Counts()
+	w.kms.CorruptNext(2)
 	pkh := strings.TrimSpace(w.mustCLI("", "-c", cfg, "generate", "-v", "cs", "-t", "tz1"))
+	if enc, _, _ := w.kms.Counts(); enc-encBefore != 3 {
+		t.Errorf("generate through two corrupted replies made %d Encrypt calls, want 3", enc-encBefore)
+	}
 
 	w.kms.CorruptChecksums(true)
 	_, errOut, err := w.cli("", "-c", cfg, "--timeout", "20s", "generate", "-v", "cs", "-t", "tz1")

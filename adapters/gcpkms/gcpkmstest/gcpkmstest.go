@@ -227,10 +227,13 @@ type KMS struct {
 	keys map[string]cipher.AEAD // by crypto key name
 
 	// Fault injection, read on every call.
-	failCode          atomic.Uint32 // codes.Code to fail every call with; 0 = none
-	failNext          atomic.Int32  // fail the next n calls with Unavailable
-	corruptChecksum   atomic.Bool   // return a wrong ciphertext/plaintext CRC32C
-	skipVerify        atomic.Bool   // answer verified_plaintext_crc32c = false
+	failCode          atomic.Uint32          // codes.Code to fail every call with; 0 = none
+	failNext          atomic.Int32           // fail the next n calls with Unavailable
+	corruptChecksum   atomic.Bool            // return a wrong ciphertext/plaintext CRC32C
+	corruptNext       atomic.Int32           // corrupt the next n replies' CRC32C
+	skipVerify        atomic.Bool            // answer verified_plaintext_crc32c = false
+	replyName         atomic.Pointer[string] // Encrypt replies name this key version
+	calls             atomic.Int64           // Encrypt and Decrypt calls that reached the key
 	encrypts, decrypt atomic.Int64
 	unauthenticated   atomic.Int64
 
@@ -289,6 +292,40 @@ func (k *KMS) FailNext(n int) { k.failNext.Store(int32(n)) }
 
 // CorruptChecksums makes replies carry a wrong CRC32C (on) or correct ones.
 func (k *KMS) CorruptChecksums(on bool) { k.corruptChecksum.Store(on) }
+
+// CorruptNext makes the next n replies carry a wrong CRC32C (corruption on
+// the way, which a client discards and retries).
+func (k *KMS) CorruptNext(n int) { k.corruptNext.Store(int32(n)) }
+
+// ReplyName makes Encrypt replies name the key version name instead of
+// the one used ("" answers truthfully again).
+func (k *KMS) ReplyName(name string) {
+	if name == "" {
+		k.replyName.Store(nil)
+		return
+	}
+	k.replyName.Store(&name)
+}
+
+// Calls returns how many Encrypt and Decrypt calls were answered (with
+// data or an error of the key), retries included.
+func (k *KMS) Calls() int64 { return k.calls.Load() }
+
+// corrupt reports whether this reply's checksum is to be wrong.
+func (k *KMS) corrupt() bool {
+	if k.corruptChecksum.Load() {
+		return true
+	}
+	for {
+		n := k.corruptNext.Load()
+		if n <= 0 {
+			return false
+		}
+		if k.corruptNext.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
+}
 
 // SkipVerify makes Encrypt replies claim the plaintext checksum was not
 // verified (on).
@@ -380,6 +417,7 @@ func (k *KMS) Encrypt(ctx context.Context, req *kmspb.EncryptRequest) (*kmspb.En
 	if err := k.check(ctx, req.GetName()); err != nil {
 		return nil, err
 	}
+	k.calls.Add(1)
 	verified := false
 	if c := req.GetPlaintextCrc32C(); c != nil {
 		if c.GetValue() != crc(req.GetPlaintext()) {
@@ -397,12 +435,16 @@ func (k *KMS) Encrypt(ctx context.Context, req *kmspb.EncryptRequest) (*kmspb.En
 		return nil, err
 	}
 	sum := crc(blob)
-	if k.corruptChecksum.Load() {
+	if k.corrupt() {
 		sum ^= 1
 	}
 	k.encrypts.Add(1)
+	name := req.GetName() + "/cryptoKeyVersions/1"
+	if n := k.replyName.Load(); n != nil {
+		name = *n
+	}
 	return &kmspb.EncryptResponse{
-		Name:                    req.GetName() + "/cryptoKeyVersions/1",
+		Name:                    name,
 		Ciphertext:              blob,
 		CiphertextCrc32C:        wrapperspb.Int64(sum),
 		VerifiedPlaintextCrc32C: verified && !k.skipVerify.Load(),
@@ -415,6 +457,7 @@ func (k *KMS) Decrypt(ctx context.Context, req *kmspb.DecryptRequest) (*kmspb.De
 	if err := k.check(ctx, req.GetName()); err != nil {
 		return nil, err
 	}
+	k.calls.Add(1)
 	if c := req.GetCiphertextCrc32C(); c != nil && c.GetValue() != crc(req.GetCiphertext()) {
 		return nil, status.Error(codes.InvalidArgument, "The checksum in field ciphertext_crc32c did not match the data in field ciphertext.")
 	}
@@ -423,7 +466,7 @@ func (k *KMS) Decrypt(ctx context.Context, req *kmspb.DecryptRequest) (*kmspb.De
 		return nil, err
 	}
 	sum := crc(plain)
-	if k.corruptChecksum.Load() {
+	if k.corrupt() {
 		sum ^= 1
 	}
 	k.decrypt.Add(1)
