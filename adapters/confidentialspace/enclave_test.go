@@ -15,7 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -85,7 +85,7 @@ func TestConfigValidation(t *testing.T) {
 	require.Equal(t, DefaultConnections, c.Connections)
 	require.Equal(t, DefaultDialTimeout, c.DialTimeout)
 	require.Equal(t, DefaultRPCTimeout, c.RPCTimeout)
-	require.Equal(t, rpc.DefaultMaxFrame, c.MaxReplyBytes)
+	require.Equal(t, enclavewire.DefaultMaxFrame, c.MaxReplyBytes)
 }
 
 func TestOperations(t *testing.T) {
@@ -318,14 +318,14 @@ func hostile(t *testing.T, reply func(c net.Conn)) string {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				if _, err := rpc.ReadFrame(c, 0); err != nil {
+				if _, err := enclavewire.ReadFrame(c, 0); err != nil {
 					return
 				}
-				ok, _ := rpc.EncodeOk(nil)
-				if rpc.WriteFrame(c, ok) != nil {
+				ok, _ := enclavewire.EncodeOk(nil)
+				if enclavewire.WriteFrame(c, ok) != nil {
 					return
 				}
-				if _, err := rpc.ReadFrame(c, 0); err != nil {
+				if _, err := enclavewire.ReadFrame(c, 0); err != nil {
 					return
 				}
 				reply(c)
@@ -344,17 +344,17 @@ func TestHostileEnclave(t *testing.T) {
 			time.Sleep(2 * time.Second)
 		},
 		"garbage cbor": func(c net.Conn) {
-			rpc.WriteFrame(c, []byte{0xff, 0xfe, 0xfd, 0x1c})
+			enclavewire.WriteFrame(c, []byte{0xff, 0xfe, 0xfd, 0x1c})
 			time.Sleep(2 * time.Second)
 		},
 		"wrong shape": func(c net.Conn) {
-			b, _ := rpc.EncodeOk(map[string]any{"public_key": "nope", "handle": -1})
-			rpc.WriteFrame(c, b)
+			b, _ := enclavewire.EncodeOk(map[string]any{"public_key": "nope", "handle": -1})
+			enclavewire.WriteFrame(c, b)
 			time.Sleep(2 * time.Second)
 		},
 		"wrong key bytes": func(c net.Conn) {
-			b, _ := rpc.EncodeOk(rpc.ImportResult{PublicKey: rpc.Tagged{Type: rpc.KeyBLS, Bytes: make([]byte, 48)}})
-			rpc.WriteFrame(c, b)
+			b, _ := enclavewire.EncodeOk(enclavewire.ImportResult{PublicKey: enclavewire.Tagged{Type: enclavewire.KeyBLS, Bytes: make([]byte, 48)}})
+			enclavewire.WriteFrame(c, b)
 			time.Sleep(2 * time.Second)
 		},
 		"truncated": func(c net.Conn) {

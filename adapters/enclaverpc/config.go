@@ -36,8 +36,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/adapters/config"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain"
 )
 
@@ -61,7 +61,7 @@ type Dialer func(ctx context.Context) (net.Conn, error)
 // Initializer returns the Initialize request for a new connection. It is
 // called for every connection and redial, so that short-lived credentials
 // are fetched afresh; ctx bounds it.
-type Initializer func(ctx context.Context) (*rpc.Request, error)
+type Initializer func(ctx context.Context) (*enclavewire.Request, error)
 
 // Config configures a Client.
 type Config struct {
@@ -82,7 +82,7 @@ type Config struct {
 	// RPCTimeout bounds one request on the wire: 0 means DefaultRPCTimeout,
 	// else MinTimeout to MaxTimeout.
 	RPCTimeout time.Duration
-	// MaxReplyBytes bounds a reply frame: 0 means rpc.DefaultMaxFrame, else
+	// MaxReplyBytes bounds a reply frame: 0 means enclavewire.DefaultMaxFrame, else
 	// 1 KiB to MaxReplyLimit.
 	MaxReplyBytes int
 	// IdleProbe is how often an idle connection is looked at (one
@@ -135,7 +135,7 @@ func (c *Config) Normalize() error {
 	}
 	switch {
 	case c.MaxReplyBytes == 0:
-		c.MaxReplyBytes = rpc.DefaultMaxFrame
+		c.MaxReplyBytes = enclavewire.DefaultMaxFrame
 	case c.MaxReplyBytes < 1024 || c.MaxReplyBytes > MaxReplyLimit:
 		return domain.Errorf(domain.KindInvalid, "%s: max reply size %d is out of range (allowed: 1024 to %d bytes)", name, c.MaxReplyBytes, MaxReplyLimit)
 	}

@@ -13,8 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc/rpctest"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
 	"github.com/sigil-signer/sigil/adapters/gcpkms"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -44,11 +44,11 @@ import (
 // little-endian reading would give another public key, so endianness is
 // checked too.
 type goldenVector struct {
-	KeyType   rpc.KeyType `json:"key_type"`
-	Address   string      `json:"address_type"`
-	Secret    string      `json:"secret"`
-	PublicKey string      `json:"public_key"`
-	Plaintext string      `json:"plaintext"`
+	KeyType   enclavewire.KeyType `json:"key_type"`
+	Address   string              `json:"address_type"`
+	Secret    string              `json:"secret"`
+	PublicKey string              `json:"public_key"`
+	Plaintext string              `json:"plaintext"`
 }
 
 func loadGolden(t *testing.T) []goldenVector {
@@ -76,13 +76,13 @@ func TestGoldenPlaintextEncoding(t *testing.T) {
 		require.NoError(t, err)
 		sk, err := tezos.NewPrivateKey(kt, unhex(t, v.Secret))
 		require.NoError(t, err)
-		w, err := rpc.NewPrivateKey(sk)
+		w, err := enclavewire.NewPrivateKey(sk)
 		require.NoError(t, err)
-		got, err := rpc.MarshalPrivateKey(w)
+		got, err := enclavewire.MarshalPrivateKey(w)
 		require.NoError(t, err)
 		require.Equal(t, v.Plaintext, hex.EncodeToString(got), "%s", v.KeyType)
 
-		back, err := rpc.UnmarshalPrivateKey(unhex(t, v.Plaintext))
+		back, err := enclavewire.UnmarshalPrivateKey(unhex(t, v.Plaintext))
 		require.NoError(t, err)
 		require.Equal(t, v.KeyType, back.Type)
 		require.Equal(t, v.Secret, hex.EncodeToString(back.Bytes))
@@ -101,7 +101,7 @@ func startEnclave(t *testing.T, f *fakes) (*mockenclave.Server, string) {
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close() })
 	srv := mockenclave.NewServer(mockenclave.Options{
-		KMSProvider: mockenclave.KMSProviderFunc(func(ctx context.Context, c rpc.Credentials) (mockenclave.SessionKMS, error) {
+		KMSProvider: mockenclave.KMSProviderFunc(func(ctx context.Context, c enclavewire.Credentials) (mockenclave.SessionKMS, error) {
 			s, err := p.Session(ctx, c.WIPProviderPath, c.EncryptionKeyPath)
 			if err != nil {
 				return nil, err
@@ -116,18 +116,18 @@ func startEnclave(t *testing.T, f *fakes) (*mockenclave.Server, string) {
 	return srv, l.Addr().String()
 }
 
-var creds = rpc.Credentials{WIPProviderPath: wip, EncryptionKeyPath: keyRes}
+var creds = enclavewire.Credentials{WIPProviderPath: wip, EncryptionKeyPath: keyRes}
 
-func wirePrivateKey(t rpc.KeyType, b []byte) *rpc.PrivateKey {
+func wirePrivateKey(t enclavewire.KeyType, b []byte) *enclavewire.PrivateKey {
 	switch t {
-	case rpc.KeyEd25519:
-		return &rpc.PrivateKey{Ed25519: b}
-	case rpc.KeySecp256k1:
-		return &rpc.PrivateKey{Secp256k1: b}
-	case rpc.KeyNistP256:
-		return &rpc.PrivateKey{NistP256: b}
+	case enclavewire.KeyEd25519:
+		return &enclavewire.PrivateKey{Ed25519: b}
+	case enclavewire.KeySecp256k1:
+		return &enclavewire.PrivateKey{Secp256k1: b}
+	case enclavewire.KeyNistP256:
+		return &enclavewire.PrivateKey{NistP256: b}
 	}
-	return &rpc.PrivateKey{Bls: b}
+	return &enclavewire.PrivateKey{Bls: b}
 }
 
 // TestEnclaveSealsEnclaveSignerPlaintext runs the vectors through the
@@ -146,14 +146,14 @@ func TestEnclaveSealsEnclaveSignerPlaintext(t *testing.T) {
 		defer mu.Unlock()
 		seen = append(seen, plain)
 	})
-	c := rpctest.Dial(t, addr)
-	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
+	c := wiretest.Dial(t, addr)
+	require.NoError(t, c.Call(enclavewire.NewInitialize(creds), nil))
 	msg := []byte("\x03sigil golden vector operation")
 
 	for i, v := range loadGolden(t) {
 		// Sigil → enclave-signer.
-		var gi rpc.GenerateAndImportResult
-		require.NoError(t, c.Call(rpc.NewImportUnencrypted(wirePrivateKey(v.KeyType, unhex(t, v.Secret))), &gi))
+		var gi enclavewire.GenerateAndImportResult
+		require.NoError(t, c.Call(enclavewire.NewImportUnencrypted(wirePrivateKey(v.KeyType, unhex(t, v.Secret))), &gi))
 		require.Equal(t, v.PublicKey, hex.EncodeToString(gi.PublicKey.Bytes), "%s", v.KeyType)
 		mu.Lock()
 		require.Len(t, seen, i+1)
@@ -166,15 +166,15 @@ func TestEnclaveSealsEnclaveSignerPlaintext(t *testing.T) {
 		// enclave-signer → Sigil.
 		blob, err := f.kms.Seal(keyRes, unhex(t, v.Plaintext))
 		require.NoError(t, err)
-		var ir rpc.ImportResult
-		require.NoError(t, c.Call(rpc.NewImport(blob), &ir))
+		var ir enclavewire.ImportResult
+		require.NoError(t, c.Call(enclavewire.NewImport(blob), &ir))
 		require.Equal(t, v.PublicKey, hex.EncodeToString(ir.PublicKey.Bytes), "%s imported from enclave-signer's plaintext", v.KeyType)
 		kt, err := v.KeyType.Tezos()
 		require.NoError(t, err)
 		pk, err := tezos.NewPublicKey(kt, unhex(t, v.PublicKey))
 		require.NoError(t, err)
-		var sig rpc.Tagged
-		require.NoError(t, c.Call(rpc.NewSign(ir.Handle, msg, 2), &sig))
+		var sig enclavewire.Tagged
+		require.NoError(t, c.Call(enclavewire.NewSign(ir.Handle, msg, 2), &sig))
 		s, err := sig.Signature(kt)
 		require.NoError(t, err)
 		require.NoError(t, pk.Verify(msg, s, 2), "%s", v.KeyType)
@@ -184,45 +184,45 @@ func TestEnclaveSealsEnclaveSignerPlaintext(t *testing.T) {
 func TestEnclaveInitializeAndRefusals(t *testing.T) {
 	f := newFakes(t, time.Hour)
 	srv, addr := startEnclave(t, f)
-	c := rpctest.Dial(t, addr)
+	c := wiretest.Dial(t, addr)
 
 	// STS refusal: Initialize fails with a clear error, the session stays
 	// uninitialized and can try again.
 	f.sts.Refuse(403, "the attestation does not satisfy the provider's condition")
-	err := c.Call(rpc.NewInitialize(creds), nil)
+	err := c.Call(enclavewire.NewInitialize(creds), nil)
 	require.ErrorContains(t, err, "encryption error: no access token for workload identity provider "+wip)
 	require.ErrorContains(t, err, "the attestation does not satisfy the provider's condition")
-	var gr rpc.GenerateResult
-	require.EqualError(t, c.Call(rpc.NewGenerate(rpc.KeyEd25519), &gr), "uninitialized")
+	var gr enclavewire.GenerateResult
+	require.EqualError(t, c.Call(enclavewire.NewGenerate(enclavewire.KeyEd25519), &gr), "uninitialized")
 	f.sts.Refuse(0, "")
-	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
+	require.NoError(t, c.Call(enclavewire.NewInitialize(creds), nil))
 
 	// Malformed names never reach a service.
-	c2 := rpctest.Dial(t, addr)
-	err = c2.Call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: "pool", EncryptionKeyPath: keyRes}), nil)
+	c2 := wiretest.Dial(t, addr)
+	err = c2.Call(enclavewire.NewInitialize(enclavewire.Credentials{WIPProviderPath: "pool", EncryptionKeyPath: keyRes}), nil)
 	require.ErrorContains(t, err, "wip_provider_path \"pool\" is not projects/")
 
 	// A key the KMS refuses: a clear error, and nothing loaded or sealed.
 	refused := strings.Replace(keyRes, "/enclave", "/revoked", 1)
-	c3 := rpctest.Dial(t, addr)
-	require.NoError(t, c3.Call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: wip, EncryptionKeyPath: refused}), nil))
-	var gi rpc.GenerateAndImportResult
-	err = c3.Call(rpc.NewGenerateAndImport(rpc.KeyBLS), &gi)
+	c3 := wiretest.Dial(t, addr)
+	require.NoError(t, c3.Call(enclavewire.NewInitialize(enclavewire.Credentials{WIPProviderPath: wip, EncryptionKeyPath: refused}), nil))
+	var gi enclavewire.GenerateAndImportResult
+	err = c3.Call(enclavewire.NewGenerateAndImport(enclavewire.KeyBLS), &gi)
 	require.ErrorContains(t, err, "encryption error: Cloud KMS Encrypt with "+refused)
 	require.ErrorContains(t, err, "PermissionDenied")
-	err = c3.Call(rpc.NewImportUnencrypted(&rpc.PrivateKey{Ed25519: make([]byte, 32)}), &gi)
+	err = c3.Call(enclavewire.NewImportUnencrypted(&enclavewire.PrivateKey{Ed25519: make([]byte, 32)}), &gi)
 	require.ErrorContains(t, err, "Cloud KMS Encrypt with "+refused)
-	var sig rpc.Tagged
-	require.EqualError(t, c3.Call(rpc.NewSign(0, []byte("x"), 2), &sig), "signer error: invalid handle")
+	var sig enclavewire.Tagged
+	require.EqualError(t, c3.Call(enclavewire.NewSign(0, []byte("x"), 2), &sig), "signer error: invalid handle")
 	for _, s := range srv.Sessions() {
 		require.Empty(t, s.Keys, "a key stayed loaded after its seal failed")
 	}
 
 	// A corrupted checksum: refused, nothing loaded.
 	f.kms.CorruptChecksums(true)
-	err = c.Call(rpc.NewGenerateAndImport(rpc.KeySecp256k1), &gi)
+	err = c.Call(enclavewire.NewGenerateAndImport(enclavewire.KeySecp256k1), &gi)
 	require.ErrorContains(t, err, "CRC32C")
 	f.kms.CorruptChecksums(false)
-	require.NoError(t, c.Call(rpc.NewGenerateAndImport(rpc.KeySecp256k1), &gi))
+	require.NoError(t, c.Call(enclavewire.NewGenerateAndImport(enclavewire.KeySecp256k1), &gi))
 	require.Equal(t, uint64(0), gi.Handle, "the refused key took a handle")
 }

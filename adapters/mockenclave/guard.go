@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 )
 
 // The connection guard: what keeps the enclave server up and serving its
@@ -310,10 +310,10 @@ func (f *frameReader) frame(max int, dl time.Time) ([]byte, error) {
 	}
 	n := binary.BigEndian.Uint32(f.buf[f.r:])
 	if n == 0 {
-		return nil, rpc.ErrEmptyFrame
+		return nil, enclavewire.ErrEmptyFrame
 	}
 	if uint64(n) > uint64(max) {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", rpc.ErrFrameTooLarge, n, max)
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", enclavewire.ErrFrameTooLarge, n, max)
 	}
 	f.r += 4
 	out := make([]byte, n)
@@ -349,7 +349,7 @@ func (c *session) writeReply(reply []byte) error {
 		c.wdl = now.Add(wt)
 		_ = c.conn.SetWriteDeadline(c.wdl)
 	}
-	err := rpc.WriteFrame(c.conn, reply)
+	err := enclavewire.WriteFrame(c.conn, reply)
 	if err != nil && isTimeout(err) {
 		c.srv.timedOut("write", c)
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc/rpctest"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
 )
 
 // Short guard timeouts: the tests stay idle longer than each, and cross
@@ -80,9 +80,9 @@ func dialRaw(t *testing.T, addr string) net.Conn {
 func TestHandshakeTimeout(t *testing.T) {
 	s, addr, logs := guarded(t, nil)
 	silent := dialRaw(t, addr)
-	junk := rpctest.Dial(t, addr)
-	var tg rpc.Tagged
-	require.EqualError(t, junk.Call(rpc.NewSign(0, []byte("x"), 2), &tg), "uninitialized") // answered, but no Initialize
+	junk := wiretest.Dial(t, addr)
+	var tg enclavewire.Tagged
+	require.EqualError(t, junk.Call(enclavewire.NewSign(0, []byte("x"), 2), &tg), "uninitialized") // answered, but no Initialize
 	closedWithin(t, silent, 10*handshake)
 	require.Eventually(t, func() bool { return s.Stats().HandshakeTimeouts == 2 }, 10*handshake, 5*time.Millisecond)
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "sent no Initialize") }, 5*time.Second, time.Millisecond)
@@ -97,10 +97,10 @@ func TestFrameTimeout(t *testing.T) {
 	s, addr, logs := guarded(t, nil)
 	for _, partial := range [][]byte{{0, 0, 0, 40}, {0, 0, 0, 40, 0xa1, 0x64}} {
 		c := dialRaw(t, addr)
-		p, err := rpc.EncodeRequest(rpc.NewInitialize(creds))
+		p, err := enclavewire.EncodeRequest(enclavewire.NewInitialize(creds))
 		require.NoError(t, err)
-		require.NoError(t, rpc.WriteFrame(c, p))
-		_, err = rpc.ReadFrame(c, 0)
+		require.NoError(t, enclavewire.WriteFrame(c, p))
+		_, err = enclavewire.ReadFrame(c, 0)
 		require.NoError(t, err)
 		_, err = c.Write(partial)
 		require.NoError(t, err)
@@ -116,21 +116,21 @@ func TestFrameTimeout(t *testing.T) {
 // served; with an IdleTimeout it is closed after it.
 func TestInitializedSessionIdlesForever(t *testing.T) {
 	s, addr, _ := guarded(t, nil)
-	c := rpctest.Dial(t, addr)
-	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
-	var gi rpc.GenerateAndImportResult
-	require.NoError(t, c.Call(rpc.NewGenerateAndImport(rpc.KeyEd25519), &gi))
+	c := wiretest.Dial(t, addr)
+	require.NoError(t, c.Call(enclavewire.NewInitialize(creds), nil))
+	var gi enclavewire.GenerateAndImportResult
+	require.NoError(t, c.Call(enclavewire.NewGenerateAndImport(enclavewire.KeyEd25519), &gi))
 	time.Sleep(5 * (handshake + frameTO + writeTO))
-	var tg rpc.Tagged
-	require.NoError(t, c.Call(rpc.NewSign(gi.Handle, []byte("\x03after a long idle"), 2), &tg))
+	var tg enclavewire.Tagged
+	require.NoError(t, c.Call(enclavewire.NewSign(gi.Handle, []byte("\x03after a long idle"), 2), &tg))
 	st := s.Stats()
 	require.Zero(t, st.HandshakeTimeouts+st.FrameTimeouts+st.IdleTimeouts+st.WriteTimeouts)
 
 	s2, addr2, logs := guarded(t, func(o *Options) { o.IdleTimeout = 100 * time.Millisecond })
 	c2 := dialRaw(t, addr2)
-	p, _ := rpc.EncodeRequest(rpc.NewInitialize(creds))
-	require.NoError(t, rpc.WriteFrame(c2, p))
-	_, err := rpc.ReadFrame(c2, 0)
+	p, _ := enclavewire.EncodeRequest(enclavewire.NewInitialize(creds))
+	require.NoError(t, enclavewire.WriteFrame(c2, p))
+	_, err := enclavewire.ReadFrame(c2, 0)
 	require.NoError(t, err)
 	closedWithin(t, c2, 20*100*time.Millisecond)
 	require.EqualValues(t, 1, s2.Stats().IdleTimeouts)
@@ -142,16 +142,16 @@ func TestInitializedSessionIdlesForever(t *testing.T) {
 func TestWriteTimeout(t *testing.T) {
 	s, addr, _ := guarded(t, nil)
 	c := dialRaw(t, addr)
-	p, _ := rpc.EncodeRequest(rpc.NewInitialize(creds))
-	require.NoError(t, rpc.WriteFrame(c, p))
-	_, err := rpc.ReadFrame(c, 0)
+	p, _ := enclavewire.EncodeRequest(enclavewire.NewInitialize(creds))
+	require.NoError(t, enclavewire.WriteFrame(c, p))
+	_, err := enclavewire.ReadFrame(c, 0)
 	require.NoError(t, err)
 	// Requests whose replies (errors: no key) are never read, until the
 	// socket buffers are full and the server gives up.
-	req, _ := rpc.EncodeRequest(rpc.NewPublicKeyFrom(bytes.Repeat([]byte{1}, 64)))
+	req, _ := enclavewire.EncodeRequest(enclavewire.NewPublicKeyFrom(bytes.Repeat([]byte{1}, 64)))
 	go func() {
 		for range 200000 {
-			if rpc.WriteFrame(c, req) != nil {
+			if enclavewire.WriteFrame(c, req) != nil {
 				return
 			}
 		}
@@ -165,10 +165,10 @@ func TestWriteTimeout(t *testing.T) {
 // once. Both counted.
 func TestConnectionCap(t *testing.T) {
 	s, addr, logs := guarded(t, func(o *Options) { o.MaxConns = 3; o.HandshakeTimeout = time.Minute })
-	var sessions []*rpctest.Client
+	var sessions []*wiretest.Client
 	for range 2 {
-		c := rpctest.Dial(t, addr)
-		require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
+		c := wiretest.Dial(t, addr)
+		require.NoError(t, c.Call(enclavewire.NewInitialize(creds), nil))
 		sessions = append(sessions, c)
 	}
 	oldest := dialRaw(t, addr)
@@ -181,16 +181,16 @@ func TestConnectionCap(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 
 	// newer initializes: every connection is now initialized.
-	p, _ := rpc.EncodeRequest(rpc.NewInitialize(creds))
-	require.NoError(t, rpc.WriteFrame(newer, p))
-	_, err := rpc.ReadFrame(newer, 0)
+	p, _ := enclavewire.EncodeRequest(enclavewire.NewInitialize(creds))
+	require.NoError(t, enclavewire.WriteFrame(newer, p))
+	_, err := enclavewire.ReadFrame(newer, 0)
 	require.NoError(t, err)
 	refused := dialRaw(t, addr)
 	closedWithin(t, refused, 5*time.Second)
 	require.EqualValues(t, 1, s.Stats().Refused)
 	for _, c := range sessions {
-		var gi rpc.GenerateAndImportResult
-		require.NoError(t, c.Call(rpc.NewGenerateAndImport(rpc.KeyEd25519), &gi), "an initialized session was disturbed")
+		var gi enclavewire.GenerateAndImportResult
+		require.NoError(t, c.Call(enclavewire.NewGenerateAndImport(enclavewire.KeyEd25519), &gi), "an initialized session was disturbed")
 	}
 }
 
@@ -226,8 +226,8 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 			fl := &flakyListener{Listener: ln, n: 6, err: &net.OpError{Op: "accept", Net: "tcp", Err: e}}
 			done := make(chan error, 1)
 			go func() { done <- s.Serve(fl) }()
-			c := rpctest.Dial(t, ln.Addr().String())
-			require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
+			c := wiretest.Dial(t, ln.Addr().String())
+			require.NoError(t, c.Call(enclavewire.NewInitialize(creds), nil))
 			require.EqualValues(t, 6, s.Stats().AcceptErrors)
 			require.Equal(t, 1, strings.Count(logs.String(), "accepting a connection failed"), "rate-limited: %s", logs.String())
 			select {

@@ -18,7 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -39,7 +39,7 @@ type Options struct {
 	// KMSDelay is slept around each Seal/Open call (load tests).
 	KMSDelay time.Duration
 	// MaxFrame bounds request frames; a larger announced length closes the
-	// connection. Default rpc.DefaultMaxFrame.
+	// connection. Default enclavewire.DefaultMaxFrame.
 	MaxFrame int
 	// Logger receives connection and request logs (never key material).
 	// Nil discards them.
@@ -105,7 +105,7 @@ func NewServer(opts Options) *Server {
 		opts.KMSTimeout = 30 * time.Second
 	}
 	if opts.MaxFrame <= 0 {
-		opts.MaxFrame = rpc.DefaultMaxFrame
+		opts.MaxFrame = enclavewire.DefaultMaxFrame
 	}
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = defaultMaxConns()
@@ -282,10 +282,10 @@ func (c *session) serve() {
 // handle runs one request and returns the encoded reply and the request's
 // method.
 func (c *session) handle(frame []byte, log *slog.Logger) ([]byte, string) {
-	req, err := rpc.DecodeRequest(frame)
+	req, err := enclavewire.DecodeRequest(frame)
 	if err != nil {
 		log.Info("bad request", "error", err.Error())
-		return encodeErr(rpc.NewError("deserialization error", err.Error())), ""
+		return encodeErr(enclavewire.NewError("deserialization error", err.Error())), ""
 	}
 	method := req.Method()
 	c.srv.stats.request(method)
@@ -298,31 +298,31 @@ func (c *session) handle(frame []byte, log *slog.Logger) ([]byte, string) {
 		return encodeErr(rerr), method
 	}
 	log.Debug("request", "method", method)
-	b, err := rpc.EncodeOk(ok)
+	b, err := enclavewire.EncodeOk(ok)
 	if err != nil {
-		return encodeErr(rpc.NewError("serialization error", err.Error())), method
+		return encodeErr(enclavewire.NewError("serialization error", err.Error())), method
 	}
 	return b, method
 }
 
-func encodeErr(e *rpc.RPCError) []byte {
-	b, err := rpc.EncodeErr(e)
+func encodeErr(e *enclavewire.RPCError) []byte {
+	b, err := enclavewire.EncodeErr(e)
 	if err != nil { // cannot happen for text messages
-		b, _ = rpc.EncodeErr(rpc.NewError("internal error"))
+		b, _ = enclavewire.EncodeErr(enclavewire.NewError("internal error"))
 	}
 	return b
 }
 
 // Error messages follow the Rust enclave's Display texts.
 var (
-	errUninitialized      = rpc.NewError("uninitialized")
-	errAlreadyInitialized = rpc.NewError("already initialized")
-	errInvalidHandle      = rpc.NewError("signer error", "invalid handle")
-	errPopUnsupported     = rpc.NewError("signer error", "Proof of possession is not supported")
-	errSigningVersion     = rpc.NewError("signer error", "invalid signing version")
+	errUninitialized      = enclavewire.NewError("uninitialized")
+	errAlreadyInitialized = enclavewire.NewError("already initialized")
+	errInvalidHandle      = enclavewire.NewError("signer error", "invalid handle")
+	errPopUnsupported     = enclavewire.NewError("signer error", "Proof of possession is not supported")
+	errSigningVersion     = enclavewire.NewError("signer error", "invalid signing version")
 )
 
-func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
+func (c *session) dispatch(req *enclavewire.Request) (any, *enclavewire.RPCError) {
 	if req.Initialize != nil || req.InitializeAWS != nil {
 		// Only this session's goroutine initializes; the lock is for
 		// Sessions(), and is not held across the KMS provider's calls.
@@ -340,7 +340,7 @@ func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 		// The session's KMS comes from the Confidential Space payload; in
 		// Nitro mode only the static stand-ins run (main refuses --kms gcp
 		// with --mode nitro), and they ignore it.
-		var creds rpc.Credentials
+		var creds enclavewire.Credentials
 		if req.Initialize != nil {
 			creds = *req.Initialize
 		}
@@ -368,17 +368,17 @@ func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 		if err != nil {
 			return nil, err
 		}
-		pkw, _ := rpc.TaggedFromPublicKey(k.pk)
-		return rpc.ImportResult{PublicKey: pkw, Handle: c.add(k)}, nil
+		pkw, _ := enclavewire.TaggedFromPublicKey(k.pk)
+		return enclavewire.ImportResult{PublicKey: pkw, Handle: c.add(k)}, nil
 
 	case req.ImportUnencrypted != nil:
 		t, err := req.ImportUnencrypted.Tagged()
 		if err != nil {
-			return nil, rpc.NewError("deserialization error", err.Error())
+			return nil, enclavewire.NewError("deserialization error", err.Error())
 		}
 		sk, perr := t.PrivateKey() // copies; the request is zeroed by handle
 		if perr != nil {
-			return nil, rpc.NewError("deserialization error", perr.Error())
+			return nil, enclavewire.NewError("deserialization error", perr.Error())
 		}
 		return c.sealAndMaybeAdd(sk, true)
 
@@ -389,11 +389,11 @@ func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 		}
 		kt, err := name.Tezos()
 		if err != nil {
-			return nil, rpc.NewError("deserialization error", err.Error())
+			return nil, enclavewire.NewError("deserialization error", err.Error())
 		}
 		sk, err := tezos.GeneratePrivateKey(kt, nil)
 		if err != nil {
-			return nil, rpc.NewError("signer error", "key generation failed")
+			return nil, enclavewire.NewError("signer error", "key generation failed")
 		}
 		return c.sealAndMaybeAdd(sk, req.GenerateAndImport != nil)
 
@@ -417,7 +417,7 @@ func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 		if !ok {
 			return nil, errInvalidHandle
 		}
-		pkw, _ := rpc.TaggedFromPublicKey(k.pk)
+		pkw, _ := enclavewire.TaggedFromPublicKey(k.pk)
 		return pkw, nil
 
 	case req.PublicKeyFrom != nil:
@@ -426,7 +426,7 @@ func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 			return nil, err
 		}
 		k.sk.Zero()
-		pkw, _ := rpc.TaggedFromPublicKey(k.pk)
+		pkw, _ := enclavewire.TaggedFromPublicKey(k.pk)
 		return pkw, nil
 
 	case req.ProvePossession != nil:
@@ -439,37 +439,37 @@ func (c *session) dispatch(req *rpc.Request) (any, *rpc.RPCError) {
 		}
 		proof, err := k.sk.ProvePossession()
 		if err != nil {
-			return nil, rpc.NewError("signer error", "BLST error")
+			return nil, enclavewire.NewError("signer error", "BLST error")
 		}
-		t, _ := rpc.TaggedFromSignature(proof)
+		t, _ := enclavewire.TaggedFromSignature(proof)
 		return t, nil
 	}
-	return nil, rpc.NewError("deserialization error", "unknown request")
+	return nil, enclavewire.NewError("deserialization error", "unknown request")
 }
 
 // checkInitialize accepts the Initialize payload of the server's platform
 // only, with every field the enclave needs present.
-func (s *Server) checkInitialize(req *rpc.Request) *rpc.RPCError {
+func (s *Server) checkInitialize(req *enclavewire.Request) *enclavewire.RPCError {
 	if s.opts.Mode == ModeNitro {
 		a := req.InitializeAWS
 		if a == nil {
-			return rpc.NewError("deserialization error", "invalid credentials: this enclave runs in AWS Nitro mode and expects AWS credentials")
+			return enclavewire.NewError("deserialization error", "invalid credentials: this enclave runs in AWS Nitro mode and expects AWS credentials")
 		}
 		if a.AccessKeyID == "" || a.SecretAccessKey == "" || a.EncryptionKeyID == "" || a.Region == "" {
-			return rpc.NewError("encryption error", "invalid credentials: access_key_id, secret_access_key, encryption_key_id and region are required")
+			return enclavewire.NewError("encryption error", "invalid credentials: access_key_id, secret_access_key, encryption_key_id and region are required")
 		}
 		return nil
 	}
 	if req.Initialize == nil {
-		return rpc.NewError("deserialization error", "invalid credentials: this enclave runs in Confidential Space mode and expects wip_provider_path and encryption_key_path")
+		return enclavewire.NewError("deserialization error", "invalid credentials: this enclave runs in Confidential Space mode and expects wip_provider_path and encryption_key_path")
 	}
 	if req.Initialize.WIPProviderPath == "" || req.Initialize.EncryptionKeyPath == "" {
-		return rpc.NewError("encryption error", "invalid credentials: wip_provider_path and encryption_key_path are required")
+		return enclavewire.NewError("encryption error", "invalid credentials: wip_provider_path and encryption_key_path are required")
 	}
 	return nil
 }
 
-func sign(sk tezos.PrivateKey, msg []byte, version *uint8) (any, *rpc.RPCError) {
+func sign(sk tezos.PrivateKey, msg []byte, version *uint8) (any, *enclavewire.RPCError) {
 	v := tezos.SignVersionLatest
 	if version != nil {
 		v = *version
@@ -479,11 +479,11 @@ func sign(sk tezos.PrivateKey, msg []byte, version *uint8) (any, *rpc.RPCError) 
 		return nil, errSigningVersion
 	}
 	if err != nil {
-		return nil, rpc.NewError("signer error", "signature error")
+		return nil, enclavewire.NewError("signer error", "signature error")
 	}
-	t, terr := rpc.TaggedFromSignature(sig)
+	t, terr := enclavewire.TaggedFromSignature(sig)
 	if terr != nil {
-		return nil, rpc.NewError("signer error", "signature error")
+		return nil, enclavewire.NewError("signer error", "signature error")
 	}
 	return t, nil
 }
@@ -505,54 +505,54 @@ func (c *session) add(k loadedKey) uint64 {
 }
 
 // open unseals a blob into a key; the caller owns (and zeroes) k.sk.
-func (c *session) open(blob []byte) (loadedKey, *rpc.RPCError) {
+func (c *session) open(blob []byte) (loadedKey, *enclavewire.RPCError) {
 	c.kmsDelay()
 	c.srv.stats.kms.Add(1)
 	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.KMSTimeout)
 	plain, err := c.kms.Open(ctx, blob)
 	cancel()
 	if err != nil {
-		return loadedKey{}, rpc.NewError("encryption error", err.Error())
+		return loadedKey{}, enclavewire.NewError("encryption error", err.Error())
 	}
 	defer clear(plain)
-	t, err := rpc.UnmarshalPrivateKey(plain)
+	t, err := enclavewire.UnmarshalPrivateKey(plain)
 	if err != nil {
-		return loadedKey{}, rpc.NewError("deserialization error", "sealed blob does not hold a private key")
+		return loadedKey{}, enclavewire.NewError("deserialization error", "sealed blob does not hold a private key")
 	}
 	sk, err := t.PrivateKey()
 	clear(t.Bytes)
 	if err != nil {
-		return loadedKey{}, rpc.NewError("deserialization error", err.Error())
+		return loadedKey{}, enclavewire.NewError("deserialization error", err.Error())
 	}
 	return newLoaded(sk)
 }
 
-func newLoaded(sk tezos.PrivateKey) (loadedKey, *rpc.RPCError) {
+func newLoaded(sk tezos.PrivateKey) (loadedKey, *enclavewire.RPCError) {
 	pk, err := sk.Public()
 	if err != nil {
 		sk.Zero()
-		return loadedKey{}, rpc.NewError("signer error", "invalid private key")
+		return loadedKey{}, enclavewire.NewError("signer error", "invalid private key")
 	}
 	return loadedKey{sk: sk, pk: pk, pkh: pk.Hash()}, nil
 }
 
 // sealAndMaybeAdd seals sk; with add it also loads it and returns a
 // GenerateAndImportResult, else a GenerateResult (and zeroes sk).
-func (c *session) sealAndMaybeAdd(sk tezos.PrivateKey, add bool) (any, *rpc.RPCError) {
+func (c *session) sealAndMaybeAdd(sk tezos.PrivateKey, add bool) (any, *enclavewire.RPCError) {
 	k, rerr := newLoaded(sk)
 	if rerr != nil {
 		return nil, rerr
 	}
-	w, err := rpc.NewPrivateKey(sk)
+	w, err := enclavewire.NewPrivateKey(sk)
 	if err != nil {
 		sk.Zero()
-		return nil, rpc.NewError("serialization error", err.Error())
+		return nil, enclavewire.NewError("serialization error", err.Error())
 	}
-	plain, err := rpc.MarshalPrivateKey(w)
+	plain, err := enclavewire.MarshalPrivateKey(w)
 	w.Zero()
 	if err != nil {
 		sk.Zero()
-		return nil, rpc.NewError("serialization error", err.Error())
+		return nil, enclavewire.NewError("serialization error", err.Error())
 	}
 	c.kmsDelay()
 	c.srv.stats.kms.Add(1)
@@ -562,14 +562,14 @@ func (c *session) sealAndMaybeAdd(sk tezos.PrivateKey, add bool) (any, *rpc.RPCE
 	clear(plain)
 	if err != nil {
 		sk.Zero()
-		return nil, rpc.NewError("encryption error", err.Error())
+		return nil, enclavewire.NewError("encryption error", err.Error())
 	}
-	pkw, _ := rpc.TaggedFromPublicKey(k.pk)
+	pkw, _ := enclavewire.TaggedFromPublicKey(k.pk)
 	if !add {
 		sk.Zero()
-		return rpc.GenerateResult{EncryptedPrivateKey: blob, PublicKey: pkw}, nil
+		return enclavewire.GenerateResult{EncryptedPrivateKey: blob, PublicKey: pkw}, nil
 	}
-	return rpc.GenerateAndImportResult{EncryptedPrivateKey: blob, PublicKey: pkw, Handle: c.add(k)}, nil
+	return enclavewire.GenerateAndImportResult{EncryptedPrivateKey: blob, PublicKey: pkw, Handle: c.add(k)}, nil
 }
 
 func (c *session) kmsDelay() {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc/rpctest"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -33,26 +33,26 @@ func start(t *testing.T, opts Options) (*Server, string) {
 	return s, l.Addr().String()
 }
 
-var creds = rpc.Credentials{WIPProviderPath: "projects/1/locations/global/workloadIdentityPools/p/providers/q", EncryptionKeyPath: "projects/p/locations/global/keyRings/r/cryptoKeys/k"}
+var creds = enclavewire.Credentials{WIPProviderPath: "projects/1/locations/global/workloadIdentityPools/p/providers/q", EncryptionKeyPath: "projects/p/locations/global/keyRings/r/cryptoKeys/k"}
 
 func TestSessionLifecycle(t *testing.T) {
 	_, addr := start(t, Options{})
-	c := rpctest.Dial(t, addr)
+	c := wiretest.Dial(t, addr)
 
-	var gr rpc.GenerateResult
-	require.EqualError(t, c.Call(rpc.NewGenerate(rpc.KeyEd25519), &gr), "uninitialized")
-	require.EqualError(t, c.Call(rpc.NewInitialize(rpc.Credentials{}), nil), "encryption error: invalid credentials: wip_provider_path and encryption_key_path are required")
-	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
-	require.EqualError(t, c.Call(rpc.NewInitialize(creds), nil), "already initialized")
+	var gr enclavewire.GenerateResult
+	require.EqualError(t, c.Call(enclavewire.NewGenerate(enclavewire.KeyEd25519), &gr), "uninitialized")
+	require.EqualError(t, c.Call(enclavewire.NewInitialize(enclavewire.Credentials{}), nil), "encryption error: invalid credentials: wip_provider_path and encryption_key_path are required")
+	require.NoError(t, c.Call(enclavewire.NewInitialize(creds), nil))
+	require.EqualError(t, c.Call(enclavewire.NewInitialize(creds), nil), "already initialized")
 
 	// Handles are per connection: a second connection starts empty.
-	var gi rpc.GenerateAndImportResult
-	require.NoError(t, c.Call(rpc.NewGenerateAndImport(rpc.KeyEd25519), &gi))
+	var gi enclavewire.GenerateAndImportResult
+	require.NoError(t, c.Call(enclavewire.NewGenerateAndImport(enclavewire.KeyEd25519), &gi))
 	require.Equal(t, uint64(0), gi.Handle)
-	c2 := rpctest.Dial(t, addr)
-	require.NoError(t, c2.Call(rpc.NewInitialize(creds), nil))
-	var tg rpc.Tagged
-	err := c2.Call(rpc.NewSign(0, []byte("x"), 2), &tg)
+	c2 := wiretest.Dial(t, addr)
+	require.NoError(t, c2.Call(enclavewire.NewInitialize(creds), nil))
+	var tg enclavewire.Tagged
+	err := c2.Call(enclavewire.NewSign(0, []byte("x"), 2), &tg)
 	require.EqualError(t, err, "signer error: invalid handle")
 }
 
@@ -66,59 +66,59 @@ func TestEveryRPC(t *testing.T) {
 				opts.KMS = k
 			}
 			_, addr := start(t, opts)
-			c := rpctest.Dial(t, addr)
-			require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
+			c := wiretest.Dial(t, addr)
+			require.NoError(t, c.Call(enclavewire.NewInitialize(creds), nil))
 			msg := []byte("\x03some operation bytes")
 			handle := uint64(0)
 
 			for _, kt := range tezos.KeyTypes {
-				rkt, err := rpc.KeyTypeFor(kt)
+				rkt, err := enclavewire.KeyTypeFor(kt)
 				require.NoError(t, err)
 
 				// Generate: sealed but not loaded.
-				var gr rpc.GenerateResult
-				require.NoError(t, c.Call(rpc.NewGenerate(rkt), &gr))
+				var gr enclavewire.GenerateResult
+				require.NoError(t, c.Call(enclavewire.NewGenerate(rkt), &gr))
 				pk, err := gr.PublicKey.PublicKeyOf(kt)
 				require.NoError(t, err)
 
 				// PublicKeyFrom the blob.
-				var pf rpc.Tagged
-				require.NoError(t, c.Call(rpc.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pf))
+				var pf enclavewire.Tagged
+				require.NoError(t, c.Call(enclavewire.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pf))
 				pk2, err := pf.PublicKeyOf(kt)
 				require.NoError(t, err)
 				require.True(t, pk.Equal(pk2))
 
 				// SignWith, with and without version.
-				var sw rpc.Tagged
-				require.NoError(t, c.Call(rpc.NewSignWith(gr.EncryptedPrivateKey, msg, 2), &sw))
+				var sw enclavewire.Tagged
+				require.NoError(t, c.Call(enclavewire.NewSignWith(gr.EncryptedPrivateKey, msg, 2), &sw))
 				sig, err := sw.Signature(kt)
 				require.NoError(t, err)
 				require.NoError(t, pk.Verify(msg, sig, 2))
-				noVersion := &rpc.Request{SignWith: &rpc.SignWithRequest{EncryptedPrivateKey: gr.EncryptedPrivateKey, Message: msg}}
+				noVersion := &enclavewire.Request{SignWith: &enclavewire.SignWithRequest{EncryptedPrivateKey: gr.EncryptedPrivateKey, Message: msg}}
 				require.NoError(t, c.Call(noVersion, &sw))
 				sig, err = sw.Signature(kt)
 				require.NoError(t, err)
 				require.NoError(t, pk.Verify(msg, sig, tezos.SignVersionLatest))
 
 				// Import the blob, then Sign and PublicKey by handle.
-				var ir rpc.ImportResult
-				require.NoError(t, c.Call(rpc.NewImport(gr.EncryptedPrivateKey), &ir))
+				var ir enclavewire.ImportResult
+				require.NoError(t, c.Call(enclavewire.NewImport(gr.EncryptedPrivateKey), &ir))
 				require.Equal(t, handle, ir.Handle)
 				handle++
-				var st rpc.Tagged
-				require.NoError(t, c.Call(rpc.NewSign(ir.Handle, msg, 2), &st))
+				var st enclavewire.Tagged
+				require.NoError(t, c.Call(enclavewire.NewSign(ir.Handle, msg, 2), &st))
 				sig, err = st.Signature(kt)
 				require.NoError(t, err)
 				require.NoError(t, pk.Verify(msg, sig, 2))
-				var pt rpc.Tagged
-				require.NoError(t, c.Call(rpc.NewPublicKey(ir.Handle), &pt))
+				var pt enclavewire.Tagged
+				require.NoError(t, c.Call(enclavewire.NewPublicKey(ir.Handle), &pt))
 				pk3, err := pt.PublicKeyOf(kt)
 				require.NoError(t, err)
 				require.True(t, pk.Equal(pk3))
 
 				// GenerateAndImport.
-				var gi rpc.GenerateAndImportResult
-				require.NoError(t, c.Call(rpc.NewGenerateAndImport(rkt), &gi))
+				var gi enclavewire.GenerateAndImportResult
+				require.NoError(t, c.Call(enclavewire.NewGenerateAndImport(rkt), &gi))
 				require.Equal(t, handle, gi.Handle)
 				handle++
 
@@ -127,10 +127,10 @@ func TestEveryRPC(t *testing.T) {
 				require.NoError(t, err)
 				wantPK, err := sk.Public()
 				require.NoError(t, err)
-				w, err := rpc.NewPrivateKey(sk)
+				w, err := enclavewire.NewPrivateKey(sk)
 				require.NoError(t, err)
-				var iu rpc.GenerateAndImportResult
-				require.NoError(t, c.Call(rpc.NewImportUnencrypted(w), &iu))
+				var iu enclavewire.GenerateAndImportResult
+				require.NoError(t, c.Call(enclavewire.NewImportUnencrypted(w), &iu))
 				w.Zero()
 				require.Equal(t, handle, iu.Handle)
 				handle++
@@ -142,8 +142,8 @@ func TestEveryRPC(t *testing.T) {
 				}
 
 				// ProvePossession: BLS only.
-				var pp rpc.Tagged
-				err = c.Call(rpc.NewProvePossession(iu.Handle), &pp)
+				var pp enclavewire.Tagged
+				err = c.Call(enclavewire.NewProvePossession(iu.Handle), &pp)
 				if kt == tezos.BLS {
 					require.NoError(t, err)
 					proof, err := pp.Signature(tezos.BLS)
@@ -151,21 +151,21 @@ func TestEveryRPC(t *testing.T) {
 					require.NoError(t, wantPK.VerifyPossession(proof))
 					// BLS versions: 0 refused, 1, 2, 255 verify.
 					for _, v := range []uint8{1, 2, 255} {
-						require.NoError(t, c.Call(rpc.NewSign(iu.Handle, msg, v), &st))
+						require.NoError(t, c.Call(enclavewire.NewSign(iu.Handle, msg, v), &st))
 						sig, err := st.Signature(tezos.BLS)
 						require.NoError(t, err)
 						require.NoError(t, wantPK.Verify(msg, sig, v), "version %d", v)
 					}
-					require.EqualError(t, c.Call(rpc.NewSign(iu.Handle, msg, 0), &st), "signer error: invalid signing version")
+					require.EqualError(t, c.Call(enclavewire.NewSign(iu.Handle, msg, 0), &st), "signer error: invalid signing version")
 				} else {
 					require.EqualError(t, err, "signer error: Proof of possession is not supported")
 				}
 			}
 
-			require.EqualError(t, c.Call(rpc.NewPublicKey(999), &rpc.Tagged{}), "signer error: invalid handle")
-			var ir rpc.ImportResult
-			err := c.Call(rpc.NewImport([]byte{1, 2, 3}), &ir)
-			var re *rpc.RPCError
+			require.EqualError(t, c.Call(enclavewire.NewPublicKey(999), &enclavewire.Tagged{}), "signer error: invalid handle")
+			var ir enclavewire.ImportResult
+			err := c.Call(enclavewire.NewImport([]byte{1, 2, 3}), &ir)
+			var re *enclavewire.RPCError
 			require.ErrorAs(t, err, &re)
 		})
 	}
@@ -214,21 +214,21 @@ func TestTamperedBlobOverRPC(t *testing.T) {
 	k, err := NewLocalKMS(filepath.Join(t.TempDir(), "kms.key"))
 	require.NoError(t, err)
 	_, addr := start(t, Options{KMS: k})
-	c := rpctest.Dial(t, addr)
-	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
-	var gr rpc.GenerateResult
-	require.NoError(t, c.Call(rpc.NewGenerate(rpc.KeyBLS), &gr))
+	c := wiretest.Dial(t, addr)
+	require.NoError(t, c.Call(enclavewire.NewInitialize(creds), nil))
+	var gr enclavewire.GenerateResult
+	require.NoError(t, c.Call(enclavewire.NewGenerate(enclavewire.KeyBLS), &gr))
 	gr.EncryptedPrivateKey[len(gr.EncryptedPrivateKey)-1] ^= 0x80
-	var ir rpc.ImportResult
-	err = c.Call(rpc.NewImport(gr.EncryptedPrivateKey), &ir)
+	var ir enclavewire.ImportResult
+	err = c.Call(enclavewire.NewImport(gr.EncryptedPrivateKey), &ir)
 	require.EqualError(t, err, "encryption error: "+ErrOpen.Error())
 	// The connection still works.
-	require.NoError(t, c.Call(rpc.NewGenerate(rpc.KeyBLS), &gr))
+	require.NoError(t, c.Call(enclavewire.NewGenerate(enclavewire.KeyBLS), &gr))
 }
 
 func TestOversizedFrameClosesConnection(t *testing.T) {
 	_, addr := start(t, Options{MaxFrame: 1024})
-	c := rpctest.Dial(t, addr)
+	c := wiretest.Dial(t, addr)
 	var hdr [4]byte
 	binary.BigEndian.PutUint32(hdr[:], 0xfffffff0)
 	_, err := c.Conn.Write(hdr[:])
@@ -245,12 +245,12 @@ func isReset(err error) bool {
 
 func TestGarbageRequestGetsError(t *testing.T) {
 	_, addr := start(t, Options{})
-	c := rpctest.Dial(t, addr)
-	require.NoError(t, rpc.WriteFrame(c.Conn, []byte{0xff, 0x00, 0x13}))
-	frame, err := rpc.ReadFrame(c.Conn, 0)
+	c := wiretest.Dial(t, addr)
+	require.NoError(t, enclavewire.WriteFrame(c.Conn, []byte{0xff, 0x00, 0x13}))
+	frame, err := enclavewire.ReadFrame(c.Conn, 0)
 	require.NoError(t, err)
-	err = rpc.DecodeReply(frame, nil)
-	var re *rpc.RPCError
+	err = enclavewire.DecodeReply(frame, nil)
+	var re *enclavewire.RPCError
 	require.ErrorAs(t, err, &re)
 	require.Equal(t, "deserialization error", re.Message)
 }
@@ -264,8 +264,8 @@ func TestReplyDelayDoesNotBlockOthers(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := rpctest.Dial(t, addr)
-			_ = c.Call(rpc.NewInitialize(creds), nil)
+			c := wiretest.Dial(t, addr)
+			_ = c.Call(enclavewire.NewInitialize(creds), nil)
 		}()
 	}
 	wg.Wait()
@@ -276,10 +276,10 @@ func TestReplyDelayDoesNotBlockOthers(t *testing.T) {
 
 func TestSessionsAndClose(t *testing.T) {
 	s, addr := start(t, Options{})
-	c := rpctest.Dial(t, addr)
-	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
-	var gi rpc.GenerateAndImportResult
-	require.NoError(t, c.Call(rpc.NewGenerateAndImport(rpc.KeySecp256k1), &gi))
+	c := wiretest.Dial(t, addr)
+	require.NoError(t, c.Call(enclavewire.NewInitialize(creds), nil))
+	var gi enclavewire.GenerateAndImportResult
+	require.NoError(t, c.Call(enclavewire.NewGenerateAndImport(enclavewire.KeySecp256k1), &gi))
 	pk, err := gi.PublicKey.PublicKeyOf(tezos.Secp256k1)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {

@@ -3,7 +3,7 @@ package mockenclave
 import (
 	"context"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 )
 
 // SessionKMS seals and opens the key blobs of one session (one connection).
@@ -25,14 +25,14 @@ type SessionKMS interface {
 // error fails that Initialize (the session stays uninitialized and may try
 // again); its text is sent to the client, so it must hold no secret.
 type KMSProvider interface {
-	ForSession(ctx context.Context, creds rpc.Credentials) (SessionKMS, error)
+	ForSession(ctx context.Context, creds enclavewire.Credentials) (SessionKMS, error)
 }
 
 // KMSProviderFunc adapts a function to KMSProvider.
-type KMSProviderFunc func(ctx context.Context, creds rpc.Credentials) (SessionKMS, error)
+type KMSProviderFunc func(ctx context.Context, creds enclavewire.Credentials) (SessionKMS, error)
 
 // ForSession calls f.
-func (f KMSProviderFunc) ForSession(ctx context.Context, creds rpc.Credentials) (SessionKMS, error) {
+func (f KMSProviderFunc) ForSession(ctx context.Context, creds enclavewire.Credentials) (SessionKMS, error) {
 	return f(ctx, creds)
 }
 
@@ -41,7 +41,7 @@ func (f KMSProviderFunc) ForSession(ctx context.Context, creds rpc.Credentials) 
 type StaticKMS struct{ KMS KMS }
 
 // ForSession returns the shared KMS.
-func (s StaticKMS) ForSession(context.Context, rpc.Credentials) (SessionKMS, error) {
+func (s StaticKMS) ForSession(context.Context, enclavewire.Credentials) (SessionKMS, error) {
 	return staticSession{s.KMS}, nil
 }
 
@@ -55,12 +55,12 @@ func (staticSession) Close() error                                          { re
 
 // sessionKMS asks the provider for the session's KMS, bounded by
 // KMSTimeout and by the server's life.
-func (c *session) sessionKMS(creds rpc.Credentials) (SessionKMS, *rpc.RPCError) {
+func (c *session) sessionKMS(creds enclavewire.Credentials) (SessionKMS, *enclavewire.RPCError) {
 	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.KMSTimeout)
 	defer cancel()
 	kms, err := c.srv.opts.KMSProvider.ForSession(ctx, creds)
 	if err != nil {
-		return nil, rpc.NewError("encryption error", err.Error())
+		return nil, enclavewire.NewError("encryption error", err.Error())
 	}
 	return kms, nil
 }

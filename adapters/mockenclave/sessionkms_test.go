@@ -9,14 +9,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc/rpctest"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
 )
 
 // recordingKMS is a per-session KMS that remembers which credentials it was
 // made for and whether it was closed.
 type recordingKMS struct {
-	creds  rpc.Credentials
+	creds  enclavewire.Credentials
 	mu     sync.Mutex
 	closed bool
 	seals  int
@@ -51,7 +51,7 @@ func TestKMSProviderPerSession(t *testing.T) {
 	var mu sync.Mutex
 	var made []*recordingKMS
 	refuse := true
-	provider := KMSProviderFunc(func(ctx context.Context, c rpc.Credentials) (SessionKMS, error) {
+	provider := KMSProviderFunc(func(ctx context.Context, c enclavewire.Credentials) (SessionKMS, error) {
 		if _, ok := ctx.Deadline(); !ok {
 			return nil, errors.New("no deadline on ForSession")
 		}
@@ -68,22 +68,22 @@ func TestKMSProviderPerSession(t *testing.T) {
 	_, addr := start(t, Options{KMSProvider: provider, KMS: PassthroughKMS{}})
 
 	// A refused Initialize leaves the session uninitialized; it may retry.
-	c := rpctest.Dial(t, addr)
-	require.EqualError(t, c.Call(rpc.NewInitialize(creds), nil), "encryption error: token exchange refused")
-	var gr rpc.GenerateResult
-	require.EqualError(t, c.Call(rpc.NewGenerate(rpc.KeyEd25519), &gr), "uninitialized")
-	require.NoError(t, c.Call(rpc.NewInitialize(creds), nil))
-	require.NoError(t, c.Call(rpc.NewGenerate(rpc.KeyEd25519), &gr))
+	c := wiretest.Dial(t, addr)
+	require.EqualError(t, c.Call(enclavewire.NewInitialize(creds), nil), "encryption error: token exchange refused")
+	var gr enclavewire.GenerateResult
+	require.EqualError(t, c.Call(enclavewire.NewGenerate(enclavewire.KeyEd25519), &gr), "uninitialized")
+	require.NoError(t, c.Call(enclavewire.NewInitialize(creds), nil))
+	require.NoError(t, c.Call(enclavewire.NewGenerate(enclavewire.KeyEd25519), &gr))
 
 	// Another session with another key gets its own KMS: the first
 	// session's blob does not open there, but does in the first.
 	other := creds
 	other.EncryptionKeyPath = "projects/p/locations/global/keyRings/r/cryptoKeys/other"
-	c2 := rpctest.Dial(t, addr)
-	require.NoError(t, c2.Call(rpc.NewInitialize(other), nil))
-	var pk rpc.Tagged
-	require.ErrorContains(t, c2.Call(rpc.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pk), "sealed under another key")
-	require.NoError(t, c.Call(rpc.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pk))
+	c2 := wiretest.Dial(t, addr)
+	require.NoError(t, c2.Call(enclavewire.NewInitialize(other), nil))
+	var pk enclavewire.Tagged
+	require.ErrorContains(t, c2.Call(enclavewire.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pk), "sealed under another key")
+	require.NoError(t, c.Call(enclavewire.NewPublicKeyFrom(gr.EncryptedPrivateKey), &pk))
 
 	mu.Lock()
 	require.Len(t, made, 2)

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain/attestation"
 )
 
@@ -27,7 +27,7 @@ type ClientConfig struct {
 	Key      ClientKey // the daemon's identity
 	Verifier Verifier
 	// MaxReplyBytes bounds the AttestationToken reply (default
-	// rpc.DefaultMaxFrame).
+	// enclavewire.DefaultMaxFrame).
 	MaxReplyBytes int
 	Log           *slog.Logger
 }
@@ -48,7 +48,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("attested channel: no token verifier")
 	}
 	if cfg.MaxReplyBytes <= 0 {
-		cfg.MaxReplyBytes = rpc.DefaultMaxFrame
+		cfg.MaxReplyBytes = enclavewire.DefaultMaxFrame
 	}
 	c := &Client{cfg: cfg, log: cfg.Log}
 	if c.log == nil {
@@ -194,15 +194,15 @@ func (c *Conn) Refresh(ctx context.Context) error {
 		_ = c.tc.SetDeadline(dl)
 		defer func() { _ = c.tc.SetDeadline(time.Time{}) }()
 	}
-	if err := rpc.WriteFrame(c, attestationTokenRequest); err != nil {
+	if err := enclavewire.WriteFrame(c, attestationTokenRequest); err != nil {
 		return c.fail(fmt.Errorf("attestation token refresh: %w", err))
 	}
-	payload, err := rpc.ReadFrame(c.tc, c.client.cfg.MaxReplyBytes)
+	payload, err := enclavewire.ReadFrame(c.tc, c.client.cfg.MaxReplyBytes)
 	if err != nil {
 		return c.fail(fmt.Errorf("attestation token refresh: %w", c.wrap(err)))
 	}
 	tok, err := DecodeAttestationTokenReply(payload)
-	var rerr *rpc.RPCError
+	var rerr *enclavewire.RPCError
 	if errors.As(err, &rerr) {
 		c.mu.Lock()
 		c.refreshAt = attestation.RetryAt(time.Now(), c.until)

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 )
 
 // TokenOID identifies the certificate extension that carries the enclave's
@@ -72,8 +72,8 @@ func AttestationTokenRequest() []byte { return bytes.Clone(attestationTokenReque
 
 // IsAttestationTokenRequest reports whether payload is an AttestationToken
 // request. It compares bytes (no decoding), so a server can ask it of every
-// frame before rpc.DecodeRequest at no cost; any other encoding is left to
-// rpc.DecodeRequest, which refuses it as an unknown call.
+// frame before enclavewire.DecodeRequest at no cost; any other encoding is left to
+// enclavewire.DecodeRequest, which refuses it as an unknown call.
 func IsAttestationTokenRequest(payload []byte) bool {
 	return bytes.Equal(payload, attestationTokenRequest)
 }
@@ -85,23 +85,23 @@ type AttestationTokenResult struct {
 
 // EncodeAttestationTokenReply encodes the reply carrying token.
 func EncodeAttestationTokenReply(token string) ([]byte, error) {
-	return rpc.EncodeOk(AttestationTokenResult{Token: token})
+	return enclavewire.EncodeOk(AttestationTokenResult{Token: token})
 }
 
-// DecodeAttestationTokenReply decodes a reply: the token, a *rpc.RPCError
-// for an {"Err": …} reply, or an error wrapping rpc.ErrMalformed.
+// DecodeAttestationTokenReply decodes a reply: the token, a *enclavewire.RPCError
+// for an {"Err": …} reply, or an error wrapping enclavewire.ErrMalformed.
 func DecodeAttestationTokenReply(payload []byte) (string, error) {
 	var r AttestationTokenResult
-	if err := rpc.DecodeReply(payload, &r); err != nil {
+	if err := enclavewire.DecodeReply(payload, &r); err != nil {
 		return "", err
 	}
 	switch {
 	case r.Token == "":
-		return "", fmt.Errorf("%w: AttestationToken reply: empty token", rpc.ErrMalformed)
+		return "", fmt.Errorf("%w: AttestationToken reply: empty token", enclavewire.ErrMalformed)
 	case len(r.Token) > maxToken:
-		return "", fmt.Errorf("%w: AttestationToken reply: token of %d bytes", rpc.ErrMalformed, len(r.Token))
+		return "", fmt.Errorf("%w: AttestationToken reply: token of %d bytes", enclavewire.ErrMalformed, len(r.Token))
 	case !utf8.ValidString(r.Token):
-		return "", fmt.Errorf("%w: AttestationToken reply: token is not UTF-8", rpc.ErrMalformed)
+		return "", fmt.Errorf("%w: AttestationToken reply: token is not UTF-8", enclavewire.ErrMalformed)
 	}
 	return r.Token, nil
 }
@@ -118,7 +118,7 @@ func HandlePlainFrame(payload []byte) ([]byte, bool) {
 	if !IsAttestationTokenRequest(payload) {
 		return nil, false
 	}
-	reply, err := rpc.EncodeErr(rpc.NewError(ErrPlainChannel))
+	reply, err := enclavewire.EncodeErr(enclavewire.NewError(ErrPlainChannel))
 	if err != nil {
 		panic(err) // a constant message; cannot fail
 	}

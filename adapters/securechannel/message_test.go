@@ -8,7 +8,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/securechannel"
 )
 
@@ -31,10 +31,10 @@ func TestAttestTokenRequestEncoding(t *testing.T) {
 	if !securechannel.IsAttestationTokenRequest(securechannel.AttestationTokenRequest()) {
 		t.Fatal("AttestationTokenRequest returned the package's own slice")
 	}
-	if _, err := rpc.DecodeRequest(securechannel.AttestationTokenRequest()); !errors.Is(err, rpc.ErrMalformed) {
-		t.Fatalf("rpc.DecodeRequest = %v", err)
+	if _, err := enclavewire.DecodeRequest(securechannel.AttestationTokenRequest()); !errors.Is(err, enclavewire.ErrMalformed) {
+		t.Fatalf("enclavewire.DecodeRequest = %v", err)
 	}
-	sign, _ := rpc.EncodeRequest(rpc.NewSign(1, []byte("m"), 2))
+	sign, _ := enclavewire.EncodeRequest(enclavewire.NewSign(1, []byte("m"), 2))
 	for _, p := range [][]byte{sign, nil, {0xa1, 0x70}, append(securechannel.AttestationTokenRequest(), 0)} {
 		if securechannel.IsAttestationTokenRequest(p) {
 			t.Errorf("% x recognized", p)
@@ -44,7 +44,7 @@ func TestAttestTokenRequestEncoding(t *testing.T) {
 		}
 	}
 	reply, ok := securechannel.HandlePlainFrame(securechannel.AttestationTokenRequest())
-	var rerr *rpc.RPCError
+	var rerr *enclavewire.RPCError
 	if _, err := securechannel.DecodeAttestationTokenReply(reply); !ok || !errors.As(err, &rerr) || rerr.Message != securechannel.ErrPlainChannel {
 		t.Fatalf("plain server: %v, %v", ok, err)
 	}
@@ -68,7 +68,7 @@ func TestAttestTokenReply(t *testing.T) {
 		"long token":    map[string]any{"Ok": map[string]any{"token": strings.Repeat("a", 64<<10+1)}},
 	} {
 		b, _ := cbor.Marshal(v)
-		if _, err := securechannel.DecodeAttestationTokenReply(b); !errors.Is(err, rpc.ErrMalformed) {
+		if _, err := securechannel.DecodeAttestationTokenReply(b); !errors.Is(err, enclavewire.ErrMalformed) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -79,7 +79,7 @@ func TestAttestTokenReply(t *testing.T) {
 func FuzzAttestTokenReply(f *testing.F) {
 	r, _ := securechannel.EncodeAttestationTokenReply("eyJ.eyJ.sig")
 	f.Add(r)
-	e, _ := rpc.EncodeErr(rpc.NewError("no token", "launcher down"))
+	e, _ := enclavewire.EncodeErr(enclavewire.NewError("no token", "launcher down"))
 	f.Add(e)
 	f.Add(securechannel.AttestationTokenRequest())
 	f.Fuzz(func(t *testing.T, b []byte) {

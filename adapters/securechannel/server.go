@@ -15,7 +15,7 @@ import (
 	"time"
 
 	adattest "github.com/sigil-signer/sigil/adapters/attestation"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain/attestation"
 )
 
@@ -159,7 +159,7 @@ func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) 
 }
 
 // HandleFrame answers an AttestationToken request (the session loop asks
-// it of every frame before rpc.DecodeRequest): the reply payload and true,
+// it of every frame before enclavewire.DecodeRequest): the reply payload and true,
 // or false for any other request. The reply carries the current token, or
 // an error when the enclave holds no valid one.
 func (s *Server) HandleFrame(payload []byte) ([]byte, bool) {
@@ -172,7 +172,7 @@ func (s *Server) HandleFrame(payload []byte) ([]byte, bool) {
 		reply, err = EncodeAttestationTokenReply(tok.Raw)
 	}
 	if err != nil {
-		reply, err = rpc.EncodeErr(rpc.NewError("AttestationToken", err.Error()))
+		reply, err = enclavewire.EncodeErr(enclavewire.NewError("AttestationToken", err.Error()))
 		if err != nil {
 			panic(err) // a text message; cannot fail
 		}

@@ -5,7 +5,7 @@ import (
 	"flag"
 	"log/slog"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/gcpkms"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 )
@@ -46,7 +46,7 @@ func (g *gcpFlags) provider(log *slog.Logger) (*gcpkms.Provider, mockenclave.KMS
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, mockenclave.KMSProviderFunc(func(ctx context.Context, c rpc.Credentials) (mockenclave.SessionKMS, error) {
+	return p, mockenclave.KMSProviderFunc(func(ctx context.Context, c enclavewire.Credentials) (mockenclave.SessionKMS, error) {
 		s, err := p.Session(ctx, c.WIPProviderPath, c.EncryptionKeyPath)
 		if err != nil {
 			return nil, err

@@ -12,8 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc/rpctest"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
 	"github.com/sigil-signer/sigil/adapters/gcpkms"
 	"github.com/sigil-signer/sigil/adapters/gcpkms/gcpkmstest"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -46,18 +46,18 @@ func TestRunGCP(t *testing.T) {
 	addr := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
 	go io.Copy(io.Discard, pr)
 
-	call := rpctest.Dial(t, addr).Call
-	require.NoError(t, call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: wip, EncryptionKeyPath: key}), nil))
-	var gi rpc.GenerateAndImportResult
-	require.NoError(t, call(rpc.NewGenerateAndImport(rpc.KeyNistP256), &gi))
+	call := wiretest.Dial(t, addr).Call
+	require.NoError(t, call(enclavewire.NewInitialize(enclavewire.Credentials{WIPProviderPath: wip, EncryptionKeyPath: key}), nil))
+	var gi enclavewire.GenerateAndImportResult
+	require.NoError(t, call(enclavewire.NewGenerateAndImport(enclavewire.KeyNistP256), &gi))
 	plain, err := kms.Unseal(key, gi.EncryptedPrivateKey)
 	require.NoError(t, err, "the blob is not Cloud KMS ciphertext under the session's key")
 	require.True(t, bytes.HasPrefix(plain, []byte("\xa1\x68NistP256\x58\x20")))
 	pk, err := gi.PublicKey.PublicKeyOf(tezos.P256)
 	require.NoError(t, err)
-	var sig rpc.Tagged
+	var sig enclavewire.Tagged
 	msg := []byte("\x03op")
-	require.NoError(t, call(rpc.NewSign(gi.Handle, msg, 2), &sig))
+	require.NoError(t, call(enclavewire.NewSign(gi.Handle, msg, 2), &sig))
 	s, err := sig.Signature(tezos.P256)
 	require.NoError(t, err)
 	require.NoError(t, pk.Verify(msg, s, 2))

@@ -12,8 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc/rpctest"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
 )
 
 func TestRunServesAndStops(t *testing.T) {
@@ -34,8 +34,8 @@ func TestRunServesAndStops(t *testing.T) {
 			addr := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
 			go io.Copy(io.Discard, pr)
 
-			c := rpctest.Dial(t, addr)
-			require.NoError(t, c.Call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"}), nil))
+			c := wiretest.Dial(t, addr)
+			require.NoError(t, c.Call(enclavewire.NewInitialize(enclavewire.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"}), nil))
 
 			cancel()
 			select {

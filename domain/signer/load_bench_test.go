@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -31,11 +31,11 @@ func sealKeys(tb testing.TB, kms mockenclave.KMS, n int) []ports.StoredKey {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		w, err := rpc.NewPrivateKey(sk)
+		w, err := enclavewire.NewPrivateKey(sk)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		plain, err := rpc.MarshalPrivateKey(w)
+		plain, err := enclavewire.MarshalPrivateKey(w)
 		w.Zero()
 		sk.Zero()
 		if err != nil {
@@ -82,27 +82,27 @@ func rawImportOnce(b *testing.B, addr string, stored []ports.StoredKey, conns in
 				return
 			}
 			defer nc.Close()
-			call := func(req *rpc.Request, out any) error {
-				payload, err := rpc.EncodeRequest(req)
+			call := func(req *enclavewire.Request, out any) error {
+				payload, err := enclavewire.EncodeRequest(req)
 				if err != nil {
 					return err
 				}
-				if err := rpc.WriteFrame(nc, payload); err != nil {
+				if err := enclavewire.WriteFrame(nc, payload); err != nil {
 					return err
 				}
-				frame, err := rpc.ReadFrame(nc, rpc.DefaultMaxFrame)
+				frame, err := enclavewire.ReadFrame(nc, enclavewire.DefaultMaxFrame)
 				if err != nil {
 					return err
 				}
-				return rpc.DecodeReply(frame, out)
+				return enclavewire.DecodeReply(frame, out)
 			}
-			if err := call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"}), nil); err != nil {
+			if err := call(enclavewire.NewInitialize(enclavewire.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"}), nil); err != nil {
 				errs <- err
 				return
 			}
 			for i := c; i < len(stored); i += conns {
-				var r rpc.ImportResult
-				if err := call(rpc.NewImport(stored[i].Blob), &r); err != nil {
+				var r enclavewire.ImportResult
+				if err := call(enclavewire.NewImport(stored[i].Blob), &r); err != nil {
 					errs <- err
 					return
 				}

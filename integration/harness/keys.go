@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
@@ -24,12 +24,12 @@ func SealKey(t testing.TB, kms mockenclave.KMS, st ports.KeyStore, kt tezos.KeyT
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := rpc.NewPrivateKey(sk)
+	w, err := enclavewire.NewPrivateKey(sk)
 	sk.Zero()
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := rpc.MarshalPrivateKey(w)
+	plain, err := enclavewire.MarshalPrivateKey(w)
 	w.Zero()
 	if err != nil {
 		t.Fatal(err)

@@ -30,8 +30,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/adapters/enclavetest"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/loadgen"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
@@ -396,10 +396,10 @@ func seal(t *testing.T, kms mockenclave.KMS, kt tezos.KeyType) (tezos.PublicKey,
 	require.NoError(t, err)
 	pk, err := sk.Public()
 	require.NoError(t, err)
-	w, err := rpc.NewPrivateKey(sk)
+	w, err := enclavewire.NewPrivateKey(sk)
 	sk.Zero()
 	require.NoError(t, err)
-	plain, err := rpc.MarshalPrivateKey(w)
+	plain, err := enclavewire.MarshalPrivateKey(w)
 	w.Zero()
 	require.NoError(t, err)
 	blob, err := kms.Seal(plain)

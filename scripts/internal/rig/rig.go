@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
@@ -142,11 +142,11 @@ func (r *Rig) MakeKeys(n int, types ...tezos.KeyType) error {
 			return err
 		}
 		pk, _ := sk.Public()
-		w, err := rpc.NewPrivateKey(sk)
+		w, err := enclavewire.NewPrivateKey(sk)
 		if err != nil {
 			return err
 		}
-		plain, err := rpc.MarshalPrivateKey(w)
+		plain, err := enclavewire.MarshalPrivateKey(w)
 		w.Zero()
 		sk.Zero()
 		if err != nil {

@@ -1,8 +1,8 @@
-// Package rpctest is a raw client of the enclave protocol for tests: one
+// Package wiretest is a raw client of the enclave protocol for tests: one
 // request and then its reply on a plain TCP connection, with no pool, retry
 // or session bookkeeping, so that a test sees exactly what an enclave
 // answers. A transport failure fails the test; an error reply is returned.
-package rpctest
+package wiretest
 
 import (
 	"net"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 )
 
 // ReplyTimeout bounds the wait for one reply.
@@ -36,15 +36,15 @@ func Dial(t testing.TB, addr string) *Client {
 
 // Call sends req and decodes the reply into out (nil: the reply's value is
 // not decoded). It returns the enclave's error reply, if any
-// (rpc.DecodeReply); encoding, writing or reading the frame within
+// (enclavewire.DecodeReply); encoding, writing or reading the frame within
 // ReplyTimeout must succeed or the test fails.
-func (c *Client) Call(req *rpc.Request, out any) error {
+func (c *Client) Call(req *enclavewire.Request, out any) error {
 	c.t.Helper()
-	b, err := rpc.EncodeRequest(req)
+	b, err := enclavewire.EncodeRequest(req)
 	require.NoError(c.t, err)
-	require.NoError(c.t, rpc.WriteFrame(c.Conn, b))
+	require.NoError(c.t, enclavewire.WriteFrame(c.Conn, b))
 	require.NoError(c.t, c.Conn.SetReadDeadline(time.Now().Add(ReplyTimeout)))
-	frame, err := rpc.ReadFrame(c.Conn, 0)
+	frame, err := enclavewire.ReadFrame(c.Conn, 0)
 	require.NoError(c.t, err)
-	return rpc.DecodeReply(frame, out)
+	return enclavewire.DecodeReply(frame, out)
 }

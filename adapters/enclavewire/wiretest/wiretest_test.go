@@ -1,4 +1,4 @@
-package rpctest
+package wiretest
 
 import (
 	"net"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 )
 
 // TestCall runs Call against a stub that answers its first request with Ok
@@ -15,7 +15,7 @@ func TestCall(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
-	got := make(chan *rpc.Request, 2)
+	got := make(chan *enclavewire.Request, 2)
 	go func() {
 		c, err := l.Accept()
 		if err != nil {
@@ -23,30 +23,30 @@ func TestCall(t *testing.T) {
 		}
 		defer c.Close()
 		for _, reply := range []func() ([]byte, error){
-			func() ([]byte, error) { return rpc.EncodeOk(nil) },
-			func() ([]byte, error) { return rpc.EncodeErr(&rpc.RPCError{Message: "uninitialized"}) },
+			func() ([]byte, error) { return enclavewire.EncodeOk(nil) },
+			func() ([]byte, error) { return enclavewire.EncodeErr(&enclavewire.RPCError{Message: "uninitialized"}) },
 		} {
-			frame, err := rpc.ReadFrame(c, 0)
+			frame, err := enclavewire.ReadFrame(c, 0)
 			if err != nil {
 				return
 			}
-			req, err := rpc.DecodeRequest(frame)
+			req, err := enclavewire.DecodeRequest(frame)
 			if err != nil {
 				return
 			}
 			got <- req
 			b, _ := reply()
-			if rpc.WriteFrame(c, b) != nil {
+			if enclavewire.WriteFrame(c, b) != nil {
 				return
 			}
 		}
 	}()
 
 	c := Dial(t, l.Addr().String())
-	init := rpc.NewInitialize(rpc.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"})
+	init := enclavewire.NewInitialize(enclavewire.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"})
 	require.NoError(t, c.Call(init, nil))
 	require.Equal(t, init, <-got)
-	gen := rpc.NewGenerate(rpc.KeyEd25519)
-	require.EqualError(t, c.Call(gen, &rpc.GenerateResult{}), "uninitialized")
+	gen := enclavewire.NewGenerate(enclavewire.KeyEd25519)
+	require.EqualError(t, c.Call(gen, &enclavewire.GenerateResult{}), "uninitialized")
 	require.Equal(t, gen, <-got)
 }

@@ -1,15 +1,17 @@
-// Package rpc is the wire protocol between Sigil and an enclave signer
-// (ECAD Labs' enclave-signer / tee-signer in Confidential Space or AWS
-// Nitro, or Sigil's mock enclave); the two platforms differ only in the
-// Initialize payload (Credentials, AWSCredentials): request and reply types, their CBOR encoding (byte-identical to
-// Signatory's Go client, decodable by the Rust enclave's serde/ciborium
-// types), the 4-byte big-endian length framing, and conversions to and from
-// the domain/tezos key types.
+// Package enclavewire is the wire protocol of the enclave signer, shared by
+// its clients (adapters/enclaverpc, for Confidential Space and AWS Nitro)
+// and its server (Sigil's enclave): the protocol of ECAD Labs'
+// enclave-signer (tee-signer), whose two platforms differ only in the
+// Initialize payload (Credentials, AWSCredentials). It holds the request and
+// reply types, their CBOR encoding (byte-identical to Signatory's Go client,
+// decodable by the Rust enclave's serde/ciborium types), the 4-byte
+// big-endian length framing, and conversions to and from the domain/tezos
+// key types.
 //
 // A request is a CBOR map with exactly one entry naming the call (serde's
 // externally tagged enum); a reply is {"Ok": value} or
 // {"Err": {"message": text, "source": Err-or-null}}.
-package rpc
+package enclavewire
 
 import (
 	"errors"
@@ -45,7 +47,7 @@ type Credentials struct {
 
 // GoString hides nothing secret but keeps %#v output short and stable.
 func (c Credentials) GoString() string {
-	return fmt.Sprintf("rpc.Credentials{WIPProviderPath:%q, EncryptionKeyPath:%q}", c.WIPProviderPath, c.EncryptionKeyPath)
+	return fmt.Sprintf("enclavewire.Credentials{WIPProviderPath:%q, EncryptionKeyPath:%q}", c.WIPProviderPath, c.EncryptionKeyPath)
 }
 
 // AWSCredentials is the AWS Nitro Initialize payload: the credentials the
@@ -63,7 +65,7 @@ type AWSCredentials struct {
 
 // String implements fmt.Stringer without revealing the secrets.
 func (c AWSCredentials) String() string {
-	return fmt.Sprintf("rpc.AWSCredentials{AccessKeyID:%q, SecretAccessKey:(redacted), SessionToken:%s, EncryptionKeyID:%q, Region:%q}",
+	return fmt.Sprintf("enclavewire.AWSCredentials{AccessKeyID:%q, SecretAccessKey:(redacted), SessionToken:%s, EncryptionKeyID:%q, Region:%q}",
 		c.AccessKeyID, map[bool]string{true: "(redacted)", false: "(none)"}[c.SessionToken != nil], c.EncryptionKeyID, c.Region)
 }
 
@@ -98,7 +100,7 @@ type PrivateKey struct {
 }
 
 // String implements fmt.Stringer without revealing the secret.
-func (*PrivateKey) String() string { return "rpc.PrivateKey(redacted)" }
+func (*PrivateKey) String() string { return "enclavewire.PrivateKey(redacted)" }
 
 // GoString implements fmt.GoStringer without revealing the secret.
 func (p *PrivateKey) GoString() string { return p.String() }
