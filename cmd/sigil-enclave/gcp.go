@@ -6,7 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
-	"github.com/sigil-signer/sigil/adapters/gcpkms"
+	"github.com/sigil-signer/sigil/adapters/kms/gcpkms"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 )
 

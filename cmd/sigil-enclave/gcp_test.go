@@ -14,8 +14,8 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
-	"github.com/sigil-signer/sigil/adapters/gcpkms"
-	"github.com/sigil-signer/sigil/adapters/gcpkms/gcpkmstest"
+	"github.com/sigil-signer/sigil/adapters/kms/gcpkms"
+	"github.com/sigil-signer/sigil/adapters/kms/gcpkms/gcpkmstest"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 

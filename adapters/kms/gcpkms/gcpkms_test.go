@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/sigil-signer/sigil/adapters/gcpkms"
-	"github.com/sigil-signer/sigil/adapters/gcpkms/gcpkmstest"
+	"github.com/sigil-signer/sigil/adapters/kms/gcpkms"
+	"github.com/sigil-signer/sigil/adapters/kms/gcpkms/gcpkmstest"
 )
 
 const (

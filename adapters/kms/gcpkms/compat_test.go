@@ -15,7 +15,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
-	"github.com/sigil-signer/sigil/adapters/gcpkms"
+	"github.com/sigil-signer/sigil/adapters/kms/gcpkms"
 	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )

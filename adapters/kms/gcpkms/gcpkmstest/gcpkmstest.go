@@ -1,5 +1,5 @@
 // Package gcpkmstest holds test fakes of the two Google services the Cloud
-// KMS port (adapters/gcpkms) talks to, listening on loopback: a Security
+// KMS port (adapters/kms/gcpkms) talks to, listening on loopback: a Security
 // Token Service (HTTP) that checks the token-exchange request (audience,
 // subject token type, the subject token itself) and issues short-lived
 // access tokens, and a Cloud KMS (a gRPC server implementing the generated

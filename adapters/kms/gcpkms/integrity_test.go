@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/gcpkms"
+	"github.com/sigil-signer/sigil/adapters/kms/gcpkms"
 )
 
 // fastRetry keeps the retry policy's attempts (3) with short waits.
