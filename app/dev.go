@@ -13,7 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sigil-signer/sigil/adapters/config"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
@@ -66,11 +66,11 @@ func startDevEnclave(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (*de
 	if err := os.MkdirAll(cfg.BaseDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating base directory: %w", err)
 	}
-	kms, err := mockenclave.NewLocalKMS(filepath.Join(cfg.BaseDir, "enclave-kms.key"))
+	kms, err := enclaveserver.NewLocalKMS(filepath.Join(cfg.BaseDir, "enclave-kms.key"))
 	if err != nil {
 		return nil, err
 	}
-	srv := mockenclave.NewServer(mockenclave.Options{KMS: kms, Logger: log.With("component", "dev-enclave")})
+	srv := enclaveserver.NewServer(enclaveserver.Options{KMS: kms, Logger: log.With("component", "dev-enclave")})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	wmfile "github.com/sigil-signer/sigil/adapters/watermark/file"
 	"github.com/sigil-signer/sigil/adapters/watermark/witness"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -44,7 +44,7 @@ var (
 
 func newSignerEnv(t *testing.T) *signerEnv {
 	t.Helper()
-	srv := mockenclave.NewServer(mockenclave.Options{KMS: mockenclave.PassthroughKMS{}})
+	srv := enclaveserver.NewServer(enclaveserver.Options{KMS: enclaveserver.PassthroughKMS{}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

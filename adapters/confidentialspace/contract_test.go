@@ -11,8 +11,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sigil-signer/sigil/adapters/config"
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavetest"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/adapters/vault"
@@ -22,7 +22,7 @@ import (
 // TestContract runs the enclave backend contract against the mock enclave
 // over TCP, with file key storage.
 func TestContract(t *testing.T) {
-	m := enclavetest.StartMock(t, mockenclave.ModeConfidentialSpace)
+	m := enclavetest.StartMock(t, enclaveserver.ModeConfidentialSpace)
 	dir := t.TempDir()
 	enclavetest.Run(t, enclavetest.Backend{
 		Open: func(t *testing.T) vault.Instance {

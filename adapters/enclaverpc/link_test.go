@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sigil-signer/sigil/adapters/enclaverpc"
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavetest"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
@@ -35,7 +35,7 @@ type server struct {
 	t       *testing.T
 	kmsFile string
 	addr    string
-	srv     *mockenclave.Server
+	srv     *enclaveserver.Server
 }
 
 func startServer(t *testing.T) *server {
@@ -46,7 +46,7 @@ func startServer(t *testing.T) *server {
 }
 
 func (s *server) start() {
-	kms, err := mockenclave.NewLocalKMS(s.kmsFile)
+	kms, err := enclaveserver.NewLocalKMS(s.kmsFile)
 	require.NoError(s.t, err)
 	var ln net.Listener
 	for range 100 {
@@ -57,7 +57,7 @@ func (s *server) start() {
 	}
 	require.NoError(s.t, err)
 	s.addr = ln.Addr().String()
-	s.srv = mockenclave.NewServer(mockenclave.Options{KMS: kms})
+	s.srv = enclaveserver.NewServer(enclaveserver.Options{KMS: kms})
 	go func() { _ = s.srv.Serve(ln) }()
 }
 

@@ -8,17 +8,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 )
 
-// Mock is a mock enclave (adapters/mockenclave with a local AES-GCM KMS key
+// Mock is a mock enclave (adapters/enclaveserver with a local AES-GCM KMS key
 // file) on a fixed loopback address, restartable on the same address, for
 // the remote backends' runs of the suite.
 type Mock struct {
 	Addr    string
 	KMSFile string
 	mode    string
-	srv     *mockenclave.Server
+	srv     *enclaveserver.Server
 	lying   atomic.Bool
 }
 
@@ -35,7 +35,7 @@ func (m *Mock) tamper(method string, reply []byte) []byte {
 	return bad
 }
 
-// StartMock starts a mock enclave in mode (mockenclave.ModeConfidentialSpace
+// StartMock starts a mock enclave in mode (enclaveserver.ModeConfidentialSpace
 // or ModeNitro) on a free loopback port. It is closed at the end of t.
 func StartMock(t testing.TB, mode string) *Mock {
 	t.Helper()
@@ -47,7 +47,7 @@ func StartMock(t testing.TB, mode string) *Mock {
 
 func (m *Mock) start(t testing.TB, addr, kmsFile string) {
 	t.Helper()
-	kms, err := mockenclave.NewLocalKMS(kmsFile)
+	kms, err := enclaveserver.NewLocalKMS(kmsFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func (m *Mock) start(t testing.TB, addr, kmsFile string) {
 		t.Fatal(err)
 	}
 	m.Addr = ln.Addr().String()
-	m.srv = mockenclave.NewServer(mockenclave.Options{KMS: kms, Mode: m.mode, Tamper: m.tamper})
+	m.srv = enclaveserver.NewServer(enclaveserver.Options{KMS: kms, Mode: m.mode, Tamper: m.tamper})
 	go func() { _ = m.srv.Serve(ln) }()
 }
 

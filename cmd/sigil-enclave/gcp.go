@@ -5,9 +5,9 @@ import (
 	"flag"
 	"log/slog"
 
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/kms/gcpkms"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 )
 
 // gcpFlags are the settings of --kms gcp. In a Confidential Space workload
@@ -35,7 +35,7 @@ func addGCPFlags(fs *flag.FlagSet) *gcpFlags {
 
 // provider builds the Cloud KMS provider: each session's Initialize brings
 // the Workload Identity provider and the key its blobs are sealed under.
-func (g *gcpFlags) provider(log *slog.Logger) (*gcpkms.Provider, mockenclave.KMSProvider, error) {
+func (g *gcpFlags) provider(log *slog.Logger) (*gcpkms.Provider, enclaveserver.KMSProvider, error) {
 	p, err := gcpkms.New(gcpkms.Config{
 		TokenFile: *g.tokenFile,
 		TokenURL:  *g.stsURL,
@@ -46,7 +46,7 @@ func (g *gcpFlags) provider(log *slog.Logger) (*gcpkms.Provider, mockenclave.KMS
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, mockenclave.KMSProviderFunc(func(ctx context.Context, c enclavewire.Credentials) (mockenclave.SessionKMS, error) {
+	return p, enclaveserver.KMSProviderFunc(func(ctx context.Context, c enclavewire.Credentials) (enclaveserver.SessionKMS, error) {
 		s, err := p.Session(ctx, c.WIPProviderPath, c.EncryptionKeyPath)
 		if err != nil {
 			return nil, err

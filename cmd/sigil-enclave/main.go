@@ -22,8 +22,8 @@ import (
 	"syscall"
 
 	"github.com/sigil-signer/sigil/adapters/buildinfo"
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/logging"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 )
 
 func main() {
@@ -49,11 +49,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	replyDelay := fs.Duration("reply-delay", 0, "delay before every reply (load tests)")
 	kmsDelay := fs.Duration("kms-delay", 0, "delay around every KMS seal/open (load tests)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	mode := fs.String("mode", mockenclave.ModeConfidentialSpace, "platform whose Initialize to accept: confidentialspace (WIP provider and KMS key paths) or nitro (AWS credentials, KMS key id, region)")
+	mode := fs.String("mode", enclaveserver.ModeConfidentialSpace, "platform whose Initialize to accept: confidentialspace (WIP provider and KMS key paths) or nitro (AWS credentials, KMS key id, region)")
 	maxConns := fs.Int("max-conns", 0, "most connections open at once; at the limit the oldest connection that has not sent Initialize is closed to make room (default: the open-file limit minus 64, at most 4096)")
-	handshakeTimeout := fs.Duration("handshake-timeout", mockenclave.DefaultHandshakeTimeout, "a connection must complete Initialize within this of its accept")
-	frameTimeout := fs.Duration("frame-timeout", mockenclave.DefaultFrameTimeout, "a request frame must arrive whole within this of its first byte")
-	writeTimeout := fs.Duration("write-timeout", mockenclave.DefaultWriteTimeout, "a client must take its reply within this")
+	handshakeTimeout := fs.Duration("handshake-timeout", enclaveserver.DefaultHandshakeTimeout, "a connection must complete Initialize within this of its accept")
+	frameTimeout := fs.Duration("frame-timeout", enclaveserver.DefaultFrameTimeout, "a request frame must arrive whole within this of its first byte")
+	writeTimeout := fs.Duration("write-timeout", enclaveserver.DefaultWriteTimeout, "a client must take its reply within this")
 	idleTimeout := fs.Duration("idle-timeout", 0, "close an initialized session after this long without a request (0: never; a daemon's pooled connections idle by design and a redial costs a KMS Decrypt per key)")
 	gcp := addGCPFlags(fs)
 	version := fs.Bool("version", false, "print the version, VCS revision, build time and Go version, and exit")
@@ -99,14 +99,14 @@ Flags:
 	if *maxConns < 0 || *handshakeTimeout <= 0 || *frameTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout < 0 {
 		return errors.New("--max-conns and --idle-timeout must not be negative, and --handshake-timeout, --frame-timeout and --write-timeout must be positive")
 	}
-	if *mode != mockenclave.ModeConfidentialSpace && *mode != mockenclave.ModeNitro {
+	if *mode != enclaveserver.ModeConfidentialSpace && *mode != enclaveserver.ModeNitro {
 		return fmt.Errorf("invalid --mode %q (want confidentialspace or nitro)", *mode)
 	}
 	log := slog.New(logging.New(stderr, false, level))
 
-	var kms mockenclave.KMS
-	var provider mockenclave.KMSProvider
-	if *mode == mockenclave.ModeNitro && *kmsKind == "gcp" {
+	var kms enclaveserver.KMS
+	var provider enclaveserver.KMSProvider
+	if *mode == enclaveserver.ModeNitro && *kmsKind == "gcp" {
 		return errors.New("--kms gcp seals with Cloud KMS and needs the Confidential Space Initialize: it cannot run with --mode nitro")
 	}
 	switch *kmsKind {
@@ -118,19 +118,19 @@ Flags:
 		defer p.Close()
 		provider = kp
 	case "local":
-		k, err := mockenclave.NewLocalKMS(*keyFile)
+		k, err := enclaveserver.NewLocalKMS(*keyFile)
 		if err != nil {
 			return err
 		}
 		kms = k
 	case "passthrough":
 		log.Warn("passthrough KMS: sealed blobs hold plain private keys; never use real keys")
-		kms = mockenclave.PassthroughKMS{}
+		kms = enclaveserver.PassthroughKMS{}
 	default:
 		return fmt.Errorf("invalid --kms %q (want gcp, local or passthrough)", *kmsKind)
 	}
 
-	srv := mockenclave.NewServer(mockenclave.Options{
+	srv := enclaveserver.NewServer(enclaveserver.Options{
 		KMS: kms, KMSProvider: provider, ReplyDelay: *replyDelay, KMSDelay: *kmsDelay, Logger: log, Mode: *mode,
 		MaxConns: *maxConns, HandshakeTimeout: *handshakeTimeout, FrameTimeout: *frameTimeout,
 		WriteTimeout: *writeTimeout, IdleTimeout: *idleTimeout,

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace"
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
@@ -19,7 +19,7 @@ import (
 
 // sealKeys creates n Ed25519 keys sealed with kms, as the enclave would have
 // sealed them, and returns them as stored entries.
-func sealKeys(tb testing.TB, kms mockenclave.KMS, n int) []ports.StoredKey {
+func sealKeys(tb testing.TB, kms enclaveserver.KMS, n int) []ports.StoredKey {
 	tb.Helper()
 	out := make([]ports.StoredKey, 0, n)
 	for range n {
@@ -53,7 +53,7 @@ func sealKeys(tb testing.TB, kms mockenclave.KMS, n int) []ports.StoredKey {
 
 // allSessionsHold reports whether there are want sessions and each holds n
 // keys.
-func allSessionsHold(srv *mockenclave.Server, want, n int) bool {
+func allSessionsHold(srv *enclaveserver.Server, want, n int) bool {
 	ss := srv.Sessions()
 	if len(ss) != want {
 		return false
@@ -132,12 +132,12 @@ func rawImportOnce(b *testing.B, addr string, stored []ports.StoredKey, conns in
 // take if keys were replicated to the other connections after start-up).
 func BenchmarkLoad1000(b *testing.B) {
 	const nkeys = 1000
-	kms, err := mockenclave.NewLocalKMS(filepath.Join(b.TempDir(), "kms.key"))
+	kms, err := enclaveserver.NewLocalKMS(filepath.Join(b.TempDir(), "kms.key"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	stored := sealKeys(b, kms, nkeys)
-	srv := mockenclave.NewServer(mockenclave.Options{KMS: kms, KMSDelay: time.Millisecond})
+	srv := enclaveserver.NewServer(enclaveserver.Options{KMS: kms, KMSDelay: time.Millisecond})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

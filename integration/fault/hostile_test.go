@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/integration/harness"
 )
@@ -180,11 +180,11 @@ func TestHostileEnclave(t *testing.T) {
 	keys := writeKeys(t, kmsPath, keysPath, tezos.Ed25519)
 	k := keys[0]
 
-	kms, err := mockenclave.NewLocalKMS(kmsPath)
+	kms, err := enclaveserver.NewLocalKMS(kmsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	upstream := mockenclave.NewServer(mockenclave.Options{KMS: kms})
+	upstream := enclaveserver.NewServer(enclaveserver.Options{KMS: kms})
 	rln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

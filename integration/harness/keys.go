@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
 )
@@ -14,7 +14,7 @@ import (
 // private key map, sealed by kms) and puts it in st, so that a daemon
 // started on st with an enclave using the same KMS loads it. It returns the
 // key's public key; the private key is wiped.
-func SealKey(t testing.TB, kms mockenclave.KMS, st ports.KeyStore, kt tezos.KeyType) tezos.PublicKey {
+func SealKey(t testing.TB, kms enclaveserver.KMS, st ports.KeyStore, kt tezos.KeyType) tezos.PublicKey {
 	t.Helper()
 	sk, err := tezos.GeneratePrivateKey(kt, nil)
 	if err != nil {

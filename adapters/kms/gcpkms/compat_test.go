@@ -13,10 +13,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
 	"github.com/sigil-signer/sigil/adapters/kms/gcpkms"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -95,13 +95,13 @@ func TestGoldenPlaintextEncoding(t *testing.T) {
 
 // enclave runs the enclave server in process with the Cloud KMS port on
 // the fakes, as sigil-enclave --kms gcp does.
-func startEnclave(t *testing.T, f *fakes) (*mockenclave.Server, string) {
+func startEnclave(t *testing.T, f *fakes) (*enclaveserver.Server, string) {
 	t.Helper()
 	p, err := gcpkms.New(f.config())
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close() })
-	srv := mockenclave.NewServer(mockenclave.Options{
-		KMSProvider: mockenclave.KMSProviderFunc(func(ctx context.Context, c enclavewire.Credentials) (mockenclave.SessionKMS, error) {
+	srv := enclaveserver.NewServer(enclaveserver.Options{
+		KMSProvider: enclaveserver.KMSProviderFunc(func(ctx context.Context, c enclavewire.Credentials) (enclaveserver.SessionKMS, error) {
 			s, err := p.Session(ctx, c.WIPProviderPath, c.EncryptionKeyPath)
 			if err != nil {
 				return nil, err

@@ -1,4 +1,4 @@
-package mockenclave
+package enclaveserver
 
 import (
 	"crypto/aes"

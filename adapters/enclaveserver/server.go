@@ -1,11 +1,11 @@
-// Package mockenclave is a working stand-in for the Confidential Space
+// Package enclaveserver is a working stand-in for the Confidential Space
 // enclave signer: a TCP server speaking the same framed CBOR protocol
 // (adapters/confidentialspace/rpc), with per-connection key chains, real key
 // generation and signing for all four Tezos key types (domain/tezos), and a
 // pluggable KMS stand-in (pass-through or local AES-256-GCM) that seals keys
 // into blobs. It exists for development and tests; it offers none of the
 // enclave's isolation.
-package mockenclave
+package enclaveserver
 
 import (
 	"context"
@@ -142,7 +142,7 @@ func NewServer(opts Options) *Server {
 func (s *Server) Options() Options { return s.opts }
 
 // ErrServerClosed is returned by Serve after Close.
-var ErrServerClosed = errors.New("mockenclave: server closed")
+var ErrServerClosed = errors.New("enclaveserver: server closed")
 
 // Serve accepts connections on l until Close, handling each in its own
 // goroutine under the connection guard (guard.go): no client behaviour,

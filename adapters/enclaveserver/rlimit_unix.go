@@ -1,6 +1,6 @@
 //go:build unix
 
-package mockenclave
+package enclaveserver
 
 import "syscall"
 
