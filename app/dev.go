@@ -14,6 +14,9 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/enclaveserver"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
+	"github.com/sigil-signer/sigil/domain/enclave"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
@@ -66,11 +69,18 @@ func startDevEnclave(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (*de
 	if err := os.MkdirAll(cfg.BaseDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating base directory: %w", err)
 	}
-	kms, err := enclaveserver.NewLocalKMS(filepath.Join(cfg.BaseDir, "enclave-kms.key"))
+	kms, err := localstandin.New(filepath.Join(cfg.BaseDir, "enclave-kms.key"))
 	if err != nil {
 		return nil, err
 	}
-	srv := enclaveserver.NewServer(enclaveserver.Options{KMS: kms, Logger: log.With("component", "dev-enclave")})
+	dom, err := enclave.New(enclave.Config{KMS: kms, Keys: enclavewire.KeyCodec{}})
+	if err != nil {
+		return nil, err
+	}
+	srv, err := enclaveserver.New(enclaveserver.Options{Enclave: dom, Logger: log.With("component", "dev-enclave")})
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

@@ -11,7 +11,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sigil-signer/sigil/adapters/config"
-	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavetest"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
@@ -22,7 +21,7 @@ import (
 // TestContract runs the enclave backend contract against the mock enclave
 // over TCP, with file key storage.
 func TestContract(t *testing.T) {
-	m := enclavetest.StartMock(t, enclaveserver.ModeConfidentialSpace)
+	m := enclavetest.StartMock(t, enclavetest.ModeConfidentialSpace)
 	dir := t.TempDir()
 	enclavetest.Run(t, enclavetest.Backend{
 		Open: func(t *testing.T) vault.Instance {

@@ -16,6 +16,7 @@ import (
 	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavetest"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
@@ -46,7 +47,7 @@ func startServer(t *testing.T) *server {
 }
 
 func (s *server) start() {
-	kms, err := enclaveserver.NewLocalKMS(s.kmsFile)
+	kms, err := localstandin.New(s.kmsFile)
 	require.NoError(s.t, err)
 	var ln net.Listener
 	for range 100 {
@@ -57,7 +58,7 @@ func (s *server) start() {
 	}
 	require.NoError(s.t, err)
 	s.addr = ln.Addr().String()
-	s.srv = enclaveserver.NewServer(enclaveserver.Options{KMS: kms})
+	s.srv = enclavetest.NewServer(s.t, enclavetest.ServerOptions{KMS: kms})
 	go func() { _ = s.srv.Serve(ln) }()
 }
 

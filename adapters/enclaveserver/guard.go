@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/domain/enclave"
 )
 
 // The connection guard: what keeps the enclave server up and serving its
@@ -85,7 +86,7 @@ type Stats struct {
 
 // serverStats are the live counters behind Stats.
 type serverStats struct {
-	accepted, kms                                           atomic.Int64
+	accepted                                                atomic.Int64
 	refused, evicted, handshake, frame, idle, write, accept atomic.Int64
 	requests                                                [len(methods)]atomic.Int64
 }
@@ -110,7 +111,7 @@ func (s *Server) Stats() Stats {
 	s.mu.Unlock()
 	st := &s.stats
 	out := Stats{
-		Accepted: st.accepted.Load(), Active: active, KMSCalls: st.kms.Load(),
+		Accepted: st.accepted.Load(), Active: active, KMSCalls: s.opts.Enclave.KMSCalls(),
 		Refused: st.refused.Load(), Evicted: st.evicted.Load(), HandshakeTimeouts: st.handshake.Load(),
 		FrameTimeouts: st.frame.Load(), IdleTimeouts: st.idle.Load(), WriteTimeouts: st.write.Load(),
 		AcceptErrors: st.accept.Load(), Requests: map[string]int64{},
@@ -168,7 +169,7 @@ func (s *Server) acceptLoop(l net.Listener) error {
 		}
 		delay = 0
 		s.stats.accepted.Add(1)
-		sess := &session{srv: s, conn: c, accepted: time.Now()}
+		sess := &session{srv: s, conn: c, accepted: time.Now(), dom: s.opts.Enclave.NewSession(enclave.Channel{})}
 		if !s.admit(sess) {
 			continue
 		}

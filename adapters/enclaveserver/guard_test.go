@@ -222,7 +222,7 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			require.NoError(t, err)
 			var logs lockedBuf
-			s := NewServer(Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), LogInterval: time.Hour})
+			s := newServer(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), LogInterval: time.Hour})
 			fl := &flakyListener{Listener: ln, n: 6, err: &net.OpError{Op: "accept", Net: "tcp", Err: e}}
 			done := make(chan error, 1)
 			go func() { done <- s.Serve(fl) }()
@@ -247,5 +247,5 @@ func TestDefaultMaxConns(t *testing.T) {
 	require.GreaterOrEqual(t, n, minMaxConns)
 	require.LessOrEqual(t, n, DefaultMaxConnsCap)
 	require.LessOrEqual(t, n, max(openFileLimit()-reservedFiles, minMaxConns))
-	require.Equal(t, n, NewServer(Options{}).Options().MaxConns)
+	require.Equal(t, n, newServer(t, Options{}).Options().MaxConns)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
+	"github.com/sigil-signer/sigil/domain/enclave"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -15,7 +16,7 @@ import (
 func TestModes(t *testing.T) {
 	aws := enclavewire.AWSCredentials{AccessKeyID: "AKIA", SecretAccessKey: "secret", EncryptionKeyID: "arn:aws:kms:eu-west-1:1:key/k", Region: "eu-west-1"}
 
-	_, nitro := start(t, Options{Mode: ModeNitro})
+	_, nitro := start(t, Options{Enclave: newEnclave(t, nil, enclave.PlatformNitro)})
 	c := wiretest.Dial(t, nitro)
 	require.ErrorContains(t, c.Call(enclavewire.NewInitialize(creds), nil), "AWS Nitro mode")
 	noRegion := aws
@@ -34,7 +35,7 @@ func TestModes(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, pk.Verify([]byte("m"), s, 2))
 
-	_, cs := start(t, Options{Mode: ModeConfidentialSpace})
+	_, cs := start(t, Options{Enclave: newEnclave(t, nil, enclave.PlatformConfidentialSpace)})
 	require.ErrorContains(t, wiretest.Dial(t, cs).Call(enclavewire.NewInitializeAWS(aws), nil), "Confidential Space mode")
 	require.NoError(t, wiretest.Dial(t, cs).Call(enclavewire.NewInitialize(creds), nil))
 }

@@ -1,10 +1,12 @@
-// Package enclaveserver is a working stand-in for the Confidential Space
-// enclave signer: a TCP server speaking the same framed CBOR protocol
-// (adapters/confidentialspace/rpc), with per-connection key chains, real key
-// generation and signing for all four Tezos key types (domain/tezos), and a
-// pluggable KMS stand-in (pass-through or local AES-256-GCM) that seals keys
-// into blobs. It exists for development and tests; it offers none of the
-// enclave's isolation.
+// Package enclaveserver is the network side of Sigil's enclave
+// (cmd/sigil-enclave): a server of the enclave-signer protocol
+// (adapters/enclavewire: 4-byte length + CBOR frames) over TCP, one
+// domain/enclave session per connection. It reads and writes frames,
+// decodes each request, calls the session (the enclave's rules are the
+// domain's) and encodes its answer; and it keeps the connection guard
+// (guard.go: a connection cap with eviction, handshake, frame, write and
+// idle timeouts, backoff on accept errors, counters, rate-limited logs)
+// that keeps the enclave serving its daemon whatever other clients do.
 package enclaveserver
 
 import (
@@ -19,35 +21,25 @@ import (
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/domain/enclave"
 	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/ports/enclaveside"
 )
 
 // Options configures a Server.
 type Options struct {
-	// KMS seals and opens key blobs; nil means PassthroughKMS. It is
-	// ignored when KMSProvider is set.
-	KMS KMS
-	// KMSProvider, if set, gives each session its own KMS from its
-	// Initialize payload (the real Cloud KMS port); nil means StaticKMS{KMS}.
-	KMSProvider KMSProvider
-	// KMSTimeout bounds each KMS call and each KMSProvider.ForSession;
-	// default 30 s.
-	KMSTimeout time.Duration
+	// Enclave is the enclave's rules (required): each connection gets one
+	// of its sessions.
+	Enclave *enclave.Enclave
 	// ReplyDelay is slept before each reply is written (load tests). It only
 	// delays the connection it applies to.
 	ReplyDelay time.Duration
-	// KMSDelay is slept around each Seal/Open call (load tests).
-	KMSDelay time.Duration
 	// MaxFrame bounds request frames; a larger announced length closes the
 	// connection. Default enclavewire.DefaultMaxFrame.
 	MaxFrame int
 	// Logger receives connection and request logs (never key material).
 	// Nil discards them.
 	Logger *slog.Logger
-	// Mode is the platform whose Initialize payload the server accepts:
-	// ModeConfidentialSpace (the default, Workload Identity provider and
-	// KMS key paths) or ModeNitro (AWS credentials, KMS key id, region).
-	Mode string
 
 	// The connection guard (guard.go). MaxConns bounds open connections
 	// (default: the open-file limit minus a reserve, at most
@@ -69,13 +61,7 @@ type Options struct {
 	Tamper func(method string, reply []byte) []byte
 }
 
-// Platform modes (Options.Mode).
-const (
-	ModeConfidentialSpace = "confidentialspace"
-	ModeNitro             = "nitro"
-)
-
-// Server serves the enclave protocol. Create it with NewServer.
+// Server serves the enclave protocol. Create it with New.
 type Server struct {
 	opts Options
 	log  *slog.Logger
@@ -93,16 +79,13 @@ type Server struct {
 	rl    rateLog
 }
 
-// NewServer returns a server with opts.
-func NewServer(opts Options) *Server {
-	if opts.KMS == nil {
-		opts.KMS = PassthroughKMS{}
-	}
-	if opts.KMSProvider == nil {
-		opts.KMSProvider = StaticKMS{KMS: opts.KMS}
-	}
-	if opts.KMSTimeout <= 0 {
-		opts.KMSTimeout = 30 * time.Second
+// ErrNoEnclave is returned by New when Options.Enclave is nil.
+var ErrNoEnclave = errors.New("enclaveserver: no enclave (Options.Enclave)")
+
+// New returns a server with opts.
+func New(opts Options) (*Server, error) {
+	if opts.Enclave == nil {
+		return nil, ErrNoEnclave
 	}
 	if opts.MaxFrame <= 0 {
 		opts.MaxFrame = enclavewire.DefaultMaxFrame
@@ -135,7 +118,7 @@ func NewServer(opts Options) *Server {
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 		rl:        rateLog{interval: opts.LogInterval},
-	}
+	}, nil
 }
 
 // Options returns the server's options with their defaults filled in.
@@ -201,37 +184,22 @@ func (s *Server) Sessions() []SessionInfo {
 	s.mu.Unlock()
 	out := make([]SessionInfo, 0, len(list))
 	for _, sess := range list {
-		sess.mu.Lock()
-		info := SessionInfo{Remote: sess.conn.RemoteAddr().String(), Initialized: sess.initialized}
-		for _, k := range sess.keys {
-			info.Keys = append(info.Keys, k.pkh)
-		}
-		sess.mu.Unlock()
-		out = append(out, info)
+		info := sess.dom.Info()
+		out = append(out, SessionInfo{Remote: sess.conn.RemoteAddr().String(), Initialized: info.Initialized, Keys: info.Keys})
 	}
 	return out
 }
 
-type loadedKey struct {
-	sk  tezos.PrivateKey
-	pk  tezos.PublicKey
-	pkh tezos.PublicKeyHash
-}
-
-// session is one connection's state: the enclave keeps nothing global.
+// session is one connection: the domain's session and the guard's state.
 type session struct {
 	srv      *Server
 	conn     net.Conn
+	dom      *enclave.Session
 	accepted time.Time
 	phase    atomic.Int32 // phaseNew, phaseInitializing, phaseInitialized
 	evicted  atomic.Bool  // closed by the guard to make room
 	in       frameReader  // the session goroutine's
 	wdl      time.Time    // the connection's write deadline now
-
-	mu          sync.Mutex // guards initialized and keys for Sessions()
-	initialized bool
-	keys        []loadedKey
-	kms         SessionKMS // set by Initialize
 }
 
 func (c *session) serve() {
@@ -239,18 +207,8 @@ func (c *session) serve() {
 	log.Debug("connection opened")
 	defer func() {
 		c.conn.Close()
-		c.mu.Lock()
-		for i := range c.keys {
-			c.keys[i].sk.Zero()
-		}
-		c.keys = nil
-		kms := c.kms
-		c.kms = nil
-		c.mu.Unlock()
-		if kms != nil {
-			if err := kms.Close(); err != nil {
-				log.Info("closing the session's KMS failed", "error", err.Error())
-			}
+		if err := c.dom.Close(); err != nil {
+			log.Info("closing the session's KMS failed", "error", err.Error())
 		}
 		log.Debug("connection closed")
 	}()
@@ -285,22 +243,22 @@ func (c *session) handle(frame []byte, log *slog.Logger) ([]byte, string) {
 	req, err := enclavewire.DecodeRequest(frame)
 	if err != nil {
 		log.Info("bad request", "error", err.Error())
-		return encodeErr(enclavewire.NewError("deserialization error", err.Error())), ""
+		return encodeErr(enclavewire.NewError(enclave.CategoryDeserialization, err.Error())), ""
 	}
 	method := req.Method()
 	c.srv.stats.request(method)
-	ok, rerr := c.dispatch(req)
+	ok, err := c.dispatch(req)
 	if req.ImportUnencrypted != nil {
 		req.ImportUnencrypted.Zero()
 	}
-	if rerr != nil {
-		log.Debug("request failed", "method", method, "error", rerr.Error())
-		return encodeErr(rerr), method
+	if err != nil {
+		log.Debug("request failed", "method", method, "error", err.Error())
+		return encodeErr(wireError(err)), method
 	}
 	log.Debug("request", "method", method)
 	b, err := enclavewire.EncodeOk(ok)
 	if err != nil {
-		return encodeErr(enclavewire.NewError("serialization error", err.Error())), method
+		return encodeErr(enclavewire.NewError(enclave.CategorySerialization, err.Error())), method
 	}
 	return b, method
 }
@@ -313,269 +271,154 @@ func encodeErr(e *enclavewire.RPCError) []byte {
 	return b
 }
 
-// Error messages follow the Rust enclave's Display texts.
-var (
-	errUninitialized      = enclavewire.NewError("uninitialized")
-	errAlreadyInitialized = enclavewire.NewError("already initialized")
-	errInvalidHandle      = enclavewire.NewError("signer error", "invalid handle")
-	errPopUnsupported     = enclavewire.NewError("signer error", "Proof of possession is not supported")
-	errSigningVersion     = enclavewire.NewError("signer error", "invalid signing version")
-)
+// wireError is the protocol's form of a session's error (an
+// *enclave.Error, whose chain it copies).
+func wireError(err error) *enclavewire.RPCError {
+	var e *enclave.Error
+	if !errors.As(err, &e) {
+		return enclavewire.NewError("internal error", err.Error())
+	}
+	out := &enclavewire.RPCError{Message: e.Message}
+	for cur, w := e.Source, out; cur != nil; cur = cur.Source {
+		w.Source = &enclavewire.RPCError{Message: cur.Message}
+		w = w.Source
+	}
+	return out
+}
 
-func (c *session) dispatch(req *enclavewire.Request) (any, *enclavewire.RPCError) {
-	if req.Initialize != nil || req.InitializeAWS != nil {
-		// Only this session's goroutine initializes; the lock is for
-		// Sessions(), and is not held across the KMS provider's calls.
-		c.mu.Lock()
-		initialized := c.initialized
-		c.mu.Unlock()
-		if initialized {
-			return nil, errAlreadyInitialized
-		}
-		if rerr := c.srv.checkInitialize(req); rerr != nil {
-			return nil, rerr
+// dispatch decodes the request's arguments into the domain's terms, calls
+// the session, and returns the reply's Ok value.
+func (c *session) dispatch(req *enclavewire.Request) (any, error) {
+	ctx := c.srv.ctx // KMS calls end when the server closes
+	d := c.dom
+	switch {
+	case req.Initialize != nil || req.InitializeAWS != nil:
+		if d.Initialized() {
+			return nil, enclave.ErrAlreadyInitialized
 		}
 		// Initializing: the guard no longer evicts this connection.
 		c.phase.Store(phaseInitializing)
-		// The session's KMS comes from the Confidential Space payload; in
-		// Nitro mode only the static stand-ins run (main refuses --kms gcp
-		// with --mode nitro), and they ignore it.
-		var creds enclavewire.Credentials
-		if req.Initialize != nil {
-			creds = *req.Initialize
-		}
-		kms, rerr := c.sessionKMS(creds)
-		if rerr != nil {
+		if err := d.Initialize(ctx, credentials(req)); err != nil {
 			c.phase.Store(phaseNew)
-			return nil, rerr
+			return nil, err
 		}
-		c.mu.Lock()
-		c.kms, c.initialized = kms, true
-		c.mu.Unlock()
 		c.phase.Store(phaseInitialized)
 		return nil, nil
-	}
-	c.mu.Lock()
-	initialized := c.initialized
-	c.mu.Unlock()
-	if !initialized {
-		return nil, errUninitialized
-	}
 
-	switch {
 	case req.Import != nil:
-		k, err := c.open(req.Import)
+		k, err := d.Import(ctx, req.Import)
 		if err != nil {
 			return nil, err
 		}
-		pkw, _ := enclavewire.TaggedFromPublicKey(k.pk)
-		return enclavewire.ImportResult{PublicKey: pkw, Handle: c.add(k)}, nil
+		return enclavewire.ImportResult{PublicKey: taggedKey(k.PublicKey), Handle: k.Handle}, nil
 
 	case req.ImportUnencrypted != nil:
 		t, err := req.ImportUnencrypted.Tagged()
 		if err != nil {
-			return nil, enclavewire.NewError("deserialization error", err.Error())
+			return nil, enclave.NewError(enclave.CategoryDeserialization, err.Error())
 		}
-		sk, perr := t.PrivateKey() // copies; the request is zeroed by handle
-		if perr != nil {
-			return nil, enclavewire.NewError("deserialization error", perr.Error())
+		kt, err := t.Type.Tezos()
+		if err != nil {
+			return nil, enclave.NewError(enclave.CategoryDeserialization, err.Error())
 		}
-		return c.sealAndMaybeAdd(sk, true)
+		k, err := d.ImportUnencrypted(ctx, kt, t.Bytes) // the request is zeroed by handle
+		if err != nil {
+			return nil, err
+		}
+		return enclavewire.GenerateAndImportResult{EncryptedPrivateKey: k.Blob, PublicKey: taggedKey(k.PublicKey), Handle: k.Handle}, nil
 
 	case req.Generate != nil || req.GenerateAndImport != nil:
-		name := req.Generate
+		name, load := req.Generate, false
 		if name == nil {
-			name = req.GenerateAndImport
+			name, load = req.GenerateAndImport, true
 		}
 		kt, err := name.Tezos()
 		if err != nil {
-			return nil, enclavewire.NewError("deserialization error", err.Error())
+			return nil, enclave.NewError(enclave.CategoryDeserialization, err.Error())
 		}
-		sk, err := tezos.GeneratePrivateKey(kt, nil)
+		if !load {
+			k, err := d.Generate(ctx, kt)
+			if err != nil {
+				return nil, err
+			}
+			return enclavewire.GenerateResult{EncryptedPrivateKey: k.Blob, PublicKey: taggedKey(k.PublicKey)}, nil
+		}
+		k, err := d.GenerateAndImport(ctx, kt)
 		if err != nil {
-			return nil, enclavewire.NewError("signer error", "key generation failed")
+			return nil, err
 		}
-		return c.sealAndMaybeAdd(sk, req.GenerateAndImport != nil)
+		return enclavewire.GenerateAndImportResult{EncryptedPrivateKey: k.Blob, PublicKey: taggedKey(k.PublicKey), Handle: k.Handle}, nil
 
 	case req.Sign != nil:
-		k, ok := c.key(req.Sign.Handle)
-		if !ok {
-			return nil, errInvalidHandle
+		sig, err := d.Sign(ctx, req.Sign.Handle, req.Sign.Message, version(req.Sign.Version))
+		if err != nil {
+			return nil, err
 		}
-		return sign(k.sk, req.Sign.Message, req.Sign.Version)
+		return taggedSignature(sig), nil
 
 	case req.SignWith != nil:
-		k, err := c.open(req.SignWith.EncryptedPrivateKey)
+		sig, err := d.SignWith(ctx, req.SignWith.EncryptedPrivateKey, req.SignWith.Message, version(req.SignWith.Version))
 		if err != nil {
 			return nil, err
 		}
-		defer k.sk.Zero()
-		return sign(k.sk, req.SignWith.Message, req.SignWith.Version)
+		return taggedSignature(sig), nil
 
 	case req.PublicKey != nil:
-		k, ok := c.key(*req.PublicKey)
-		if !ok {
-			return nil, errInvalidHandle
-		}
-		pkw, _ := enclavewire.TaggedFromPublicKey(k.pk)
-		return pkw, nil
-
-	case req.PublicKeyFrom != nil:
-		k, err := c.open(req.PublicKeyFrom)
+		pk, err := d.PublicKey(*req.PublicKey)
 		if err != nil {
 			return nil, err
 		}
-		k.sk.Zero()
-		pkw, _ := enclavewire.TaggedFromPublicKey(k.pk)
-		return pkw, nil
+		return taggedKey(pk), nil
+
+	case req.PublicKeyFrom != nil:
+		pk, err := d.PublicKeyFrom(ctx, req.PublicKeyFrom)
+		if err != nil {
+			return nil, err
+		}
+		return taggedKey(pk), nil
 
 	case req.ProvePossession != nil:
-		k, ok := c.key(*req.ProvePossession)
-		if !ok {
-			return nil, errInvalidHandle
-		}
-		if k.sk.Type != tezos.BLS {
-			return nil, errPopUnsupported
-		}
-		proof, err := k.sk.ProvePossession()
+		proof, err := d.ProvePossession(*req.ProvePossession)
 		if err != nil {
-			return nil, enclavewire.NewError("signer error", "BLST error")
+			return nil, err
 		}
-		t, _ := enclavewire.TaggedFromSignature(proof)
-		return t, nil
+		return taggedSignature(proof), nil
 	}
-	return nil, enclavewire.NewError("deserialization error", "unknown request")
+	return nil, enclave.NewError(enclave.CategoryDeserialization, "unknown request")
 }
 
-// checkInitialize accepts the Initialize payload of the server's platform
-// only, with every field the enclave needs present.
-func (s *Server) checkInitialize(req *enclavewire.Request) *enclavewire.RPCError {
-	if s.opts.Mode == ModeNitro {
-		a := req.InitializeAWS
-		if a == nil {
-			return enclavewire.NewError("deserialization error", "invalid credentials: this enclave runs in AWS Nitro mode and expects AWS credentials")
-		}
-		if a.AccessKeyID == "" || a.SecretAccessKey == "" || a.EncryptionKeyID == "" || a.Region == "" {
-			return enclavewire.NewError("encryption error", "invalid credentials: access_key_id, secret_access_key, encryption_key_id and region are required")
-		}
-		return nil
+// credentials is the Initialize payload in the domain's terms.
+func credentials(req *enclavewire.Request) enclaveside.Credentials {
+	var c enclaveside.Credentials
+	if i := req.Initialize; i != nil {
+		c.ConfidentialSpace = &enclaveside.ConfidentialSpaceCredentials{WIPProviderPath: i.WIPProviderPath, EncryptionKeyPath: i.EncryptionKeyPath}
 	}
-	if req.Initialize == nil {
-		return enclavewire.NewError("deserialization error", "invalid credentials: this enclave runs in Confidential Space mode and expects wip_provider_path and encryption_key_path")
+	if a := req.InitializeAWS; a != nil {
+		c.AWS = &enclaveside.AWSCredentials{AccessKeyID: a.AccessKeyID, SecretAccessKey: a.SecretAccessKey,
+			SessionToken: a.SessionToken, EncryptionKeyID: a.EncryptionKeyID, Region: a.Region}
 	}
-	if req.Initialize.WIPProviderPath == "" || req.Initialize.EncryptionKeyPath == "" {
-		return enclavewire.NewError("encryption error", "invalid credentials: wip_provider_path and encryption_key_path are required")
-	}
-	return nil
+	return c
 }
 
-func sign(sk tezos.PrivateKey, msg []byte, version *uint8) (any, *enclavewire.RPCError) {
-	v := tezos.SignVersionLatest
-	if version != nil {
-		v = *version
+// version is a request's BLS signing version; an absent one (older
+// clients) is the latest.
+func version(v *uint8) uint8 {
+	if v == nil {
+		return tezos.SignVersionLatest
 	}
-	sig, err := sk.Sign(msg, v)
-	if errors.Is(err, tezos.ErrInvalidSigningVersion) {
-		return nil, errSigningVersion
-	}
-	if err != nil {
-		return nil, enclavewire.NewError("signer error", "signature error")
-	}
-	t, terr := enclavewire.TaggedFromSignature(sig)
-	if terr != nil {
-		return nil, enclavewire.NewError("signer error", "signature error")
-	}
-	return t, nil
+	return *v
 }
 
-func (c *session) key(h uint64) (loadedKey, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if h >= uint64(len(c.keys)) {
-		return loadedKey{}, false
-	}
-	return c.keys[h], true
+// taggedKey and taggedSignature put the domain's keys and signatures in
+// their wire form; the domain only makes the four key types the wire has.
+func taggedKey(pk tezos.PublicKey) enclavewire.Tagged {
+	t, _ := enclavewire.TaggedFromPublicKey(pk)
+	return t
 }
 
-func (c *session) add(k loadedKey) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.keys = append(c.keys, k)
-	return uint64(len(c.keys) - 1)
-}
-
-// open unseals a blob into a key; the caller owns (and zeroes) k.sk.
-func (c *session) open(blob []byte) (loadedKey, *enclavewire.RPCError) {
-	c.kmsDelay()
-	c.srv.stats.kms.Add(1)
-	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.KMSTimeout)
-	plain, err := c.kms.Open(ctx, blob)
-	cancel()
-	if err != nil {
-		return loadedKey{}, enclavewire.NewError("encryption error", err.Error())
-	}
-	defer clear(plain)
-	t, err := enclavewire.UnmarshalPrivateKey(plain)
-	if err != nil {
-		return loadedKey{}, enclavewire.NewError("deserialization error", "sealed blob does not hold a private key")
-	}
-	sk, err := t.PrivateKey()
-	clear(t.Bytes)
-	if err != nil {
-		return loadedKey{}, enclavewire.NewError("deserialization error", err.Error())
-	}
-	return newLoaded(sk)
-}
-
-func newLoaded(sk tezos.PrivateKey) (loadedKey, *enclavewire.RPCError) {
-	pk, err := sk.Public()
-	if err != nil {
-		sk.Zero()
-		return loadedKey{}, enclavewire.NewError("signer error", "invalid private key")
-	}
-	return loadedKey{sk: sk, pk: pk, pkh: pk.Hash()}, nil
-}
-
-// sealAndMaybeAdd seals sk; with add it also loads it and returns a
-// GenerateAndImportResult, else a GenerateResult (and zeroes sk).
-func (c *session) sealAndMaybeAdd(sk tezos.PrivateKey, add bool) (any, *enclavewire.RPCError) {
-	k, rerr := newLoaded(sk)
-	if rerr != nil {
-		return nil, rerr
-	}
-	w, err := enclavewire.NewPrivateKey(sk)
-	if err != nil {
-		sk.Zero()
-		return nil, enclavewire.NewError("serialization error", err.Error())
-	}
-	plain, err := enclavewire.MarshalPrivateKey(w)
-	w.Zero()
-	if err != nil {
-		sk.Zero()
-		return nil, enclavewire.NewError("serialization error", err.Error())
-	}
-	c.kmsDelay()
-	c.srv.stats.kms.Add(1)
-	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.KMSTimeout)
-	blob, err := c.kms.Seal(ctx, plain)
-	cancel()
-	clear(plain)
-	if err != nil {
-		sk.Zero()
-		return nil, enclavewire.NewError("encryption error", err.Error())
-	}
-	pkw, _ := enclavewire.TaggedFromPublicKey(k.pk)
-	if !add {
-		sk.Zero()
-		return enclavewire.GenerateResult{EncryptedPrivateKey: blob, PublicKey: pkw}, nil
-	}
-	return enclavewire.GenerateAndImportResult{EncryptedPrivateKey: blob, PublicKey: pkw, Handle: c.add(k)}, nil
-}
-
-func (c *session) kmsDelay() {
-	if d := c.srv.opts.KMSDelay; d > 0 {
-		time.Sleep(d)
-	}
+func taggedSignature(sig tezos.Signature) enclavewire.Tagged {
+	t, _ := enclavewire.TaggedFromSignature(sig)
+	return t
 }
 
 // ListenAndServe listens on addr and serves until ctx is done, then closes

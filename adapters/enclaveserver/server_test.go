@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -16,14 +15,42 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
+	"github.com/sigil-signer/sigil/adapters/kms/passthroughstandin"
+	"github.com/sigil-signer/sigil/domain/enclave"
 	"github.com/sigil-signer/sigil/domain/tezos"
+	"github.com/sigil-signer/sigil/ports/enclaveside"
 )
+
+// newEnclave returns the enclave's rules with kms (nil: the passthrough
+// stand-in) and platform ("": Confidential Space), as sigil-enclave wires
+// them.
+func newEnclave(t testing.TB, kms enclaveside.KMSProvider, platform enclave.Platform) *enclave.Enclave {
+	t.Helper()
+	if kms == nil {
+		kms = passthroughstandin.KMS{}
+	}
+	e, err := enclave.New(enclave.Config{Platform: platform, KMS: kms, Keys: enclavewire.KeyCodec{}})
+	require.NoError(t, err)
+	return e
+}
+
+// newServer is New, with the passthrough enclave unless opts names one.
+func newServer(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if opts.Enclave == nil {
+		opts.Enclave = newEnclave(t, nil, "")
+	}
+	s, err := New(opts)
+	require.NoError(t, err)
+	return s
+}
 
 func start(t *testing.T, opts Options) (*Server, string) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	s := NewServer(opts)
+	s := newServer(t, opts)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(l) }()
 	t.Cleanup(func() {
@@ -61,9 +88,9 @@ func TestEveryRPC(t *testing.T) {
 		t.Run(kms, func(t *testing.T) {
 			opts := Options{}
 			if kms == "local" {
-				k, err := NewLocalKMS(filepath.Join(t.TempDir(), "kms.key"))
+				k, err := localstandin.New(filepath.Join(t.TempDir(), "kms.key"))
 				require.NoError(t, err)
-				opts.KMS = k
+				opts.Enclave = newEnclave(t, k, "")
 			}
 			_, addr := start(t, opts)
 			c := wiretest.Dial(t, addr)
@@ -171,49 +198,10 @@ func TestEveryRPC(t *testing.T) {
 	}
 }
 
-func TestLocalKMS(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "kms.key")
-	k1, err := NewLocalKMS(path)
-	require.NoError(t, err)
-	st, err := os.Stat(path)
-	require.NoError(t, err)
-	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
-
-	blob, err := k1.Seal([]byte("secret"))
-	require.NoError(t, err)
-	require.False(t, bytes.Contains(blob, []byte("secret")))
-
-	// Same file, same key: a restarted enclave opens old blobs.
-	k2, err := NewLocalKMS(path)
-	require.NoError(t, err)
-	plain, err := k2.Open(blob)
-	require.NoError(t, err)
-	require.Equal(t, []byte("secret"), plain)
-
-	for i := range blob {
-		bad := bytes.Clone(blob)
-		bad[i] ^= 1
-		_, err := k2.Open(bad)
-		require.ErrorIs(t, err, ErrOpen)
-	}
-	_, err = k2.Open(blob[:5])
-	require.ErrorIs(t, err, ErrOpen)
-
-	other, err := NewLocalKMS(filepath.Join(t.TempDir(), "other.key"))
-	require.NoError(t, err)
-	_, err = other.Open(blob)
-	require.ErrorIs(t, err, ErrOpen)
-
-	short := filepath.Join(t.TempDir(), "short.key")
-	require.NoError(t, os.WriteFile(short, []byte("short"), 0o600))
-	_, err = NewLocalKMS(short)
-	require.ErrorContains(t, err, "5 bytes, want 32")
-}
-
 func TestTamperedBlobOverRPC(t *testing.T) {
-	k, err := NewLocalKMS(filepath.Join(t.TempDir(), "kms.key"))
+	k, err := localstandin.New(filepath.Join(t.TempDir(), "kms.key"))
 	require.NoError(t, err)
-	_, addr := start(t, Options{KMS: k})
+	_, addr := start(t, Options{Enclave: newEnclave(t, k, "")})
 	c := wiretest.Dial(t, addr)
 	require.NoError(t, c.Call(enclavewire.NewInitialize(creds), nil))
 	var gr enclavewire.GenerateResult
@@ -221,7 +209,7 @@ func TestTamperedBlobOverRPC(t *testing.T) {
 	gr.EncryptedPrivateKey[len(gr.EncryptedPrivateKey)-1] ^= 0x80
 	var ir enclavewire.ImportResult
 	err = c.Call(enclavewire.NewImport(gr.EncryptedPrivateKey), &ir)
-	require.EqualError(t, err, "encryption error: "+ErrOpen.Error())
+	require.EqualError(t, err, "encryption error: "+localstandin.ErrOpen.Error())
 	// The connection still works.
 	require.NoError(t, c.Call(enclavewire.NewGenerate(enclavewire.KeyBLS), &gr))
 }

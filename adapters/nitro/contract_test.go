@@ -7,7 +7,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavetest"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
@@ -20,7 +19,7 @@ import (
 // default Nitro key file under the base directory.
 func TestContract(t *testing.T) {
 	noAWSEnv(t)
-	m := enclavetest.StartMock(t, enclaveserver.ModeNitro)
+	m := enclavetest.StartMock(t, enclavetest.ModeNitro)
 	dir := t.TempDir()
 	enclavetest.Run(t, enclavetest.Backend{
 		Open: func(t *testing.T) vault.Instance {

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"log/slog"
 
-	"github.com/sigil-signer/sigil/adapters/enclaveserver"
-	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/kms/gcpkms"
 )
 
@@ -35,22 +32,12 @@ func addGCPFlags(fs *flag.FlagSet) *gcpFlags {
 
 // provider builds the Cloud KMS provider: each session's Initialize brings
 // the Workload Identity provider and the key its blobs are sealed under.
-func (g *gcpFlags) provider(log *slog.Logger) (*gcpkms.Provider, enclaveserver.KMSProvider, error) {
-	p, err := gcpkms.New(gcpkms.Config{
+func (g *gcpFlags) provider(log *slog.Logger) (*gcpkms.Provider, error) {
+	return gcpkms.New(gcpkms.Config{
 		TokenFile: *g.tokenFile,
 		TokenURL:  *g.stsURL,
 		Endpoint:  *g.kmsEndpoint,
 		Insecure:  *g.insecure,
 		Logger:    log.With("component", "gcpkms"),
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return p, enclaveserver.KMSProviderFunc(func(ctx context.Context, c enclavewire.Credentials) (enclaveserver.SessionKMS, error) {
-		s, err := p.Session(ctx, c.WIPProviderPath, c.EncryptionKeyPath)
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
-	}), nil
 }

@@ -23,7 +23,13 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/buildinfo"
 	"github.com/sigil-signer/sigil/adapters/enclaveserver"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/kmsdelay"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
+	"github.com/sigil-signer/sigil/adapters/kms/passthroughstandin"
 	"github.com/sigil-signer/sigil/adapters/logging"
+	"github.com/sigil-signer/sigil/domain/enclave"
+	"github.com/sigil-signer/sigil/ports/enclaveside"
 )
 
 func main() {
@@ -49,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	replyDelay := fs.Duration("reply-delay", 0, "delay before every reply (load tests)")
 	kmsDelay := fs.Duration("kms-delay", 0, "delay around every KMS seal/open (load tests)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	mode := fs.String("mode", enclaveserver.ModeConfidentialSpace, "platform whose Initialize to accept: confidentialspace (WIP provider and KMS key paths) or nitro (AWS credentials, KMS key id, region)")
+	mode := fs.String("mode", string(enclave.PlatformConfidentialSpace), "platform whose Initialize to accept: confidentialspace (WIP provider and KMS key paths) or nitro (AWS credentials, KMS key id, region)")
 	maxConns := fs.Int("max-conns", 0, "most connections open at once; at the limit the oldest connection that has not sent Initialize is closed to make room (default: the open-file limit minus 64, at most 4096)")
 	handshakeTimeout := fs.Duration("handshake-timeout", enclaveserver.DefaultHandshakeTimeout, "a connection must complete Initialize within this of its accept")
 	frameTimeout := fs.Duration("frame-timeout", enclaveserver.DefaultFrameTimeout, "a request frame must arrive whole within this of its first byte")
@@ -99,42 +105,48 @@ Flags:
 	if *maxConns < 0 || *handshakeTimeout <= 0 || *frameTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout < 0 {
 		return errors.New("--max-conns and --idle-timeout must not be negative, and --handshake-timeout, --frame-timeout and --write-timeout must be positive")
 	}
-	if *mode != enclaveserver.ModeConfidentialSpace && *mode != enclaveserver.ModeNitro {
+	if *mode != string(enclave.PlatformConfidentialSpace) && *mode != string(enclave.PlatformNitro) {
 		return fmt.Errorf("invalid --mode %q (want confidentialspace or nitro)", *mode)
 	}
 	log := slog.New(logging.New(stderr, false, level))
 
-	var kms enclaveserver.KMS
-	var provider enclaveserver.KMSProvider
-	if *mode == enclaveserver.ModeNitro && *kmsKind == "gcp" {
+	var kms enclaveside.KMSProvider
+	if *mode == string(enclave.PlatformNitro) && *kmsKind == "gcp" {
 		return errors.New("--kms gcp seals with Cloud KMS and needs the Confidential Space Initialize: it cannot run with --mode nitro")
 	}
 	switch *kmsKind {
 	case "gcp":
-		p, kp, err := gcp.provider(log)
+		p, err := gcp.provider(log)
 		if err != nil {
 			return err
 		}
 		defer p.Close()
-		provider = kp
+		kms = p
 	case "local":
-		k, err := enclaveserver.NewLocalKMS(*keyFile)
+		k, err := localstandin.New(*keyFile)
 		if err != nil {
 			return err
 		}
 		kms = k
 	case "passthrough":
 		log.Warn("passthrough KMS: sealed blobs hold plain private keys; never use real keys")
-		kms = enclaveserver.PassthroughKMS{}
+		kms = passthroughstandin.KMS{}
 	default:
 		return fmt.Errorf("invalid --kms %q (want gcp, local or passthrough)", *kmsKind)
 	}
 
-	srv := enclaveserver.NewServer(enclaveserver.Options{
-		KMS: kms, KMSProvider: provider, ReplyDelay: *replyDelay, KMSDelay: *kmsDelay, Logger: log, Mode: *mode,
+	dom, err := enclave.New(enclave.Config{Platform: enclave.Platform(*mode), KMS: kmsdelay.Wrap(kms, *kmsDelay), Keys: enclavewire.KeyCodec{}})
+	if err != nil {
+		return err
+	}
+	srv, err := enclaveserver.New(enclaveserver.Options{
+		Enclave: dom, ReplyDelay: *replyDelay, Logger: log,
 		MaxConns: *maxConns, HandshakeTimeout: *handshakeTimeout, FrameTimeout: *frameTimeout,
 		WriteTimeout: *writeTimeout, IdleTimeout: *idleTimeout,
 	})
+	if err != nil {
+		return err
+	}
 	// SIGUSR1 logs the server's counters (connections, requests by method,
 	// KMS calls, the guard's refusals and timeouts); they are logged at
 	// exit too.
@@ -151,7 +163,7 @@ Flags:
 			}
 		}
 	}()
-	err := srv.ListenAndServe(ctx, *listen, func(a net.Addr) {
+	err = srv.ListenAndServe(ctx, *listen, func(a net.Addr) {
 		fmt.Fprintf(stdout, "listening on %s\n", a)
 		o := srv.Options()
 		log.Info("enclave started", "addr", a.String(), "kms", *kmsKind, "mode", *mode,

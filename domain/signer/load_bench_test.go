@@ -11,7 +11,9 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace"
 	"github.com/sigil-signer/sigil/adapters/enclaveserver"
+	"github.com/sigil-signer/sigil/adapters/enclavetest"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
@@ -19,7 +21,7 @@ import (
 
 // sealKeys creates n Ed25519 keys sealed with kms, as the enclave would have
 // sealed them, and returns them as stored entries.
-func sealKeys(tb testing.TB, kms enclaveserver.KMS, n int) []ports.StoredKey {
+func sealKeys(tb testing.TB, kms interface{ Seal([]byte) ([]byte, error) }, n int) []ports.StoredKey {
 	tb.Helper()
 	out := make([]ports.StoredKey, 0, n)
 	for range n {
@@ -132,18 +134,17 @@ func rawImportOnce(b *testing.B, addr string, stored []ports.StoredKey, conns in
 // take if keys were replicated to the other connections after start-up).
 func BenchmarkLoad1000(b *testing.B) {
 	const nkeys = 1000
-	kms, err := enclaveserver.NewLocalKMS(filepath.Join(b.TempDir(), "kms.key"))
+	kms, err := localstandin.New(filepath.Join(b.TempDir(), "kms.key"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	stored := sealKeys(b, kms, nkeys)
-	srv := enclaveserver.NewServer(enclaveserver.Options{KMS: kms, KMSDelay: time.Millisecond})
+	srv := enclavetest.NewServer(b, enclavetest.ServerOptions{KMS: kms, KMSDelay: time.Millisecond})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	go func() { _ = srv.Serve(ln) }()
-	b.Cleanup(func() { srv.Close() })
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 
 	b.Run("floor/raw-import-once-over-4-connections", func(b *testing.B) {

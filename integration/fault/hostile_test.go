@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/enclaveserver"
+	"github.com/sigil-signer/sigil/adapters/enclavetest"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/integration/harness"
 )
@@ -180,11 +181,11 @@ func TestHostileEnclave(t *testing.T) {
 	keys := writeKeys(t, kmsPath, keysPath, tezos.Ed25519)
 	k := keys[0]
 
-	kms, err := enclaveserver.NewLocalKMS(kmsPath)
+	kms, err := localstandin.New(kmsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	upstream := enclaveserver.NewServer(enclaveserver.Options{KMS: kms})
+	upstream := enclavetest.NewServer(t, enclavetest.ServerOptions{KMS: kms})
 	rln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

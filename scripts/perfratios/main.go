@@ -42,8 +42,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -252,7 +252,7 @@ func (m *measurer) pool(res *Result, clients int) error {
 // enclave does, into a Signatory-format key file.
 func (m *measurer) makeKey() error {
 	m.kmsKey = filepath.Join(m.work, "kms.key")
-	kms, err := enclaveserver.NewLocalKMS(m.kmsKey)
+	kms, err := localstandin.New(m.kmsKey)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package gcpkms_test
 
 import (
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sigil-signer/sigil/adapters/enclaveserver"
+	"github.com/sigil-signer/sigil/adapters/enclavetest"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
 	"github.com/sigil-signer/sigil/adapters/kms/gcpkms"
@@ -100,19 +100,10 @@ func startEnclave(t *testing.T, f *fakes) (*enclaveserver.Server, string) {
 	p, err := gcpkms.New(f.config())
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close() })
-	srv := enclaveserver.NewServer(enclaveserver.Options{
-		KMSProvider: enclaveserver.KMSProviderFunc(func(ctx context.Context, c enclavewire.Credentials) (enclaveserver.SessionKMS, error) {
-			s, err := p.Session(ctx, c.WIPProviderPath, c.EncryptionKeyPath)
-			if err != nil {
-				return nil, err
-			}
-			return s, nil
-		}),
-	})
+	srv := enclavetest.NewServer(t, enclavetest.ServerOptions{KMS: p})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close() })
 	return srv, l.Addr().String()
 }
 

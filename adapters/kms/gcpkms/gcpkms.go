@@ -1,4 +1,4 @@
-// Package gcpkms is the Cloud KMS port of Sigil's enclave (sigil-enclave
+// Package gcpkms is the Cloud KMS adapter of Sigil's enclave (sigil-enclave
 // --kms gcp), for a Google Cloud Confidential Space workload. For each
 // Workload Identity Pool provider that an Initialize names, it builds Google
 // external-account credentials whose subject token is the attestation token
@@ -39,6 +39,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/internal/gcpretry"
 	"github.com/sigil-signer/sigil/adapters/internal/retry"
+	"github.com/sigil-signer/sigil/ports/enclaveside"
 )
 
 // Production values, as enclave-signer uses them.
@@ -189,6 +190,23 @@ func (p *Provider) Session(ctx context.Context, wipProviderPath, cryptoKey strin
 	}
 	return s, nil
 }
+
+// ForSession implements enclaveside.KMSProvider: the session's Initialize
+// names the Workload Identity provider and the key (Session). Only the
+// Confidential Space payload carries them.
+func (p *Provider) ForSession(ctx context.Context, creds enclaveside.Credentials) (enclaveside.SessionKMS, error) {
+	cs := creds.ConfidentialSpace
+	if cs == nil {
+		return nil, errors.New("gcpkms: Cloud KMS needs the Confidential Space Initialize (wip_provider_path and encryption_key_path)")
+	}
+	s, err := p.Session(ctx, cs.WIPProviderPath, cs.EncryptionKeyPath)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+var _ enclaveside.KMSProvider = (*Provider)(nil)
 
 // client returns the provider path's client, creating it (and checking
 // that a token can be had) when needed. cached reports whether the client

@@ -25,8 +25,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -127,7 +127,7 @@ func (r *Rig) Close(keep bool) {
 // MakeKeys seals n keys, cycling through types, under the local KMS key
 // file, into the key file.
 func (r *Rig) MakeKeys(n int, types ...tezos.KeyType) error {
-	kms, err := enclaveserver.NewLocalKMS(r.KMSKey)
+	kms, err := localstandin.New(r.KMSKey)
 	if err != nil {
 		return err
 	}

@@ -11,12 +11,13 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/enclavewire/wiretest"
+	"github.com/sigil-signer/sigil/ports/enclaveside"
 )
 
 // recordingKMS is a per-session KMS that remembers which credentials it was
 // made for and whether it was closed.
 type recordingKMS struct {
-	creds  enclavewire.Credentials
+	creds  enclaveside.ConfidentialSpaceCredentials
 	mu     sync.Mutex
 	closed bool
 	seals  int
@@ -47,11 +48,18 @@ func (r *recordingKMS) Close() error {
 	return nil
 }
 
+// providerFunc adapts a function to enclaveside.KMSProvider.
+type providerFunc func(ctx context.Context, c enclaveside.Credentials) (enclaveside.SessionKMS, error)
+
+func (f providerFunc) ForSession(ctx context.Context, c enclaveside.Credentials) (enclaveside.SessionKMS, error) {
+	return f(ctx, c)
+}
+
 func TestKMSProviderPerSession(t *testing.T) {
 	var mu sync.Mutex
 	var made []*recordingKMS
 	refuse := true
-	provider := KMSProviderFunc(func(ctx context.Context, c enclavewire.Credentials) (SessionKMS, error) {
+	provider := providerFunc(func(ctx context.Context, c enclaveside.Credentials) (enclaveside.SessionKMS, error) {
 		if _, ok := ctx.Deadline(); !ok {
 			return nil, errors.New("no deadline on ForSession")
 		}
@@ -61,11 +69,11 @@ func TestKMSProviderPerSession(t *testing.T) {
 			refuse = false
 			return nil, errors.New("token exchange refused")
 		}
-		k := &recordingKMS{creds: c}
+		k := &recordingKMS{creds: *c.ConfidentialSpace}
 		made = append(made, k)
 		return k, nil
 	})
-	_, addr := start(t, Options{KMSProvider: provider, KMS: PassthroughKMS{}})
+	_, addr := start(t, Options{Enclave: newEnclave(t, provider, "")})
 
 	// A refused Initialize leaves the session uninitialized; it may retry.
 	c := wiretest.Dial(t, addr)
@@ -87,8 +95,9 @@ func TestKMSProviderPerSession(t *testing.T) {
 
 	mu.Lock()
 	require.Len(t, made, 2)
-	require.Equal(t, creds, made[0].creds)
-	require.Equal(t, other, made[1].creds)
+	require.Equal(t, creds.WIPProviderPath, made[0].creds.WIPProviderPath)
+	require.Equal(t, creds.EncryptionKeyPath, made[0].creds.EncryptionKeyPath)
+	require.Equal(t, other.EncryptionKeyPath, made[1].creds.EncryptionKeyPath)
 	require.Equal(t, 1, made[0].seals)
 	mu.Unlock()
 

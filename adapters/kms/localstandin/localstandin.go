@@ -1,6 +1,12 @@
-package enclaveserver
+// Package localstandin is a stand-in for a KMS, for development and tests
+// (sigil-enclave --kms local, sigil serve --dev): it seals key blobs with
+// AES-256-GCM under a key kept in a local file, whatever the session's
+// Initialize says. It offers none of a KMS's protection (whoever reads
+// the file opens every blob); the production KMS is adapters/kms/gcpkms.
+package localstandin
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -8,29 +14,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/sigil-signer/sigil/ports/enclaveside"
 )
 
-// KMS stands in for Cloud KMS: it seals the CBOR encoding of a private key
-// into a blob and opens such blobs again. Implementations must be safe for
-// concurrent use and must not put plaintext into their errors.
-type KMS interface {
-	Seal(plain []byte) ([]byte, error)
-	Open(blob []byte) ([]byte, error)
-}
-
-// PassthroughKMS is the upstream mock's "KMS": a blob is the plain CBOR private
-// key. For tests only.
-type PassthroughKMS struct{}
-
-// Seal returns a copy of plain.
-func (PassthroughKMS) Seal(plain []byte) ([]byte, error) { return append([]byte(nil), plain...), nil }
-
-// Open returns a copy of blob.
-func (PassthroughKMS) Open(blob []byte) ([]byte, error) { return append([]byte(nil), blob...), nil }
-
-// LocalKMS seals with AES-256-GCM under a key kept in a local file. A blob is
-// nonce (12 bytes) ‖ ciphertext ‖ tag.
-type LocalKMS struct {
+// KMS seals with AES-256-GCM under a key kept in a local file. A blob is
+// nonce (12 bytes) ‖ ciphertext ‖ tag. It is safe for concurrent use and
+// implements enclaveside.KMSProvider: every session gets this KMS.
+type KMS struct {
 	aead cipher.AEAD
 }
 
@@ -38,9 +29,9 @@ type LocalKMS struct {
 // truncated, or sealed under another key).
 var ErrOpen = errors.New("cannot open sealed key: authentication failed")
 
-// NewLocalKMS loads the 32-byte key from path, creating it (random, mode 0600)
-// if the file does not exist.
-func NewLocalKMS(path string) (*LocalKMS, error) {
+// New loads the 32-byte key from path, creating it (random, mode 0600) if
+// the file does not exist.
+func New(path string) (*KMS, error) {
 	key, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		key = make([]byte, 32)
@@ -50,7 +41,7 @@ func NewLocalKMS(path string) (*LocalKMS, error) {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if errors.Is(err, os.ErrExist) { // created concurrently: use that one
 			clear(key)
-			return NewLocalKMS(path)
+			return New(path)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("kms key: %w", err)
@@ -69,10 +60,6 @@ func NewLocalKMS(path string) (*LocalKMS, error) {
 	if len(key) != 32 {
 		return nil, fmt.Errorf("kms key %s: %d bytes, want 32", path, len(key))
 	}
-	return newLocalKey(key)
-}
-
-func newLocalKey(key []byte) (*LocalKMS, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, fmt.Errorf("kms key: %w", err)
@@ -81,11 +68,11 @@ func newLocalKey(key []byte) (*LocalKMS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kms key: %w", err)
 	}
-	return &LocalKMS{aead: aead}, nil
+	return &KMS{aead: aead}, nil
 }
 
 // Seal encrypts plain under a fresh random nonce.
-func (l *LocalKMS) Seal(plain []byte) ([]byte, error) {
+func (l *KMS) Seal(plain []byte) ([]byte, error) {
 	nonce := make([]byte, l.aead.NonceSize(), l.aead.NonceSize()+len(plain)+l.aead.Overhead())
 	if _, err := io.ReadFull(rand.Reader, nonce); err != nil {
 		return nil, err
@@ -94,7 +81,7 @@ func (l *LocalKMS) Seal(plain []byte) ([]byte, error) {
 }
 
 // Open decrypts and authenticates blob.
-func (l *LocalKMS) Open(blob []byte) ([]byte, error) {
+func (l *KMS) Open(blob []byte) ([]byte, error) {
 	ns := l.aead.NonceSize()
 	if len(blob) < ns+l.aead.Overhead() {
 		return nil, ErrOpen
@@ -105,3 +92,17 @@ func (l *LocalKMS) Open(blob []byte) ([]byte, error) {
 	}
 	return plain, nil
 }
+
+// ForSession implements enclaveside.KMSProvider: the session seals with
+// this key file, whatever its credentials.
+func (l *KMS) ForSession(context.Context, enclaveside.Credentials) (enclaveside.SessionKMS, error) {
+	return session{l}, nil
+}
+
+type session struct{ k *KMS }
+
+func (s session) Seal(_ context.Context, plain []byte) ([]byte, error) { return s.k.Seal(plain) }
+func (s session) Open(_ context.Context, blob []byte) ([]byte, error)  { return s.k.Open(blob) }
+func (session) Close() error                                           { return nil }
+
+var _ enclaveside.KMSProvider = (*KMS)(nil)
