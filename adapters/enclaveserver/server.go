@@ -12,7 +12,6 @@ package enclaveserver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -419,27 +418,4 @@ func taggedKey(pk tezos.PublicKey) enclavewire.Tagged {
 func taggedSignature(sig tezos.Signature) enclavewire.Tagged {
 	t, _ := enclavewire.TaggedFromSignature(sig)
 	return t
-}
-
-// ListenAndServe listens on addr and serves until ctx is done, then closes
-// the server. ready, if not nil, receives the bound address once listening.
-func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net.Addr)) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", addr, err)
-	}
-	if ready != nil {
-		ready(l.Addr())
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- s.Serve(l) }()
-	select {
-	case <-ctx.Done():
-		s.Close()
-		<-errc
-		return nil
-	case err := <-errc:
-		s.Close()
-		return err
-	}
 }

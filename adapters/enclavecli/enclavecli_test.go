@@ -1,4 +1,4 @@
-package main
+package enclavecli
 
 import (
 	"bufio"
@@ -25,7 +25,7 @@ func TestRunServesAndStops(t *testing.T) {
 			done := make(chan error, 1)
 			keyFile := filepath.Join(t.TempDir(), "kms.key")
 			go func() {
-				done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--kms", kms, "--kms-key-file", keyFile, "--log-level", "debug"}, pw, io.Discard)
+				done <- Run(ctx, []string{"--listen", "127.0.0.1:0", "--kms", kms, "--kms-key-file", keyFile, "--log-level", "debug"}, pw, io.Discard)
 				pw.Close()
 			}()
 			line, err := bufio.NewReader(pr).ReadString('\n')
@@ -56,14 +56,14 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"--listen", "not an address"},
 		{"extra"},
 	} {
-		err := run(context.Background(), append(args, "--kms-key-file", filepath.Join(t.TempDir(), "k")), io.Discard, io.Discard)
+		err := Run(context.Background(), append(args, "--kms-key-file", filepath.Join(t.TempDir(), "k")), io.Discard, io.Discard)
 		require.Error(t, err, "%v", args)
 	}
 }
 
 func TestVersionFlag(t *testing.T) {
 	var out strings.Builder
-	require.NoError(t, run(context.Background(), []string{"--version"}, &out, io.Discard))
+	require.NoError(t, Run(context.Background(), []string{"--version"}, &out, io.Discard))
 	s := out.String()
 	require.True(t, strings.HasPrefix(s, "sigil-enclave "), s)
 	for _, f := range []string{"\nversion:", "\nrevision:", "\nbuild time:", "\ngo:", runtime.Version()} {

@@ -1,4 +1,4 @@
-package main
+package enclavecli
 
 import (
 	"bufio"
@@ -36,7 +36,7 @@ func TestRunGCP(t *testing.T) {
 	var logs bytes.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--kms", "gcp",
+		done <- Run(ctx, []string{"--listen", "127.0.0.1:0", "--kms", "gcp",
 			"--gcp-token-file", tokenFile, "--gcp-sts-url", sts.URL,
 			"--gcp-kms-endpoint", kms.Addr, "--gcp-kms-insecure", "--log-level", "debug"}, pw, &logs)
 		pw.Close()
@@ -76,7 +76,7 @@ func TestRunGCP(t *testing.T) {
 }
 
 func TestRunGCPRejectsPlaintextToRemoteEndpoint(t *testing.T) {
-	err := run(context.Background(), []string{"--listen", "127.0.0.1:0", "--kms", "gcp",
+	err := Run(context.Background(), []string{"--listen", "127.0.0.1:0", "--kms", "gcp",
 		"--gcp-kms-endpoint", "192.0.2.1:443", "--gcp-kms-insecure"}, io.Discard, io.Discard)
 	require.ErrorContains(t, err, "loopback")
 }

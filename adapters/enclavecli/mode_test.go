@@ -1,4 +1,4 @@
-package main
+package enclavecli
 
 import (
 	"context"
@@ -10,6 +10,6 @@ import (
 )
 
 func TestRunRejectsUnknownMode(t *testing.T) {
-	err := run(context.Background(), []string{"--mode", "aws", "--kms-key-file", filepath.Join(t.TempDir(), "k")}, io.Discard, io.Discard)
+	err := Run(context.Background(), []string{"--mode", "aws", "--kms-key-file", filepath.Join(t.TempDir(), "k")}, io.Discard, io.Discard)
 	require.ErrorContains(t, err, `invalid --mode "aws" (want confidentialspace or nitro)`)
 }
