@@ -781,6 +781,9 @@ func once[T any](c *Client, ctx context.Context, fn func(cn *conn) (T, error)) (
 			return zero, cn.fault(fmt.Errorf("redialling: %w", err), true)
 		}
 	}
+	if err := cn.refresh(ctx); err != nil {
+		return zero, cn.fault(err, true)
+	}
 	return fn(cn)
 }
 

@@ -31,6 +31,7 @@ package enclaverpc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -55,8 +56,16 @@ const (
 )
 
 // Dialer opens one connection to the enclave. The Client bounds it with
-// DialTimeout through ctx.
+// DialTimeout through ctx. An error that wraps ErrRefused says the enclave
+// was reached and refused the connection (a handshake it would not
+// complete, an attestation the dialer would not accept): the Client then
+// waits longer between attempts, as after an Initialize the enclave
+// refused.
 type Dialer func(ctx context.Context) (net.Conn, error)
+
+// ErrRefused is wrapped by a Dialer's errors when the enclave was reached
+// and the connection refused.
+var ErrRefused = errors.New("refused")
 
 // Initializer returns the Initialize request for a new connection. It is
 // called for every connection and redial, so that short-lived credentials
@@ -89,6 +98,13 @@ type Config struct {
 	// non-blocking peek) so that an enclave restart is noticed, and Ready
 	// tells, before the next request: 0 means DefaultIdleProbe.
 	IdleProbe time.Duration
+	// Refresh, if set, is called on a connection before each request and
+	// at each idle probe, bounded by RPCTimeout: the attested channel
+	// refreshes its attestation token in band there when it is due
+	// (securechannel.Conn.RefreshIfDue). An enclave's error reply
+	// (*enclavewire.RPCError) leaves the connection usable; any other
+	// error breaks it (it was closed).
+	Refresh func(ctx context.Context, nc net.Conn) error
 	// LogState logs the pool's changes of state (unreachable and why,
 	// lost, restored, keys the enclave cannot open) at warning or error
 	// level, once per change: for a daemon, where no caller hears of them.

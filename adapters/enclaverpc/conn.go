@@ -113,7 +113,7 @@ func (cn *conn) keep() {
 // enclave's error reply to Initialize (rather than failing to reach it).
 func refusedByEnclave(err error) bool {
 	var re *enclavewire.RPCError
-	return errors.As(err, &re)
+	return errors.As(err, &re) || errors.Is(err, ErrRefused)
 }
 
 func errString(err error) string {
@@ -182,6 +182,10 @@ func (cn *conn) serve() bool {
 		if probing && !cn.draining {
 			if r := cn.pk.peek(); r != peekIdle {
 				cn.poisoned(r, true)
+				return true
+			}
+			if err := cn.refresh(c.ctx); err != nil {
+				cn.broken, cn.cause = true, err
 				return true
 			}
 		}
@@ -310,6 +314,26 @@ func (cn *conn) connect() error {
 		return fmt.Errorf("initialize: %w", err)
 	}
 	return nil
+}
+
+// refresh runs Config.Refresh on the connection, if there is one, bounded
+// by RPCTimeout. An enclave's error reply is logged and leaves the
+// connection usable; another error is returned (the connection broke).
+// The next request peeks again (refresh wrote and read).
+func (cn *conn) refresh(ctx context.Context) error {
+	c := cn.c
+	if c.cfg.Refresh == nil || cn.nc == nil {
+		return nil
+	}
+	cn.checked = false
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RPCTimeout)
+	defer cancel()
+	err := c.cfg.Refresh(rctx, cn.nc)
+	var re *enclavewire.RPCError
+	if err == nil || errors.As(err, &re) {
+		return nil // the refresher logged the enclave's answer
+	}
+	return fmt.Errorf("attestation refresh: %w", err)
 }
 
 // uncount removes this connection from the pool's healthy count, once.

@@ -82,18 +82,24 @@ type Stats struct {
 	IdleTimeouts      int64 // an initialized session idle for IdleTimeout
 	WriteTimeouts     int64 // a reply not taken within WriteTimeout
 	AcceptErrors      int64 // failed accepts (each followed by a backoff)
+	// HandshakesRefused counts attested channel handshakes that failed
+	// other than by timing out: a client whose key is not pinned, one
+	// that does not speak TLS 1.3 or the channel's protocol, or no valid
+	// attestation token to show.
+	HandshakesRefused int64
 }
 
 // serverStats are the live counters behind Stats.
 type serverStats struct {
 	accepted                                                atomic.Int64
 	refused, evicted, handshake, frame, idle, write, accept atomic.Int64
+	handshakeRefused                                        atomic.Int64
 	requests                                                [len(methods)]atomic.Int64
 }
 
 // methods are the protocol's request names, indexing serverStats.requests.
 var methods = [...]string{"Initialize", "Import", "ImportUnencrypted", "Generate", "GenerateAndImport",
-	"Sign", "SignWith", "PublicKey", "PublicKeyFrom", "ProvePossession"}
+	"Sign", "SignWith", "PublicKey", "PublicKeyFrom", "ProvePossession", "AttestationToken"}
 
 func (st *serverStats) request(method string) {
 	for i, m := range methods {
@@ -114,7 +120,7 @@ func (s *Server) Stats() Stats {
 		Accepted: st.accepted.Load(), Active: active, KMSCalls: s.opts.Enclave.KMSCalls(),
 		Refused: st.refused.Load(), Evicted: st.evicted.Load(), HandshakeTimeouts: st.handshake.Load(),
 		FrameTimeouts: st.frame.Load(), IdleTimeouts: st.idle.Load(), WriteTimeouts: st.write.Load(),
-		AcceptErrors: st.accept.Load(), Requests: map[string]int64{},
+		AcceptErrors: st.accept.Load(), HandshakesRefused: st.handshakeRefused.Load(), Requests: map[string]int64{},
 	}
 	for i, m := range methods {
 		if n := st.requests[i].Load(); n > 0 {
@@ -138,13 +144,16 @@ func (st Stats) LogAttrs() []slog.Attr {
 		slog.Int64("requests_generate_and_import", r["GenerateAndImport"]), slog.Int64("requests_sign", r["Sign"]),
 		slog.Int64("requests_sign_with", r["SignWith"]), slog.Int64("requests_public_key", r["PublicKey"]),
 		slog.Int64("requests_public_key_from", r["PublicKeyFrom"]), slog.Int64("requests_prove_possession", r["ProvePossession"]),
+		slog.Int64("requests_attestation_token", r["AttestationToken"]), slog.Int64("handshakes_refused", st.HandshakesRefused),
 	}
 }
 
 // acceptLoop accepts connections on l until the server closes, admitting
-// each within the connection cap. Accept errors back off and never end it;
-// only a closed listener does.
-func (s *Server) acceptLoop(l net.Listener) error {
+// each within the connection cap; with hs, each connection is the attested
+// channel (its handshake runs on the session's goroutine, under the
+// handshake deadline). Accept errors back off and never end it; only a
+// closed listener does.
+func (s *Server) acceptLoop(l net.Listener, hs Handshaker) error {
 	var delay time.Duration
 	for {
 		c, err := l.Accept()
@@ -169,7 +178,10 @@ func (s *Server) acceptLoop(l net.Listener) error {
 		}
 		delay = 0
 		s.stats.accepted.Add(1)
-		sess := &session{srv: s, conn: c, accepted: time.Now(), dom: s.opts.Enclave.NewSession(enclave.Channel{})}
+		sess := &session{srv: s, raw: c, conn: c, hs: hs, accepted: time.Now()}
+		if hs == nil {
+			sess.dom.Store(s.opts.Enclave.NewSession(enclave.Channel{}))
+		}
 		if !s.admit(sess) {
 			continue
 		}
@@ -190,7 +202,7 @@ func (s *Server) admit(sess *session) bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		sess.conn.Close()
+		sess.raw.Close()
 		return false
 	}
 	var victim *session
@@ -203,7 +215,7 @@ func (s *Server) admit(sess *session) bool {
 		if victim == nil {
 			s.mu.Unlock()
 			n := s.stats.refused.Add(1) // counted before the client can see it
-			sess.conn.Close()
+			sess.raw.Close()
 			s.rl.warn(s.log, "refused", n, "connection limit reached and every connection is initialized: new connection closed", slog.Int("max_conns", s.opts.MaxConns))
 			return false
 		}
@@ -214,8 +226,8 @@ func (s *Server) admit(sess *session) bool {
 	s.mu.Unlock()
 	if victim != nil {
 		n := s.stats.evicted.Add(1)
-		victim.conn.Close()
-		s.rl.warn(s.log, "evicted", n, "connection limit reached: closed the oldest connection that had not initialized", slog.Int("max_conns", s.opts.MaxConns), slog.String("remote", victim.conn.RemoteAddr().String()))
+		victim.raw.Close()
+		s.rl.warn(s.log, "evicted", n, "connection limit reached: closed the oldest connection that had not initialized", slog.Int("max_conns", s.opts.MaxConns), slog.String("remote", victim.raw.RemoteAddr().String()))
 	}
 	return true
 }
@@ -379,7 +391,15 @@ func (s *Server) timedOut(kind string, c *session) {
 	default:
 		return
 	}
-	s.rl.warn(s.log, kind, n, msg, slog.String("remote", c.conn.RemoteAddr().String()))
+	s.rl.warn(s.log, kind, n, msg, slog.String("remote", c.raw.RemoteAddr().String()))
+}
+
+// handshakeRefused counts and logs (rate-limited) a refused attested
+// handshake; the error names why (the client's pin when it is not pinned).
+func (s *Server) handshakeRefused(c *session, err error) {
+	n := s.stats.handshakeRefused.Add(1)
+	s.rl.warn(s.log, "handshake_refused", n, "attested channel: handshake refused",
+		slog.String("remote", c.raw.RemoteAddr().String()), slog.String("error", err.Error()))
 }
 
 // rateLog logs at most one line per kind per interval, with the running

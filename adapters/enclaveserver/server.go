@@ -1,6 +1,7 @@
 // Package enclaveserver is the network side of Sigil's enclave
 // (cmd/sigil-enclave): a server of the enclave-signer protocol
-// (adapters/enclavewire: 4-byte length + CBOR frames) over TCP, one
+// (adapters/enclavewire: 4-byte length + CBOR frames) over TCP, or over the
+// attested channel (TLS 1.3, adapters/securechannel: ServeAttested), one
 // domain/enclave session per connection. It reads and writes frames,
 // decodes each request, calls the session (the enclave's rules are the
 // domain's) and encodes its answer; and it keeps the connection guard
@@ -11,6 +12,7 @@ package enclaveserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/domain/attestation"
 	"github.com/sigil-signer/sigil/domain/enclave"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports/enclaveside"
@@ -131,7 +134,29 @@ var ErrServerClosed = errors.New("enclaveserver: server closed")
 // running out of file descriptors included, ends it. It always returns a
 // non-nil error; after Close it is ErrServerClosed, otherwise the
 // listener was closed by someone else.
-func (s *Server) Serve(l net.Listener) error {
+func (s *Server) Serve(l net.Listener) error { return s.serve(l, nil) }
+
+// Handshaker runs the attested channel's handshake over a raw connection
+// (securechannel.Server): it returns the TLS connection and the pin of the
+// client's key, or an error after closing raw. ctx bounds it.
+type Handshaker interface {
+	Handshake(ctx context.Context, raw net.Conn) (*tls.Conn, attestation.Pin, error)
+}
+
+// ServeAttested is Serve for the attested channel: each connection's TLS
+// handshake (hs) must complete, and then its Initialize, within the
+// guard's HandshakeTimeout of its accept, and a connection still in its
+// handshake may be evicted as one that has not initialized. Its session is
+// on the attested channel, with the client's pin. A refused handshake is
+// counted and logged at most once per LogInterval.
+func (s *Server) ServeAttested(l net.Listener, hs Handshaker) error {
+	if hs == nil {
+		return errors.New("enclaveserver: ServeAttested without a handshaker")
+	}
+	return s.serve(l, hs)
+}
+
+func (s *Server) serve(l net.Listener, hs Handshaker) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -146,7 +171,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 	}()
 
-	return s.acceptLoop(l)
+	return s.acceptLoop(l, hs)
 }
 
 // Close stops every listener, closes every connection and waits for their
@@ -159,7 +184,7 @@ func (s *Server) Close() error {
 		l.Close()
 	}
 	for sess := range s.sessions {
-		sess.conn.Close()
+		sess.raw.Close()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
@@ -183,17 +208,27 @@ func (s *Server) Sessions() []SessionInfo {
 	s.mu.Unlock()
 	out := make([]SessionInfo, 0, len(list))
 	for _, sess := range list {
-		info := sess.dom.Info()
-		out = append(out, SessionInfo{Remote: sess.conn.RemoteAddr().String(), Initialized: info.Initialized, Keys: info.Keys})
+		var info enclave.SessionInfo
+		if d := sess.dom.Load(); d != nil {
+			info = d.Info()
+		}
+		out = append(out, SessionInfo{Remote: sess.raw.RemoteAddr().String(), Initialized: info.Initialized, Keys: info.Keys})
 	}
 	return out
 }
 
 // session is one connection: the domain's session and the guard's state.
 type session struct {
-	srv      *Server
-	conn     net.Conn
-	dom      *enclave.Session
+	srv *Server
+	// raw is the accepted connection, closed to end the session (a TLS
+	// session ends without a close_notify: the enclave sends nothing a
+	// client did not ask for); conn carries the frames: raw, or the TLS
+	// connection over it.
+	raw, conn net.Conn
+	hs        Handshaker // nil: the plain protocol
+	// dom is the domain's session: set at accept on a plain connection,
+	// after the handshake on the attested channel.
+	dom      atomic.Pointer[enclave.Session]
 	accepted time.Time
 	phase    atomic.Int32 // phaseNew, phaseInitializing, phaseInitialized
 	evicted  atomic.Bool  // closed by the guard to make room
@@ -202,15 +237,20 @@ type session struct {
 }
 
 func (c *session) serve() {
-	log := c.srv.log.With("remote", c.conn.RemoteAddr().String())
+	log := c.srv.log.With("remote", c.raw.RemoteAddr().String())
 	log.Debug("connection opened")
 	defer func() {
-		c.conn.Close()
-		if err := c.dom.Close(); err != nil {
-			log.Info("closing the session's KMS failed", "error", err.Error())
+		c.raw.Close()
+		if d := c.dom.Load(); d != nil {
+			if err := d.Close(); err != nil {
+				log.Info("closing the session's KMS failed", "error", err.Error())
+			}
 		}
 		log.Debug("connection closed")
 	}()
+	if c.hs != nil && !c.handshake(log) {
+		return
+	}
 	for {
 		frame, err := c.readRequest()
 		if err != nil {
@@ -234,6 +274,31 @@ func (c *session) serve() {
 			return
 		}
 	}
+}
+
+// handshake runs the attested channel's handshake, bounded by the
+// handshake deadline (from the accept) and by the server's life, and
+// starts the session on the attested channel. A failure is counted and
+// logged (rate-limited) unless the guard or Close ended it.
+func (c *session) handshake(log *slog.Logger) bool {
+	ctx, cancel := context.WithDeadline(c.srv.ctx, c.accepted.Add(c.srv.opts.HandshakeTimeout))
+	tc, pin, err := c.hs.Handshake(ctx, c.raw)
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	cancel()
+	if err != nil {
+		switch {
+		case c.evicted.Load() || c.srv.ctx.Err() != nil:
+		case timedOut || isTimeout(err):
+			c.srv.timedOut("handshake", c)
+		default:
+			c.srv.handshakeRefused(c, err)
+		}
+		return false
+	}
+	c.conn = tc
+	c.dom.Store(c.srv.opts.Enclave.NewSession(enclave.Channel{Attested: true, ClientPin: pin}))
+	log.Debug("attested channel up", "client_pin", pin.String())
+	return true
 }
 
 // handle runs one request and returns the encoded reply and the request's
@@ -289,8 +354,15 @@ func wireError(err error) *enclavewire.RPCError {
 // the session, and returns the reply's Ok value.
 func (c *session) dispatch(req *enclavewire.Request) (any, error) {
 	ctx := c.srv.ctx // KMS calls end when the server closes
-	d := c.dom
+	d := c.dom.Load()
 	switch {
+	case req.AttestationToken != nil:
+		tok, err := d.AttestationToken()
+		if err != nil {
+			return nil, err
+		}
+		return enclavewire.AttestationTokenResult{Token: tok}, nil
+
 	case req.Initialize != nil || req.InitializeAWS != nil:
 		if d.Initialized() {
 			return nil, enclave.ErrAlreadyInitialized

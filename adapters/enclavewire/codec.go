@@ -74,7 +74,7 @@ func (r *Request) count() int {
 	for _, set := range []bool{
 		r.Initialize != nil, r.InitializeAWS != nil, r.Import != nil, r.ImportUnencrypted != nil, r.Generate != nil,
 		r.GenerateAndImport != nil, r.Sign != nil, r.SignWith != nil, r.PublicKey != nil,
-		r.PublicKeyFrom != nil, r.ProvePossession != nil,
+		r.PublicKeyFrom != nil, r.ProvePossession != nil, r.AttestationToken != nil,
 	} {
 		if set {
 			n++

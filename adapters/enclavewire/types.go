@@ -133,7 +133,14 @@ type Request struct {
 	PublicKey         *uint64          `cbor:"PublicKey,omitempty"`
 	PublicKeyFrom     []byte           `cbor:"PublicKeyFrom,omitempty"`
 	ProvePossession   *uint64          `cbor:"ProvePossession,omitempty"`
+	// AttestationToken is Sigil's request of the attested channel (not
+	// enclave-signer's): the enclave's current attestation token.
+	AttestationToken *AttestationTokenArgs `cbor:"AttestationToken,omitempty"`
 }
+
+// AttestationTokenArgs are the AttestationToken request's arguments: none
+// yet; the empty map leaves room for optional fields.
+type AttestationTokenArgs struct{}
 
 // Method returns the name of the call the request carries ("" if none).
 func (r *Request) Method() string {
@@ -160,6 +167,8 @@ func (r *Request) Method() string {
 		return "PublicKeyFrom"
 	case r.ProvePossession != nil:
 		return "ProvePossession"
+	case r.AttestationToken != nil:
+		return MethodAttestationToken
 	}
 	return ""
 }
@@ -203,6 +212,9 @@ func NewPublicKeyFrom(blob []byte) *Request { return &Request{PublicKeyFrom: blo
 
 // NewProvePossession builds a ProvePossession request.
 func NewProvePossession(handle uint64) *Request { return &Request{ProvePossession: &handle} }
+
+// NewAttestationToken builds an AttestationToken request.
+func NewAttestationToken() *Request { return &Request{AttestationToken: &AttestationTokenArgs{}} }
 
 // Tagged is a one-entry map from a key type name to bytes: the wire form of
 // PublicKey, PrivateKey, Signature and ProofOfPossession values in replies.

@@ -89,7 +89,7 @@ func benchServer(mode string) {
 					}
 					reply, ok := []byte(nil), false
 					if srv != nil {
-						reply, ok = srv.HandleFrame(p)
+						reply, ok = answerToken(srv, p)
 					}
 					if !ok {
 						reply = blsReply

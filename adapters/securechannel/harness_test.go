@@ -1,6 +1,7 @@
 package securechannel_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -87,7 +88,7 @@ func (e *enclave) session(raw net.Conn) {
 			return
 		}
 		e.frames.Add(1)
-		reply, ok := e.srv.HandleFrame(p)
+		reply, ok := answerToken(e.srv, p)
 		if !ok {
 			reply = echo(p)
 		}
@@ -95,6 +96,22 @@ func (e *enclave) session(raw net.Conn) {
 			return
 		}
 	}
+}
+
+// answerToken answers an AttestationToken request as the enclave does
+// (domain/enclave, through the server's CurrentToken): the reply and true,
+// or false for any other request.
+func answerToken(srv *securechannel.Server, p []byte) ([]byte, bool) {
+	if !bytes.Equal(p, enclavewire.AttestationTokenRequest()) {
+		return nil, false
+	}
+	tok, err := srv.CurrentToken()
+	if err != nil {
+		reply, _ := enclavewire.EncodeErr(enclavewire.NewError(enclavewire.MethodAttestationToken, err.Error()))
+		return reply, true
+	}
+	reply, _ := enclavewire.EncodeAttestationTokenReply(tok)
+	return reply, true
 }
 
 // echo answers a Sign request with its message, anything else with an

@@ -118,9 +118,9 @@ func TestAttestRefreshFailsConnectionCloses(t *testing.T) {
 	if serr := e.wantRefused(t); !errors.Is(serr, adattest.ErrNoToken) {
 		t.Fatalf("enclave side: %v", serr)
 	}
-	reply, ok := e.srv.HandleFrame(securechannel.AttestationTokenRequest())
+	reply, ok := answerToken(e.srv, enclavewire.AttestationTokenRequest())
 	var rerr *enclavewire.RPCError
-	if _, err := securechannel.DecodeAttestationTokenReply(reply); !ok || !errors.As(err, &rerr) || !strings.Contains(err.Error(), "no valid attestation token") {
+	if _, err := enclavewire.DecodeAttestationTokenReply(reply); !ok || !errors.As(err, &rerr) || !strings.Contains(err.Error(), "no valid attestation token") {
 		t.Fatalf("AttestationToken without a token: %v, %v", ok, err)
 	}
 }
