@@ -12,7 +12,6 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/enclavetest"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/adapters/vault"
@@ -22,7 +21,7 @@ import (
 // TestContract runs the enclave backend contract against the mock enclave
 // over TCP, with file key storage.
 func TestContract(t *testing.T) {
-	m := enclavetest.StartMock(t, mockenclave.ModeConfidentialSpace)
+	m := enclavetest.StartMock(t, enclavetest.ModeConfidentialSpace)
 	dir := t.TempDir()
 	enclavetest.Run(t, enclavetest.Backend{
 		Open: func(t *testing.T) vault.Instance {

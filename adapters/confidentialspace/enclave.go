@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/adapters/enclaverpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain"
 )
 
@@ -36,7 +36,7 @@ type Config struct {
 	Connections       int           // pool size, default 4, at most 256
 	DialTimeout       time.Duration // default 5s
 	RPCTimeout        time.Duration // per request on the wire, default 10s
-	MaxReplyBytes     int           // default rpc.DefaultMaxFrame (1 MiB)
+	MaxReplyBytes     int           // default enclavewire.DefaultMaxFrame (1 MiB)
 	// LogState logs the pool's changes of state (enclaverpc.Config.LogState).
 	LogState bool
 }
@@ -57,7 +57,7 @@ func (c *Config) normalize() error {
 		return domain.Errorf(domain.KindInvalid, "confidential space: invalid port %q (allowed: 1 to 65535)", c.Port)
 	}
 	pc := c.pool()
-	pc.Dial, pc.Initialize = enclaverpc.TCPDialer(""), func(context.Context) (*rpc.Request, error) { return nil, nil }
+	pc.Dial, pc.Initialize = enclaverpc.TCPDialer(""), func(context.Context) (*enclavewire.Request, error) { return nil, nil }
 	if err := pc.Normalize(); err != nil {
 		return err
 	}
@@ -95,9 +95,9 @@ func New(cfg Config, log *slog.Logger) (*Enclave, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	pc := cfg.pool()
-	creds := rpc.Credentials{WIPProviderPath: cfg.WIPProviderPath, EncryptionKeyPath: cfg.EncryptionKeyPath}
+	creds := enclavewire.Credentials{WIPProviderPath: cfg.WIPProviderPath, EncryptionKeyPath: cfg.EncryptionKeyPath}
 	pc.Dial = enclaverpc.TCPDialer(pc.Addr)
-	pc.Initialize = func(context.Context) (*rpc.Request, error) { return rpc.NewInitialize(creds), nil }
+	pc.Initialize = func(context.Context) (*enclavewire.Request, error) { return enclavewire.NewInitialize(creds), nil }
 	c, err := enclaverpc.New(pc, log.With("component", "confidentialspace"))
 	if err != nil {
 		return nil, err

@@ -25,8 +25,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -127,7 +127,7 @@ func (r *Rig) Close(keep bool) {
 // MakeKeys seals n keys, cycling through types, under the local KMS key
 // file, into the key file.
 func (r *Rig) MakeKeys(n int, types ...tezos.KeyType) error {
-	kms, err := mockenclave.NewLocalKMS(r.KMSKey)
+	kms, err := localstandin.New(r.KMSKey)
 	if err != nil {
 		return err
 	}
@@ -142,11 +142,11 @@ func (r *Rig) MakeKeys(n int, types ...tezos.KeyType) error {
 			return err
 		}
 		pk, _ := sk.Public()
-		w, err := rpc.NewPrivateKey(sk)
+		w, err := enclavewire.NewPrivateKey(sk)
 		if err != nil {
 			return err
 		}
-		plain, err := rpc.MarshalPrivateKey(w)
+		plain, err := enclavewire.MarshalPrivateKey(w)
 		w.Zero()
 		sk.Zero()
 		if err != nil {

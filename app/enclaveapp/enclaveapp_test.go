@@ -1,0 +1,49 @@
+package enclaveapp
+
+import (
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/fx"
+
+	"github.com/sigil-signer/sigil/domain/enclave"
+)
+
+// TestGraph: the enclave application's dependency graph is complete.
+func TestGraph(t *testing.T) {
+	if err := fx.ValidateApp(Module(Options{KMS: "passthrough", Listen: "127.0.0.1:0", LogLevel: "info"})); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOpenRefuses: a KMS or a mode that does not exist, and Cloud KMS with
+// the Nitro Initialize, are refused with the flag named; every KMS driver
+// name opens.
+func TestOpenRefuses(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for o, want := range map[*Options]string{
+		{KMS: "cloud"}:                                `invalid --kms "cloud"`,
+		{KMS: "local", Platform: "aws"}:               `invalid --mode "aws"`,
+		{KMS: "gcp", Platform: enclave.PlatformNitro}: "cannot run with --mode nitro",
+		{KMS: "local", KMSKeyFile: t.TempDir()}:       "kms key",
+	} {
+		if _, err := Open(*o, log); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%+v: %v, want %q", *o, err, want)
+		}
+	}
+	for _, name := range KMSNames() {
+		e, err := Open(Options{KMS: name, KMSKeyFile: filepath.Join(t.TempDir(), "k")}, log)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(KMSNames()) != len(kmsDrivers) {
+		t.Fatal("KMSNames and kmsDrivers disagree")
+	}
+}
