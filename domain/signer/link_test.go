@@ -125,14 +125,20 @@ func TestStartLoadingLogsOncePerCause(t *testing.T) {
 	s.StartLoading(ctx, time.Millisecond, time.Second)
 
 	// Several attempts (each loading keys until the first failure), one
-	// line.
-	require.Eventually(t, func() bool { return enc.loads.Load() >= 5 }, 10*time.Second, time.Millisecond)
+	// line. The line is written after an attempt's loads are counted, so
+	// wait for the line first, then for more attempts (LoadConcurrency
+	// loads per attempt at most), then count.
+	lines := func() int { return len(logs.matching("loading keys failed")) }
+	require.Eventually(t, func() bool { return lines() >= 1 }, 10*time.Second, time.Millisecond)
+	before := enc.loads.Load()
+	require.Eventually(t, func() bool { return enc.loads.Load() >= before+6 }, 10*time.Second, time.Millisecond)
 	assert.Len(t, logs.matching("loading keys failed"), 1)
 	require.ErrorContains(t, s.Ready(), "connection refused")
 
-	// Another cause: one more line.
-	before := enc.loads.Load()
+	// Another cause: one more line, and no more after further attempts.
 	enc.failWith(domain.Errorf(domain.KindInternal, "enclave error: encryption error: permission denied"))
+	require.Eventually(t, func() bool { return lines() >= 2 }, 20*time.Second, time.Millisecond)
+	before = enc.loads.Load()
 	require.Eventually(t, func() bool { return enc.loads.Load() >= before+3 }, 20*time.Second, time.Millisecond)
 	assert.Len(t, logs.matching("loading keys failed"), 2)
 	assert.Len(t, logs.matching("loading keys failed", "permission denied"), 1)

@@ -396,7 +396,7 @@ func TestPolicyMatrix(t *testing.T) {
 		sigilPols, err := app.Policies(cfg, discard)
 		if p.unknown != "" {
 			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", p.unknown)) {
-				t.Errorf("%s: Sigil must refuse the unknown name %q at load (Signatory keeps it, matching nothing); got %v", p.name, p.unknown, err)
+				t.Errorf("%s: Sigil must refuse the unknown name %q at load (Signatory v1.4.0 refuses it at start too); got %v", p.name, p.unknown, err)
 			}
 			// The name matches no request Signatory parses: no test
 			// request carries it, so Signatory would allow nothing more
