@@ -1,0 +1,93 @@
+package enclave_test
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/sigil-signer/sigil/adapters/enclavetest"
+	"github.com/sigil-signer/sigil/adapters/guardstate/memory"
+	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/enclave"
+	dguard "github.com/sigil-signer/sigil/domain/guard"
+	rt "github.com/sigil-signer/sigil/domain/request/requesttest"
+	"github.com/sigil-signer/sigil/domain/tezos"
+)
+
+// TestGuardSeated: with domain/guard seated (NewGuard), a session's Sign
+// and SignWith go through the guard's policy and watermarks; each refusal
+// is an *Error in the guard's wire form, whose message the daemon maps back
+// to the refusal's kind (dguard.FromWire); an identical retry returns the
+// recorded signature, which verifies independently.
+func TestGuardSeated(t *testing.T) {
+	rules, err := dguard.ParseRules([]byte(`{"key_types":{"tz1":{"allow":{"block":[],"preattestation":[],"attestation":[]}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := memory.New()
+	g, err := dguard.New(rules, state, dguard.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := newEnclave(t, func(cfg *enclave.Config) { cfg.Guard = enclave.NewGuard(g) })
+	s := e.NewSession(enclave.Channel{})
+	if err := s.Initialize(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	k, err := s.GenerateAndImport(ctx, tezos.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := rt.Block(rt.Mainnet, 42, 0, 1)
+	sig, err := s.Sign(ctx, k.Handle, block, tezos.SignVersionLatest)
+	if err != nil || enclavetest.Verify(k.PublicKey, block, sig, tezos.SignVersionLatest) != nil {
+		t.Fatalf("a first block: %v %v", sig, err)
+	}
+	again, err := s.SignWith(ctx, k.Blob, block, tezos.SignVersionLatest)
+	if err != nil || !bytes.Equal(again.Bytes, sig.Bytes) {
+		t.Fatalf("an identical retry: %v %v", again, err)
+	}
+	pkh := k.PublicKey.Hash()
+	for _, c := range []struct {
+		name string
+		msg  []byte
+		kind domain.Kind
+		says string
+	}{
+		{"a conflicting block", rt.Block(rt.Mainnet, 42, 0, 2), domain.KindConflict, "level 42"},
+		{"a block below the mark", rt.Block(rt.Mainnet, 41, 5, 2), domain.KindConflict, "level 41"},
+		{"a transfer from a consensus-only key", rt.Generic(1, rt.Transaction(pkh, rt.Originated(3), 1000, 0)), domain.KindForbidden, `"generic" is not allowed`},
+		{"an unparseable message", msg, domain.KindInvalid, ""},
+	} {
+		for _, withBlob := range []bool{false, true} {
+			var err error
+			if withBlob {
+				_, err = s.SignWith(ctx, k.Blob, c.msg, 0)
+			} else {
+				_, err = s.Sign(ctx, k.Handle, c.msg, 0)
+			}
+			var ee *enclave.Error
+			if !errors.As(err, &ee) || ee.Source == nil || ee.Source.Source != nil {
+				t.Fatalf("%s: %v is not a two-message *Error", c.name, err)
+			}
+			got, ok := dguard.FromWire(ee.Message, ee.Source.Message)
+			if !ok || domain.KindOf(got) != c.kind || !dguard.Refused(got) || !strings.Contains(got.Error(), c.says) {
+				t.Fatalf("%s: wire %q / %q maps to %v (kind %v), want kind %v naming %q", c.name, ee.Message, ee.Source.Message, got, domain.KindOf(got), c.kind, c.says)
+			}
+		}
+	}
+	if state.Len() != 1 {
+		t.Fatalf("%d marks recorded, want 1", state.Len())
+	}
+	// A key with no rule signs nothing.
+	bls, err := s.GenerateAndImport(ctx, tezos.BLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Sign(ctx, bls.Handle, block, 7)
+	var ee *enclave.Error
+	if !errors.As(err, &ee) || !strings.HasPrefix(ee.Message, dguard.WirePrefix) {
+		t.Fatalf("a tz4 key without a rule: %v", err)
+	}
+}
