@@ -99,6 +99,7 @@ func (f *options) define(fs *pflag.FlagSet) {
 		"--kms gcp: Cloud KMS gRPC endpoint host:port, TLS (default Google's cloudkms.googleapis.com:443); seam for tests and private endpoints")
 	fs.BoolVar(&o.GCP.Insecure, "gcp-kms-insecure", false,
 		"--kms gcp: plaintext gRPC to --gcp-kms-endpoint, which must be a loopback address (test fakes only)")
+	f.defineGuard(fs)
 	fs.BoolVar(&f.version, "version", false, "print the version, VCS revision, build time and Go version (as `sigil version`), and exit")
 }
 

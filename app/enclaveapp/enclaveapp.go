@@ -48,6 +48,8 @@ type Options struct {
 	// The connection guard's settings (enclaveserver.Options).
 	MaxConns                                                  int
 	HandshakeTimeout, FrameTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Guard configures the enclave's guard (guard.go); off by default.
+	Guard GuardOptions
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// Stdout receives "listening on ADDR" once the listener is bound;
@@ -124,10 +126,18 @@ func Open(o Options, log *slog.Logger) (_ *Enclave, err error) {
 	if closeKMS != nil {
 		e.close = append(e.close, closeKMS)
 	}
+	g, closeGuard, err := openGuard(o, log)
+	if err != nil {
+		return nil, err
+	}
+	if closeGuard != nil {
+		e.close = append(e.close, closeGuard)
+	}
 	e.Domain, err = enclave.New(enclave.Config{
 		Platform: o.Platform,
 		KMS:      kmsdelay.Wrap(kms, o.KMSDelay),
 		Keys:     enclavewire.KeyCodec{},
+		Guard:    g,
 	})
 	if err != nil {
 		return nil, err
