@@ -107,6 +107,7 @@ type Mock struct {
 	mode    enclave.Platform
 	srv     *enclaveserver.Server
 	lying   atomic.Bool
+	guard   enclave.Guard // StartGuardedMock
 }
 
 // Lie makes the enclave answer Sign and ProvePossession with a signature
@@ -150,7 +151,7 @@ func (m *Mock) start(t testing.TB, addr, kmsFile string) {
 	m.Addr = ln.Addr().String()
 	// Not closed by t: Restart may run in a subtest; StartMock's cleanup
 	// stops whichever server runs last.
-	if m.srv, err = newServer(ServerOptions{KMS: kms, Platform: m.mode, Options: enclaveserver.Options{Tamper: m.tamper}}); err != nil {
+	if m.srv, err = newServer(ServerOptions{KMS: kms, Platform: m.mode, Options: enclaveserver.Options{Tamper: m.tamper}, Guard: m.guard}); err != nil {
 		ln.Close()
 		t.Fatal(err)
 	}
