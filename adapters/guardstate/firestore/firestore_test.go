@@ -123,5 +123,7 @@ func TestGuardFirestoreContextBound(t *testing.T) {
 // BenchmarkGuardCommit is the guard's commit latency (one transaction per
 // mark, rising levels of one key).
 func BenchmarkGuardCommit(b *testing.B) {
-	watermarktest.BenchmarkCommit(b, guardstatetest.Store{GuardState: newState(b, Config{Project: newProject(b)})})
+	watermarktest.BenchmarkCommit(b, storeOf(newState(b, Config{Project: newProject(b)})))
 }
+
+func storeOf(s *State) guardstatetest.Store { return guardstatetest.Store{GuardState: s} }
