@@ -2,6 +2,7 @@ package enclavecli
 
 import (
 	"os"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -47,4 +48,5 @@ func (f *options) defineGuard(fs *pflag.FlagSet) {
 	fs.StringVar(&g.WIPProvider, "guard-wip-provider", os.Getenv(enclaveapp.GuardWIPProviderEnv),
 		"Workload Identity provider (projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER) whose attested principal writes the guard's state ($"+enclaveapp.GuardWIPProviderEnv+" sets the default)")
 	fs.DurationVar(&g.Timeout, "guard-timeout", 0, "bound of the guard's work on its state per request (default 5s)")
+	fs.DurationVar(&g.CheckTimeout, "guard-start-timeout", 30*time.Second, "bound of the start's check of the guard's state (credentials, database reachable); the enclave does not start without it")
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -17,7 +18,7 @@ import (
 func TestGuardFlagsFromEnv(t *testing.T) {
 	f, _ := parse(t, nil)
 	require.False(t, f.o.Guard.Enabled())
-	require.Equal(t, enclaveapp.GuardOptions{State: "firestore", Database: "(default)", Collection: "sigil-guard"}, f.o.Guard)
+	require.Equal(t, enclaveapp.GuardOptions{State: "firestore", Database: "(default)", Collection: "sigil-guard", CheckTimeout: 30 * time.Second}, f.o.Guard)
 
 	t.Setenv(enclaveapp.GuardPolicyEnv, `{"key_types":{"tz4":{"allow":{"attestation":[]}}}}`)
 	t.Setenv(enclaveapp.GuardWIPProviderEnv, "projects/1/locations/global/workloadIdentityPools/p/providers/q")
@@ -28,7 +29,7 @@ func TestGuardFlagsFromEnv(t *testing.T) {
 	f, _ = parse(t, nil)
 	require.Equal(t, enclaveapp.GuardOptions{
 		Policy: `{"key_types":{"tz4":{"allow":{"attestation":[]}}}}`, State: "memory", Project: "proj", Database: "guard-db",
-		Collection: "marks", WIPProvider: "projects/1/locations/global/workloadIdentityPools/p/providers/q",
+		Collection: "marks", WIPProvider: "projects/1/locations/global/workloadIdentityPools/p/providers/q", CheckTimeout: 30 * time.Second,
 	}, f.o.Guard)
 	f, _ = parse(t, []string{"--guard-firestore-project", "other", "--guard-state", "firestore", "--guard-policy", "/p.json"})
 	require.Equal(t, "other", f.o.Guard.Project)

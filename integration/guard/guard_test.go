@@ -52,8 +52,9 @@ type world struct {
 	bin     string
 }
 
-func newWorld(t *testing.T) *world {
-	fs := harness.StartFirestore(t)
+func newWorld(t *testing.T) *world { return newWorldOn(t, harness.StartFirestore(t)) }
+
+func newWorldOn(t *testing.T, fs *harness.Firestore) *world {
 	return &world{
 		t: t, fs: fs, project: fs.NewProject(t),
 		kmsFile: filepath.Join(t.TempDir(), "kms.key"),
@@ -64,10 +65,10 @@ func newWorld(t *testing.T) *world {
 
 // enclave starts a guarded sigil-enclave on the world's database. With
 // fromEnv the policy comes from the launch environment, else from a file.
-func (w *world) enclave(name string, fromEnv bool) *harness.Enclave {
+func (w *world) enclave(name string, fromEnv bool, extra ...string) *harness.Enclave {
 	t := w.t
 	env := w.fs.Env()
-	args := []string{"--guard-firestore-project", w.project}
+	args := append([]string{"--guard-firestore-project", w.project}, extra...)
 	if fromEnv {
 		env = append(env, enclaveapp.GuardPolicyEnv+"="+consensusOnly)
 	} else {
@@ -371,6 +372,24 @@ func TestGuardTwoEnclaves(t *testing.T) {
 	for _, addr := range []string{a.Addr(), b.Addr()} {
 		if got, err := dial(t, addr).signWith(baker, msgs[winner]); err != nil || !bytes.Equal(got.Bytes, sigs[winner].Bytes) {
 			t.Fatalf("%s: the winner's retry: %v %v", addr, got, err)
+		}
+	}
+	// 64 identical blocks at the next level, at once through both
+	// enclaves: every one gets the one recorded signature.
+	next := rt.Block(rt.Mainnet, 4243, 0, 1)
+	start = make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			sigs[i], errs[i] = conns[i].signWith(baker, next)
+		})
+	}
+	close(start)
+	wg.Wait()
+	doc = w.recorded(rt.Mainnet, "block", baker.pk)
+	for i := range n {
+		if errs[i] != nil || sigs[i].String() != doc["signature"] {
+			t.Fatalf("identical block %d: %v %v, want the recorded %v", i, sigs[i], errs[i], doc["signature"])
 		}
 	}
 }
