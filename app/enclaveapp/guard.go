@@ -135,10 +135,13 @@ func openGuardFirestore(o Options, log *slog.Logger) (*firestore.State, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
 	defer cancel()
-	if os.Getenv(firestore.EmulatorEnv) == "" {
-		if g.WIPProvider == "" {
-			return nil, errors.New("the guard's Firestore state is written with the enclave's attested credentials: give --guard-wip-provider (or " + GuardWIPProviderEnv + ")")
-		}
+	emulator := os.Getenv(firestore.EmulatorEnv)
+	if g.WIPProvider == "" && emulator == "" {
+		return nil, errors.New("the guard's Firestore state is written with the enclave's attested credentials: give --guard-wip-provider (or " + GuardWIPProviderEnv + ")")
+	}
+	if g.WIPProvider != "" {
+		// Exchanged and checked even on the emulator (which ignores
+		// them), so that a refused exchange stops the start everywhere.
 		auth := gcpauth.Config{TokenFile: o.GCP.TokenFile, TokenURL: o.GCP.TokenURL}
 		ts, err := gcpauth.TokenSource(auth, g.WIPProvider)
 		if err != nil {
@@ -148,8 +151,9 @@ func openGuardFirestore(o Options, log *slog.Logger) (*firestore.State, error) {
 			return nil, fmt.Errorf("guard state: %w", err)
 		}
 		cfg.Credentials = ts
-	} else {
-		log.Warn("guard state on the Firestore emulator", "host", os.Getenv(firestore.EmulatorEnv))
+	}
+	if emulator != "" {
+		log.Warn("guard state on the Firestore emulator", "host", emulator)
 	}
 	st, err := firestore.New(ctx, cfg)
 	if err != nil {
