@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/gcpauth"
@@ -13,6 +14,7 @@ import (
 	"github.com/sigil-signer/sigil/adapters/guardstate/memory"
 	"github.com/sigil-signer/sigil/domain/enclave"
 	"github.com/sigil-signer/sigil/domain/guard"
+	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
 )
 
@@ -123,7 +125,37 @@ func openGuard(o Options, log *slog.Logger) (enclave.Guard, func() error, error)
 		return nil, nil, err
 	}
 	log.Info("guard on", "policy", from, "rules", rules.String(), "state", where)
-	return enclave.NewGuard(gd), close, nil
+	return loggedGuard{g: enclave.NewGuard(gd), log: log.With("component", "guard")}, close, nil
+}
+
+// loggedGuard logs each refusal of the guard (a warning: behind an honest
+// daemon, whose own policy and watermarks answer first, a refusal means
+// the two witnesses disagree or someone bypasses the daemon). The line
+// names the key, the refusal's kind and reason, and the client's pin on
+// the attested channel; never a message's bytes, a blob or a signature.
+type loggedGuard struct {
+	g   enclave.Guard
+	log *slog.Logger
+}
+
+func (l loggedGuard) Sign(ctx context.Context, req enclave.SignRequest, sign func() (tezos.Signature, error)) (tezos.Signature, error) {
+	sig, err := l.g.Sign(ctx, req, sign)
+	var e *enclave.Error
+	if err != nil && errors.As(err, &e) && strings.HasPrefix(e.Message, guard.WirePrefix) {
+		attrs := []slog.Attr{
+			slog.String("key", req.Key.Hash().String()),
+			slog.String("kind", strings.TrimPrefix(e.Message, guard.WirePrefix)),
+			slog.Bool("with_blob", req.WithBlob),
+		}
+		if e.Source != nil {
+			attrs = append(attrs, slog.String("reason", e.Source.Message))
+		}
+		if req.Channel.Attested {
+			attrs = append(attrs, slog.String("client_pin", req.Channel.ClientPin.String()))
+		}
+		l.log.LogAttrs(ctx, slog.LevelWarn, "guard refused a signature", attrs...)
+	}
+	return sig, err
 }
 
 func openGuardFirestore(o Options, log *slog.Logger) (*firestore.State, error) {
