@@ -14,8 +14,10 @@ import (
 
 // TestGraph: the enclave application's dependency graph is complete.
 func TestGraph(t *testing.T) {
-	if err := fx.ValidateApp(Module(Options{KMS: "passthrough", Listen: "127.0.0.1:0", LogLevel: "info"})); err != nil {
-		t.Fatal(err)
+	for _, attested := range []bool{false, true} {
+		if err := fx.ValidateApp(Module(Options{KMS: "passthrough", Listen: "127.0.0.1:0", LogLevel: "info", Attested: attested})); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -29,6 +31,8 @@ func TestOpenRefuses(t *testing.T) {
 		{KMS: "local", Platform: "aws"}:               `invalid --mode "aws"`,
 		{KMS: "gcp", Platform: enclave.PlatformNitro}: "cannot run with --mode nitro",
 		{KMS: "local", KMSKeyFile: t.TempDir()}:       "kms key",
+		{KMS: "passthrough", PlainListen: ":0"}:       "--plain-listen is a second, plain listener of an enclave serving the attested channel: it needs --attested",
+		{KMS: "passthrough", Attested: true}:          "SIGIL_ENCLAVE_CLIENT_PINS lists no client pin",
 	} {
 		if _, err := Open(*o, log); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%+v: %v, want %q", *o, err, want)
