@@ -107,6 +107,9 @@ type Mock struct {
 	mode    enclave.Platform
 	srv     *enclaveserver.Server
 	lying   atomic.Bool
+	// Attested is set by StartAttested: the enclave serves the attested
+	// channel, and this is what a daemon needs to reach it.
+	Attested *Attested
 }
 
 // Lie makes the enclave answer Sign and ProvePossession with a signature
@@ -150,9 +153,18 @@ func (m *Mock) start(t testing.TB, addr, kmsFile string) {
 	m.Addr = ln.Addr().String()
 	// Not closed by t: Restart may run in a subtest; StartMock's cleanup
 	// stops whichever server runs last.
-	if m.srv, err = newServer(ServerOptions{KMS: kms, Platform: m.mode, Options: enclaveserver.Options{Tamper: m.tamper}}); err != nil {
+	opts := ServerOptions{KMS: kms, Platform: m.mode, Options: enclaveserver.Options{Tamper: m.tamper}}
+	if m.Attested != nil {
+		m.Attested.Channel = m.Attested.open(t)
+		opts.Tokens = m.Attested.Channel
+	}
+	if m.srv, err = newServer(opts); err != nil {
 		ln.Close()
 		t.Fatal(err)
+	}
+	if m.Attested != nil {
+		go func() { _ = m.srv.ServeAttested(ln, m.Attested.Channel) }()
+		return
 	}
 	go func() { _ = m.srv.Serve(ln) }()
 }
@@ -163,6 +175,18 @@ func (m *Mock) Stop() {
 		m.srv.Close()
 		m.srv = nil
 	}
+	if m.Attested != nil && m.Attested.Channel != nil {
+		m.Attested.Channel.Close()
+	}
+}
+
+// Stats returns the current enclave server's counters (zero when
+// stopped).
+func (m *Mock) Stats() enclaveserver.Stats {
+	if m.srv == nil {
+		return enclaveserver.Stats{}
+	}
+	return m.srv.Stats()
 }
 
 // Restart stops the enclave and starts a new one on the same address,
