@@ -247,6 +247,7 @@ func TestAttestHandshakeTimeout(t *testing.T) {
 	require.Eventually(t, func() bool { return a.srv.Stats().HandshakeTimeouts == 3 }, 5*time.Second, 5*time.Millisecond)
 	require.Zero(t, a.srv.Stats().HandshakesRefused)
 	require.Contains(t, a.logs.String(), "sent no Initialize within "+attestHandshake.String())
+	require.Contains(t, a.logs.String(), "did not complete the attested channel's TLS handshake within "+attestHandshake.String())
 
 	// The initialized session idled through all of it (longer than the
 	// handshake, frame and write timeouts) and is served.
