@@ -19,6 +19,7 @@ import (
 	"github.com/sigil-signer/sigil/adapters/attestation/attestationtest"
 	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/adapters/loadgen"
+	"github.com/sigil-signer/sigil/adapters/securechannel"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/domain/attestation"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -57,15 +58,46 @@ func newDaemonWorld(t *testing.T) *daemonWorld {
 }
 
 // enclave starts sigil-enclave --attested --kms local with the world's KMS
-// key file.
+// key file, admitting the pins its workload's launch environment lists.
 func (d *daemonWorld) enclave(t *testing.T, wl attestationtest.Workload) *harness.Enclave {
 	t.Helper()
 	l := attestationtest.NewLauncher(t, d.iss, wl)
 	return harness.StartEnclave(t, harness.EnclaveOptions{
 		KMSKeyFile: d.kmsFile,
 		Args:       []string{"--attested", "--launcher-socket", l.Socket, "--attest-start-timeout", "20s", "--log-level", "debug"},
-		Env:        []string{attestation.DefaultClientPinsEnv + "=" + d.key.Pin.String()},
+		Env:        []string{attestation.DefaultClientPinsEnv + "=" + wl.Env[attestation.DefaultClientPinsEnv]},
 	})
+}
+
+// sign asks the daemon for a signature of the transaction and checks it
+// with crypto/ed25519 over blake2b-256 of the message (not the daemon's or
+// the enclave's code).
+func (d *daemonWorld) sign(t *testing.T, api string) {
+	t.Helper()
+	r := harness.PostSign(&http.Client{Timeout: 30 * time.Second}, api+"/keys/"+d.pk.Hash().String(), transaction)
+	require.NoError(t, r.Err)
+	require.Equal(t, http.StatusOK, r.Status, r.Body)
+	sig, err := tezos.ParseSignature(r.Signature)
+	require.NoError(t, err)
+	digest := blake2b.Sum256(transaction)
+	require.True(t, ed25519.Verify(ed25519.PublicKey(d.pk.Bytes), digest[:], sig.Bytes), "the signature does not verify")
+}
+
+// refusedBy waits until the daemon's log names claim, and checks that it
+// loaded no key and that /healthz answers 503 with the claim in its
+// reason.
+func refusedBy(t *testing.T, sigil *harness.Daemon, claim, says string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return strings.Contains(sigil.Log(), "claim "+claim) }, 30*time.Second, 50*time.Millisecond,
+		"the daemon's log does not name the claim %s", claim)
+	require.Contains(t, sigil.Log(), says)
+	resp, err := http.Get(sigil.Utility + "/healthz")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(body))
+	require.Contains(t, string(body), claim, "the readiness reason does not name the claim")
+	require.NotContains(t, sigil.Log(), "signer ready")
 }
 
 // config writes the daemon's configuration: the confidentialspace vault at
@@ -108,13 +140,7 @@ func TestAttestDaemonSigns(t *testing.T) {
 	sigil := harness.StartDaemon(t, harness.DaemonOptions{Config: d.config(t, "good", e.Addr())})
 	require.Equal(t, 1, sigil.Keys)
 
-	r := harness.PostSign(&http.Client{Timeout: 30 * time.Second}, sigil.API+"/keys/"+d.pk.Hash().String(), transaction)
-	require.NoError(t, r.Err)
-	require.Equal(t, http.StatusOK, r.Status, r.Body)
-	sig, err := tezos.ParseSignature(r.Signature)
-	require.NoError(t, err)
-	digest := blake2b.Sum256(transaction)
-	require.True(t, ed25519.Verify(ed25519.PublicKey(d.pk.Bytes), digest[:], sig.Bytes), "the signature does not verify")
+	d.sign(t, sigil.API)
 
 	require.NotContains(t, e.Log(), "handshake refused")
 	require.Contains(t, e.Log(), "attested channel up")
@@ -142,18 +168,67 @@ func TestAttestDaemonRefuses(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := d.enclave(t, c.wl)
 			sigil := harness.StartDaemon(t, harness.DaemonOptions{Config: d.config(t, strings.ReplaceAll(c.name, " ", "-"), e.Addr()), Listening: true})
-			require.Eventually(t, func() bool { return strings.Contains(sigil.Log(), "claim "+c.claim) }, 30*time.Second, 50*time.Millisecond,
-				"the daemon's log does not name the claim %s", c.claim)
-			require.Contains(t, sigil.Log(), c.says)
-			resp, err := http.Get(sigil.Utility + "/healthz")
-			require.NoError(t, err)
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(body))
-			require.Contains(t, string(body), c.claim, "the readiness reason does not name the claim")
-			require.NotContains(t, sigil.Log(), "signer ready")
+			refusedBy(t, sigil, c.claim, c.says)
 			require.Eventually(t, func() bool { return strings.Contains(e.Log(), "handshake refused") }, 10*time.Second, 20*time.Millisecond)
 			require.NotContains(t, e.Log(), "attested channel up")
 		})
 	}
+}
+
+// TestAttestDaemonNotPinned: an enclave launched for another daemon's key
+// (its launch environment, hence its token, lists another pin) is refused
+// by `sigil serve` with the claim naming the variable and this daemon's
+// pin; nothing reaches the enclave but aborted handshakes.
+func TestAttestDaemonNotPinned(t *testing.T) {
+	d := newDaemonWorld(t)
+	other, err := securechannel.GenerateClientKey(filepath.Join(t.TempDir(), "other.key"))
+	require.NoError(t, err)
+	wl := d.workload()
+	wl.Env = map[string]string{attestation.DefaultClientPinsEnv: other.Pin.String()}
+	e := d.enclave(t, wl)
+	sigil := harness.StartDaemon(t, harness.DaemonOptions{Config: d.config(t, "not-pinned", e.Addr()), Listening: true})
+	refusedBy(t, sigil, attestation.ClaimEnv+"."+attestation.DefaultClientPinsEnv, d.key.Pin.String())
+	require.Eventually(t, func() bool { return strings.Contains(e.Log(), "handshake refused") }, 10*time.Second, 20*time.Millisecond)
+	require.NotContains(t, e.Log(), "attested channel up")
+}
+
+// TestAttestDaemonManInTheMiddle: `sigil serve` pointed at a proxy with its
+// own certificate carrying the enclave's genuine token refuses it
+// (eat_nonce: bound to another key), and the enclave refuses the proxy's
+// key and logs its pin. No key loads through the proxy.
+func TestAttestDaemonManInTheMiddle(t *testing.T) {
+	d := newDaemonWorld(t)
+	e := d.enclave(t, d.workload())
+	p := startProxy(t, e.Addr())
+	sigil := harness.StartDaemon(t, harness.DaemonOptions{Config: d.config(t, "mitm", p.addr), Listening: true})
+	refusedBy(t, sigil, attestation.ClaimNonce, "bound to another key")
+	require.Eventually(t, func() bool {
+		return strings.Contains(e.Log(), "client key "+p.pin.String()+" is not pinned")
+	}, 10*time.Second, 20*time.Millisecond, "the enclave did not log the proxy's pin")
+	require.NotContains(t, e.Log(), "attested channel up")
+}
+
+// TestAttestDaemonRefreshInBand: with 2-second tokens, `sigil serve` signs
+// every 100 ms for more than three token lifetimes on the connections it
+// made at start: each is refreshed in band (AttestationToken requests on
+// the channel outnumber its handshakes), none is refused, every signature
+// verifies.
+func TestAttestDaemonRefreshInBand(t *testing.T) {
+	d := newDaemonWorld(t)
+	wl := d.workload()
+	wl.Lifetime = 2 * time.Second
+	e := d.enclave(t, wl)
+	sigil := harness.StartDaemon(t, harness.DaemonOptions{Config: d.config(t, "refresh", e.Addr())})
+	end := time.Now().Add(3*wl.Lifetime + time.Second)
+	n := 0
+	for ; time.Now().Before(end); n++ {
+		d.sign(t, sigil.API)
+		time.Sleep(100 * time.Millisecond)
+	}
+	up := strings.Count(e.Log(), "attested channel up")
+	tokens := strings.Count(e.Log(), "method=AttestationToken")
+	t.Logf("%d signatures, %d attested connections, %d AttestationToken requests", n, up, tokens)
+	require.Positive(t, up)
+	require.Greater(t, tokens, 2*up, "the connections were not refreshed in band")
+	require.NotContains(t, e.Log(), "handshake refused")
 }
