@@ -105,6 +105,13 @@ func TestAttestStartFails(t *testing.T) {
 	// The launcher's own answer is in the error.
 	err := RunEnv(context.Background(), base, env(map[string]string{attestation.DefaultClientPinsEnv: w.pins}), io.Discard, io.Discard)
 	require.ErrorContains(t, err, "503")
+	// A stop (SIGTERM) during the wait ends it, long before the bound.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	err = RunEnv(ctx, append(base, "--attest-start-timeout", "1m"), env(map[string]string{attestation.DefaultClientPinsEnv: w.pins}), io.Discard, io.Discard)
+	require.ErrorContains(t, err, "stopped while waiting for the first attestation token")
+	require.Less(t, time.Since(start), 20*time.Second)
 	// A socket where nothing listens.
 	err = RunEnv(context.Background(), append(base, "--launcher-socket", filepath.Join(t.TempDir(), "none.sock")),
 		env(map[string]string{attestation.DefaultClientPinsEnv: w.pins}), io.Discard, io.Discard)

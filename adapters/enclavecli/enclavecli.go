@@ -198,6 +198,7 @@ func RunEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 				return err
 			}
 			f.o.Stdout, f.o.Stderr = stdout, stderr
+			f.o.StartContext = ctx // SIGTERM ends the wait for the first token
 			return serve(ctx, f.o)
 		},
 	}

@@ -64,6 +64,9 @@ type Options struct {
 	// at start (default DefaultAttestStartTimeout): without one the start
 	// fails, naming the launcher's last error.
 	AttestStartTimeout time.Duration
+	// StartContext, if set, ends the wait for the first attestation token
+	// early when it is done (a SIGTERM during the start).
+	StartContext context.Context
 	// PlainListen, with Attested, is a TCP address where the plain
 	// protocol is also served (migration only; empty: none). There the
 	// enclave refuses ImportUnencrypted and AttestationToken.
@@ -192,7 +195,11 @@ func openChannel(o Options, log *slog.Logger) (*securechannel.Server, error) {
 	if bound <= 0 {
 		bound = DefaultAttestStartTimeout
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	parent := o.StartContext
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(parent, bound)
 	defer cancel()
 	socket := o.Attest.LauncherSocket
 	if socket == "" {
@@ -200,6 +207,9 @@ func openChannel(o Options, log *slog.Logger) (*securechannel.Server, error) {
 	}
 	srv, err := securechannel.OpenServer(ctx, o.Attest, log.With("component", "attestation"))
 	if err != nil {
+		if parent.Err() != nil {
+			return nil, fmt.Errorf("--attested: stopped while waiting for the first attestation token from the launcher at %s: %w", socket, err)
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("--attested: no attestation token from the launcher at %s within %v (--attest-start-timeout): %w", socket, bound, err)
 		}
