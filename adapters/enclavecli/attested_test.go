@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,6 +179,34 @@ func TestAttestRunServes(t *testing.T) {
 	require.Contains(t, stderr.String(), "attested=true")
 	require.Contains(t, stderr.String(), "client_pins="+w.pins)
 	require.Contains(t, stderr.String(), "serving the plain protocol too")
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+}
+
+// TestStatsRightAfterListening: a SIGUSR1 sent as soon as "listening on"
+// is printed is answered with the counters (the signal is caught before the
+// line is printed; Go drops a SIGUSR1 nobody is notified of).
+func TestStatsRightAfterListening(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"--listen", "127.0.0.1:0", "--kms", "passthrough"}, pw, &stderr)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(line, "listening on"), line)
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGUSR1))
+	go io.Copy(io.Discard, pr)
+	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), `msg="enclave stats"`) }, 5*time.Second, 5*time.Millisecond)
 	cancel()
 	select {
 	case err := <-done:

@@ -265,17 +265,19 @@ func serve(ctx context.Context, o enclaveapp.Options) error {
 	if err := a.Err(); err != nil {
 		return unwrapFx(err)
 	}
+	// SIGUSR1 logs the server's counters (connections, requests by method,
+	// KMS calls, the guard's refusals and timeouts); they are logged at
+	// exit too. It is caught before the start prints "listening on", so
+	// that a script that asks right after that line is answered (Go drops
+	// a SIGUSR1 nobody is notified of).
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	startCtx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := a.Start(startCtx); err != nil {
 		return unwrapFx(err)
 	}
-	// SIGUSR1 logs the server's counters (connections, requests by method,
-	// KMS calls, the guard's refusals and timeouts); they are logged at
-	// exit too.
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
 	done := a.Wait()
 	var code int
 wait:
