@@ -101,6 +101,15 @@ func CheckVault(_ string, decode func(any) error, env vault.Env) error {
 	return nil
 }
 
+// ParseConfig decodes and validates the vault's section as OpenVault and
+// CheckVault do (the storage section aside) and returns the enclave
+// client's configuration: its AttestedChannel is set exactly when the
+// section has attested_channel.
+func ParseConfig(decode func(any) error) (Config, error) {
+	cfg, _, _, err := parseVault(decode)
+	return cfg, err
+}
+
 // parseVault decodes and validates the section: the enclave client's
 // configuration, and the storage driver name with its raw section.
 func parseVault(decode func(any) error) (cfg Config, driver string, sdecode func(any) error, err error) {

@@ -199,3 +199,12 @@ func (m *Mock) Restart(t testing.TB, kmsFile string) {
 	m.Stop()
 	m.start(t, m.Addr, kmsFile)
 }
+
+// Sessions returns the current enclave server's live connections (none
+// when stopped).
+func (m *Mock) Sessions() []enclaveserver.SessionInfo {
+	if m.srv == nil {
+		return nil
+	}
+	return m.srv.Sessions()
+}
