@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -400,7 +401,12 @@ func (s *Server) timedOut(kind string, c *session) {
 // handshake; the error names why (the client's pin when it is not pinned).
 func (s *Server) handshakeRefused(c *session, err error) {
 	n := s.stats.handshakeRefused.Add(1)
-	s.rl.warn(s.log, "handshake_refused", n, "attested channel: handshake refused",
+	msg := "attested channel: handshake refused"
+	if strings.Contains(err.Error(), "remote error: tls:") {
+		// The client's alert: it refused the enclave, and knows why.
+		msg = "attested channel: handshake refused by the client (it did not accept the enclave's token or certificate; a Sigil daemon logs the claim)"
+	}
+	s.rl.warn(s.log, "handshake_refused", n, msg,
 		slog.String("remote", c.raw.RemoteAddr().String()), slog.String("error", err.Error()))
 }
 

@@ -220,7 +220,7 @@ func TestAttestProcessRefusedEnclaves(t *testing.T) {
 			require.Error(t, err)
 			require.Equal(t, c.claim, claimOf(err), "%v", err)
 			require.Contains(t, err.Error(), c.says)
-			require.Eventually(t, func() bool { return strings.Contains(e.Log(), "handshake refused") }, 10*time.Second, 20*time.Millisecond)
+			require.Eventually(t, func() bool { return strings.Contains(e.Log(), "handshake refused by the client") }, 10*time.Second, 20*time.Millisecond)
 			require.NotContains(t, e.Log(), "attested channel up")
 			require.NotContains(t, e.Log(), "method=")
 		})
@@ -378,22 +378,26 @@ func TestAttestProcessManInTheMiddle(t *testing.T) {
 	newSigner(t, conn).sign(t, conn, []byte("\x03after the proxy"))
 }
 
-// TestAttestProcessRefreshInBand: with 2-second tokens (the enclave
-// process renews every second), one connection kept for over three token
-// lifetimes, a signed request every 100 ms with RefreshIfDue before each
-// as the daemon does, stays open and keeps its key handle; its validity
-// moves forward with each refresh, past the expiry of every earlier token.
+// TestAttestProcessRefreshInBand: with 6-second tokens, one connection to
+// the enclave process kept for two token lifetimes, a signed request every
+// 100 ms with RefreshIfDue before each as the daemon does, stays open and
+// keeps its key handle; it is refreshed in band at least twice, and its
+// validity moves forward past the expiry of its first token. (The fake
+// launcher's iat is whole seconds, so a token may arrive up to 1 s into its
+// life: the enclave renews it at most 1 s + half its lifetime after its
+// iat, which must come before the daemon's refresh at three quarters;
+// 6 seconds leave half a second, Google's one hour leaves 15 minutes.)
 func TestAttestProcessRefreshInBand(t *testing.T) {
 	w := newWorld(t)
 	wl := w.workload()
-	wl.Lifetime = 2 * time.Second
+	wl.Lifetime = 6 * time.Second
 	e, l := w.enclave(t, wl, "")
 	conn, err := dial(t, w.client(t), e.Addr())
 	require.NoError(t, err)
 	s := newSigner(t, conn)
 	first := conn.ValidUntil()
 	seen := map[time.Time]bool{conn.Claims().IssuedAt: true}
-	end := first.Add(2 * wl.Lifetime)
+	end := first.Add(wl.Lifetime)
 	for i := 0; time.Now().Before(end); i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		require.NoError(t, conn.RefreshIfDue(ctx), "request %d", i)
@@ -402,10 +406,10 @@ func TestAttestProcessRefreshInBand(t *testing.T) {
 		s.sign(t, conn, []byte{0x03, byte(i)})
 		time.Sleep(100 * time.Millisecond)
 	}
-	require.True(t, time.Now().After(first.Add(wl.Lifetime)), "the connection did not outlive two tokens")
+	require.True(t, time.Now().After(first), "the connection did not outlive its first token")
 	require.True(t, conn.ValidUntil().After(time.Now()))
 	require.GreaterOrEqual(t, len(seen), 3, "the connection was not refreshed in band more than once")
-	require.GreaterOrEqual(t, l.Issued(), 4)
+	require.GreaterOrEqual(t, l.Issued(), 3)
 	require.NotContains(t, e.Log(), "handshake refused")
 }
 
