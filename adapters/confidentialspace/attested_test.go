@@ -357,3 +357,58 @@ func BenchmarkAttestVaultSign(b *testing.B) {
 		}
 	}
 }
+
+// TestAttestPeersThatAreNotAttestedEnclaves: a daemon configured for the
+// attested channel meets an enclave speaking the plain protocol (it
+// closes the connection on the ClientHello): refused (the pool backs off),
+// the error asking whether it serves the attested channel, and no request
+// decoded by it; and a peer that accepts and then never answers the
+// handshake: the dial ends at dial_timeout as a timeout, not a refusal.
+func TestAttestPeersThatAreNotAttestedEnclaves(t *testing.T) {
+	t.Parallel()
+	att := enclavetest.StartAttested(t, enclavetest.AttestedOptions{})
+	settings := att.Attested.Settings
+	cl, err := settings.Client(nil)
+	require.NoError(t, err)
+
+	plain := enclavetest.StartMock(t, enclavetest.ModeConfidentialSpace)
+	ctx := ctxT(t, 30*time.Second)
+	_, err = attestedDialer(cl, plain.Addr)(ctx)
+	require.ErrorIs(t, err, enclaverpc.ErrRefused)
+	require.ErrorContains(t, err, "is it serving the attested channel?")
+	require.Zero(t, requestsTotal(plain), "the plain enclave decoded a request: %v", plain.Stats().Requests)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var (
+		mu   sync.Mutex
+		held []net.Conn // accepted, never answered
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		ln.Close()
+		<-done
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = attestedDialer(cl, ln.Addr().String())(dctx)
+	require.Error(t, err)
+	require.False(t, errors.Is(err, enclaverpc.ErrRefused), "a stalled handshake is not a refusal: %v", err)
+	require.Less(t, time.Since(start), 5*time.Second)
+}
