@@ -105,6 +105,9 @@ func TestAttestRefusedEnclaves(t *testing.T) {
 			now := time.Now().Truncate(time.Second)
 			c["iat"], c["nbf"], c["exp"] = now.Add(-2*time.Hour).Unix(), now.Add(-2*time.Hour).Unix(), now.Add(-time.Hour).Unix()
 		}}, attestation.ClaimExpiry},
+		"a launch environment that does not pin this daemon": {enclavetest.AttestedOptions{Workload: func(w *attestationtest.Workload) {
+			w.Env = map[string]string{attestation.DefaultClientPinsEnv: attestation.PinOf([]byte("another daemon")).String()}
+		}}, attestation.ClaimEnv + "." + attestation.DefaultClientPinsEnv},
 		"token bound to another key": {enclavetest.AttestedOptions{Forge: func(c jwt.MapClaims) {
 			c["eat_nonce"] = enclavetest.OtherKeyNonce(t)
 		}}, attestation.ClaimNonce},
