@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/fx"
 
+	"github.com/sigil-signer/sigil/adapters/securechannel"
 	"github.com/sigil-signer/sigil/domain/enclave"
 )
 
@@ -49,5 +50,24 @@ func TestOpenRefuses(t *testing.T) {
 	}
 	if len(KMSNames()) != len(kmsDrivers) {
 		t.Fatal("KMSNames and kmsDrivers disagree")
+	}
+}
+
+// TestAttestPinsWithoutAttested: client pins in the launch environment of
+// an enclave started without --attested are a warning (the plain protocol
+// authenticates no client), and the enclave is not attested.
+func TestAttestPinsWithoutAttested(t *testing.T) {
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	e, err := Open(Options{KMS: "passthrough", Attest: securechannel.ServerSettings{ClientPins: "sha256:" + strings.Repeat("ab", 32)}}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.Domain.Attested() || e.Channel != nil {
+		t.Fatal("attested without --attested")
+	}
+	if !strings.Contains(logs.String(), "--attested is not set") || !strings.Contains(logs.String(), "SIGIL_ENCLAVE_CLIENT_PINS") {
+		t.Fatalf("no warning: %s", logs.String())
 	}
 }
