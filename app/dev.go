@@ -13,7 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sigil-signer/sigil/adapters/config"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/app/enclaveapp"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
@@ -38,13 +38,13 @@ const (
 	DevUtilityAddress = "127.0.0.1:9583"
 )
 
-// devEnclave is the mock enclave running in-process on loopback.
+// devEnclave is the enclave running in-process on loopback.
 type devEnclave struct {
 	addr *net.TCPAddr
 }
 
-// Dev runs the whole signer on this machine with no cloud account: the mock
-// enclave in-process on loopback with the `local` KMS stand-in (an AES key
+// Dev runs the whole signer on this machine with no cloud account: the
+// enclave (app/enclaveapp) in-process on loopback with the `local` KMS stand-in (an AES key
 // file under the base directory), file storage under the base directory,
 // listeners on loopback, and one key of each type created on first run.
 // Combine it with Core and Serve.
@@ -66,17 +66,18 @@ func startDevEnclave(lc fx.Lifecycle, cfg *config.Config, log *slog.Logger) (*de
 	if err := os.MkdirAll(cfg.BaseDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating base directory: %w", err)
 	}
-	kms, err := mockenclave.NewLocalKMS(filepath.Join(cfg.BaseDir, "enclave-kms.key"))
+	enc, err := enclaveapp.Open(enclaveapp.Options{KMS: "local", KMSKeyFile: filepath.Join(cfg.BaseDir, "enclave-kms.key")},
+		log.With("component", "dev-enclave"))
 	if err != nil {
 		return nil, err
 	}
-	srv := mockenclave.NewServer(mockenclave.Options{KMS: kms, Logger: log.With("component", "dev-enclave")})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		_ = enc.Close()
 		return nil, err
 	}
-	go func() { _ = srv.Serve(ln) }()
-	lc.Append(fx.StopHook(srv.Close))
+	go func() { _ = enc.Serve(ln) }()
+	lc.Append(fx.StopHook(enc.Close))
 	log.Info("embedded development enclave listening", "address", ln.Addr().String(), "kms", "local")
 	return &devEnclave{addr: ln.Addr().(*net.TCPAddr)}, nil
 }

@@ -80,7 +80,7 @@ func (s *Source) Start(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		s.log.Warn("cannot get an attestation token from the launcher; retrying", "err", err.Error(), "retry_in", backoff)
+		s.log.Warn("cannot get an attestation token from the launcher; retrying", "error", err.Error(), "retry_in", backoff)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -176,7 +176,7 @@ func (s *Source) renew(ctx context.Context) {
 				wait = min(wait, left/2)
 			}
 			wait = max(wait, attestation.MinRetry)
-			s.log.Warn("cannot renew the attestation token; retrying", "err", err.Error(),
+			s.log.Warn("cannot renew the attestation token; retrying", "error", err.Error(),
 				"expires", tok.Expiry.UTC().Format(time.RFC3339), "retry_in", wait)
 			backoff = min(backoff*2, s.cfg.RetryMax)
 			next = time.Now().Add(wait)

@@ -28,7 +28,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sigil-signer/sigil/adapters/buildinfo"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclavetest"
 	"github.com/sigil-signer/sigil/app"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
@@ -64,7 +64,7 @@ func (c *countingListener) port() int { return c.ln.Addr().(*net.TCPAddr).Port }
 // startEnclave runs the mock enclave in this process and returns its port.
 func startEnclave(t *testing.T) int {
 	t.Helper()
-	srv := mockenclave.NewServer(mockenclave.Options{})
+	srv := enclavetest.NewServer(t, enclavetest.ServerOptions{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.Serve(ln) }()

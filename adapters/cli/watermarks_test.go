@@ -13,7 +13,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclavetest"
+	"github.com/sigil-signer/sigil/adapters/kms/passthroughstandin"
 	wmfile "github.com/sigil-signer/sigil/adapters/watermark/file"
 	"github.com/sigil-signer/sigil/adapters/watermark/witness"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -44,7 +45,7 @@ var (
 
 func newSignerEnv(t *testing.T) *signerEnv {
 	t.Helper()
-	srv := mockenclave.NewServer(mockenclave.Options{KMS: mockenclave.PassthroughKMS{}})
+	srv := enclavetest.NewServer(t, enclavetest.ServerOptions{KMS: passthroughstandin.KMS{}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

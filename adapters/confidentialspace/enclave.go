@@ -1,8 +1,11 @@
 // Package confidentialspace is the ports.Enclave backend for a Google Cloud
 // Confidential Space enclave running ECAD Labs' enclave-signer (or Sigil's
-// mock enclave): what is specific to it is plain TCP to host:port and an
-// Initialize carrying the Workload Identity Pool provider and KMS key paths.
-// The pooled protocol client itself is adapters/enclaverpc.
+// enclave, sigil-enclave): what is specific to it is TCP to host:port —
+// plain, or the attested channel (TLS 1.3 to an enclave whose Google-signed
+// attestation token is verified before anything is sent, attested.go) when
+// the vault's attested_channel section is set — and an Initialize carrying
+// the Workload Identity Pool provider and KMS key paths. The pooled protocol
+// client itself is adapters/enclaverpc.
 package confidentialspace
 
 import (
@@ -13,8 +16,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/adapters/enclaverpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/securechannel"
 	"github.com/sigil-signer/sigil/domain"
 )
 
@@ -36,9 +40,13 @@ type Config struct {
 	Connections       int           // pool size, default 4, at most 256
 	DialTimeout       time.Duration // default 5s
 	RPCTimeout        time.Duration // per request on the wire, default 10s
-	MaxReplyBytes     int           // default rpc.DefaultMaxFrame (1 MiB)
+	MaxReplyBytes     int           // default enclavewire.DefaultMaxFrame (1 MiB)
 	// LogState logs the pool's changes of state (enclaverpc.Config.LogState).
 	LogState bool
+	// AttestedChannel, when set, makes every connection the attested
+	// channel (attested.go); nil is the plain protocol, byte-compatible with
+	// enclave-signer.
+	AttestedChannel *securechannel.ClientSettings
 }
 
 func (c *Config) normalize() error {
@@ -50,6 +58,11 @@ func (c *Config) normalize() error {
 	case strings.TrimSpace(c.EncryptionKeyPath) == "":
 		return domain.Errorf(domain.KindInvalid, "confidential space: missing encryption_key_path")
 	}
+	if c.AttestedChannel != nil {
+		if err := c.AttestedChannel.Check(); err != nil {
+			return settingError(err)
+		}
+	}
 	if c.Port == "" {
 		c.Port = DefaultPort
 	}
@@ -57,7 +70,7 @@ func (c *Config) normalize() error {
 		return domain.Errorf(domain.KindInvalid, "confidential space: invalid port %q (allowed: 1 to 65535)", c.Port)
 	}
 	pc := c.pool()
-	pc.Dial, pc.Initialize = enclaverpc.TCPDialer(""), func(context.Context) (*rpc.Request, error) { return nil, nil }
+	pc.Dial, pc.Initialize = enclaverpc.TCPDialer(""), func(context.Context) (*enclavewire.Request, error) { return nil, nil }
 	if err := pc.Normalize(); err != nil {
 		return err
 	}
@@ -95,9 +108,16 @@ func New(cfg Config, log *slog.Logger) (*Enclave, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	pc := cfg.pool()
-	creds := rpc.Credentials{WIPProviderPath: cfg.WIPProviderPath, EncryptionKeyPath: cfg.EncryptionKeyPath}
+	creds := enclavewire.Credentials{WIPProviderPath: cfg.WIPProviderPath, EncryptionKeyPath: cfg.EncryptionKeyPath}
 	pc.Dial = enclaverpc.TCPDialer(pc.Addr)
-	pc.Initialize = func(context.Context) (*rpc.Request, error) { return rpc.NewInitialize(creds), nil }
+	if cfg.AttestedChannel != nil {
+		cl, err := cfg.AttestedChannel.Client(log.With("component", "confidentialspace"))
+		if err != nil {
+			return nil, settingError(err)
+		}
+		pc.Dial, pc.Refresh = attestedDialer(cl, pc.Addr), refreshAttested
+	}
+	pc.Initialize = func(context.Context) (*enclavewire.Request, error) { return enclavewire.NewInitialize(creds), nil }
 	c, err := enclaverpc.New(pc, log.With("component", "confidentialspace"))
 	if err != nil {
 		return nil, err

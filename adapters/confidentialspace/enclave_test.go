@@ -15,15 +15,17 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
+	"github.com/sigil-signer/sigil/adapters/enclavetest"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
 )
 
 // startEnclave runs a mock enclave on addr ("127.0.0.1:0" for a free port).
-func startEnclave(t testing.TB, addr string, opts mockenclave.Options) (*mockenclave.Server, string) {
+func startEnclave(t testing.TB, addr string, opts enclavetest.ServerOptions) (*enclaveserver.Server, string) {
 	t.Helper()
 	var l net.Listener
 	var err error
@@ -34,9 +36,8 @@ func startEnclave(t testing.TB, addr string, opts mockenclave.Options) (*mockenc
 		time.Sleep(20 * time.Millisecond)
 	}
 	require.NoError(t, err)
-	s := mockenclave.NewServer(opts)
+	s := enclavetest.NewServer(t, opts)
 	go func() { _ = s.Serve(l) }()
-	t.Cleanup(func() { s.Close() })
 	return s, l.Addr().String()
 }
 
@@ -85,13 +86,13 @@ func TestConfigValidation(t *testing.T) {
 	require.Equal(t, DefaultConnections, c.Connections)
 	require.Equal(t, DefaultDialTimeout, c.DialTimeout)
 	require.Equal(t, DefaultRPCTimeout, c.RPCTimeout)
-	require.Equal(t, rpc.DefaultMaxFrame, c.MaxReplyBytes)
+	require.Equal(t, enclavewire.DefaultMaxFrame, c.MaxReplyBytes)
 }
 
 func TestOperations(t *testing.T) {
-	kms, err := mockenclave.NewLocalKMS(filepath.Join(t.TempDir(), "kms.key"))
+	kms, err := localstandin.New(filepath.Join(t.TempDir(), "kms.key"))
 	require.NoError(t, err)
-	_, addr := startEnclave(t, "127.0.0.1:0", mockenclave.Options{KMS: kms})
+	_, addr := startEnclave(t, "127.0.0.1:0", enclavetest.ServerOptions{KMS: kms})
 	e := newClient(t, addr, 3)
 	ctx := ctxT(t, 30*time.Second)
 	msg := []byte("\x03operation")
@@ -162,7 +163,7 @@ func TestOperations(t *testing.T) {
 }
 
 func TestKeyReachesEveryConnection(t *testing.T) {
-	srv, addr := startEnclave(t, "127.0.0.1:0", mockenclave.Options{})
+	srv, addr := startEnclave(t, "127.0.0.1:0", enclavetest.ServerOptions{})
 	e := newClient(t, addr, 4)
 	ctx := ctxT(t, 20*time.Second)
 	sealed, err := e.Generate(ctx, tezos.Ed25519)
@@ -206,9 +207,9 @@ func TestKeyReachesEveryConnection(t *testing.T) {
 
 func TestRecoversAfterEnclaveRestart(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "kms.key")
-	kms1, err := mockenclave.NewLocalKMS(keyFile)
+	kms1, err := localstandin.New(keyFile)
 	require.NoError(t, err)
-	srv1, addr := startEnclave(t, "127.0.0.1:0", mockenclave.Options{KMS: kms1})
+	srv1, addr := startEnclave(t, "127.0.0.1:0", enclavetest.ServerOptions{KMS: kms1})
 	e := newClient(t, addr, 2)
 	ctx := ctxT(t, 60*time.Second)
 
@@ -234,9 +235,9 @@ func TestRecoversAfterEnclaveRestart(t *testing.T) {
 	require.Less(t, time.Since(begin), time.Second, "call did not fail fast")
 
 	// A new enclave on the same address with the same KMS key file.
-	kms2, err := mockenclave.NewLocalKMS(keyFile)
+	kms2, err := localstandin.New(keyFile)
 	require.NoError(t, err)
-	startEnclave(t, addr, mockenclave.Options{KMS: kms2})
+	startEnclave(t, addr, enclavetest.ServerOptions{KMS: kms2})
 	require.Eventually(t, func() bool { return e.Ready(ctx) == nil }, 20*time.Second, 20*time.Millisecond)
 	msg := []byte("after restart")
 	for _, pk := range keys {
@@ -264,7 +265,7 @@ func TestStartupFailsFastWithTheCause(t *testing.T) {
 	require.ErrorContains(t, err, "connection refused")
 	require.ErrorContains(t, e.Ready(context.Background()), "connection refused")
 
-	startEnclave(t, addr, mockenclave.Options{})
+	startEnclave(t, addr, enclavetest.ServerOptions{})
 	var s ports.SealedKey
 	require.Eventually(t, func() bool {
 		s, err = e.Generate(ctxT(t, 20*time.Second), tezos.Ed25519)
@@ -274,7 +275,7 @@ func TestStartupFailsFastWithTheCause(t *testing.T) {
 }
 
 func TestContextCancellation(t *testing.T) {
-	_, addr := startEnclave(t, "127.0.0.1:0", mockenclave.Options{})
+	_, addr := startEnclave(t, "127.0.0.1:0", enclavetest.ServerOptions{})
 	e := newClient(t, addr, 1)
 	sealed, err := e.Generate(ctxT(t, 10*time.Second), tezos.Ed25519)
 	require.NoError(t, err)
@@ -285,7 +286,7 @@ func TestContextCancellation(t *testing.T) {
 	_, err = e.Sign(ctx, sealed.PublicKey.Hash(), []byte("x"), 2)
 	require.ErrorIs(t, err, context.Canceled)
 
-	_, addr2 := startEnclave(t, "127.0.0.1:0", mockenclave.Options{ReplyDelay: time.Second})
+	_, addr2 := startEnclave(t, "127.0.0.1:0", enclavetest.ServerOptions{Options: enclaveserver.Options{ReplyDelay: time.Second}})
 	e2 := newClient(t, addr2, 1)
 	_, err = e2.Generate(ctxT(t, 10*time.Second), tezos.Ed25519)
 	require.NoError(t, err)
@@ -318,14 +319,14 @@ func hostile(t *testing.T, reply func(c net.Conn)) string {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				if _, err := rpc.ReadFrame(c, 0); err != nil {
+				if _, err := enclavewire.ReadFrame(c, 0); err != nil {
 					return
 				}
-				ok, _ := rpc.EncodeOk(nil)
-				if rpc.WriteFrame(c, ok) != nil {
+				ok, _ := enclavewire.EncodeOk(nil)
+				if enclavewire.WriteFrame(c, ok) != nil {
 					return
 				}
-				if _, err := rpc.ReadFrame(c, 0); err != nil {
+				if _, err := enclavewire.ReadFrame(c, 0); err != nil {
 					return
 				}
 				reply(c)
@@ -344,17 +345,17 @@ func TestHostileEnclave(t *testing.T) {
 			time.Sleep(2 * time.Second)
 		},
 		"garbage cbor": func(c net.Conn) {
-			rpc.WriteFrame(c, []byte{0xff, 0xfe, 0xfd, 0x1c})
+			enclavewire.WriteFrame(c, []byte{0xff, 0xfe, 0xfd, 0x1c})
 			time.Sleep(2 * time.Second)
 		},
 		"wrong shape": func(c net.Conn) {
-			b, _ := rpc.EncodeOk(map[string]any{"public_key": "nope", "handle": -1})
-			rpc.WriteFrame(c, b)
+			b, _ := enclavewire.EncodeOk(map[string]any{"public_key": "nope", "handle": -1})
+			enclavewire.WriteFrame(c, b)
 			time.Sleep(2 * time.Second)
 		},
 		"wrong key bytes": func(c net.Conn) {
-			b, _ := rpc.EncodeOk(rpc.ImportResult{PublicKey: rpc.Tagged{Type: rpc.KeyBLS, Bytes: make([]byte, 48)}})
-			rpc.WriteFrame(c, b)
+			b, _ := enclavewire.EncodeOk(enclavewire.ImportResult{PublicKey: enclavewire.Tagged{Type: enclavewire.KeyBLS, Bytes: make([]byte, 48)}})
+			enclavewire.WriteFrame(c, b)
 			time.Sleep(2 * time.Second)
 		},
 		"truncated": func(c net.Conn) {
@@ -406,7 +407,7 @@ func TestCloseFailsPendingCalls(t *testing.T) {
 }
 
 func BenchmarkSign(b *testing.B) {
-	_, addr := startEnclave(b, "127.0.0.1:0", mockenclave.Options{})
+	_, addr := startEnclave(b, "127.0.0.1:0", enclavetest.ServerOptions{})
 	for _, par := range []int{1, 32} {
 		b.Run(fmt.Sprintf("ed25519/goroutines=%d", par), func(b *testing.B) {
 			e := newClient(b, addr, DefaultConnections)
@@ -447,9 +448,9 @@ func BenchmarkSign(b *testing.B) {
 // second.
 func TestIdleEnclaveRestart(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "kms.key")
-	kms1, err := mockenclave.NewLocalKMS(keyFile)
+	kms1, err := localstandin.New(keyFile)
 	require.NoError(t, err)
-	srv1, addr := startEnclave(t, "127.0.0.1:0", mockenclave.Options{KMS: kms1})
+	srv1, addr := startEnclave(t, "127.0.0.1:0", enclavetest.ServerOptions{KMS: kms1})
 	e := newClient(t, addr, 4)
 	ctx := ctxT(t, 30*time.Second)
 	sk, err := e.Generate(ctx, tezos.Ed25519)
@@ -461,9 +462,9 @@ func TestIdleEnclaveRestart(t *testing.T) {
 	// when an enclave process dies).
 	srv1.Close()
 	time.Sleep(50 * time.Millisecond)
-	kms2, err := mockenclave.NewLocalKMS(keyFile)
+	kms2, err := localstandin.New(keyFile)
 	require.NoError(t, err)
-	srv2, _ := startEnclave(t, addr, mockenclave.Options{KMS: kms2})
+	srv2, _ := startEnclave(t, addr, enclavetest.ServerOptions{KMS: kms2})
 	for i := range 8 { // more requests than connections: every stale one is hit
 		sig, err := e.Sign(ctx, sk.PublicKey.Hash(), []byte{byte(i)}, 2)
 		require.NoError(t, err, "request %d after an idle restart", i)
@@ -475,9 +476,9 @@ func TestIdleEnclaveRestart(t *testing.T) {
 	start := time.Now()
 	require.Eventually(t, func() bool { return e.Ready(ctx) != nil }, 5*time.Second, 10*time.Millisecond)
 	t.Logf("idle outage noticed after %v", time.Since(start).Round(time.Millisecond))
-	kms3, err := mockenclave.NewLocalKMS(keyFile)
+	kms3, err := localstandin.New(keyFile)
 	require.NoError(t, err)
-	startEnclave(t, addr, mockenclave.Options{KMS: kms3})
+	startEnclave(t, addr, enclavetest.ServerOptions{KMS: kms3})
 	start = time.Now()
 	require.Eventually(t, func() bool { return e.Ready(ctx) == nil }, 5*time.Second, 5*time.Millisecond)
 	t.Logf("ready again %v after the enclave came back", time.Since(start).Round(time.Millisecond))

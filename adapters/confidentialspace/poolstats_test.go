@@ -8,7 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclavetest"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
 )
@@ -41,9 +42,9 @@ func (l *rpcLog) count(method, failure string) int {
 
 func TestPoolStatsAndRPCObserver(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "kms.key")
-	kms, err := mockenclave.NewLocalKMS(keyFile)
+	kms, err := localstandin.New(keyFile)
 	require.NoError(t, err)
-	srv, addr := startEnclave(t, "127.0.0.1:0", mockenclave.Options{KMS: kms})
+	srv, addr := startEnclave(t, "127.0.0.1:0", enclavetest.ServerOptions{KMS: kms})
 	e := newClient(t, addr, 3)
 	var log rpcLog
 	var pool ports.EnclavePool = e
@@ -82,9 +83,9 @@ func TestPoolStatsAndRPCObserver(t *testing.T) {
 	require.Error(t, err)
 
 	// It comes back: every connection up again, the key reloaded.
-	kms2, err := mockenclave.NewLocalKMS(keyFile)
+	kms2, err := localstandin.New(keyFile)
 	require.NoError(t, err)
-	srv2, _ := startEnclave(t, addr, mockenclave.Options{KMS: kms2})
+	srv2, _ := startEnclave(t, addr, enclavetest.ServerOptions{KMS: kms2})
 	require.Eventually(t, func() bool { return e.PoolStats().Up == 3 }, 20*time.Second, 10*time.Millisecond)
 	_, err = e.Sign(ctx, sealed.PublicKey.Hash(), msg, 2)
 	require.NoError(t, err)
@@ -101,9 +102,9 @@ func TestPoolStatsAndRPCObserver(t *testing.T) {
 
 	// An enclave initialized with another KMS key cannot open the key.
 	srv2.Close()
-	other, err := mockenclave.NewLocalKMS(filepath.Join(t.TempDir(), "other.key"))
+	other, err := localstandin.New(filepath.Join(t.TempDir(), "other.key"))
 	require.NoError(t, err)
-	startEnclave(t, addr, mockenclave.Options{KMS: other})
+	startEnclave(t, addr, enclavetest.ServerOptions{KMS: other})
 	require.Eventually(t, func() bool {
 		s := e.PoolStats()
 		return s.Up == 3 && s.KeysUnopened == 1 && s.KeysLoaded == 0

@@ -8,8 +8,17 @@ import (
 	"syscall"
 )
 
-// rawConn returns nc's raw connection for peeking (nil when it has none).
+// rawConn returns nc's raw connection for peeking (nil when it has none):
+// that of the socket under a TLS connection (NetConn), whose records are
+// what a peek sees.
 func rawConn(nc net.Conn) syscall.RawConn {
+	for {
+		u, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		nc = u.NetConn()
+	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil

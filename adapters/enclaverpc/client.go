@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
@@ -206,8 +206,8 @@ func (c *Client) Load(ctx context.Context, blob []byte) (tezos.PublicKey, error)
 	}
 	blob = append([]byte(nil), blob...)
 	pk, err := do(c, ctx, func(cn *conn) (tezos.PublicKey, error) {
-		var r rpc.ImportResult
-		if err := cn.call(ctx, rpc.NewImport(blob), &r); err != nil {
+		var r enclavewire.ImportResult
+		if err := cn.call(ctx, enclavewire.NewImport(blob), &r); err != nil {
 			return tezos.PublicKey{}, err
 		}
 		pk, err := r.PublicKey.PublicKey()
@@ -231,11 +231,11 @@ func (c *Client) Load(ctx context.Context, blob []byte) (tezos.PublicKey, error)
 // Generate creates a key of type t in the enclave, loads it everywhere and
 // returns it sealed.
 func (c *Client) Generate(ctx context.Context, t tezos.KeyType) (ports.SealedKey, error) {
-	kt, err := rpc.KeyTypeFor(t)
+	kt, err := enclavewire.KeyTypeFor(t)
 	if err != nil {
 		return ports.SealedKey{}, domain.Errorf(domain.KindInvalid, "cannot generate: %v", err)
 	}
-	return c.seal(ctx, rpc.NewGenerateAndImport(kt), t, nil)
+	return c.seal(ctx, enclavewire.NewGenerateAndImport(kt), t, nil)
 }
 
 // Import seals a plain private key in the enclave and loads it everywhere.
@@ -244,20 +244,20 @@ func (c *Client) Import(ctx context.Context, sk tezos.PrivateKey) (ports.SealedK
 	if err != nil {
 		return ports.SealedKey{}, domain.Errorf(domain.KindInvalid, "cannot import: %v", err)
 	}
-	wire, err := rpc.NewPrivateKey(sk)
+	wire, err := enclavewire.NewPrivateKey(sk)
 	if err != nil {
 		return ports.SealedKey{}, domain.Errorf(domain.KindInvalid, "cannot import: %v", err)
 	}
 	defer wire.Zero()
-	return c.seal(ctx, rpc.NewImportUnencrypted(wire), sk.Type, &want)
+	return c.seal(ctx, enclavewire.NewImportUnencrypted(wire), sk.Type, &want)
 }
 
 // seal runs a request that creates a sealed, loaded key (GenerateAndImport
 // or ImportUnencrypted), checks the reply (type t; the public key want when
 // known) and makes the key available on every connection.
-func (c *Client) seal(ctx context.Context, req *rpc.Request, t tezos.KeyType, want *tezos.PublicKey) (ports.SealedKey, error) {
+func (c *Client) seal(ctx context.Context, req *enclavewire.Request, t tezos.KeyType, want *tezos.PublicKey) (ports.SealedKey, error) {
 	sealed, err := do(c, ctx, func(cn *conn) (ports.SealedKey, error) {
-		var r rpc.GenerateAndImportResult
+		var r enclavewire.GenerateAndImportResult
 		if err := cn.call(ctx, req, &r); err != nil {
 			return ports.SealedKey{}, err
 		}
@@ -362,14 +362,14 @@ func (c *Client) ProvePossession(ctx context.Context, key tezos.PublicKeyHash) (
 		if err != nil {
 			return tezos.Signature{}, err
 		}
-		payload, err := rpc.EncodeRequest(rpc.NewProvePossession(h))
+		payload, err := enclavewire.EncodeRequest(enclavewire.NewProvePossession(h))
 		if err != nil {
 			return tezos.Signature{}, domain.Errorf(domain.KindInternal, "encoding enclave request: %v", err)
 		}
 		var proof tezos.Signature
 		err = cn.roundTrip(ctx, "ProvePossession", appendFrame(cn.wbuf[:0], payload), func(reply []byte) error {
-			var tg rpc.Tagged
-			if err := rpc.DecodeReply(reply, &tg); err != nil {
+			var tg enclavewire.Tagged
+			if err := enclavewire.DecodeReply(reply, &tg); err != nil {
 				return err
 			}
 			var err error
@@ -430,7 +430,7 @@ func (c *Client) keyAt(i int) (tezos.PublicKeyHash, bool) {
 // opened records whether a (re)connected enclave could open a known key:
 // err is the enclave's refusal, nil on success. The pool logs when some
 // stored keys stop opening and when all open again, not once per key.
-func (c *Client) opened(pkh tezos.PublicKeyHash, err *rpc.RPCError) {
+func (c *Client) opened(pkh tezos.PublicKeyHash, err *enclavewire.RPCError) {
 	c.kmu.Lock()
 	if err == nil {
 		delete(c.unopened, pkh)
@@ -781,6 +781,9 @@ func once[T any](c *Client, ctx context.Context, fn func(cn *conn) (T, error)) (
 			return zero, cn.fault(fmt.Errorf("redialling: %w", err), true)
 		}
 	}
+	if err := cn.refresh(ctx); err != nil {
+		return zero, cn.fault(err, true)
+	}
 	return fn(cn)
 }
 
@@ -790,7 +793,7 @@ func ctxError(ctx context.Context) error {
 
 // mapError turns enclave error replies into domain errors.
 func mapError(err error) error {
-	var re *rpc.RPCError
+	var re *enclavewire.RPCError
 	if !errors.As(err, &re) {
 		return err
 	}

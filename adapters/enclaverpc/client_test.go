@@ -5,18 +5,18 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain"
 )
 
 func TestBLSVersionRefusedByEnclave(t *testing.T) {
 	// The enclave's own refusal (here forced through the worker directly)
 	// maps to KindInvalid.
-	err := mapError(rpc.NewError("signer error", "Invalid signing     version"))
+	err := mapError(enclavewire.NewError("signer error", "Invalid signing     version"))
 	require.Equal(t, domain.KindInvalid, domain.KindOf(err))
-	err = mapError(rpc.NewError("signer error", "invalid handle"))
+	err = mapError(enclavewire.NewError("signer error", "invalid handle"))
 	require.Equal(t, domain.KindNotFound, domain.KindOf(err))
-	err = mapError(rpc.NewError("encryption error", "kms"))
+	err = mapError(enclavewire.NewError("encryption error", "kms"))
 	require.Equal(t, domain.KindInternal, domain.KindOf(err))
 	require.ErrorContains(t, err, "encryption error: kms")
 }

@@ -1,10 +1,11 @@
 // Package enclaverpc is the client of the enclave-signer protocol
-// (adapters/confidentialspace/rpc) that every remote enclave backend shares,
+// (adapters/enclavewire) that every remote enclave backend shares,
 // whatever carries it: it knows nothing of Google Cloud or AWS. A backend
-// gives it a Dialer (TCP for Confidential Space, vsock for Nitro) and an
-// Initializer (the Initialize request a new connection sends, with that
-// platform's credentials); the Client does the rest and implements
-// ports.Enclave.
+// gives it a Dialer (TCP or the attested channel's TLS for Confidential
+// Space, vsock for Nitro), an Initializer (the Initialize request a new
+// connection sends, with that platform's credentials) and, for a channel
+// whose connections expire, a Refresh hook; the Client does the rest and
+// implements ports.Enclave.
 //
 // The Client keeps a pool of connections, each initialized and holding
 // every loaded key (key handles are per connection). A request runs on the
@@ -31,13 +32,14 @@ package enclaverpc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/adapters/config"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain"
 )
 
@@ -55,13 +57,21 @@ const (
 )
 
 // Dialer opens one connection to the enclave. The Client bounds it with
-// DialTimeout through ctx.
+// DialTimeout through ctx. An error that wraps ErrRefused says the enclave
+// was reached and refused the connection (a handshake it would not
+// complete, an attestation the dialer would not accept): the Client then
+// waits longer between attempts, as after an Initialize the enclave
+// refused.
 type Dialer func(ctx context.Context) (net.Conn, error)
+
+// ErrRefused is wrapped by a Dialer's errors when the enclave was reached
+// and the connection refused.
+var ErrRefused = errors.New("refused")
 
 // Initializer returns the Initialize request for a new connection. It is
 // called for every connection and redial, so that short-lived credentials
 // are fetched afresh; ctx bounds it.
-type Initializer func(ctx context.Context) (*rpc.Request, error)
+type Initializer func(ctx context.Context) (*enclavewire.Request, error)
 
 // Config configures a Client.
 type Config struct {
@@ -82,13 +92,20 @@ type Config struct {
 	// RPCTimeout bounds one request on the wire: 0 means DefaultRPCTimeout,
 	// else MinTimeout to MaxTimeout.
 	RPCTimeout time.Duration
-	// MaxReplyBytes bounds a reply frame: 0 means rpc.DefaultMaxFrame, else
+	// MaxReplyBytes bounds a reply frame: 0 means enclavewire.DefaultMaxFrame, else
 	// 1 KiB to MaxReplyLimit.
 	MaxReplyBytes int
 	// IdleProbe is how often an idle connection is looked at (one
 	// non-blocking peek) so that an enclave restart is noticed, and Ready
 	// tells, before the next request: 0 means DefaultIdleProbe.
 	IdleProbe time.Duration
+	// Refresh, if set, is called on a connection before each request and
+	// at each idle probe, bounded by RPCTimeout: the attested channel
+	// refreshes its attestation token in band there when it is due
+	// (securechannel.Conn.RefreshIfDue). An enclave's error reply
+	// (*enclavewire.RPCError) leaves the connection usable; any other
+	// error breaks it (it was closed).
+	Refresh func(ctx context.Context, nc net.Conn) error
 	// LogState logs the pool's changes of state (unreachable and why,
 	// lost, restored, keys the enclave cannot open) at warning or error
 	// level, once per change: for a daemon, where no caller hears of them.
@@ -135,7 +152,7 @@ func (c *Config) Normalize() error {
 	}
 	switch {
 	case c.MaxReplyBytes == 0:
-		c.MaxReplyBytes = rpc.DefaultMaxFrame
+		c.MaxReplyBytes = enclavewire.DefaultMaxFrame
 	case c.MaxReplyBytes < 1024 || c.MaxReplyBytes > MaxReplyLimit:
 		return domain.Errorf(domain.KindInvalid, "%s: max reply size %d is out of range (allowed: 1024 to %d bytes)", name, c.MaxReplyBytes, MaxReplyLimit)
 	}

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
@@ -112,8 +112,8 @@ func (cn *conn) keep() {
 // refusedByEnclave reports whether a failed connect got as far as an
 // enclave's error reply to Initialize (rather than failing to reach it).
 func refusedByEnclave(err error) bool {
-	var re *rpc.RPCError
-	return errors.As(err, &re)
+	var re *enclavewire.RPCError
+	return errors.As(err, &re) || errors.Is(err, ErrRefused)
 }
 
 func errString(err error) string {
@@ -182,6 +182,10 @@ func (cn *conn) serve() bool {
 		if probing && !cn.draining {
 			if r := cn.pk.peek(); r != peekIdle {
 				cn.poisoned(r, true)
+				return true
+			}
+			if err := cn.refresh(c.ctx); err != nil {
+				cn.broken, cn.cause = true, err
 				return true
 			}
 		}
@@ -312,6 +316,26 @@ func (cn *conn) connect() error {
 	return nil
 }
 
+// refresh runs Config.Refresh on the connection, if there is one, bounded
+// by RPCTimeout. An enclave's error reply is logged and leaves the
+// connection usable; another error is returned (the connection broke).
+// The next request peeks again (refresh wrote and read).
+func (cn *conn) refresh(ctx context.Context) error {
+	c := cn.c
+	if c.cfg.Refresh == nil || cn.nc == nil {
+		return nil
+	}
+	cn.checked = false
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RPCTimeout)
+	defer cancel()
+	err := c.cfg.Refresh(rctx, cn.nc)
+	var re *enclavewire.RPCError
+	if err == nil || errors.As(err, &re) {
+		return nil // the refresher logged the enclave's answer
+	}
+	return fmt.Errorf("attestation refresh: %w", err)
+}
+
 // uncount removes this connection from the pool's healthy count, once.
 func (cn *conn) uncount() {
 	if cn.counted {
@@ -344,17 +368,17 @@ func (cn *conn) closeConn() {
 }
 
 // call sends one request and decodes its reply into out (nil: Ok must be
-// null). Enclave error replies are returned as *rpc.RPCError; connection
+// null). Enclave error replies are returned as *enclavewire.RPCError; connection
 // problems as *connFault, after which the connection is marked broken. The
 // wire deadline is RPCTimeout, or ctx's deadline if that is sooner.
-func (cn *conn) call(ctx context.Context, req *rpc.Request, out any) error {
-	payload, err := rpc.EncodeRequest(req)
+func (cn *conn) call(ctx context.Context, req *enclavewire.Request, out any) error {
+	payload, err := enclavewire.EncodeRequest(req)
 	if err != nil {
 		return domain.Errorf(domain.KindInvalid, "encoding enclave request: %v", err)
 	}
 	frame := appendFrame(cn.wbuf[:0], payload)
 	clear(payload) // may hold a plain private key or credentials
-	return cn.roundTrip(ctx, req.Method(), frame, func(reply []byte) error { return rpc.DecodeReply(reply, out) }, nil)
+	return cn.roundTrip(ctx, req.Method(), frame, func(reply []byte) error { return enclavewire.DecodeReply(reply, out) }, nil)
 }
 
 // sign runs Sign with the hand-encoded request and the fast reply decoder.
@@ -370,7 +394,7 @@ func (cn *conn) sign(ctx context.Context, h uint64, t tezos.KeyType, msg []byte,
 	err = cn.roundTrip1(ctx, appendSignFrame(cn.wbuf[:0], h, msg, version), "Sign", func(reply []byte) error {
 		tg, ok := fastSignature(reply)
 		if !ok {
-			if err := rpc.DecodeReply(reply, &tg); err != nil {
+			if err := enclavewire.DecodeReply(reply, &tg); err != nil {
 				return err
 			}
 		}
@@ -457,7 +481,7 @@ func failure(err error) string {
 	if err == nil {
 		return ""
 	}
-	var re *rpc.RPCError
+	var re *enclavewire.RPCError
 	if errors.As(err, &re) {
 		return ports.EnclaveFailureError
 	}
@@ -471,7 +495,7 @@ func failure(err error) string {
 	if errors.As(err, &f) && f.ctxErr != nil {
 		return ports.EnclaveFailureTimeout
 	}
-	if errors.Is(err, rpc.ErrMalformed) {
+	if errors.Is(err, enclavewire.ErrMalformed) {
 		return ports.EnclaveFailureMalformed
 	}
 	var ne net.Error
@@ -526,7 +550,7 @@ func (cn *conn) roundTrip1(ctx context.Context, frame []byte, method string, dec
 		return cn.fault(fmt.Errorf("%s request: %w", method, err), true)
 	}
 	cn.rd.r, cn.rd.n = nc, 0
-	reply, err := rpc.ReadFrame(&cn.rd, cn.c.cfg.MaxReplyBytes)
+	reply, err := enclavewire.ReadFrame(&cn.rd, cn.c.cfg.MaxReplyBytes)
 	if err != nil {
 		if cn.rd.n == 0 && cn.callerDeadline(ctx, err) {
 			// The caller gave up before any of the reply arrived: the
@@ -537,7 +561,7 @@ func (cn *conn) roundTrip1(ctx context.Context, frame []byte, method string, dec
 		return cn.fault(fmt.Errorf("%s reply: %w", method, err), true)
 	}
 	err = decode(reply)
-	var re *rpc.RPCError
+	var re *enclavewire.RPCError
 	var mc errMalformedContent
 	switch {
 	case err == nil:
@@ -566,7 +590,7 @@ func (cn *conn) callerDeadline(ctx context.Context, err error) bool {
 func (cn *conn) drain() {
 	cn.draining = false
 	_ = cn.nc.SetDeadline(time.Now().Add(cn.c.cfg.RPCTimeout))
-	if _, err := rpc.ReadFrame(cn.nc, cn.c.cfg.MaxReplyBytes); err != nil {
+	if _, err := enclavewire.ReadFrame(cn.nc, cn.c.cfg.MaxReplyBytes); err != nil {
 		cn.broken = true
 		cn.cause = fmt.Errorf("no reply to an abandoned request: %w", err)
 		cn.c.log.Debug("no reply to an abandoned request; redialling", "conn", cn.id, "addr", cn.c.cfg.Addr, "error", err.Error())
@@ -589,8 +613,8 @@ func (cn *conn) fault(err error, retryable bool) error {
 // connection can no longer be trusted, and the request is retried once on
 // another connection.
 func (cn *conn) malformedReply(err error) error {
-	if !errors.Is(err, rpc.ErrMalformed) {
-		err = fmt.Errorf("%w: %v", rpc.ErrMalformed, err)
+	if !errors.Is(err, enclavewire.ErrMalformed) {
+		err = fmt.Errorf("%w: %v", enclavewire.ErrMalformed, err)
 	}
 	return cn.fault(err, true)
 }
@@ -601,7 +625,7 @@ func (cn *conn) malformedReply(err error) error {
 // a rewritten request), so the connection is replaced and the request
 // retried once, never answered as "key not found". Other errors pass.
 func (cn *conn) handleRefused(err error, h uint64) error {
-	var re *rpc.RPCError
+	var re *enclavewire.RPCError
 	if err == nil || !errors.As(err, &re) || !strings.Contains(strings.ToLower(re.Error()), "invalid handle") {
 		return err
 	}
@@ -622,9 +646,9 @@ func (cn *conn) importKey(ctx context.Context, pkh tezos.PublicKeyHash) (uint64,
 	if !ok {
 		return 0, domain.Errorf(domain.KindNotFound, "key %s is not loaded in the enclave", pkh)
 	}
-	var r rpc.ImportResult
-	if err := cn.call(ctx, rpc.NewImport(ent.blob), &r); err != nil {
-		var re *rpc.RPCError
+	var r enclavewire.ImportResult
+	if err := cn.call(ctx, enclavewire.NewImport(ent.blob), &r); err != nil {
+		var re *enclavewire.RPCError
 		if errors.As(err, &re) {
 			cn.c.opened(pkh, re)
 		}
@@ -638,7 +662,7 @@ func (cn *conn) importKey(ctx context.Context, pkh tezos.PublicKeyHash) (uint64,
 		// The key is not usable here (Ready names it). A reply that was
 		// not the reply to this Import leaves the real one waiting, which
 		// the peek before the next request finds.
-		cn.c.opened(pkh, rpc.NewError(fmt.Sprintf("the sealed key opens as %s", pk.Hash())))
+		cn.c.opened(pkh, enclavewire.NewError(fmt.Sprintf("the sealed key opens as %s", pk.Hash())))
 		return 0, domain.Errorf(domain.KindInternal, "enclave opened the sealed key of %s as %s", pkh, pk.Hash())
 	}
 	if err := cn.setHandle(pkh, r.Handle); err != nil {

@@ -3,15 +3,15 @@ package enclaverpc
 import (
 	"encoding/binary"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 )
 
 // The hot path's two messages, encoded and decoded by hand: a Sign request,
 // and an Ok reply holding one signature. The encoding is byte-identical to
-// rpc.EncodeRequest (fastpath_test.go checks it on random inputs); the
+// enclavewire.EncodeRequest (fastpath_test.go checks it on random inputs); the
 // decoder accepts only the canonical form
 // {"Ok": {<key type>: <byte string>}} with nothing after it, and anything
-// else goes to rpc.DecodeReply, which stays the one judge of what is valid.
+// else goes to enclavewire.DecodeReply, which stays the one judge of what is valid.
 
 // appendHead appends a CBOR head of major type major and argument n, in
 // its shortest form.
@@ -81,22 +81,22 @@ func readHead(b []byte, major byte) (n uint64, rest []byte, ok bool) {
 var okKey = []byte{0x62, 'O', 'k'}
 
 // fastSignature decodes {"Ok": {<key type>: <bytes>}}; ok is false when
-// the reply has any other shape (then rpc.DecodeReply decides).
-func fastSignature(reply []byte) (rpc.Tagged, bool) {
+// the reply has any other shape (then enclavewire.DecodeReply decides).
+func fastSignature(reply []byte) (enclavewire.Tagged, bool) {
 	if len(reply) < 5 || reply[0] != 0xa1 || string(reply[1:4]) != string(okKey) || reply[4] != 0xa1 {
-		return rpc.Tagged{}, false
+		return enclavewire.Tagged{}, false
 	}
 	n, rest, ok := readHead(reply[5:], 3)
 	if !ok || uint64(len(rest)) < n {
-		return rpc.Tagged{}, false
+		return enclavewire.Tagged{}, false
 	}
-	kt := rpc.KeyType(rest[:n])
+	kt := enclavewire.KeyType(rest[:n])
 	if !kt.Valid() {
-		return rpc.Tagged{}, false
+		return enclavewire.Tagged{}, false
 	}
 	m, rest, ok := readHead(rest[n:], 2)
 	if !ok || uint64(len(rest)) != m {
-		return rpc.Tagged{}, false
+		return enclavewire.Tagged{}, false
 	}
-	return rpc.Tagged{Type: kt, Bytes: rest}, true
+	return enclavewire.Tagged{Type: kt, Bytes: rest}, true
 }

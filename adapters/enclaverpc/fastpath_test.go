@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 )
 
 // TestSignFrameMatchesCodec: the hand encoder writes exactly what the rpc
@@ -27,7 +27,7 @@ func TestSignFrameMatchesCodec(t *testing.T) {
 			msg[j] = byte(r.IntN(256))
 		}
 		v := []uint8{0, 1, 2, 255}[i%4]
-		payload, err := rpc.EncodeRequest(rpc.NewSign(h, msg, v))
+		payload, err := enclavewire.EncodeRequest(enclavewire.NewSign(h, msg, v))
 		require.NoError(t, err)
 		want := binary.BigEndian.AppendUint32(nil, uint32(len(payload)))
 		want = append(want, payload...)
@@ -38,23 +38,23 @@ func TestSignFrameMatchesCodec(t *testing.T) {
 	}
 }
 
-// TestFastSignature: the hand decoder agrees with rpc.DecodeReply on every
+// TestFastSignature: the hand decoder agrees with enclavewire.DecodeReply on every
 // reply it accepts, and declines the rest.
 func TestFastSignature(t *testing.T) {
-	for _, tg := range []rpc.Tagged{
-		{Type: rpc.KeyEd25519, Bytes: bytes.Repeat([]byte{7}, 64)},
-		{Type: rpc.KeySecp256k1, Bytes: bytes.Repeat([]byte{8}, 64)},
-		{Type: rpc.KeyNistP256, Bytes: bytes.Repeat([]byte{9}, 64)},
-		{Type: rpc.KeyBLS, Bytes: bytes.Repeat([]byte{10}, 96)},
-		{Type: rpc.KeyEd25519, Bytes: []byte{}},
-		{Type: rpc.KeyEd25519, Bytes: []byte{1, 2, 3}},
+	for _, tg := range []enclavewire.Tagged{
+		{Type: enclavewire.KeyEd25519, Bytes: bytes.Repeat([]byte{7}, 64)},
+		{Type: enclavewire.KeySecp256k1, Bytes: bytes.Repeat([]byte{8}, 64)},
+		{Type: enclavewire.KeyNistP256, Bytes: bytes.Repeat([]byte{9}, 64)},
+		{Type: enclavewire.KeyBLS, Bytes: bytes.Repeat([]byte{10}, 96)},
+		{Type: enclavewire.KeyEd25519, Bytes: []byte{}},
+		{Type: enclavewire.KeyEd25519, Bytes: []byte{1, 2, 3}},
 	} {
-		b, err := rpc.EncodeOk(tg)
+		b, err := enclavewire.EncodeOk(tg)
 		require.NoError(t, err)
 		got, ok := fastSignature(b)
 		require.True(t, ok, "%x", b)
-		var want rpc.Tagged
-		require.NoError(t, rpc.DecodeReply(b, &want))
+		var want enclavewire.Tagged
+		require.NoError(t, enclavewire.DecodeReply(b, &want))
 		require.Equal(t, want.Type, got.Type)
 		require.Equal(t, want.Bytes, got.Bytes)
 		// Any truncation or trailing byte is declined.
@@ -65,8 +65,8 @@ func TestFastSignature(t *testing.T) {
 		_, ok = fastSignature(append(bytes.Clone(b), 0))
 		require.False(t, ok)
 	}
-	errReply, _ := rpc.EncodeErr(rpc.NewError("signer error", "invalid handle"))
-	arrayForm, _ := rpc.EncodeOk(map[string][]uint{"Ed25519": {1, 2}})
+	errReply, _ := enclavewire.EncodeErr(enclavewire.NewError("signer error", "invalid handle"))
+	arrayForm, _ := enclavewire.EncodeOk(map[string][]uint{"Ed25519": {1, 2}})
 	for _, b := range [][]byte{
 		errReply, arrayForm,
 		{0xa1, 0x62, 'O', 'k', 0xa1, 0x63, 'R', 's', 'a', 0x41, 0x01},             // unknown key type
@@ -82,8 +82,8 @@ func TestFastSignature(t *testing.T) {
 // FuzzFastSignature: whatever the enclave sends, the fast decoder accepts
 // only replies that the codec accepts, with the same content.
 func FuzzFastSignature(f *testing.F) {
-	for _, tg := range []rpc.Tagged{{Type: rpc.KeyEd25519, Bytes: bytes.Repeat([]byte{7}, 64)}, {Type: rpc.KeyBLS, Bytes: bytes.Repeat([]byte{1}, 96)}} {
-		b, _ := rpc.EncodeOk(tg)
+	for _, tg := range []enclavewire.Tagged{{Type: enclavewire.KeyEd25519, Bytes: bytes.Repeat([]byte{7}, 64)}, {Type: enclavewire.KeyBLS, Bytes: bytes.Repeat([]byte{1}, 96)}} {
+		b, _ := enclavewire.EncodeOk(tg)
 		f.Add(b)
 	}
 	f.Add([]byte{0xa1, 0x62, 'O', 'k', 0xa1, 0x63, 'B', 'l', 's', 0x58, 0x01, 0x01})
@@ -92,8 +92,8 @@ func FuzzFastSignature(f *testing.F) {
 		if !ok {
 			return
 		}
-		var want rpc.Tagged
-		if err := rpc.DecodeReply(b, &want); err != nil {
+		var want enclavewire.Tagged
+		if err := enclavewire.DecodeReply(b, &want); err != nil {
 			t.Fatalf("fast decoder accepted %x, the codec refuses it: %v", b, err)
 		}
 		if got.Type != want.Type || !bytes.Equal(got.Bytes, want.Bytes) {

@@ -12,10 +12,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/adapters/enclaverpc"
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/enclavetest"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
@@ -35,7 +36,7 @@ type server struct {
 	t       *testing.T
 	kmsFile string
 	addr    string
-	srv     *mockenclave.Server
+	srv     *enclaveserver.Server
 }
 
 func startServer(t *testing.T) *server {
@@ -46,7 +47,7 @@ func startServer(t *testing.T) *server {
 }
 
 func (s *server) start() {
-	kms, err := mockenclave.NewLocalKMS(s.kmsFile)
+	kms, err := localstandin.New(s.kmsFile)
 	require.NoError(s.t, err)
 	var ln net.Listener
 	for range 100 {
@@ -57,7 +58,7 @@ func (s *server) start() {
 	}
 	require.NoError(s.t, err)
 	s.addr = ln.Addr().String()
-	s.srv = mockenclave.NewServer(mockenclave.Options{KMS: kms})
+	s.srv = enclavetest.NewServer(s.t, enclavetest.ServerOptions{KMS: kms})
 	go func() { _ = s.srv.Serve(ln) }()
 }
 
@@ -136,8 +137,8 @@ func newClient(t *testing.T, addr string, conns int, l *logs) *enclaverpc.Client
 	log := slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	c, err := enclaverpc.New(enclaverpc.Config{
 		Name: "test", Addr: addr, Dial: enclaverpc.TCPDialer(addr),
-		Initialize: func(context.Context) (*rpc.Request, error) {
-			return rpc.NewInitialize(rpc.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"}), nil
+		Initialize: func(context.Context) (*enclavewire.Request, error) {
+			return enclavewire.NewInitialize(enclavewire.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"}), nil
 		},
 		Connections: conns, DialTimeout: time.Second, RPCTimeout: rpcTimeout, IdleProbe: idleProbe, LogState: true,
 	}, log)
@@ -267,7 +268,7 @@ func TestBytesNobodyAskedForPoisonTheConnection(t *testing.T) {
 	keys := generate(t, c, 2)
 	redials := c.PoolStats().Redials
 
-	ok, _ := rpc.EncodeOk(rpc.Tagged{Type: rpc.KeyEd25519, Bytes: make([]byte, 64)})
+	ok, _ := enclavewire.EncodeOk(enclavewire.Tagged{Type: enclavewire.KeyEd25519, Bytes: make([]byte, 64)})
 	require.Equal(t, 2, p.Inject(ok))
 	// Found by the idle probe or by the next request's peek, whichever
 	// comes first; either way no request sees the frame.

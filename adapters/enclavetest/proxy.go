@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 )
 
 // Fault is how a Proxy misbehaves on a Sign request.
@@ -94,7 +94,7 @@ func (p *Proxy) Inject(frame []byte) int {
 	defer p.mu.Unlock()
 	for c := range p.conns {
 		c.wmu.Lock()
-		_ = rpc.WriteFrame(c.down, frame)
+		_ = enclavewire.WriteFrame(c.down, frame)
 		c.wmu.Unlock()
 	}
 	return len(p.conns)
@@ -157,12 +157,12 @@ func (p *Proxy) take() Fault {
 
 func (p *Proxy) serve(c *proxyConn) {
 	for {
-		req, err := rpc.ReadFrame(c.down, 0)
+		req, err := enclavewire.ReadFrame(c.down, 0)
 		if err != nil {
 			return
 		}
 		fault := Honest
-		r, derr := rpc.DecodeRequest(req)
+		r, derr := enclavewire.DecodeRequest(req)
 		isSign := derr == nil && r.Sign != nil
 		if isSign {
 			fault = p.take()
@@ -171,14 +171,14 @@ func (p *Proxy) serve(c *proxyConn) {
 			// The handle of another key of this session: handles are
 			// indexes, so 0 ↔ 1 (the test loads at least two keys).
 			r.Sign.Handle ^= 1
-			if req, err = rpc.EncodeRequest(r); err != nil {
+			if req, err = enclavewire.EncodeRequest(r); err != nil {
 				return
 			}
 		}
-		if rpc.WriteFrame(c.up, req) != nil {
+		if enclavewire.WriteFrame(c.up, req) != nil {
 			return
 		}
-		reply, err := rpc.ReadFrame(c.up, 0)
+		reply, err := enclavewire.ReadFrame(c.up, 0)
 		if err != nil {
 			return
 		}
@@ -210,7 +210,7 @@ func (p *Proxy) serve(c *proxyConn) {
 		}
 		c.wmu.Lock()
 		for _, f := range out {
-			if err = rpc.WriteFrame(c.down, f); err != nil {
+			if err = enclavewire.WriteFrame(c.down, f); err != nil {
 				break
 			}
 		}
@@ -224,14 +224,14 @@ func (p *Proxy) serve(c *proxyConn) {
 // madeUpSignature is reply with its signature bytes replaced by others of
 // the same length (a well-formed reply with a signature nobody made).
 func madeUpSignature(reply []byte) []byte {
-	var tg rpc.Tagged
-	if err := rpc.DecodeReply(reply, &tg); err != nil || len(tg.Bytes) == 0 {
+	var tg enclavewire.Tagged
+	if err := enclavewire.DecodeReply(reply, &tg); err != nil || len(tg.Bytes) == 0 {
 		return reply
 	}
 	for i := range tg.Bytes {
 		tg.Bytes[i] ^= 0x5a
 	}
-	b, err := rpc.EncodeOk(tg)
+	b, err := enclavewire.EncodeOk(tg)
 	if err != nil {
 		return reply
 	}

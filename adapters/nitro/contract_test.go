@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sigil-signer/sigil/adapters/enclavetest"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/adapters/vault"
@@ -20,7 +19,7 @@ import (
 // default Nitro key file under the base directory.
 func TestContract(t *testing.T) {
 	noAWSEnv(t)
-	m := enclavetest.StartMock(t, mockenclave.ModeNitro)
+	m := enclavetest.StartMock(t, enclavetest.ModeNitro)
 	dir := t.TempDir()
 	enclavetest.Run(t, enclavetest.Backend{
 		Open: func(t *testing.T) vault.Instance {

@@ -9,7 +9,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain"
 )
 
@@ -27,7 +27,7 @@ type Credentials struct {
 // (EncryptionKeyID is filled in by the caller). It is called for every new
 // connection; implementations cache and refresh as needed.
 type CredentialSource interface {
-	Retrieve(ctx context.Context) (rpc.AWSCredentials, error)
+	Retrieve(ctx context.Context) (enclavewire.AWSCredentials, error)
 }
 
 // awsSource wraps an AWS SDK credentials provider (cached and refreshed by
@@ -37,15 +37,15 @@ type awsSource struct {
 	region   string
 }
 
-func (s awsSource) Retrieve(ctx context.Context) (rpc.AWSCredentials, error) {
+func (s awsSource) Retrieve(ctx context.Context) (enclavewire.AWSCredentials, error) {
 	c, err := s.provider.Retrieve(ctx)
 	if err != nil {
-		return rpc.AWSCredentials{}, err
+		return enclavewire.AWSCredentials{}, err
 	}
 	if c.AccessKeyID == "" || c.SecretAccessKey == "" {
-		return rpc.AWSCredentials{}, errors.New("the credential provider returned no access key")
+		return enclavewire.AWSCredentials{}, errors.New("the credential provider returned no access key")
 	}
-	out := rpc.AWSCredentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, Region: s.region}
+	out := enclavewire.AWSCredentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, Region: s.region}
 	if c.SessionToken != "" {
 		tok := c.SessionToken
 		out.SessionToken = &tok

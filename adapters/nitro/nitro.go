@@ -13,8 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/adapters/enclaverpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain"
 )
 
@@ -68,13 +68,13 @@ func New(cfg Config, log *slog.Logger) (*enclaverpc.Client, error) {
 	pool.Addr = fmt.Sprintf("vsock %d:%d", cfg.CID, cfg.Port)
 	pool.Dial = dial(cfg.CID, cfg.Port)
 	keyID, creds := cfg.EncryptionKeyID, cfg.Credentials
-	pool.Initialize = func(ctx context.Context) (*rpc.Request, error) {
+	pool.Initialize = func(ctx context.Context) (*enclavewire.Request, error) {
 		c, err := creds.Retrieve(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("AWS credentials: %w", err)
 		}
 		c.EncryptionKeyID = keyID
-		return rpc.NewInitializeAWS(c), nil
+		return enclavewire.NewInitializeAWS(c), nil
 	}
 	return enclaverpc.New(pool, log.With("component", "nitro"))
 }

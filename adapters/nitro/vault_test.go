@@ -12,7 +12,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/enclaverpc"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclavetest"
 	"github.com/sigil-signer/sigil/adapters/vault"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -186,9 +186,8 @@ func TestOverTCPSeam(t *testing.T) {
 	noAWSEnv(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := mockenclave.NewServer(mockenclave.Options{Mode: mockenclave.ModeNitro})
+	srv := enclavetest.NewServer(t, enclavetest.ServerOptions{Platform: enclavetest.ModeNitro})
 	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close() })
 
 	var got storeCall
 	open := NewOpener(TCPDial(ln.Addr().String()), nil)
@@ -208,9 +207,8 @@ func TestOverTCPSeam(t *testing.T) {
 	// client never becomes ready.
 	ln2, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	cs := mockenclave.NewServer(mockenclave.Options{})
+	cs := enclavetest.NewServer(t, enclavetest.ServerOptions{})
 	go func() { _ = cs.Serve(ln2) }()
-	t.Cleanup(func() { cs.Close() })
 	inst2, err := NewOpener(TCPDial(ln2.Addr().String()), nil)(context.Background(), "n", decoder(t, "encryption_key_id: k\ncredentials: {access_key_id: a, secret_access_key: s, region: r}"), fakeEnv(t, &got))
 	require.NoError(t, err)
 	defer inst2.Close()

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/securechannel"
 )
 
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 // blsSignature is the reply of a Sign request for a tz4 key: the largest
 // signature (96 bytes).
 var blsReply = func() []byte {
-	b, err := rpc.EncodeOk(rpc.Tagged{Type: rpc.KeyBLS, Bytes: make([]byte, 96)})
+	b, err := enclavewire.EncodeOk(enclavewire.Tagged{Type: enclavewire.KeyBLS, Bytes: make([]byte, 96)})
 	if err != nil {
 		panic(err)
 	}
@@ -83,18 +83,18 @@ func benchServer(mode string) {
 				defer c.Close()
 				rd := bufio.NewReader(c)
 				for {
-					p, err := rpc.ReadFrame(rd, 0)
+					p, err := enclavewire.ReadFrame(rd, 0)
 					if err != nil {
 						return
 					}
 					reply, ok := []byte(nil), false
 					if srv != nil {
-						reply, ok = srv.HandleFrame(p)
+						reply, ok = answerToken(srv, p)
 					}
 					if !ok {
 						reply = blsReply
 					}
-					if err := rpc.WriteFrame(c, reply); err != nil {
+					if err := enclavewire.WriteFrame(c, reply); err != nil {
 						return
 					}
 				}
@@ -220,7 +220,7 @@ func BenchmarkAttestConnect(b *testing.B) {
 // benchRequest is a Sign request of the size of a tz4 attestation (a
 // 128-byte message).
 var benchRequest = func() []byte {
-	r, err := rpc.EncodeRequest(rpc.NewSign(3, make([]byte, 128), 2))
+	r, err := enclavewire.EncodeRequest(enclavewire.NewSign(3, make([]byte, 128), 2))
 	if err != nil {
 		panic(err)
 	}
@@ -228,10 +228,10 @@ var benchRequest = func() []byte {
 }()
 
 func signRaw(conn io.ReadWriter, req []byte) ([]byte, error) {
-	if err := rpc.WriteFrame(conn, req); err != nil {
+	if err := enclavewire.WriteFrame(conn, req); err != nil {
 		return nil, err
 	}
-	return rpc.ReadFrame(conn, 0)
+	return enclavewire.ReadFrame(conn, 0)
 }
 
 // BenchmarkAttestRoundTrip: one Sign-sized request and its 96-byte

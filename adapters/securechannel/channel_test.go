@@ -22,7 +22,7 @@ import (
 
 	adattest "github.com/sigil-signer/sigil/adapters/attestation"
 	"github.com/sigil-signer/sigil/adapters/attestation/attestationtest"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/securechannel"
 	"github.com/sigil-signer/sigil/domain/attestation"
 )
@@ -384,14 +384,14 @@ func TestAttestPlainEnclave(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		_, err = rpc.ReadFrame(c, 0) // as the plain enclave reads
+		_, err = enclavewire.ReadFrame(c, 0) // as the plain enclave reads
 		got <- err
 	}()
 	_, err = dial(t, w.client(t), ln.Addr().String())
 	if err == nil || !strings.Contains(err.Error(), "is it serving the attested channel") {
 		t.Fatalf("Dial = %v", err)
 	}
-	if ferr := <-got; !errors.Is(ferr, rpc.ErrFrameTooLarge) {
+	if ferr := <-got; !errors.Is(ferr, enclavewire.ErrFrameTooLarge) {
 		t.Fatalf("the plain enclave read %v", ferr)
 	}
 }

@@ -8,11 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain/attestation"
 )
 
@@ -27,7 +28,7 @@ type ClientConfig struct {
 	Key      ClientKey // the daemon's identity
 	Verifier Verifier
 	// MaxReplyBytes bounds the AttestationToken reply (default
-	// rpc.DefaultMaxFrame).
+	// enclavewire.DefaultMaxFrame).
 	MaxReplyBytes int
 	Log           *slog.Logger
 }
@@ -48,7 +49,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("attested channel: no token verifier")
 	}
 	if cfg.MaxReplyBytes <= 0 {
-		cfg.MaxReplyBytes = rpc.DefaultMaxFrame
+		cfg.MaxReplyBytes = enclavewire.DefaultMaxFrame
 	}
 	c := &Client{cfg: cfg, log: cfg.Log}
 	if c.log == nil {
@@ -125,6 +126,9 @@ func (c *Client) Handshake(ctx context.Context, raw net.Conn) (*Conn, error) {
 	return conn, nil
 }
 
+// attestationTokenRequest is the AttestationToken request, encoded once.
+var attestationTokenRequest = enclavewire.AttestationTokenRequest()
+
 // ErrExpired is returned by a Conn's Write once its verified token has
 // expired, and wraps the errors of a connection closed for that reason.
 var ErrExpired = errors.New("attested channel: the enclave's attestation token expired and was not refreshed; connection closed")
@@ -194,22 +198,22 @@ func (c *Conn) Refresh(ctx context.Context) error {
 		_ = c.tc.SetDeadline(dl)
 		defer func() { _ = c.tc.SetDeadline(time.Time{}) }()
 	}
-	if err := rpc.WriteFrame(c, attestationTokenRequest); err != nil {
+	if err := enclavewire.WriteFrame(c, attestationTokenRequest); err != nil {
 		return c.fail(fmt.Errorf("attestation token refresh: %w", err))
 	}
-	payload, err := rpc.ReadFrame(c.tc, c.client.cfg.MaxReplyBytes)
+	payload, err := enclavewire.ReadFrame(c.tc, c.client.cfg.MaxReplyBytes)
 	if err != nil {
 		return c.fail(fmt.Errorf("attestation token refresh: %w", c.wrap(err)))
 	}
-	tok, err := DecodeAttestationTokenReply(payload)
-	var rerr *rpc.RPCError
+	tok, err := enclavewire.DecodeAttestationTokenReply(payload)
+	var rerr *enclavewire.RPCError
 	if errors.As(err, &rerr) {
 		c.mu.Lock()
 		c.refreshAt = attestation.RetryAt(time.Now(), c.until)
 		until := c.until
 		c.mu.Unlock()
 		c.client.log.Warn("the enclave could not give a fresh attestation token; the connection closes when its token expires unless a later refresh succeeds",
-			"err", rerr.Error(), "valid_until", until.UTC().Format(time.RFC3339))
+			"error", rerr.Error(), "valid_until", until.UTC().Format(time.RFC3339))
 		return fmt.Errorf("attestation token refresh: the enclave answered: %w", rerr)
 	}
 	if err != nil {
@@ -221,6 +225,59 @@ func (c *Conn) Refresh(ctx context.Context) error {
 	}
 	c.extend(claims, time.Now())
 	return nil
+}
+
+// ErrNotAdmitted is wrapped by Admitted's error when the enclave refused
+// the client's key.
+var ErrNotAdmitted = errors.New("the enclave refused this daemon's key")
+
+// Admitted asks the enclave for its token once, right after the handshake,
+// and reads the reply. TLS 1.3 lets a client's handshake complete before
+// the server has checked the client's certificate, and tells the client of
+// a refusal (an alert) only when it next reads: Admitted turns that into an
+// error naming the client's pin (wrapping ErrNotAdmitted) before the
+// connection carries anything else. The reply's token is verified as a
+// refresh's, and extends the connection if it is newer; an enclave's error
+// reply (it holds no valid token right now) is an admission too. A failure
+// closes the connection.
+func (c *Conn) Admitted(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.tc.SetDeadline(dl)
+		defer func() { _ = c.tc.SetDeadline(time.Time{}) }()
+	}
+	if err := enclavewire.WriteFrame(c, attestationTokenRequest); err != nil {
+		return c.fail(c.notAdmitted(err))
+	}
+	payload, err := enclavewire.ReadFrame(c.tc, c.client.cfg.MaxReplyBytes)
+	if err != nil {
+		return c.fail(c.notAdmitted(err))
+	}
+	tok, err := enclavewire.DecodeAttestationTokenReply(payload)
+	var rerr *enclavewire.RPCError
+	if errors.As(err, &rerr) {
+		return nil
+	}
+	if err != nil {
+		return c.fail(fmt.Errorf("attested channel to %s: the first reply: %w", c.tc.RemoteAddr(), err))
+	}
+	claims, err := c.client.cfg.Verifier.Verify(ctx, tok, c.nonce)
+	if err != nil {
+		return c.fail(fmt.Errorf("attested channel to %s: the first reply's token: %w", c.tc.RemoteAddr(), err))
+	}
+	if claims.Expiry.After(c.ValidUntil()) {
+		c.extend(claims, time.Now())
+	}
+	return nil
+}
+
+// notAdmitted explains a failure of the first exchange: a TLS alert is
+// the enclave refusing the client's certificate.
+func (c *Conn) notAdmitted(err error) error {
+	var alert tls.AlertError
+	if errors.As(err, &alert) || strings.Contains(err.Error(), "remote error: tls:") || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		return fmt.Errorf("attested channel to %s: %w %s (%v): the enclave's %s must list it", c.tc.RemoteAddr(), ErrNotAdmitted, c.client.Pin(), err, attestation.DefaultClientPinsEnv)
+	}
+	return fmt.Errorf("attested channel to %s: the first exchange: %w", c.tc.RemoteAddr(), err)
 }
 
 // extend records a verified token: the connection is valid until its

@@ -1,6 +1,7 @@
 package securechannel_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +18,7 @@ import (
 
 	adattest "github.com/sigil-signer/sigil/adapters/attestation"
 	"github.com/sigil-signer/sigil/adapters/attestation/attestationtest"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/securechannel"
 	"github.com/sigil-signer/sigil/domain/attestation"
 )
@@ -82,33 +83,49 @@ func (e *enclave) session(raw net.Conn) {
 		}
 	}()
 	for {
-		p, err := rpc.ReadFrame(tc, 0)
+		p, err := enclavewire.ReadFrame(tc, 0)
 		if err != nil {
 			return
 		}
 		e.frames.Add(1)
-		reply, ok := e.srv.HandleFrame(p)
+		reply, ok := answerToken(e.srv, p)
 		if !ok {
 			reply = echo(p)
 		}
-		if err := rpc.WriteFrame(tc, reply); err != nil {
+		if err := enclavewire.WriteFrame(tc, reply); err != nil {
 			return
 		}
 	}
 }
 
+// answerToken answers an AttestationToken request as the enclave does
+// (domain/enclave, through the server's CurrentToken): the reply and true,
+// or false for any other request.
+func answerToken(srv *securechannel.Server, p []byte) ([]byte, bool) {
+	if !bytes.Equal(p, enclavewire.AttestationTokenRequest()) {
+		return nil, false
+	}
+	tok, err := srv.CurrentToken()
+	if err != nil {
+		reply, _ := enclavewire.EncodeErr(enclavewire.NewError(enclavewire.MethodAttestationToken, err.Error()))
+		return reply, true
+	}
+	reply, _ := enclavewire.EncodeAttestationTokenReply(tok)
+	return reply, true
+}
+
 // echo answers a Sign request with its message, anything else with an
 // error.
 func echo(p []byte) []byte {
-	req, err := rpc.DecodeRequest(p)
+	req, err := enclavewire.DecodeRequest(p)
 	var reply []byte
 	switch {
 	case err != nil:
-		reply, _ = rpc.EncodeErr(rpc.NewError(err.Error()))
+		reply, _ = enclavewire.EncodeErr(enclavewire.NewError(err.Error()))
 	case req.Sign == nil:
-		reply, _ = rpc.EncodeErr(rpc.NewError("only Sign here"))
+		reply, _ = enclavewire.EncodeErr(enclavewire.NewError("only Sign here"))
 	default:
-		reply, _ = rpc.EncodeOk(req.Sign.Message)
+		reply, _ = enclavewire.EncodeOk(req.Sign.Message)
 	}
 	return reply
 }
@@ -244,19 +261,19 @@ func dial(t *testing.T, c *securechannel.Client, addr string) (*securechannel.Co
 // sign sends a Sign request over conn in the enclave protocol's framing and
 // returns the echoed message.
 func sign(conn io.ReadWriter, msg []byte) ([]byte, error) {
-	req, err := rpc.EncodeRequest(rpc.NewSign(1, msg, 2))
+	req, err := enclavewire.EncodeRequest(enclavewire.NewSign(1, msg, 2))
 	if err != nil {
 		return nil, err
 	}
-	if err := rpc.WriteFrame(conn, req); err != nil {
+	if err := enclavewire.WriteFrame(conn, req); err != nil {
 		return nil, err
 	}
-	p, err := rpc.ReadFrame(conn, 0)
+	p, err := enclavewire.ReadFrame(conn, 0)
 	if err != nil {
 		return nil, err
 	}
 	var out []byte
-	if err := rpc.DecodeReply(p, &out); err != nil {
+	if err := enclavewire.DecodeReply(p, &out); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -7,8 +7,10 @@
 // the handshake, before any application byte, and keeps a connection only
 // while a verified token bound to the connection's key is valid, refreshing
 // it in band with the AttestationToken request; the server (Server) admits
-// only pinned clients and answers AttestationToken. Over the channel runs
-// the unchanged enclave protocol (4-byte length + CBOR frames).
+// only pinned clients and gives the token AttestationToken answers
+// (CurrentToken, the enclave's enclaveside.TokenSource). Over the channel
+// runs the unchanged enclave protocol (4-byte length + CBOR frames,
+// adapters/enclavewire).
 package securechannel
 
 import (

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	adattest "github.com/sigil-signer/sigil/adapters/attestation"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/adapters/securechannel"
 	"github.com/sigil-signer/sigil/domain/attestation"
 )
@@ -118,9 +118,9 @@ func TestAttestRefreshFailsConnectionCloses(t *testing.T) {
 	if serr := e.wantRefused(t); !errors.Is(serr, adattest.ErrNoToken) {
 		t.Fatalf("enclave side: %v", serr)
 	}
-	reply, ok := e.srv.HandleFrame(securechannel.AttestationTokenRequest())
-	var rerr *rpc.RPCError
-	if _, err := securechannel.DecodeAttestationTokenReply(reply); !ok || !errors.As(err, &rerr) || !strings.Contains(err.Error(), "no valid attestation token") {
+	reply, ok := answerToken(e.srv, enclavewire.AttestationTokenRequest())
+	var rerr *enclavewire.RPCError
+	if _, err := enclavewire.DecodeAttestationTokenReply(reply); !ok || !errors.As(err, &rerr) || !strings.Contains(err.Error(), "no valid attestation token") {
 		t.Fatalf("AttestationToken without a token: %v, %v", ok, err)
 	}
 }
@@ -230,7 +230,7 @@ func TestAttestRefreshEnclaveError(t *testing.T) {
 	}
 	defer conn.Close()
 	ctx := context.Background()
-	var rerr *rpc.RPCError
+	var rerr *enclavewire.RPCError
 	if err := conn.Refresh(ctx); !errors.As(err, &rerr) || !strings.Contains(err.Error(), "launcher down") {
 		t.Fatalf("Refresh = %v", err)
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	adattest "github.com/sigil-signer/sigil/adapters/attestation"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/domain/attestation"
 )
 
@@ -123,7 +122,6 @@ func (s *Server) verifyClient(cs tls.ConnectionState) error {
 	}
 	pin := PeerPin(cs)
 	if !attestation.ContainsPin(s.cfg.ClientPins, pin) {
-		s.log.Warn("attested channel: client key not pinned; connection refused", "pin", pin.String(), "pins_env", attestation.DefaultClientPinsEnv)
 		return fmt.Errorf("attested channel: client key %s is not pinned (%s)", pin, attestation.DefaultClientPinsEnv)
 	}
 	return nil
@@ -132,8 +130,7 @@ func (s *Server) verifyClient(cs tls.ConnectionState) error {
 func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	tok, err := s.cfg.Tokens.Current()
 	if err != nil {
-		s.log.Error("attested channel: no valid attestation token; handshake refused", "err", err.Error())
-		return nil, err
+		return nil, fmt.Errorf("attested channel: handshake refused: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -158,26 +155,15 @@ func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) 
 	return s.cert, nil
 }
 
-// HandleFrame answers an AttestationToken request (the session loop asks
-// it of every frame before rpc.DecodeRequest): the reply payload and true,
-// or false for any other request. The reply carries the current token, or
-// an error when the enclave holds no valid one.
-func (s *Server) HandleFrame(payload []byte) ([]byte, bool) {
-	if !IsAttestationTokenRequest(payload) {
-		return nil, false
-	}
-	var reply []byte
+// CurrentToken returns the enclave's current token, bound to the server's
+// key (enclaveside.TokenSource: the AttestationToken request's answer), or
+// an error when it holds no valid one.
+func (s *Server) CurrentToken() (string, error) {
 	tok, err := s.cfg.Tokens.Current()
-	if err == nil {
-		reply, err = EncodeAttestationTokenReply(tok.Raw)
-	}
 	if err != nil {
-		reply, err = rpc.EncodeErr(rpc.NewError("AttestationToken", err.Error()))
-		if err != nil {
-			panic(err) // a text message; cannot fail
-		}
+		return "", err
 	}
-	return reply, true
+	return tok.Raw, nil
 }
 
 // Close stops what OpenServer started (the token source); a Server made by

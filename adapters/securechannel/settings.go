@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	adattest "github.com/sigil-signer/sigil/adapters/attestation"
@@ -54,15 +56,104 @@ type ClientSettings struct {
 	Leeway string `yaml:"leeway"`
 }
 
-// Client loads the files the settings name and returns the client. Errors
-// name the setting.
+// SettingError is an invalid setting of the attested channel's section:
+// Setting names it as the configuration file does (client_key_file,
+// image_digests[1]).
+type SettingError struct {
+	Setting string
+	Msg     string
+	Err     error // the underlying error, if any
+}
+
+func (e *SettingError) Error() string { return "attested channel: " + e.Setting + ": " + e.Msg }
+
+func (e *SettingError) Unwrap() error { return e.Err }
+
+func settingErr(setting string, err error) error {
+	return &SettingError{Setting: setting, Msg: err.Error(), Err: err}
+}
+
+func settingErrf(setting, format string, args ...any) error {
+	return &SettingError{Setting: setting, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Check validates the settings without reading any file (what `sigil
+// config check` can tell); every error is a *SettingError.
+func (s ClientSettings) Check() error {
+	if strings.TrimSpace(s.ClientKeyFile) == "" {
+		return settingErrf("client_key_file", "required (sigil enclave-client-key FILE creates the key and prints its pin)")
+	}
+	if len(s.ImageDigests) == 0 {
+		return settingErrf("image_digests", "required: the workload image digests (sha256:…) this daemon talks to")
+	}
+	for i, d := range s.ImageDigests {
+		if !attestation.ValidDigest(d) {
+			return settingErrf(fmt.Sprintf("image_digests[%d]", i), "%s is not an image digest (sha256: followed by 64 lowercase hex digits)", quote(d))
+		}
+	}
+	typ, err := adattest.ParseTokenType(s.TokenType)
+	if err != nil {
+		return settingErr("token_type", err)
+	}
+	if len(s.Audience) > adattest.MaxAudience {
+		return settingErrf("audience", "%d bytes (at most %d)", len(s.Audience), adattest.MaxAudience)
+	}
+	if s.Leeway != "" {
+		d, err := time.ParseDuration(s.Leeway)
+		if err != nil {
+			return settingErrf("leeway", "invalid duration %s (want a duration such as 10s)", quote(s.Leeway))
+		}
+		if d < 0 || d > attestation.MaxLeeway {
+			return settingErrf("leeway", "%v is out of range (allowed: 0 to %v)", d, attestation.MaxLeeway)
+		}
+	}
+	if s.Issuer != "" {
+		if err := httpsURL(s.Issuer); err != nil {
+			return settingErr("issuer", err)
+		}
+	}
+	switch typ {
+	case adattest.TokenPKI:
+		if s.PKIRootFile == "" {
+			return settingErrf("pki_root_file", "required with token_type PKI (the root certificate of Google's attestation PKI)")
+		}
+	default:
+		if s.JWKSURL != "" && s.JWKSFile != "" {
+			return settingErrf("jwks_file", "give jwks_url or jwks_file, not both")
+		}
+		if s.JWKSURL != "" {
+			if err := httpsURL(s.JWKSURL); err != nil {
+				return settingErr("jwks_url", err)
+			}
+		}
+	}
+	return nil
+}
+
+func quote(s string) string {
+	if len(s) > 100 {
+		s = s[:100] + "…"
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func httpsURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("%s is not an https URL", quote(s))
+	}
+	return nil
+}
+
+// Client checks the settings, loads the files they name and returns the
+// client. Every error is a *SettingError naming the setting.
 func (s ClientSettings) Client(log *slog.Logger) (*Client, error) {
-	if s.ClientKeyFile == "" {
-		return nil, fmt.Errorf("attested channel: client_key_file is required")
+	if err := s.Check(); err != nil {
+		return nil, err
 	}
 	key, err := LoadClientKey(s.ClientKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("attested channel: client_key_file: %w", err)
+		return nil, settingErr("client_key_file", err)
 	}
 	v, err := s.Verifier(key.Pin)
 	if err != nil {
@@ -72,11 +163,12 @@ func (s ClientSettings) Client(log *slog.Logger) (*Client, error) {
 }
 
 // Verifier builds the token verifier for a daemon whose key has pin.
+// Every error is a *SettingError naming the setting.
 func (s ClientSettings) Verifier(pin attestation.Pin) (*adattest.Verifier, error) {
-	typ, err := adattest.ParseTokenType(s.TokenType)
-	if err != nil {
-		return nil, fmt.Errorf("attested channel: token_type: %w", err)
+	if err := s.Check(); err != nil {
+		return nil, err
 	}
+	typ, _ := adattest.ParseTokenType(s.TokenType)
 	e := attestation.Expectations{
 		Issuer:        s.Issuer,
 		Audience:      s.Audience,
@@ -95,23 +187,22 @@ func (s ClientSettings) Verifier(pin attestation.Pin) (*adattest.Verifier, error
 		e.ClientPinsEnv = attestation.DefaultClientPinsEnv
 	}
 	if s.Leeway != "" {
-		if e.Leeway, err = time.ParseDuration(s.Leeway); err != nil {
-			return nil, fmt.Errorf("attested channel: leeway: %w", err)
-		}
+		e.Leeway, _ = time.ParseDuration(s.Leeway)
 	}
 	if err := e.Validate(); err != nil {
-		return nil, fmt.Errorf("attested channel: %w", err)
+		return nil, settingErr("image_digests", err)
 	}
 	cfg := adattest.VerifierConfig{Expectations: e, TokenType: typ, JWKSURL: s.JWKSURL}
+	var err error
 	if s.JWKSFile != "" {
 		if cfg.JWKS, err = os.ReadFile(s.JWKSFile); err != nil {
-			return nil, fmt.Errorf("attested channel: jwks_file: %w", err)
+			return nil, settingErr("jwks_file", err)
 		}
 	}
 	if s.IssuerCAFile != "" {
 		pool, err := readPool(s.IssuerCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("attested channel: issuer_ca_file: %w", err)
+			return nil, settingErr("issuer_ca_file", err)
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
@@ -119,12 +210,21 @@ func (s ClientSettings) Verifier(pin attestation.Pin) (*adattest.Verifier, error
 	}
 	if s.PKIRootFile != "" {
 		if cfg.PKIRoots, err = readPool(s.PKIRootFile); err != nil {
-			return nil, fmt.Errorf("attested channel: pki_root_file: %w", err)
+			return nil, settingErr("pki_root_file", err)
 		}
 	}
 	v, err := adattest.NewVerifier(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("attested channel: %w", err)
+		setting := "jwks_file"
+		switch {
+		case typ == adattest.TokenPKI:
+			setting = "pki_root_file"
+		case s.JWKSURL != "":
+			setting = "jwks_url"
+		case s.JWKSFile == "":
+			setting = "issuer"
+		}
+		return nil, settingErr(setting, err)
 	}
 	return v, nil
 }

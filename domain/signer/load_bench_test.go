@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/confidentialspace"
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclaveserver"
+	"github.com/sigil-signer/sigil/adapters/enclavetest"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
@@ -19,7 +21,7 @@ import (
 
 // sealKeys creates n Ed25519 keys sealed with kms, as the enclave would have
 // sealed them, and returns them as stored entries.
-func sealKeys(tb testing.TB, kms mockenclave.KMS, n int) []ports.StoredKey {
+func sealKeys(tb testing.TB, kms interface{ Seal([]byte) ([]byte, error) }, n int) []ports.StoredKey {
 	tb.Helper()
 	out := make([]ports.StoredKey, 0, n)
 	for range n {
@@ -31,11 +33,11 @@ func sealKeys(tb testing.TB, kms mockenclave.KMS, n int) []ports.StoredKey {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		w, err := rpc.NewPrivateKey(sk)
+		w, err := enclavewire.NewPrivateKey(sk)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		plain, err := rpc.MarshalPrivateKey(w)
+		plain, err := enclavewire.MarshalPrivateKey(w)
 		w.Zero()
 		sk.Zero()
 		if err != nil {
@@ -53,7 +55,7 @@ func sealKeys(tb testing.TB, kms mockenclave.KMS, n int) []ports.StoredKey {
 
 // allSessionsHold reports whether there are want sessions and each holds n
 // keys.
-func allSessionsHold(srv *mockenclave.Server, want, n int) bool {
+func allSessionsHold(srv *enclaveserver.Server, want, n int) bool {
 	ss := srv.Sessions()
 	if len(ss) != want {
 		return false
@@ -82,27 +84,27 @@ func rawImportOnce(b *testing.B, addr string, stored []ports.StoredKey, conns in
 				return
 			}
 			defer nc.Close()
-			call := func(req *rpc.Request, out any) error {
-				payload, err := rpc.EncodeRequest(req)
+			call := func(req *enclavewire.Request, out any) error {
+				payload, err := enclavewire.EncodeRequest(req)
 				if err != nil {
 					return err
 				}
-				if err := rpc.WriteFrame(nc, payload); err != nil {
+				if err := enclavewire.WriteFrame(nc, payload); err != nil {
 					return err
 				}
-				frame, err := rpc.ReadFrame(nc, rpc.DefaultMaxFrame)
+				frame, err := enclavewire.ReadFrame(nc, enclavewire.DefaultMaxFrame)
 				if err != nil {
 					return err
 				}
-				return rpc.DecodeReply(frame, out)
+				return enclavewire.DecodeReply(frame, out)
 			}
-			if err := call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"}), nil); err != nil {
+			if err := call(enclavewire.NewInitialize(enclavewire.Credentials{WIPProviderPath: "w", EncryptionKeyPath: "k"}), nil); err != nil {
 				errs <- err
 				return
 			}
 			for i := c; i < len(stored); i += conns {
-				var r rpc.ImportResult
-				if err := call(rpc.NewImport(stored[i].Blob), &r); err != nil {
+				var r enclavewire.ImportResult
+				if err := call(enclavewire.NewImport(stored[i].Blob), &r); err != nil {
 					errs <- err
 					return
 				}
@@ -132,18 +134,17 @@ func rawImportOnce(b *testing.B, addr string, stored []ports.StoredKey, conns in
 // take if keys were replicated to the other connections after start-up).
 func BenchmarkLoad1000(b *testing.B) {
 	const nkeys = 1000
-	kms, err := mockenclave.NewLocalKMS(filepath.Join(b.TempDir(), "kms.key"))
+	kms, err := localstandin.New(filepath.Join(b.TempDir(), "kms.key"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	stored := sealKeys(b, kms, nkeys)
-	srv := mockenclave.NewServer(mockenclave.Options{KMS: kms, KMSDelay: time.Millisecond})
+	srv := enclavetest.NewServer(b, enclavetest.ServerOptions{KMS: kms, KMSDelay: time.Millisecond})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	go func() { _ = srv.Serve(ln) }()
-	b.Cleanup(func() { srv.Close() })
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 
 	b.Run("floor/raw-import-once-over-4-connections", func(b *testing.B) {

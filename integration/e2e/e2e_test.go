@@ -30,8 +30,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/gcpkms"
-	"github.com/sigil-signer/sigil/adapters/gcpkms/gcpkmstest"
+	"github.com/sigil-signer/sigil/adapters/kms/gcpkms"
+	"github.com/sigil-signer/sigil/adapters/kms/gcpkms/gcpkmstest"
 	"github.com/sigil-signer/sigil/integration/harness"
 	"github.com/sigil-signer/sigil/integration/taquito"
 )

@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclavetest"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/integration/harness"
 )
@@ -98,11 +99,11 @@ func (h *hostile) serve(down net.Conn) {
 	}
 	defer up.Close()
 	for {
-		frame, err := rpc.ReadFrame(down, rpc.DefaultMaxFrame)
+		frame, err := enclavewire.ReadFrame(down, enclavewire.DefaultMaxFrame)
 		if err != nil {
 			return
 		}
-		req, err := rpc.DecodeRequest(frame)
+		req, err := enclavewire.DecodeRequest(frame)
 		if err == nil && req.Sign != nil {
 			if m := mode(h.mode.Load()); m != honest {
 				h.signs.Add(1)
@@ -112,14 +113,14 @@ func (h *hostile) serve(down net.Conn) {
 				continue
 			}
 		}
-		if err := rpc.WriteFrame(up, frame); err != nil {
+		if err := enclavewire.WriteFrame(up, frame); err != nil {
 			return
 		}
-		reply, err := rpc.ReadFrame(up, rpc.DefaultMaxFrame)
+		reply, err := enclavewire.ReadFrame(up, enclavewire.DefaultMaxFrame)
 		if err != nil {
 			return
 		}
-		if err := rpc.WriteFrame(down, reply); err != nil {
+		if err := enclavewire.WriteFrame(down, reply); err != nil {
 			return
 		}
 	}
@@ -150,15 +151,15 @@ func (h *hostile) attack(down net.Conn, m mode) bool {
 		b := make([]byte, 200)
 		_, _ = rand.Read(b)
 		b[0] = 0xff // a CBOR "break" where an item must start
-		return rpc.WriteFrame(down, b) == nil
+		return enclavewire.WriteFrame(down, b) == nil
 	case wrongType:
 		sig := make([]byte, 64)
 		_, _ = rand.Read(sig)
-		reply, err := rpc.EncodeOk(rpc.Tagged{Type: rpc.KeySecp256k1, Bytes: sig})
+		reply, err := enclavewire.EncodeOk(enclavewire.Tagged{Type: enclavewire.KeySecp256k1, Bytes: sig})
 		if err != nil {
 			panic(err)
 		}
-		return rpc.WriteFrame(down, reply) == nil
+		return enclavewire.WriteFrame(down, reply) == nil
 	case stall:
 		// Never answer: wait for the daemon to give up and close.
 		_, _ = io.Copy(io.Discard, down)
@@ -180,11 +181,11 @@ func TestHostileEnclave(t *testing.T) {
 	keys := writeKeys(t, kmsPath, keysPath, tezos.Ed25519)
 	k := keys[0]
 
-	kms, err := mockenclave.NewLocalKMS(kmsPath)
+	kms, err := localstandin.New(kmsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	upstream := mockenclave.NewServer(mockenclave.Options{KMS: kms})
+	upstream := enclavetest.NewServer(t, enclavetest.ServerOptions{KMS: kms})
 	rln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/adapters/loadgen"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/integration/harness"
@@ -37,7 +37,7 @@ type key struct {
 // Signatory-format key file at keysPath.
 func writeKeys(t *testing.T, kmsPath, keysPath string, types ...tezos.KeyType) []key {
 	t.Helper()
-	kms, err := mockenclave.NewLocalKMS(kmsPath)
+	kms, err := localstandin.New(kmsPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,17 +4,22 @@ import (
 	"context"
 	"testing"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
 )
+
+// Sealer seals a key's plaintext as a KMS stand-in does
+// (adapters/kms/localstandin, passthroughstandin).
+type Sealer interface {
+	Seal(plain []byte) ([]byte, error)
+}
 
 // SealKey creates a key of type kt, seals it as the enclave does (the CBOR
 // private key map, sealed by kms) and puts it in st, so that a daemon
 // started on st with an enclave using the same KMS loads it. It returns the
 // key's public key; the private key is wiped.
-func SealKey(t testing.TB, kms mockenclave.KMS, st ports.KeyStore, kt tezos.KeyType) tezos.PublicKey {
+func SealKey(t testing.TB, kms Sealer, st ports.KeyStore, kt tezos.KeyType) tezos.PublicKey {
 	t.Helper()
 	sk, err := tezos.GeneratePrivateKey(kt, nil)
 	if err != nil {
@@ -24,12 +29,12 @@ func SealKey(t testing.TB, kms mockenclave.KMS, st ports.KeyStore, kt tezos.KeyT
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := rpc.NewPrivateKey(sk)
+	w, err := enclavewire.NewPrivateKey(sk)
 	sk.Zero()
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := rpc.MarshalPrivateKey(w)
+	plain, err := enclavewire.MarshalPrivateKey(w)
 	w.Zero()
 	if err != nil {
 		t.Fatal(err)

@@ -28,8 +28,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/adapters/loadgen"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/integration/harness"
@@ -103,7 +103,7 @@ func TestDashboardAndAlertsAgainstPrometheus(t *testing.T) {
 	// Two keys: A may sign transactions and consensus requests, B only
 	// attestations.
 	kmsPath, keysPath := filepath.Join(dir, "kms.key"), filepath.Join(dir, "keys.json")
-	kms, err := mockenclave.NewLocalKMS(kmsPath)
+	kms, err := localstandin.New(kmsPath)
 	if err != nil {
 		t.Fatal(err)
 	}

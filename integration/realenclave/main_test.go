@@ -1,7 +1,7 @@
 // Package realenclave tests sigil-enclave in its production mode (--kms
 // gcp) as a process, with the daemon and CLI as processes too, against a
 // fake Security Token Service and a fake Cloud KMS on loopback
-// (adapters/gcpkms/gcpkmstest). Only the three seams differ from a
+// (adapters/kms/gcpkms/gcpkmstest). Only the three seams differ from a
 // Confidential Space deployment: the attestation token file, the token URL
 // and the KMS endpoint (plaintext gRPC to loopback).
 package realenclave
@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/gcpkms"
-	"github.com/sigil-signer/sigil/adapters/gcpkms/gcpkmstest"
+	"github.com/sigil-signer/sigil/adapters/kms/gcpkms"
+	"github.com/sigil-signer/sigil/adapters/kms/gcpkms/gcpkmstest"
 	"github.com/sigil-signer/sigil/adapters/loadgen"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/integration/harness"

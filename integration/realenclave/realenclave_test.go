@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -75,7 +75,7 @@ func TestLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: the stored blob is not Cloud KMS ciphertext under %s: %v", k.pkh, keyName, err)
 		}
-		tagged, err := rpc.UnmarshalPrivateKey(plain)
+		tagged, err := enclavewire.UnmarshalPrivateKey(plain)
 		if err != nil {
 			t.Fatalf("%s: sealed plaintext is not a CBOR private key map", k.pkh)
 		}
@@ -83,7 +83,7 @@ func TestLifecycle(t *testing.T) {
 			t.Errorf("%s: sealed key is a %v key, want %v", k.pkh, kt, k.typ)
 		}
 		if k.secret != nil {
-			name, _ := rpc.KeyTypeFor(k.typ)
+			name, _ := enclavewire.KeyTypeFor(k.typ)
 			want := append(append([]byte{0xa1, byte(0x60 + len(name))}, name...), 0x58, 0x20)
 			want = append(want, k.secret...)
 			if !bytes.Equal(plain, want) {

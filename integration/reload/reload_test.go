@@ -30,10 +30,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
 	"github.com/sigil-signer/sigil/adapters/enclavetest"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/adapters/loadgen"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/domain/signer"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -49,7 +49,7 @@ type env struct {
 	dir      string
 	cfgPath  string
 	keysPath string
-	kms      mockenclave.KMS
+	kms      *localstandin.KMS
 	st       *file.Store
 	encPort  int
 }
@@ -61,7 +61,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, dir: dir, cfgPath: filepath.Join(dir, "sigil.yaml"), keysPath: filepath.Join(dir, "keys.json")}
 	kmsPath := filepath.Join(dir, "kms.key")
 	var err error
-	e.kms, err = mockenclave.NewLocalKMS(kmsPath)
+	e.kms, err = localstandin.New(kmsPath)
 	require.NoError(t, err)
 	e.st, err = file.New(e.keysPath)
 	require.NoError(t, err)
@@ -390,16 +390,16 @@ func TestReloadUnderLoad(t *testing.T) {
 
 // seal creates a key of type kt and seals it as the enclave does, without
 // storing it.
-func seal(t *testing.T, kms mockenclave.KMS, kt tezos.KeyType) (tezos.PublicKey, []byte) {
+func seal(t *testing.T, kms *localstandin.KMS, kt tezos.KeyType) (tezos.PublicKey, []byte) {
 	t.Helper()
 	sk, err := tezos.GeneratePrivateKey(kt, nil)
 	require.NoError(t, err)
 	pk, err := sk.Public()
 	require.NoError(t, err)
-	w, err := rpc.NewPrivateKey(sk)
+	w, err := enclavewire.NewPrivateKey(sk)
 	sk.Zero()
 	require.NoError(t, err)
-	plain, err := rpc.MarshalPrivateKey(w)
+	plain, err := enclavewire.MarshalPrivateKey(w)
 	w.Zero()
 	require.NoError(t, err)
 	blob, err := kms.Seal(plain)

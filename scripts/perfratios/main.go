@@ -42,8 +42,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sigil-signer/sigil/adapters/confidentialspace/rpc"
-	"github.com/sigil-signer/sigil/adapters/mockenclave"
+	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/kms/localstandin"
 	"github.com/sigil-signer/sigil/domain/tezos"
 )
 
@@ -252,7 +252,7 @@ func (m *measurer) pool(res *Result, clients int) error {
 // enclave does, into a Signatory-format key file.
 func (m *measurer) makeKey() error {
 	m.kmsKey = filepath.Join(m.work, "kms.key")
-	kms, err := mockenclave.NewLocalKMS(m.kmsKey)
+	kms, err := localstandin.New(m.kmsKey)
 	if err != nil {
 		return err
 	}
@@ -261,11 +261,11 @@ func (m *measurer) makeKey() error {
 		return err
 	}
 	pk, _ := sk.Public()
-	w, err := rpc.NewPrivateKey(sk)
+	w, err := enclavewire.NewPrivateKey(sk)
 	if err != nil {
 		return err
 	}
-	plain, err := rpc.MarshalPrivateKey(w)
+	plain, err := enclavewire.MarshalPrivateKey(w)
 	if err != nil {
 		return err
 	}
@@ -437,25 +437,25 @@ func (m *measurer) bareRTT(addr string, d time.Duration) (time.Duration, error) 
 	}
 	defer nc.Close()
 	nc.(*net.TCPConn).SetNoDelay(true)
-	call := func(req *rpc.Request, out any) error {
-		p, err := rpc.EncodeRequest(req)
+	call := func(req *enclavewire.Request, out any) error {
+		p, err := enclavewire.EncodeRequest(req)
 		if err != nil {
 			return err
 		}
-		if err := rpc.WriteFrame(nc, p); err != nil {
+		if err := enclavewire.WriteFrame(nc, p); err != nil {
 			return err
 		}
-		f, err := rpc.ReadFrame(nc, rpc.DefaultMaxFrame)
+		f, err := enclavewire.ReadFrame(nc, enclavewire.DefaultMaxFrame)
 		if err != nil {
 			return err
 		}
-		return rpc.DecodeReply(f, out)
+		return enclavewire.DecodeReply(f, out)
 	}
-	if err := call(rpc.NewInitialize(rpc.Credentials{WIPProviderPath: "perf/wip", EncryptionKeyPath: "perf/kms"}), nil); err != nil {
+	if err := call(enclavewire.NewInitialize(enclavewire.Credentials{WIPProviderPath: "perf/wip", EncryptionKeyPath: "perf/kms"}), nil); err != nil {
 		return 0, err
 	}
-	var r rpc.ImportResult
-	if err := call(rpc.NewImport(m.blob), &r); err != nil {
+	var r enclavewire.ImportResult
+	if err := call(enclavewire.NewImport(m.blob), &r); err != nil {
 		return 0, err
 	}
 	msg := make([]byte, 100)
@@ -465,8 +465,8 @@ func (m *measurer) bareRTT(addr string, d time.Duration) (time.Duration, error) 
 	defer cancel()
 	for ctx.Err() == nil {
 		t := time.Now()
-		var sig rpc.Tagged
-		if err := call(rpc.NewSign(r.Handle, msg, 2), &sig); err != nil {
+		var sig enclavewire.Tagged
+		if err := call(enclavewire.NewSign(r.Handle, msg, 2), &sig); err != nil {
 			return 0, err
 		}
 		lat = append(lat, time.Since(t))
