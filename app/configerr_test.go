@@ -135,6 +135,11 @@ func TestConfigErrorsEverySite(t *testing.T) {
 	cases["connections range"] = tc{"      host: 127.0.0.1\n", "      host: 127.0.0.1\n      connections: 0\n", 6, "vaults.cs.config.connections", "0 is out of range (allowed: 1 to 256)"}
 	cases["rpc_timeout range"] = tc{"      host: 127.0.0.1\n", "      host: 127.0.0.1\n      rpc_timeout: 11m\n", 6, "vaults.cs.config.rpc_timeout", "11m0s is out of range (allowed: 1ms to 10m0s)"}
 	cases["dial_timeout syntax"] = tc{"      host: 127.0.0.1\n", "      host: 127.0.0.1\n      dial_timeout: soon\n", 6, "vaults.cs.config.dial_timeout", `invalid duration "soon"`}
+	// The attested channel's section: at the setting's line.
+	cases["attested_channel null"] = tc{"      host: 127.0.0.1\n", "      host: 127.0.0.1\n      attested_channel:\n", 6, "vaults.cs.config.attested_channel", "must be a section"}
+	cases["attested_channel field"] = tc{"      host: 127.0.0.1\n", "      host: 127.0.0.1\n      attested_channel:\n        client_key_fle: /k\n", 7, "vaults.cs.config.attested_channel.client_key_fle", "did you mean client_key_file?"}
+	cases["attested_channel key file"] = tc{"      host: 127.0.0.1\n", "      host: 127.0.0.1\n      attested_channel:\n        image_digests: [sha256:" + strings.Repeat("0", 64) + "]\n        client_key_file: /nonexistent/enclave-client.key\n", 8, "vaults.cs.config.attested_channel.client_key_file", "no such file"}
+	cases["attested_channel digest"] = tc{"      host: 127.0.0.1\n", "      host: 127.0.0.1\n      attested_channel:\n        client_key_file: /k\n        image_digests: [sha256:00]\n", 8, "vaults.cs.config.attested_channel.image_digests[0]", "not an image digest"}
 	cases["nitro connections range"] = tc{"      encryption_key_id: k\n", "      encryption_key_id: k\n      connections: 300\n", 15, "vaults.nitro.config.connections", "300 is out of range"}
 
 	for name, c := range cases {

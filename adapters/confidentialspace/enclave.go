@@ -1,8 +1,11 @@
 // Package confidentialspace is the ports.Enclave backend for a Google Cloud
 // Confidential Space enclave running ECAD Labs' enclave-signer (or Sigil's
-// mock enclave): what is specific to it is plain TCP to host:port and an
-// Initialize carrying the Workload Identity Pool provider and KMS key paths.
-// The pooled protocol client itself is adapters/enclaverpc.
+// enclave, sigil-enclave): what is specific to it is TCP to host:port —
+// plain, or the attested channel (TLS 1.3 to an enclave whose Google-signed
+// attestation token is verified before anything is sent, attested.go) when
+// the vault's attested_channel section is set — and an Initialize carrying
+// the Workload Identity Pool provider and KMS key paths. The pooled protocol
+// client itself is adapters/enclaverpc.
 package confidentialspace
 
 import (
@@ -15,6 +18,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/enclaverpc"
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
+	"github.com/sigil-signer/sigil/adapters/securechannel"
 	"github.com/sigil-signer/sigil/domain"
 )
 
@@ -39,6 +43,10 @@ type Config struct {
 	MaxReplyBytes     int           // default enclavewire.DefaultMaxFrame (1 MiB)
 	// LogState logs the pool's changes of state (enclaverpc.Config.LogState).
 	LogState bool
+	// AttestedChannel, when set, makes every connection the attested
+	// channel (attested.go); nil is the plain protocol, byte-compatible with
+	// enclave-signer.
+	AttestedChannel *securechannel.ClientSettings
 }
 
 func (c *Config) normalize() error {
@@ -49,6 +57,11 @@ func (c *Config) normalize() error {
 		return domain.Errorf(domain.KindInvalid, "confidential space: missing wip_provider_path")
 	case strings.TrimSpace(c.EncryptionKeyPath) == "":
 		return domain.Errorf(domain.KindInvalid, "confidential space: missing encryption_key_path")
+	}
+	if c.AttestedChannel != nil {
+		if err := c.AttestedChannel.Check(); err != nil {
+			return settingError(err)
+		}
 	}
 	if c.Port == "" {
 		c.Port = DefaultPort
@@ -97,6 +110,13 @@ func New(cfg Config, log *slog.Logger) (*Enclave, error) {
 	pc := cfg.pool()
 	creds := enclavewire.Credentials{WIPProviderPath: cfg.WIPProviderPath, EncryptionKeyPath: cfg.EncryptionKeyPath}
 	pc.Dial = enclaverpc.TCPDialer(pc.Addr)
+	if cfg.AttestedChannel != nil {
+		cl, err := cfg.AttestedChannel.Client(log.With("component", "confidentialspace"))
+		if err != nil {
+			return nil, settingError(err)
+		}
+		pc.Dial, pc.Refresh = attestedDialer(cl, pc.Addr), refreshAttested
+	}
 	pc.Initialize = func(context.Context) (*enclavewire.Request, error) { return enclavewire.NewInitialize(creds), nil }
 	c, err := enclaverpc.New(pc, log.With("component", "confidentialspace"))
 	if err != nil {

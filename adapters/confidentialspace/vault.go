@@ -12,6 +12,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/enclaverpc"
+	"github.com/sigil-signer/sigil/adapters/securechannel"
 	"github.com/sigil-signer/sigil/adapters/vault"
 	"github.com/sigil-signer/sigil/domain"
 )
@@ -36,6 +37,12 @@ type VaultConfig struct {
 	Connections *int   `yaml:"connections"`  // 1 to 256, default 4
 	DialTimeout string `yaml:"dial_timeout"` // Go duration, 1ms to 10m, default 5s
 	RPCTimeout  string `yaml:"rpc_timeout"`  // Go duration, 1ms to 10m, default 10s
+	// AttestedChannel, when present, switches the connections to the
+	// attested channel (securechannel.ClientSettings, docs/attested-channel.md).
+	// It is kept raw so that its presence is known whatever its value: a
+	// section that is present but empty or null is an error, never the
+	// plain protocol.
+	AttestedChannel yaml.Node `yaml:"attested_channel"`
 }
 
 const backendName = "confidential space"
@@ -94,6 +101,15 @@ func CheckVault(_ string, decode func(any) error, env vault.Env) error {
 	return nil
 }
 
+// ParseConfig decodes and validates the vault's section as OpenVault and
+// CheckVault do (the storage section aside) and returns the enclave
+// client's configuration: its AttestedChannel is set exactly when the
+// section has attested_channel.
+func ParseConfig(decode func(any) error) (Config, error) {
+	cfg, _, _, err := parseVault(decode)
+	return cfg, err
+}
+
 // parseVault decodes and validates the section: the enclave client's
 // configuration, and the storage driver name with its raw section.
 func parseVault(decode func(any) error) (cfg Config, driver string, sdecode func(any) error, err error) {
@@ -147,10 +163,79 @@ func (vc VaultConfig) clientConfig() (Config, error) {
 	if cfg.RPCTimeout, err = enclaverpc.ParseDuration("rpc_timeout", vc.RPCTimeout); err != nil {
 		return Config{}, err
 	}
+	if cfg.AttestedChannel, err = parseAttested(&vc.AttestedChannel); err != nil {
+		return Config{}, err
+	}
 	if err := cfg.normalize(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// parseAttested decodes the attested_channel section (nil when absent)
+// strictly and checks it, reading the files it names (the client key, the
+// issuer's CA, a key set, the PKI root) as the daemon does at start, so
+// that `sigil config check` finds what would stop it. A section that is
+// present must configure the channel: null, empty or not a mapping is an
+// error. Every error names the setting (attested_channel.SETTING, at its
+// line).
+func parseAttested(n *yaml.Node) (*securechannel.ClientSettings, error) {
+	if n.Kind == 0 {
+		return nil, nil
+	}
+	r := n
+	for r.Kind == yaml.AliasNode && r.Alias != nil {
+		r = r.Alias
+	}
+	if r.Kind != yaml.MappingNode {
+		return nil, domain.Wrap(domain.KindInvalid, &config.Error{Field: attestedField, Line: n.Line,
+			Msg: "must be a section with client_key_file and image_digests (remove it to use the plain protocol)"})
+	}
+	var s securechannel.ClientSettings
+	if err := config.StrictDecoder(n)(&s); err != nil {
+		return nil, domain.Wrap(domain.KindInvalid, prefixField(attestedField, err))
+	}
+	if _, err := s.Client(nil); err != nil {
+		return nil, settingError(err)
+	}
+	return &s, nil
+}
+
+// attestedField is the section's name in the vault's configuration.
+const attestedField = "attested_channel"
+
+// settingError reports an error of securechannel's settings at the
+// setting it names.
+func settingError(err error) error {
+	var se *securechannel.SettingError
+	if errors.As(err, &se) {
+		return domain.Wrap(domain.KindInvalid, &config.Error{Field: attestedField + "." + se.Setting, Msg: se.Msg, Err: err})
+	}
+	return domain.Wrap(domain.KindInvalid, &config.Error{Field: attestedField, Msg: err.Error(), Err: err})
+}
+
+// prefixField puts prefix in front of the field of every configuration
+// error in err (a decoder of the sub-section names fields relative to it).
+func prefixField(prefix string, err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs := j.Unwrap()
+		out := make([]error, len(errs))
+		for i, e := range errs {
+			out[i] = prefixField(prefix, e)
+		}
+		return errors.Join(out...)
+	}
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		return &config.Error{Field: prefix, Msg: err.Error(), Err: err}
+	}
+	out := *ce
+	if out.Field == "" {
+		out.Field = prefix
+	} else {
+		out.Field = prefix + "." + out.Field
+	}
+	return &out
 }
 
 var (

@@ -2,11 +2,15 @@ package config_test
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sigil-signer/sigil/adapters/attestation/attestationtest"
+	"github.com/sigil-signer/sigil/adapters/confidentialspace"
 	"github.com/sigil-signer/sigil/adapters/config"
+	"github.com/sigil-signer/sigil/adapters/securechannel"
 )
 
 // FuzzParse: the loader never panics, never returns both a configuration
@@ -47,9 +51,30 @@ func FuzzParse(f *testing.F) {
 // all — however nested, aliased, merged or emptied by a variable — and the
 // oracle that says so is yaml.v3's own generic decoding of the text (which
 // resolves aliases and merge keys independently of the loader's node walk).
+// A confidentialspace vault whose section has attested_channel and that
+// loads (its own parser, confidentialspace.ParseConfig) dials the attested
+// channel, with a key file and an image digest allow-list.
 func FuzzAuthenticationNeverSilentlyOff(f *testing.F) {
 	f.Setenv("SIGIL_FUZZ_EMPTY", "")
 	f.Setenv("SIGIL_FUZZ_KEY", hookPK)
+	clientKey := filepath.Join(f.TempDir(), "client.key")
+	if _, err := securechannel.GenerateClientKey(clientKey); err != nil {
+		f.Fatal(err)
+	}
+	f.Setenv("SIGIL_FUZZ_CLIENT_KEY", clientKey)
+	cs := "vaults:\n  cs:\n    driver: confidentialspace\n    config:\n      host: h\n      wip_provider_path: w\n      encryption_key_path: k\n"
+	ac := "{client_key_file: ${SIGIL_FUZZ_CLIENT_KEY}, image_digests: [" + attestationtest.Digest + "]}"
+	for _, s := range []string{
+		cs + "      attested_channel: " + ac + "\n",
+		cs + "      attested_channel:\n",
+		cs + "      attested_channel: ${SIGIL_FUZZ_EMPTY:-}\n",
+		cs + "      attested_channel: {}\n",
+		cs + "      <<: {attested_channel: " + ac + "}\n",
+		cs + "      attested_channel: &a " + ac + "\n  other:\n    driver: confidentialspace\n    config: {host: h, wip_provider_path: w, encryption_key_path: k, attested_channel: *a}\n",
+		cs + "      attested_channel: {client_key_file: ${SIGIL_FUZZ_CLIENT_KEY}, image_digests: [\"${SIGIL_FUZZ_EMPTY:-}\"]}\n",
+	} {
+		f.Add([]byte(s))
+	}
 	for _, s := range []string{
 		"server: {authorized_keys: [[]]}\n",
 		"server: {authorized_keys: [[], []]}\n",
@@ -89,6 +114,22 @@ func FuzzAuthenticationNeverSilentlyOff(f *testing.F) {
 			}
 			if has(mapping(doc["policy_hook"]), "authorized_keys") && len(c.PolicyHook.AuthorizedKeys) == 0 {
 				t.Fatalf("policy_hook.authorized_keys is in the file, yet the hook's replies are not authenticated:\n%s", data)
+			}
+		}
+		for name, v := range mapping(doc["vaults"]) {
+			if !has(mapping(mapping(v)["config"]), "attested_channel") {
+				continue
+			}
+			vc := c.Vaults[name]
+			if vc == nil || vc.Driver != "confidentialspace" {
+				continue
+			}
+			cfg, err := confidentialspace.ParseConfig(vc.Decoder())
+			if err != nil {
+				continue
+			}
+			if a := cfg.AttestedChannel; a == nil || a.ClientKeyFile == "" || len(a.ImageDigests) == 0 {
+				t.Fatalf("vaults.%s.config.attested_channel is in the file, yet the vault would dial without it (%+v):\n%s", name, a, data)
 			}
 		}
 		for k, v := range mapping(doc["tezos"]) {

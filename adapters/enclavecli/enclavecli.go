@@ -25,10 +25,13 @@ import (
 	"go.uber.org/dig"
 	"go.uber.org/fx"
 
+	adattest "github.com/sigil-signer/sigil/adapters/attestation"
 	"github.com/sigil-signer/sigil/adapters/buildinfo"
 	"github.com/sigil-signer/sigil/adapters/enclaveserver"
 	"github.com/sigil-signer/sigil/adapters/kms/gcpkms"
+	"github.com/sigil-signer/sigil/adapters/securechannel"
 	"github.com/sigil-signer/sigil/app/enclaveapp"
+	"github.com/sigil-signer/sigil/domain/attestation"
 	"github.com/sigil-signer/sigil/domain/enclave"
 )
 
@@ -63,6 +66,17 @@ const usage = `Serves the enclave-signer protocol on --listen (port 2000 in Conf
             endpoints; a workload keeps their defaults.
 --kms local AES-256-GCM key file (--kms-key-file); development only.
 --kms passthrough  blobs are plain keys; tests only.
+--attested  serve the attested channel on --listen instead of the plain
+            protocol: TLS 1.3 with an ephemeral key whose Confidential Space
+            attestation token (asked of the launcher at --launcher-socket, for
+            --attest-audience, --attest-token-type, renewed at half its life) the
+            enclave's certificate carries; a client is admitted only if the
+            SHA-256 pin of its key is listed in the environment variable
+            SIGIL_ENCLAVE_CLIENT_PINS (sigil enclave-client-key prints it). The
+            start fails if the list is empty or malformed, or if no token
+            arrives within --attest-start-timeout. --plain-listen ADDR also
+            serves the plain protocol there (migration only; off by default),
+            where ImportUnencrypted and AttestationToken are refused.
 --mode nitro       accept the AWS Nitro Initialize (AWS credentials, KMS key id,
             region) instead of Confidential Space's; with --kms local or
             passthrough only (tests of the nitro vault over TCP).
@@ -99,14 +113,22 @@ func (f *options) define(fs *pflag.FlagSet) {
 		"--kms gcp: Cloud KMS gRPC endpoint host:port, TLS (default Google's cloudkms.googleapis.com:443); seam for tests and private endpoints")
 	fs.BoolVar(&o.GCP.Insecure, "gcp-kms-insecure", false,
 		"--kms gcp: plaintext gRPC to --gcp-kms-endpoint, which must be a loopback address (test fakes only)")
+	fs.BoolVar(&o.Attested, "attested", false, "serve the attested channel on --listen (TLS 1.3, the launcher's attestation token, clients pinned by "+attestation.DefaultClientPinsEnv+")")
+	fs.StringVar(&o.Attest.Audience, "attest-audience", securechannel.DefaultAudience, "--attested: audience of the attestation tokens asked of the launcher (the daemon's attested_channel.audience)")
+	fs.StringVar(&o.Attest.TokenType, "attest-token-type", string(adattest.TokenOIDC), "--attested: token type asked of the launcher: OIDC or PKI (the daemon's attested_channel.token_type)")
+	fs.StringVar(&o.Attest.LauncherSocket, "launcher-socket", adattest.DefaultLauncherSocket, "--attested: the Confidential Space launcher's token endpoint (Unix socket); seam for tests")
+	fs.DurationVar(&o.AttestStartTimeout, "attest-start-timeout", enclaveapp.DefaultAttestStartTimeout, "--attested: the start fails if no attestation token arrives within this")
+	fs.StringVar(&o.PlainListen, "plain-listen", "", "--attested: also serve the plain protocol on this TCP address (migration only; ImportUnencrypted and AttestationToken refused there); default none")
 	f.defineGuard(fs)
 	fs.BoolVar(&f.version, "version", false, "print the version, VCS revision, build time and Go version (as `sigil version`), and exit")
 }
 
 // check validates what the flags alone can tell.
-func (f *options) check() error {
+func (f *options) check(fs *pflag.FlagSet, getenv func(string) string) error {
 	o := &f.o
 	o.Platform = enclave.Platform(f.mode)
+	// The pins come from the launch environment, which the token carries.
+	o.Attest.ClientPins = securechannel.ServerSettingsFromEnv(getenv).ClientPins
 	if _, err := enclaveapp.ParseLevel(o.LogLevel); err != nil {
 		return err
 	}
@@ -119,8 +141,29 @@ func (f *options) check() error {
 	if o.Platform != enclave.PlatformConfidentialSpace && o.Platform != enclave.PlatformNitro {
 		return fmt.Errorf("invalid --mode %q (want confidentialspace or nitro)", f.mode)
 	}
+	if _, err := adattest.ParseTokenType(o.Attest.TokenType); err != nil || o.Attest.TokenType == "" {
+		return fmt.Errorf("invalid --attest-token-type %q (want OIDC or PKI)", o.Attest.TokenType)
+	}
+	if len(o.Attest.Audience) == 0 || len(o.Attest.Audience) > adattest.MaxAudience {
+		return fmt.Errorf("invalid --attest-audience: %d bytes (want 1 to %d)", len(o.Attest.Audience), adattest.MaxAudience)
+	}
+	if o.AttestStartTimeout <= 0 {
+		return errors.New("--attest-start-timeout must be positive")
+	}
+	if !o.Attested {
+		// The attested channel's flags without --attested: a command line
+		// that believes it is attested and is not.
+		for _, name := range attestFlags {
+			if fs.Changed(name) {
+				return fmt.Errorf("--%s configures the attested channel: it needs --attested", name)
+			}
+		}
+	}
 	return nil
 }
+
+// attestFlags are the flags that only mean something with --attested.
+var attestFlags = []string{"attest-audience", "attest-token-type", "launcher-socket", "attest-start-timeout", "plain-listen"}
 
 // versionText is what --version prints: the fields of `sigil version`.
 func versionText() string {
@@ -130,8 +173,15 @@ func versionText() string {
 
 // Run runs sigil-enclave with args until ctx ends (or, with --help and
 // --version, prints and returns). It prints exactly "listening on ADDR" to
-// stdout once the listener is bound; logs go to stderr.
+// stdout once the listener is bound; logs go to stderr. The environment is
+// the process's.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return RunEnv(ctx, args, os.Getenv, stdout, stderr)
+}
+
+// RunEnv is Run with the environment read through getenv
+// (SIGIL_ENCLAVE_CLIENT_PINS).
+func RunEnv(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var f options
 	cmd := &cobra.Command{
 		Use:           "sigil-enclave [flags]",
@@ -145,10 +195,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				_, err := fmt.Fprint(stdout, versionText())
 				return err
 			}
-			if err := f.check(); err != nil {
+			if err := f.check(cmd.Flags(), getenv); err != nil {
 				return err
 			}
 			f.o.Stdout, f.o.Stderr = stdout, stderr
+			f.o.StartContext = ctx // SIGTERM ends the wait for the first token
 			return serve(ctx, f.o)
 		},
 	}
@@ -215,17 +266,19 @@ func serve(ctx context.Context, o enclaveapp.Options) error {
 	if err := a.Err(); err != nil {
 		return unwrapFx(err)
 	}
+	// SIGUSR1 logs the server's counters (connections, requests by method,
+	// KMS calls, the guard's refusals and timeouts); they are logged at
+	// exit too. It is caught before the start prints "listening on", so
+	// that a script that asks right after that line is answered (Go drops
+	// a SIGUSR1 nobody is notified of).
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	startCtx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := a.Start(startCtx); err != nil {
 		return unwrapFx(err)
 	}
-	// SIGUSR1 logs the server's counters (connections, requests by method,
-	// KMS calls, the guard's refusals and timeouts); they are logged at
-	// exit too.
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
 	done := a.Wait()
 	var code int
 wait:

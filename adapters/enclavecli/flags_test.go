@@ -31,6 +31,8 @@ func sampleValue(fl *pflag.Flag) string {
 		return "nitro"
 	case "log-level":
 		return "debug"
+	case "attest-token-type":
+		return "PKI"
 	}
 	return "x-" + fl.Name
 }
@@ -78,7 +80,7 @@ func TestEveryFlagTakesGoAndGNUSpellings(t *testing.T) {
 			}
 		}
 	})
-	require.GreaterOrEqual(t, n, 17, "the flag set is not the enclave's")
+	require.GreaterOrEqual(t, n, 23, "the flag set is not the enclave's")
 }
 
 // TestNormalizeLeavesValuesAlone: a value that starts with a dash, or
@@ -156,7 +158,9 @@ func TestHelp(t *testing.T) {
 		var out strings.Builder
 		require.NoError(t, Run(context.Background(), []string{arg}, &out, io.Discard), arg)
 		for _, s := range []string{"--kms gcp", "Confidential Space", "--gcp-kms-endpoint", "--gcp-sts-url", "--gcp-token-file",
-			"/run/container_launcher/attestation_verifier_claims_token", "--listen", "--version", "deprecated"} {
+			"/run/container_launcher/attestation_verifier_claims_token", "--listen", "--version", "deprecated",
+			"--attested", "--attest-audience", "--attest-token-type", "--launcher-socket", "/run/container_launcher/teeserver.sock",
+			"--plain-listen", "--attest-start-timeout", "SIGIL_ENCLAVE_CLIENT_PINS"} {
 			require.Contains(t, out.String(), s, arg)
 		}
 	}

@@ -1,10 +1,11 @@
 // Package enclaverpc is the client of the enclave-signer protocol
-// (adapters/confidentialspace/rpc) that every remote enclave backend shares,
+// (adapters/enclavewire) that every remote enclave backend shares,
 // whatever carries it: it knows nothing of Google Cloud or AWS. A backend
-// gives it a Dialer (TCP for Confidential Space, vsock for Nitro) and an
-// Initializer (the Initialize request a new connection sends, with that
-// platform's credentials); the Client does the rest and implements
-// ports.Enclave.
+// gives it a Dialer (TCP or the attested channel's TLS for Confidential
+// Space, vsock for Nitro), an Initializer (the Initialize request a new
+// connection sends, with that platform's credentials) and, for a channel
+// whose connections expire, a Refresh hook; the Client does the rest and
+// implements ports.Enclave.
 //
 // The Client keeps a pool of connections, each initialized and holding
 // every loaded key (key handles are per connection). A request runs on the

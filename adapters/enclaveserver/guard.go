@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,7 +78,7 @@ type Stats struct {
 
 	Refused           int64 // closed at once: at MaxConns, nothing to evict
 	Evicted           int64 // uninitialized connections closed to make room
-	HandshakeTimeouts int64 // no Initialize within HandshakeTimeout
+	HandshakeTimeouts int64 // no Initialize (on the attested channel: no TLS handshake, then no Initialize) within HandshakeTimeout
 	FrameTimeouts     int64 // a frame not whole within FrameTimeout
 	IdleTimeouts      int64 // an initialized session idle for IdleTimeout
 	WriteTimeouts     int64 // a reply not taken within WriteTimeout
@@ -374,14 +375,16 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// timedOut counts and logs a guard timeout of kind (handshake, idle, frame,
-// write).
+// timedOut counts and logs a guard timeout of kind (handshake,
+// tls_handshake, idle, frame, write).
 func (s *Server) timedOut(kind string, c *session) {
 	var n int64
 	var msg string
 	switch kind {
 	case "handshake":
 		n, msg = s.stats.handshake.Add(1), fmt.Sprintf("closing a connection that sent no Initialize within %v", s.opts.HandshakeTimeout)
+	case "tls_handshake": // counted with the handshake timeouts, logged apart
+		n, msg = s.stats.handshake.Add(1), fmt.Sprintf("closing a connection that did not complete the attested channel's TLS handshake within %v", s.opts.HandshakeTimeout)
 	case "idle":
 		n, msg = s.stats.idle.Add(1), fmt.Sprintf("closing a session idle for %v", s.opts.IdleTimeout)
 	case "frame":
@@ -398,7 +401,12 @@ func (s *Server) timedOut(kind string, c *session) {
 // handshake; the error names why (the client's pin when it is not pinned).
 func (s *Server) handshakeRefused(c *session, err error) {
 	n := s.stats.handshakeRefused.Add(1)
-	s.rl.warn(s.log, "handshake_refused", n, "attested channel: handshake refused",
+	msg := "attested channel: handshake refused"
+	if strings.Contains(err.Error(), "remote error: tls:") {
+		// The client's alert: it refused the enclave, and knows why.
+		msg = "attested channel: handshake refused by the client (it did not accept the enclave's token or certificate; a Sigil daemon logs the claim)"
+	}
+	s.rl.warn(s.log, "handshake_refused", n, msg,
 		slog.String("remote", c.raw.RemoteAddr().String()), slog.String("error", err.Error()))
 }
 

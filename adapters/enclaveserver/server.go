@@ -289,7 +289,7 @@ func (c *session) handshake(log *slog.Logger) bool {
 		switch {
 		case c.evicted.Load() || c.srv.ctx.Err() != nil:
 		case timedOut || isTimeout(err):
-			c.srv.timedOut("handshake", c)
+			c.srv.timedOut("tls_handshake", c)
 		default:
 			c.srv.handshakeRefused(c, err)
 		}

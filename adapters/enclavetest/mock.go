@@ -108,6 +108,9 @@ type Mock struct {
 	srv     *enclaveserver.Server
 	lying   atomic.Bool
 	guard   enclave.Guard // StartGuardedMock
+	// Attested is set by StartAttested: the enclave serves the attested
+	// channel, and this is what a daemon needs to reach it.
+	Attested *Attested
 }
 
 // Lie makes the enclave answer Sign and ProvePossession with a signature
@@ -151,9 +154,18 @@ func (m *Mock) start(t testing.TB, addr, kmsFile string) {
 	m.Addr = ln.Addr().String()
 	// Not closed by t: Restart may run in a subtest; StartMock's cleanup
 	// stops whichever server runs last.
-	if m.srv, err = newServer(ServerOptions{KMS: kms, Platform: m.mode, Options: enclaveserver.Options{Tamper: m.tamper}, Guard: m.guard}); err != nil {
+	opts := ServerOptions{KMS: kms, Platform: m.mode, Options: enclaveserver.Options{Tamper: m.tamper}, Guard: m.guard}
+	if m.Attested != nil {
+		m.Attested.Channel = m.Attested.open(t)
+		opts.Tokens = m.Attested.Channel
+	}
+	if m.srv, err = newServer(opts); err != nil {
 		ln.Close()
 		t.Fatal(err)
+	}
+	if m.Attested != nil {
+		go func() { _ = m.srv.ServeAttested(ln, m.Attested.Channel) }()
+		return
 	}
 	go func() { _ = m.srv.Serve(ln) }()
 }
@@ -164,6 +176,18 @@ func (m *Mock) Stop() {
 		m.srv.Close()
 		m.srv = nil
 	}
+	if m.Attested != nil && m.Attested.Channel != nil {
+		m.Attested.Channel.Close()
+	}
+}
+
+// Stats returns the current enclave server's counters (zero when
+// stopped).
+func (m *Mock) Stats() enclaveserver.Stats {
+	if m.srv == nil {
+		return enclaveserver.Stats{}
+	}
+	return m.srv.Stats()
 }
 
 // Restart stops the enclave and starts a new one on the same address,
@@ -175,4 +199,13 @@ func (m *Mock) Restart(t testing.TB, kmsFile string) {
 	}
 	m.Stop()
 	m.start(t, m.Addr, kmsFile)
+}
+
+// Sessions returns the current enclave server's live connections (none
+// when stopped).
+func (m *Mock) Sessions() []enclaveserver.SessionInfo {
+	if m.srv == nil {
+		return nil
+	}
+	return m.srv.Sessions()
 }

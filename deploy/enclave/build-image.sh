@@ -3,13 +3,20 @@
 # and prints its digest (the value the Workload Identity Pool provider's
 # attestation condition and the KMS key's IAM binding name).
 #
-# Usage: deploy/enclave/build-image.sh [OUT_DIR]    (default: bin/image)
+# Usage: deploy/enclave/build-image.sh [--attested] [OUT_DIR]    (default: bin/image)
 #
 # Writes OUT_DIR/context/ (the build context: Containerfile and the static
 # binary), OUT_DIR/sigil-enclave.oci.tar (the image as an OCI archive, ready
 # to push with `skopeo copy --preserve-digests`) and
 # OUT_DIR/sigil-enclave.digest (its manifest digest), and tags the image
 # SIGIL_IMAGE (default localhost/sigil-enclave:latest) in buildah's store.
+#
+# With --attested it builds the attested channel's image instead
+# (Containerfile.attested: the same binary, entrypoint with --attested, the
+# launch policy allowing SIGIL_ENCLAVE_CLIENT_PINS): OUT_DIR/context-attested/,
+# OUT_DIR/sigil-enclave-attested.oci.tar and .digest, tagged
+# localhost/sigil-enclave-attested:latest unless SIGIL_IMAGE is set. The
+# two images have different digests; both can be built into one OUT_DIR.
 #
 # The build is reproducible: the binary is built with -trimpath, no build id
 # and the commit time as build time, and buildah's --timestamp 0 fixes every
@@ -24,10 +31,20 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+name=sigil-enclave
+containerfile=Containerfile
+if [ "${1:-}" = "--attested" ]; then
+  name=sigil-enclave-attested
+  containerfile=Containerfile.attested
+  shift
+fi
+case "${1:-}" in -*) echo "build-image: unknown option $1 (usage: build-image.sh [--attested] [OUT_DIR])" >&2; exit 2;; esac
 out=${1:-$root/bin/image}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-image=${SIGIL_IMAGE:-localhost/sigil-enclave:latest}
+image=${SIGIL_IMAGE:-localhost/$name:latest}
+context=$out/context
+[ "$name" = sigil-enclave ] || context=$out/context-attested
 read -r -a storage <<< "${BUILDAH_STORAGE:---storage-driver vfs}"
 
 command -v buildah >/dev/null || { echo "build-image: buildah is not installed (Debian: apt-get install buildah)" >&2; exit 1; }
@@ -40,17 +57,17 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ] && git -C "$root" rev-parse --git-dir >/dev/n
   SOURCE_DATE_EPOCH=$(git -C "$root" log -1 --format=%ct)
   export SOURCE_DATE_EPOCH
 fi
-rm -rf "$out/context"
-mkdir -p "$out/context"
-bash "$root/scripts/build-release.sh" "$out/context" ./cmd/sigil-enclave >/dev/null
-cp "$root/deploy/enclave/Containerfile" "$out/context/Containerfile"
+rm -rf "$context"
+mkdir -p "$context"
+bash "$root/scripts/build-release.sh" "$context" ./cmd/sigil-enclave >/dev/null
+cp "$root/deploy/enclave/$containerfile" "$context/Containerfile"
 
 buildah "${storage[@]}" bud --quiet --isolation chroot --timestamp 0 --layers=false \
-  -f "$out/context/Containerfile" -t "$image" "$out/context" >/dev/null
-rm -f "$out/sigil-enclave.oci.tar" "$out/sigil-enclave.digest"
-buildah "${storage[@]}" push --quiet --digestfile "$out/sigil-enclave.digest" \
-  "$image" "oci-archive:$out/sigil-enclave.oci.tar:${image##*:}"
+  -f "$context/Containerfile" -t "$image" "$context" >/dev/null
+rm -f "$out/$name.oci.tar" "$out/$name.digest"
+buildah "${storage[@]}" push --quiet --digestfile "$out/$name.digest" \
+  "$image" "oci-archive:$out/$name.oci.tar:${image##*:}"
 
 echo "image:  $image"
-echo "archive: $out/sigil-enclave.oci.tar"
-echo "digest: $(cat "$out/sigil-enclave.digest")"
+echo "archive: $out/$name.oci.tar"
+echo "digest: $(cat "$out/$name.digest")"

@@ -187,16 +187,16 @@ func Check(c Claims, e Expectations, now time.Time) error {
 	case c.Expiry.IsZero():
 		return &ClaimError{Claim: ClaimExpiry, Want: "an expiry", Got: absent}
 	case !now.Before(c.Expiry):
-		return &ClaimError{Claim: ClaimExpiry, Want: "after " + stamp(now) + " (the token has expired)", Got: stamp(c.Expiry)}
+		return &ClaimError{Claim: ClaimExpiry, Want: "a time after now (the token has expired)", Got: stamp(c.Expiry)}
 	}
 	if !c.NotBefore.IsZero() && c.NotBefore.After(now.Add(e.Leeway)) {
-		return &ClaimError{Claim: ClaimNotBefore, Want: fmt.Sprintf("not after %s (now + leeway %v)", stamp(now.Add(e.Leeway)), e.Leeway), Got: stamp(c.NotBefore)}
+		return &ClaimError{Claim: ClaimNotBefore, Want: fmt.Sprintf("not after now + leeway %v (a token from the future: is this host's clock behind?)", e.Leeway), Got: stamp(c.NotBefore)}
 	}
 	switch {
 	case c.IssuedAt.IsZero():
 		return &ClaimError{Claim: ClaimIssuedAt, Want: "an issue time", Got: absent}
 	case c.IssuedAt.After(now.Add(e.Leeway)):
-		return &ClaimError{Claim: ClaimIssuedAt, Want: fmt.Sprintf("not after %s (now + leeway %v)", stamp(now.Add(e.Leeway)), e.Leeway), Got: stamp(c.IssuedAt)}
+		return &ClaimError{Claim: ClaimIssuedAt, Want: fmt.Sprintf("not after now + leeway %v (a token from the future: is this host's clock behind?)", e.Leeway), Got: stamp(c.IssuedAt)}
 	case !c.IssuedAt.Before(c.Expiry):
 		return &ClaimError{Claim: ClaimIssuedAt, Want: "before exp " + stamp(c.Expiry), Got: stamp(c.IssuedAt)}
 	}

@@ -36,7 +36,11 @@
 //	<!-- doctest: config -->           a whole configuration: `sigil config
 //	                                   check` accepts it
 //	<!-- doctest: config-fragment -->  part of one: merged into a minimal
-//	                                   configuration, then checked
+//	                                   configuration, then checked (both
+//	                                   take env=NAME=VALUE, and
+//	                                   client-key=NAME: sigil
+//	                                   enclave-client-key makes
+//	                                   ${BASE_DIR}/NAME first)
 //	<!-- doctest: yaml -->             another program's YAML: parsed
 //
 // JSON blocks are parsed; other blocks (text, go) are not run. A shell or

@@ -140,7 +140,8 @@ func checkJSON(b block) error {
 
 // checkConfig runs `sigil config check` on a configuration. The base
 // directory is a fresh temporary one; variables a block names with
-// env=NAME=VALUE arguments are set.
+// env=NAME=VALUE arguments are set, and a client-key=NAME argument makes
+// the daemon's attested channel key ${BASE_DIR}/NAME first.
 func checkConfig(sigil string, b block, cfg string) error {
 	dir, err := os.MkdirTemp("", "doctest-config-")
 	if err != nil {
@@ -151,7 +152,20 @@ func checkConfig(sigil string, b block, cfg string) error {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	cmd := exec.Command(sigil, "config", "check", "-c", path, "--base-dir", filepath.Join(dir, "state"))
+	state := filepath.Join(dir, "state")
+	for _, a := range b.Args {
+		// client-key=NAME: the daemon's key of the attested channel, made
+		// by sigil enclave-client-key as ${BASE_DIR}/NAME.
+		if name, ok := strings.CutPrefix(a, "client-key="); ok {
+			if err := os.MkdirAll(state, 0o700); err != nil {
+				return err
+			}
+			if out, err := exec.Command(sigil, "enclave-client-key", filepath.Join(state, name)).CombinedOutput(); err != nil {
+				return fmt.Errorf("%s: sigil enclave-client-key: %v\n%s", b, err, out)
+			}
+		}
+	}
+	cmd := exec.Command(sigil, "config", "check", "-c", path, "--base-dir", state)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "HOME="+dir)
 	for _, a := range b.Args {

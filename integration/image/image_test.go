@@ -6,8 +6,13 @@
 // the image is the one static binary with the configuration and launch
 // policy the deployment guide relies on, that --version carries the
 // checkout's revision, and that its entrypoint answers --help under `buildah run --isolation chroot` (no container runtime can
-// run here). buildah is a Debian package that .ci/run installs; without it
-// the test fails in CI and is skipped elsewhere.
+// run here). The attested channel's image (build-image.sh --attested,
+// Containerfile.attested) is built into the same output directory: the same
+// binary, another digest, the entrypoint with --attested and the launch
+// policy allowing SIGIL_ENCLAVE_CLIENT_PINS and nothing else, and its
+// entrypoint refuses to start without that variable. buildah is a Debian
+// package that .ci/run installs; without it the test fails in CI and is
+// skipped elsewhere.
 package image
 
 import (
@@ -73,13 +78,18 @@ func TestEnclaveImage(t *testing.T) {
 	storage := []string{"--storage-driver", "vfs", "--root", filepath.Join(dir, "store"), "--runroot", filepath.Join(dir, "run")}
 	b := &buildah{t: t, storage: storage}
 	const image = "localhost/sigil-enclave:test"
+	const attestedImage = "localhost/sigil-enclave-attested:test"
 
-	build := func(out string) string {
+	build := func(out string, args ...string) string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "deploy/enclave/build-image.sh"), out)
-		cmd.Env = append(os.Environ(), "SIGIL_IMAGE="+image, "BUILDAH_STORAGE="+strings.Join(storage, " "))
+		name, img := "sigil-enclave", image
+		if len(args) > 0 {
+			name, img = "sigil-enclave-attested", attestedImage
+		}
+		cmd := exec.CommandContext(ctx, "bash", append(append([]string{filepath.Join(root, "deploy/enclave/build-image.sh")}, args...), out)...)
+		cmd.Env = append(os.Environ(), "SIGIL_IMAGE="+img, "BUILDAH_STORAGE="+strings.Join(storage, " "))
 		log, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("build-image.sh: %v\n%s", err, log)
@@ -88,9 +98,9 @@ func TestEnclaveImage(t *testing.T) {
 		if m == nil {
 			t.Fatalf("build-image.sh printed no digest:\n%s", log)
 		}
-		file, err := os.ReadFile(filepath.Join(out, "sigil-enclave.digest"))
+		file, err := os.ReadFile(filepath.Join(out, name+".digest"))
 		if err != nil || strings.TrimSpace(string(file)) != m[1] {
-			t.Fatalf("sigil-enclave.digest holds %q (%v), the script printed %s", file, err, m[1])
+			t.Fatalf("%s.digest holds %q (%v), the script printed %s", name, file, err, m[1])
 		}
 		return m[1]
 	}
@@ -106,23 +116,7 @@ func TestEnclaveImage(t *testing.T) {
 	assertStatic(t, filepath.Join(dir, "out1", "context", "sigil-enclave"))
 
 	// The image's configuration.
-	var info struct {
-		OCIv1 struct {
-			Config struct {
-				User         string
-				Entrypoint   []string
-				Cmd          []string
-				ExposedPorts map[string]struct{}
-				Labels       map[string]string
-			} `json:"config"`
-			RootFS struct {
-				DiffIDs []string `json:"diff_ids"`
-			} `json:"rootfs"`
-		}
-	}
-	if err := json.Unmarshal([]byte(b.must("inspect", "--type", "image", image)), &info); err != nil {
-		t.Fatalf("buildah inspect: %v", err)
-	}
+	info := b.inspect(image)
 	cfg := info.OCIv1.Config
 	if cfg.User == "" || cfg.User == "0" || strings.HasPrefix(cfg.User, "0:") || cfg.User == "root" {
 		t.Errorf("the image runs as %q, want an unprivileged user", cfg.User)
@@ -165,6 +159,94 @@ func TestEnclaveImage(t *testing.T) {
 	// And a bad flag fails: the binary really parsed the arguments.
 	if out, err := b.run(append([]string{"run", "--isolation", "chroot", ctr, "--"}, append(cfg.Entrypoint, "--kms", "nonsense")...)...); err == nil {
 		t.Errorf("the entrypoint accepted --kms nonsense:\n%s", out)
+	}
+
+	checkAttestedImage(t, b, build, filepath.Join(dir, "out1"), d1, attestedImage)
+}
+
+// imageInfo is what the tests read of buildah inspect.
+type imageInfo struct {
+	OCIv1 struct {
+		Config struct {
+			User         string
+			Entrypoint   []string
+			Cmd          []string
+			ExposedPorts map[string]struct{}
+			Labels       map[string]string
+		} `json:"config"`
+		RootFS struct {
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+}
+
+func (b *buildah) inspect(image string) imageInfo {
+	b.t.Helper()
+	var info imageInfo
+	if err := json.Unmarshal([]byte(b.must("inspect", "--type", "image", image)), &info); err != nil {
+		b.t.Fatalf("buildah inspect %s: %v", image, err)
+	}
+	return info
+}
+
+// checkAttestedImage builds the attested channel's image into out, next to
+// the plain image (digest plain), and checks it: the same binary, another
+// digest, the plain image's entrypoint with --attested, the launch policy
+// allowing SIGIL_ENCLAVE_CLIENT_PINS and nothing else, and an entrypoint
+// that refuses to start without that variable, naming it.
+func checkAttestedImage(t *testing.T, b *buildah, build func(string, ...string) string, out, plain, image string) {
+	t.Helper()
+	d := build(out, "--attested")
+	if d == plain {
+		t.Errorf("the attested image has the plain image's digest %s", d)
+	}
+	if _, err := os.Stat(filepath.Join(out, "sigil-enclave.digest")); err != nil {
+		t.Errorf("building the attested image removed the plain image's digest file: %v", err)
+	}
+	p1, err1 := os.ReadFile(filepath.Join(out, "context", "sigil-enclave"))
+	p2, err2 := os.ReadFile(filepath.Join(out, "context-attested", "sigil-enclave"))
+	if err1 != nil || err2 != nil || !bytes.Equal(p1, p2) {
+		t.Errorf("the two images do not hold the same binary (%v, %v)", err1, err2)
+	}
+	info := b.inspect(image)
+	cfg := info.OCIv1.Config
+	want := []string{"/sigil-enclave", "--listen", ":2000", "--kms", "gcp", "--log-level", "info", "--attested"}
+	if strings.Join(cfg.Entrypoint, "\x00") != strings.Join(want, "\x00") || len(cfg.Cmd) != 0 {
+		t.Errorf("attested entrypoint %q cmd %q, want %q and no cmd", cfg.Entrypoint, cfg.Cmd, want)
+	}
+	if got := cfg.Labels["tee.launch_policy.allow_env_override"]; got != "SIGIL_ENCLAVE_CLIENT_PINS" {
+		t.Errorf("attested launch policy allow_env_override = %q, want SIGIL_ENCLAVE_CLIENT_PINS alone", got)
+	}
+	if got := cfg.Labels["tee.launch_policy.log_redirect"]; got != "always" {
+		t.Errorf("attested launch policy log_redirect = %q, want always", got)
+	}
+	for _, l := range []string{"tee.launch_policy.allow_cmd_override", "tee.launch_policy.allow_mount_destinations"} {
+		if v, ok := cfg.Labels[l]; ok {
+			t.Errorf("the attested image sets %s=%q: the operator could change the workload under the same digest", l, v)
+		}
+	}
+	if cfg.User == "" || cfg.User == "0" || strings.HasPrefix(cfg.User, "0:") || cfg.User == "root" {
+		t.Errorf("the attested image runs as %q, want an unprivileged user", cfg.User)
+	}
+	if _, ok := cfg.ExposedPorts["2000/tcp"]; !ok {
+		t.Errorf("the attested image does not expose 2000/tcp: %v", cfg.ExposedPorts)
+	}
+	if len(info.OCIv1.RootFS.DiffIDs) != 1 {
+		t.Errorf("the attested image has %d layers, want the one with the binary", len(info.OCIv1.RootFS.DiffIDs))
+	}
+	ctr := strings.TrimSpace(b.must("from", "--quiet", "--pull-never", image))
+	defer b.run("rm", ctr)
+	// The entrypoint as the launcher runs it, without the pin list: it
+	// must not start (and must not serve the plain protocol instead).
+	out2, err := b.run(append([]string{"run", "--isolation", "chroot", ctr, "--"}, cfg.Entrypoint...)...)
+	if err == nil || !strings.Contains(out2, "SIGIL_ENCLAVE_CLIENT_PINS lists no client pin") {
+		t.Errorf("the attested entrypoint without SIGIL_ENCLAVE_CLIENT_PINS: %v\n%s", err, out2)
+	}
+	help := b.must(append([]string{"run", "--isolation", "chroot", ctr, "--"}, append(cfg.Entrypoint, "--help")...)...)
+	for _, s := range []string{"--attested", "--launcher-socket", "/run/container_launcher/teeserver.sock", "SIGIL_ENCLAVE_CLIENT_PINS"} {
+		if !strings.Contains(help, s) {
+			t.Errorf("--help in the attested image lacks %q", s)
+		}
 	}
 }
 

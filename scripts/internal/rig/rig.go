@@ -101,7 +101,10 @@ type Rig struct {
 	KMSKey   string // local KMS key file
 	KeyFile  string // Signatory-format key file
 	Keys     []Key
-	procs    []*Proc
+	// Env is added to the environment of every process started after it
+	// is set (NAME=value).
+	Env   []string
+	procs []*Proc
 }
 
 // New makes a rig over the binaries in bin (sigil, sigil-enclave), working
@@ -171,6 +174,9 @@ func (r *Rig) start(name, path string, args []string, ready *regexp.Regexp, time
 		return nil, nil, err
 	}
 	p := &Proc{Name: name, Log: logPath, Cmd: exec.Command(path, args...), exited: make(chan struct{})}
+	if len(r.Env) > 0 {
+		p.Cmd.Env = append(os.Environ(), r.Env...)
+	}
 	pr, pw := io.Pipe()
 	w := io.MultiWriter(logf, p, pw)
 	p.Cmd.Stdout, p.Cmd.Stderr = w, w
@@ -221,6 +227,9 @@ type DaemonConfig struct {
 	RPCTimeout  string
 	Watermark   string // "file" or "mem"
 	Policy      string // the body of each key's tezos entry
+	// VaultExtra is appended to the vault's config section, each line
+	// indented by six spaces (e.g. an attested_channel section).
+	VaultExtra string
 }
 
 var readyRE = regexp.MustCompile(`msg="signer ready" address=(\S+) utility_address=(\S+)`)
@@ -249,6 +258,11 @@ func (r *Rig) StartDaemon(name string, c DaemonConfig) (*Daemon, error) {
 		fmt.Fprintf(&b, "      rpc_timeout: %s\n", c.RPCTimeout)
 	}
 	fmt.Fprintf(&b, "      storage: {driver: file, config: %s}\n", r.KeyFile)
+	for _, l := range strings.Split(strings.TrimRight(c.VaultExtra, "\n"), "\n") {
+		if l != "" {
+			fmt.Fprintf(&b, "      %s\n", l)
+		}
+	}
 	fmt.Fprintf(&b, "watermark: {driver: %s}\ntezos:\n", c.Watermark)
 	for _, k := range r.Keys {
 		fmt.Fprintf(&b, "  %s:\n%s", k.PKH, c.Policy)
