@@ -119,6 +119,7 @@ func (f *options) define(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Attest.LauncherSocket, "launcher-socket", adattest.DefaultLauncherSocket, "--attested: the Confidential Space launcher's token endpoint (Unix socket); seam for tests")
 	fs.DurationVar(&o.AttestStartTimeout, "attest-start-timeout", enclaveapp.DefaultAttestStartTimeout, "--attested: the start fails if no attestation token arrives within this")
 	fs.StringVar(&o.PlainListen, "plain-listen", "", "--attested: also serve the plain protocol on this TCP address (migration only; ImportUnencrypted and AttestationToken refused there); default none")
+	f.defineGuard(fs)
 	fs.BoolVar(&f.version, "version", false, "print the version, VCS revision, build time and Go version (as `sigil version`), and exit")
 }
 

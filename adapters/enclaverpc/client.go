@@ -15,6 +15,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/enclavewire"
 	"github.com/sigil-signer/sigil/domain"
+	"github.com/sigil-signer/sigil/domain/guard"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
 )
@@ -797,6 +798,11 @@ func mapError(err error) error {
 	if !errors.As(err, &re) {
 		return err
 	}
+	// A refusal by the enclave's guard carries its kind (403, 409, 503,
+	// 400 at the HTTP API).
+	if gerr, ok := guard.FromWire(re.Message, sourceMessage(re)); ok {
+		return fmt.Errorf("enclave: %w", gerr)
+	}
 	text := strings.ToLower(strings.Join(strings.Fields(re.Error()), " "))
 	switch {
 	case strings.Contains(text, "signing version"):
@@ -805,4 +811,12 @@ func mapError(err error) error {
 		return domain.Errorf(domain.KindNotFound, "enclave does not hold the key: %w", re)
 	}
 	return domain.Errorf(domain.KindInternal, "enclave error: %w", re)
+}
+
+// sourceMessage is the message of re's source, if any.
+func sourceMessage(re *enclavewire.RPCError) string {
+	if re.Source == nil {
+		return ""
+	}
+	return re.Source.Message
 }

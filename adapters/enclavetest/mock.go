@@ -107,6 +107,7 @@ type Mock struct {
 	mode    enclave.Platform
 	srv     *enclaveserver.Server
 	lying   atomic.Bool
+	guard   enclave.Guard // StartGuardedMock
 	// Attested is set by StartAttested: the enclave serves the attested
 	// channel, and this is what a daemon needs to reach it.
 	Attested *Attested
@@ -153,7 +154,7 @@ func (m *Mock) start(t testing.TB, addr, kmsFile string) {
 	m.Addr = ln.Addr().String()
 	// Not closed by t: Restart may run in a subtest; StartMock's cleanup
 	// stops whichever server runs last.
-	opts := ServerOptions{KMS: kms, Platform: m.mode, Options: enclaveserver.Options{Tamper: m.tamper}}
+	opts := ServerOptions{KMS: kms, Platform: m.mode, Options: enclaveserver.Options{Tamper: m.tamper}, Guard: m.guard}
 	if m.Attested != nil {
 		m.Attested.Channel = m.Attested.open(t)
 		opts.Tokens = m.Attested.Channel

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/vault"
 	"github.com/sigil-signer/sigil/domain"
+	rt "github.com/sigil-signer/sigil/domain/request/requesttest"
 	"github.com/sigil-signer/sigil/domain/tezos"
 	"github.com/sigil-signer/sigil/ports"
 )
@@ -63,7 +64,15 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-var msg = []byte("\x03enclavetest operation")
+// msg is a well-formed generic operation (a transaction), so that an
+// enclave whose guard classifies what it signs (issue 21) signs it under a
+// policy that allows transactions; to every other backend it is bytes.
+var msg = rt.Generic(0x5e, rt.Transaction(tezos.PublicKeyHash{Type: tezos.Ed25519}, rt.Originated(1), 1, 0))
+
+// op is a distinct well-formed transaction for each (series, g, i).
+func op(series, g, i int) []byte {
+	return rt.Generic(byte(series), rt.Transaction(tezos.PublicKeyHash{Type: tezos.Ed25519}, rt.Originated(byte(g)), uint64(i+1), 0))
+}
 
 // Run runs the contract against b.
 func Run(t *testing.T, b Backend) {
@@ -189,7 +198,7 @@ func Run(t *testing.T, b Backend) {
 				defer wg.Done()
 				pk := keys[tezos.KeyTypes[g%len(tezos.KeyTypes)]]
 				for i := range 4 {
-					m := []byte(fmt.Sprintf("\x03signer %d request %d", g, i))
+					m := op(1, g, i)
 					sig, err := inst.Enclave.Sign(ctx, pk.Hash(), m, 2)
 					if err == nil {
 						err = Verify(pk, m, sig, 2)
@@ -295,7 +304,7 @@ func restartUnderLoad(t *testing.T, b Backend, inst vault.Instance, keys map[tez
 					return
 				default:
 				}
-				m := []byte(fmt.Sprintf("\x03restart %d %d", g, i))
+				m := op(2, g, i)
 				c, cancel := context.WithTimeout(ctx, 5*time.Second)
 				sig, err := inst.Enclave.Sign(c, pk.Hash(), m, 2)
 				cancel()

@@ -53,6 +53,8 @@ type Options struct {
 	// The connection guard's settings (enclaveserver.Options).
 	MaxConns                                                  int
 	HandshakeTimeout, FrameTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Guard configures the enclave's guard (guard.go); off by default.
+	Guard GuardOptions
 	// Attested serves the attested channel on Listen (TLS 1.3, the
 	// launcher's attestation token in the enclave's certificate, clients
 	// admitted by the pin of their key): see Attest.
@@ -156,10 +158,18 @@ func Open(o Options, log *slog.Logger) (_ *Enclave, err error) {
 	if closeKMS != nil {
 		e.close = append(e.close, closeKMS)
 	}
+	g, closeGuard, err := openGuard(o, log)
+	if err != nil {
+		return nil, err
+	}
+	if closeGuard != nil {
+		e.close = append(e.close, closeGuard)
+	}
 	cfg := enclave.Config{
 		Platform: o.Platform,
 		KMS:      kmsdelay.Wrap(kms, o.KMSDelay),
 		Keys:     enclavewire.KeyCodec{},
+		Guard:    g,
 	}
 	if o.Attested {
 		if e.Channel, err = openChannel(o, log); err != nil {

@@ -282,6 +282,7 @@ func transaction(r *reader) error {
 		return err
 	}
 	dest := r.b[at:r.off]
+	r.dest = dest
 	toSelf := len(r.source) > 0 && dest[0] == 0 && slices.Equal(dest[1:], r.source)
 	tag, err := parameters(r)
 	if err != nil {

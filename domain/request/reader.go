@@ -27,6 +27,9 @@ type reader struct {
 	source []byte
 	// vote is the current ballot's vote (yay, nay, pass), or "".
 	vote string
+	// dest is the current transaction's destination (an encoded contract
+	// id, a sub-slice of b), or nil.
+	dest []byte
 }
 
 func (r *reader) remaining() int { return len(r.b) - r.off }

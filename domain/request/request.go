@@ -110,6 +110,13 @@ type Request struct {
 	// nay or pass), and "" at every other index; nil when the request has
 	// no ballot.
 	Ballots []string
+	// Destinations holds, at the index of each transaction in Ops (staking
+	// pseudo-operations included, whose destination is their source), its
+	// destination, and the zero Contract at every other index; nil when
+	// the request has no transaction. Other operations that move funds
+	// (transfer_ticket, drain_delegate, origination's balance, smart rollup
+	// outbox execution) are allowed or refused by their kind alone.
+	Destinations []Contract
 }
 
 // Ballot votes, as the protocol and gotez name them (Octez vote_repr.ml:
@@ -428,7 +435,7 @@ func parseGeneric(r *reader, req *Request) error {
 			}
 			return r.errf("unknown operation tag %d at offset %d (operation #%d)", tag, at, i)
 		}
-		r.opIndex, r.opName, r.pseudo, r.source, r.vote = i, op.name, "", nil, ""
+		r.opIndex, r.opName, r.pseudo, r.source, r.vote, r.dest = i, op.name, "", nil, "", nil
 		if op.manager {
 			if err := managerFields(r); err != nil {
 				return err
@@ -448,6 +455,14 @@ func parseGeneric(r *reader, req *Request) error {
 			req.Ballots = append(req.Ballots, r.vote)
 		} else if req.Ballots != nil {
 			req.Ballots = append(req.Ballots, "")
+		}
+		if r.dest != nil {
+			if req.Destinations == nil {
+				req.Destinations = make([]Contract, len(req.Ops), cap(req.Ops))
+			}
+			req.Destinations = append(req.Destinations, contractFrom(r.dest))
+		} else if req.Destinations != nil {
+			req.Destinations = append(req.Destinations, Contract{})
 		}
 		req.Ops = append(req.Ops, name)
 	}

@@ -763,7 +763,25 @@ func FuzzParse(f *testing.F) {
 			if req.Ballots != nil && len(req.Ballots) != len(req.Ops) {
 				t.Fatalf("%d ballots for %d ops", len(req.Ballots), len(req.Ops))
 			}
+			if req.Destinations != nil && len(req.Destinations) != len(req.Ops) {
+				t.Fatalf("%d destinations for %d ops", len(req.Destinations), len(req.Ops))
+			}
 			for i, op := range req.Ops {
+				// A destination exactly at each transaction (staking
+				// included), and it round-trips through its address.
+				var dest Contract
+				if req.Destinations != nil {
+					dest = req.Destinations[i]
+				}
+				isTx := op == "transaction" || slices.Contains(PseudoOperationKinds, op)
+				if isTx == dest.IsZero() {
+					t.Fatalf("operation %d %q with destination %x", i, op, dest)
+				}
+				if isTx {
+					if back, err := ParseContract(dest.String()); err != nil || back != dest {
+						t.Fatalf("destination %x: %q parses back as %x, %v", dest, dest.String(), back, err)
+					}
+				}
 				vote := ""
 				if req.Ballots != nil {
 					vote = req.Ballots[i]

@@ -265,10 +265,6 @@ func (s *Service) observeSign(k Key, r *request.Request, d time.Duration, err er
 	s.observer.ObserveSign(ev)
 }
 
-// errVersionMismatch marks a replay refused because the signing version
-// differs.
-var errVersionMismatch = errors.New("signing version differs from the recorded signature's")
-
 // ErrAuthentication is in the chain of every error that refuses a request
 // for its (missing, unreadable or wrong) client authentication by the
 // server-wide authorized keys (Signatory's authentication failures).
@@ -279,32 +275,10 @@ func authError(k domain.Kind, format string, args ...any) error {
 	return &domain.Error{Kind: k, Msg: fmt.Sprintf(format, args...), Err: ErrAuthentication}
 }
 
-// replay returns the signature recorded for an identical earlier request.
-// The replay identity is the whole request: the recorded signature is
-// handed out only if it verifies for this message under the signing
-// version asked for now (a BLS key signs the same message differently
-// under versions 1 and 2, and a client must never receive a signature in a
-// scheme it did not ask for).
+// replay returns the signature recorded for an identical earlier request
+// (watermark.ReplaySignature, with the key's public key).
 func replay(k Key, wk watermark.Key, m watermark.Mark, msg []byte, version uint8) (tezos.Signature, error) {
-	sig, err := tezos.ParseSignature(m.Signature)
-	if err != nil {
-		return tezos.Signature{}, domain.Errorf(domain.KindInternal, "recorded signature at %s is unreadable: %w", m, err)
-	}
-	if k.PublicKey.Verify(msg, sig, version) == nil {
-		return sig, nil
-	}
-	if k.PKH.Type == tezos.BLS {
-		for _, v := range []uint8{tezos.SignVersion1, tezos.SignVersion2} {
-			if v != version && !(version == tezos.SignVersionLatest && v == tezos.SignVersion2) && k.PublicKey.Verify(msg, sig, v) == nil {
-				return tezos.Signature{}, &domain.Error{Kind: domain.KindConflict, Err: errVersionMismatch, Msg: fmt.Sprintf(
-					"%s %s for %s on %s was already signed with BLS signing version %d; this identical request asks for version %d, which would be a second signature at the same level and round",
-					wk.Kind, m, wk.PKH, wk.ChainID, v, version)}
-			}
-		}
-	}
-	return tezos.Signature{}, domain.Errorf(domain.KindConflict,
-		"%s %s for %s on %s: the recorded signature does not verify for this request; refusing to sign again at the same level and round",
-		wk.Kind, m, wk.PKH, wk.ChainID)
+	return watermark.ReplaySignature(k.PublicKey, wk, m, msg, version)
 }
 
 func (s *Service) enclaveSign(ctx context.Context, k Key, msg []byte, version uint8) (tezos.Signature, error) {

@@ -249,7 +249,9 @@ func (r *Rig) StartDaemon(name string, c DaemonConfig) (*Daemon, error) {
 		return nil, err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "base_dir: %s\nserver: {address: \"127.0.0.1:0\", utility_address: \"127.0.0.1:0\"}\n", dir)
+	// The scripts' load comes from one client address: the per-client cap
+	// (128 by default) would refuse part of a burst.
+	fmt.Fprintf(&b, "base_dir: %s\nserver: {address: \"127.0.0.1:0\", utility_address: \"127.0.0.1:0\", max_connections_per_client: 1024}\n", dir)
 	fmt.Fprintf(&b, "vaults:\n  cs:\n    driver: confidentialspace\n    config:\n      host: %s\n      port: \"%s\"\n", host, port)
 	fmt.Fprintf(&b, "      wip_provider_path: rig/wip\n      encryption_key_path: rig/kms\n      connections: %d\n", c.Connections)
 	if c.RPCTimeout != "" {
