@@ -285,7 +285,7 @@ wait:
 	for {
 		select {
 		case <-usr1:
-			log.LogAttrs(ctx, slog.LevelInfo, "enclave stats", enc.Server.Stats().LogAttrs()...)
+			log.LogAttrs(ctx, slog.LevelInfo, "enclave stats", enc.StatsAttrs()...)
 		case sig := <-done:
 			code = sig.ExitCode
 			break wait

@@ -128,6 +128,18 @@ type Enclave struct {
 	// Channel is the attested channel's server (nil without Attested).
 	Channel *securechannel.Server
 	close   []func() error
+	guard   *guardCounts // nil without a guard
+}
+
+// StatsAttrs are the enclave's counters for its stats line: the server's
+// (connections, timeouts, requests by method) and, with a guard, the
+// guard's refusals by kind.
+func (e *Enclave) StatsAttrs() []slog.Attr {
+	attrs := e.Server.Stats().LogAttrs()
+	if e.guard != nil {
+		attrs = append(attrs, e.guard.attrs()...)
+	}
+	return attrs
 }
 
 // Open builds the enclave o describes: the KMS adapter, the enclave's rules
@@ -164,6 +176,9 @@ func Open(o Options, log *slog.Logger) (_ *Enclave, err error) {
 	}
 	if closeGuard != nil {
 		e.close = append(e.close, closeGuard)
+	}
+	if lg, ok := g.(loggedGuard); ok {
+		e.guard = lg.n
 	}
 	cfg := enclave.Config{
 		Platform: o.Platform,
@@ -293,7 +308,7 @@ func openEnclave(lc fx.Lifecycle, o Options, log *slog.Logger) (*Enclave, error)
 	}
 	lc.Append(fx.StopHook(func() error {
 		err := e.Close()
-		log.LogAttrs(context.Background(), slog.LevelInfo, "enclave stopped", e.Server.Stats().LogAttrs()...)
+		log.LogAttrs(context.Background(), slog.LevelInfo, "enclave stopped", e.StatsAttrs()...)
 		return err
 	}))
 	return e, nil

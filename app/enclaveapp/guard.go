@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sigil-signer/sigil/adapters/gcpauth"
 	"github.com/sigil-signer/sigil/adapters/guardstate/firestore"
 	"github.com/sigil-signer/sigil/adapters/guardstate/memory"
+	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/enclave"
 	"github.com/sigil-signer/sigil/domain/guard"
 	"github.com/sigil-signer/sigil/domain/tezos"
@@ -125,7 +127,36 @@ func openGuard(o Options, log *slog.Logger) (enclave.Guard, func() error, error)
 		return nil, nil, err
 	}
 	log.Info("guard on", "policy", from, "rules", rules.String(), "state", where)
-	return loggedGuard{g: enclave.NewGuard(gd), log: log.With("component", "guard")}, close, nil
+	return loggedGuard{g: enclave.NewGuard(gd), log: log.With("component", "guard"), n: &guardCounts{}}, close, nil
+}
+
+// guardCounts are the guard's refusals by kind since the start, in the
+// enclave's stats line (SIGUSR1, and at stop).
+type guardCounts struct {
+	forbidden, conflict, unavailable, invalid, other atomic.Int64
+}
+
+func (c *guardCounts) add(k domain.Kind) {
+	switch k {
+	case domain.KindForbidden:
+		c.forbidden.Add(1)
+	case domain.KindConflict:
+		c.conflict.Add(1)
+	case domain.KindUnavailable:
+		c.unavailable.Add(1)
+	case domain.KindInvalid:
+		c.invalid.Add(1)
+	default:
+		c.other.Add(1)
+	}
+}
+
+func (c *guardCounts) attrs() []slog.Attr {
+	return []slog.Attr{
+		slog.Int64("guard_refused_forbidden", c.forbidden.Load()), slog.Int64("guard_refused_conflict", c.conflict.Load()),
+		slog.Int64("guard_refused_unavailable", c.unavailable.Load()), slog.Int64("guard_refused_invalid", c.invalid.Load()),
+		slog.Int64("guard_refused_other", c.other.Load()),
+	}
 }
 
 // loggedGuard logs each refusal of the guard (a warning: behind an honest
@@ -136,12 +167,15 @@ func openGuard(o Options, log *slog.Logger) (enclave.Guard, func() error, error)
 type loggedGuard struct {
 	g   enclave.Guard
 	log *slog.Logger
+	n   *guardCounts
 }
 
 func (l loggedGuard) Sign(ctx context.Context, req enclave.SignRequest, sign func() (tezos.Signature, error)) (tezos.Signature, error) {
 	sig, err := l.g.Sign(ctx, req, sign)
 	var e *enclave.Error
 	if err != nil && errors.As(err, &e) && strings.HasPrefix(e.Message, guard.WirePrefix) {
+		kind, _ := guard.KindOfWire(e.Message)
+		l.n.add(kind)
 		attrs := []slog.Attr{
 			slog.String("key", req.Key.Hash().String()),
 			slog.String("kind", strings.TrimPrefix(e.Message, guard.WirePrefix)),

@@ -68,4 +68,36 @@ func TestGuardOpen(t *testing.T) {
 			t.Fatalf("%s: the log line shows a signature or the message: %s", c.kind, line)
 		}
 	}
+	// The stats line counts each refusal by its kind.
+	got := map[string]int64{}
+	for _, a := range e.StatsAttrs() {
+		if strings.HasPrefix(a.Key, "guard_refused_") {
+			got[a.Key] = a.Value.Int64()
+		}
+	}
+	want := map[string]int64{"guard_refused_forbidden": 1, "guard_refused_conflict": 1, "guard_refused_unavailable": 0,
+		"guard_refused_invalid": 0, "guard_refused_other": 0}
+	if len(got) != len(want) {
+		t.Fatalf("stats: guard counters %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("stats: %s = %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+}
+
+// TestStatsWithoutGuard: an enclave without a guard has no guard counters
+// in its stats line.
+func TestStatsWithoutGuard(t *testing.T) {
+	e, err := Open(Options{KMS: "local", KMSKeyFile: filepath.Join(t.TempDir(), "k")}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, a := range e.StatsAttrs() {
+		if strings.HasPrefix(a.Key, "guard_") {
+			t.Fatalf("stats without a guard: %s", a.Key)
+		}
+	}
 }
