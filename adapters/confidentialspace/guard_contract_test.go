@@ -12,10 +12,10 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/config"
 	"github.com/sigil-signer/sigil/adapters/enclavetest"
-	"github.com/sigil-signer/sigil/adapters/guardstate/memory"
 	"github.com/sigil-signer/sigil/adapters/storage"
 	"github.com/sigil-signer/sigil/adapters/storage/file"
 	"github.com/sigil-signer/sigil/adapters/vault"
+	wmem "github.com/sigil-signer/sigil/adapters/watermark/mem"
 	"github.com/sigil-signer/sigil/domain/enclave"
 	"github.com/sigil-signer/sigil/domain/guard"
 	"github.com/sigil-signer/sigil/ports"
@@ -35,7 +35,7 @@ const permissiveGuard = `{"key_types":{
 func TestGuardContract(t *testing.T) {
 	rules, err := guard.ParseRules([]byte(permissiveGuard))
 	require.NoError(t, err)
-	g, err := guard.New(rules, memory.New(), guard.Options{})
+	g, err := guard.New(rules, wmem.New(wmem.Config{}), guard.Options{})
 	require.NoError(t, err)
 	m := enclavetest.StartGuardedMock(t, enclavetest.ModeConfidentialSpace, enclave.NewGuard(g))
 	dir := t.TempDir()

@@ -12,7 +12,7 @@ import (
 
 	"github.com/sigil-signer/sigil/adapters/gcpauth"
 	"github.com/sigil-signer/sigil/adapters/guardstate/firestore"
-	"github.com/sigil-signer/sigil/adapters/guardstate/memory"
+	wmem "github.com/sigil-signer/sigil/adapters/watermark/mem"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/enclave"
 	"github.com/sigil-signer/sigil/domain/guard"
@@ -115,7 +115,7 @@ func openGuard(o Options, log *slog.Logger) (enclave.Guard, func() error, error)
 		state, close, where = st, st.Close, st.Location()
 	case GuardStateMemory:
 		log.Warn("guard state in memory: its watermarks are lost at every restart; never use it in production")
-		state, where = memory.New(), "memory"
+		state, where = wmem.New(wmem.Config{}), "memory"
 	default:
 		return nil, nil, fmt.Errorf("invalid --guard-state %q (want firestore or memory)", g.State)
 	}

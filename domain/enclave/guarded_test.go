@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/sigil-signer/sigil/adapters/enclavetest"
-	"github.com/sigil-signer/sigil/adapters/guardstate/memory"
+	wmem "github.com/sigil-signer/sigil/adapters/watermark/mem"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/enclave"
 	dguard "github.com/sigil-signer/sigil/domain/guard"
@@ -26,7 +26,7 @@ func TestGuardSeated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state := memory.New()
+	state := wmem.New(wmem.Config{})
 	g, err := dguard.New(rules, state, dguard.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -78,8 +78,8 @@ func TestGuardSeated(t *testing.T) {
 			}
 		}
 	}
-	if state.Len() != 1 {
-		t.Fatalf("%d marks recorded, want 1", state.Len())
+	if recs, err := state.Export(ctx); err != nil || len(recs) != 1 {
+		t.Fatalf("%d marks recorded (%v), want 1", len(recs), err)
 	}
 	// A key with no rule signs nothing.
 	bls, err := s.GenerateAndImport(ctx, tezos.BLS)
@@ -112,7 +112,7 @@ func FuzzGuardSeat(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := dguard.New(rules, memory.New(), dguard.Options{})
+		g, err := dguard.New(rules, wmem.New(wmem.Config{}), dguard.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
