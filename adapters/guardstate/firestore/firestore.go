@@ -26,7 +26,6 @@ import (
 	"math"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	gfs "cloud.google.com/go/firestore"
@@ -36,6 +35,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sigil-signer/sigil/adapters/internal/gcpretry"
+	wm "github.com/sigil-signer/sigil/adapters/watermark"
 	"github.com/sigil-signer/sigil/domain"
 	"github.com/sigil-signer/sigil/domain/watermark"
 	"github.com/sigil-signer/sigil/ports"
@@ -104,10 +104,7 @@ type State struct {
 	col    *gfs.CollectionRef
 	where  string
 	retry  gcpretry.Policy
-
-	mu   sync.Mutex
-	seen map[watermark.Key]watermark.Mark // the highest mark this process saw recorded
-	docs map[watermark.Key]docState       // documents as last read or written
+	keys   *wm.Shared[docState] // marks seen (Check), documents as last read or written (Commit)
 }
 
 var _ ports.GuardState = (*State)(nil)
@@ -131,8 +128,7 @@ func New(ctx context.Context, cfg Config) (*State, error) {
 		col:    client.Collection(cfg.Collection),
 		where:  fmt.Sprintf("project %s, database %s, collection %s", cfg.Project, cfg.Database, cfg.Collection),
 		retry:  defaultRetry,
-		seen:   map[watermark.Key]watermark.Mark{},
-		docs:   map[watermark.Key]docState{},
+		keys:   wm.NewShared[docState]("guard firestore"),
 	}, nil
 }
 
@@ -165,21 +161,7 @@ func (s *State) doc(k watermark.Key) *gfs.DocumentRef {
 // Check returns the highest mark this process has seen recorded for k (not
 // authoritative: another enclave may have recorded a higher one).
 func (s *State) Check(_ context.Context, k watermark.Key) (watermark.Mark, bool, error) {
-	if err := k.Validate(); err != nil {
-		return watermark.Mark{}, false, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, ok := s.seen[k]
-	return m, ok, nil
-}
-
-func (s *State) remember(k watermark.Key, m watermark.Mark) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cur, ok := s.seen[k]; !ok || m.Level > cur.Level || (m.Level == cur.Level && m.Round >= cur.Round) {
-		s.seen[k] = m
-	}
+	return s.keys.Check(k)
 }
 
 // Commit records m for k as ports.GuardState specifies, with a
@@ -200,7 +182,7 @@ func (s *State) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 	}
 	ref := s.doc(k)
 	for attempt := 1; ; attempt++ {
-		st, known := s.state(k)
+		st, known := s.keys.State(k)
 		if !known {
 			err := gcpretry.Do(ctx, s.retry, nil, func(ctx context.Context) error {
 				var err error
@@ -210,12 +192,12 @@ func (s *State) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 			if err != nil {
 				return watermark.Mark{}, s.fail(ctx, "read "+k.String(), err)
 			}
-			s.setState(k, st)
+			s.keys.SetState(k, st)
 		}
 		var rec *watermark.Mark
 		if st.exists {
 			rec = &st.mark
-			s.remember(k, st.mark)
+			s.keys.Remember(k, st.mark)
 		}
 		switch d, err := watermark.Decide(k, watermark.Enforced(k.Kind, rec), m); d {
 		case watermark.Replay:
@@ -239,19 +221,19 @@ func (s *State) Commit(ctx context.Context, k watermark.Key, m watermark.Mark) (
 		})
 		switch status.Code(err) {
 		case codes.OK:
-			s.setState(k, docState{exists: true, mark: m, updated: wr.UpdateTime})
-			s.remember(k, m)
+			s.keys.SetState(k, docState{exists: true, mark: m, updated: wr.UpdateTime})
+			s.keys.Remember(k, m)
 			return m, nil
 		case codes.FailedPrecondition, codes.AlreadyExists, codes.NotFound:
 			// Written by another enclave since we read it (or by our own
 			// write whose reply was lost): read again, decide again.
-			s.forgetState(k)
+			s.keys.ForgetState(k)
 			if attempt < casAttempts {
 				continue
 			}
 			return watermark.Mark{}, domain.Errorf(domain.KindUnavailable, "guard firestore: %s: %s changed under %d attempts in a row", s.where, k, attempt)
 		default:
-			s.forgetState(k)
+			s.keys.ForgetState(k)
 			return watermark.Mark{}, s.fail(ctx, "commit "+k.String(), err)
 		}
 	}
@@ -266,25 +248,6 @@ type docState struct {
 	exists  bool
 	mark    watermark.Mark
 	updated time.Time
-}
-
-func (s *State) state(k watermark.Key) (docState, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, ok := s.docs[k]
-	return st, ok
-}
-
-func (s *State) setState(k watermark.Key, st docState) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.docs[k] = st
-}
-
-func (s *State) forgetState(k watermark.Key) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.docs, k)
 }
 
 // read returns the document's current state.
