@@ -10,8 +10,8 @@
 // a context, with an error naming the provider, the token file and the
 // service. Provider paths are checked before they reach a URL. The token
 // file, the token service and the timeout are seams for tests and private
-// endpoints; the zero Config is production. (adapters/kms/gcpkms builds the same
-// credentials; it moves onto this package when the enclave is wired.)
+// endpoints; the zero Config is production. adapters/kms/gcpkms (Cloud KMS)
+// and the guard's Firestore state both take their credentials here.
 package gcpauth
 
 import (

@@ -22,7 +22,6 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"net"
-	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -31,30 +30,25 @@ import (
 	kms "cloud.google.com/go/kms/apiv1"
 	"cloud.google.com/go/kms/apiv1/kmspb"
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/google/externalaccount"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/sigil-signer/sigil/adapters/gcpauth"
 	"github.com/sigil-signer/sigil/adapters/internal/gcpretry"
 	"github.com/sigil-signer/sigil/adapters/internal/retry"
 	"github.com/sigil-signer/sigil/ports/enclaveside"
 )
 
-// Production values, as enclave-signer uses them.
+// Production values, as enclave-signer uses them: the workload's
+// credentials are adapters/gcpauth's.
 const (
-	// DefaultTokenFile is where the Confidential Space launcher writes the
-	// workload's attestation token (an OIDC JWT it refreshes).
-	DefaultTokenFile = "/run/container_launcher/attestation_verifier_claims_token"
-	// DefaultTokenURL is Google's Security Token Service.
-	DefaultTokenURL = "https://sts.googleapis.com/v1/token"
-	// SubjectTokenType is the type of the attestation token.
-	SubjectTokenType = "urn:ietf:params:oauth:token-type:jwt"
-	// Scope is the OAuth scope requested for the access token.
-	Scope = "https://www.googleapis.com/auth/cloud-platform"
-	// AudiencePrefix is prepended to the provider path to form the audience.
-	AudiencePrefix = "//iam.googleapis.com/"
+	DefaultTokenFile = gcpauth.DefaultTokenFile
+	DefaultTokenURL  = gcpauth.DefaultTokenURL
+	SubjectTokenType = gcpauth.SubjectTokenType
+	Scope            = gcpauth.Scope
+	AudiencePrefix   = gcpauth.AudiencePrefix
 )
 
 // Config configures a Provider. The zero value is production: the
@@ -251,18 +245,9 @@ func (p *Provider) client(ctx context.Context, wip string) (c *client, cached bo
 }
 
 func (p *Provider) newClient(wip string) (*client, error) {
-	// The token exchange runs with this context for the client's whole
-	// life (token refreshes included); its HTTP client bounds each one.
-	tsCtx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Timeout: p.cfg.STSTimeout})
-	ts, err := externalaccount.NewTokenSource(tsCtx, externalaccount.Config{
-		Audience:         AudiencePrefix + wip,
-		SubjectTokenType: SubjectTokenType,
-		TokenURL:         p.cfg.TokenURL,
-		Scopes:           []string{Scope},
-		CredentialSource: &externalaccount.CredentialSource{File: p.cfg.TokenFile},
-	})
+	ts, err := gcpauth.TokenSource(p.auth(), wip)
 	if err != nil {
-		return nil, fmt.Errorf("gcpkms: external account credentials: %w", err)
+		return nil, fmt.Errorf("gcpkms: %w", err)
 	}
 	opts := []option.ClientOption{
 		option.WithTokenSource(ts),
@@ -291,21 +276,12 @@ func (p *Provider) newClient(wip string) (*client, error) {
 // token gets an access token, bounded by ctx as well as by the exchange's
 // own timeout.
 func (p *Provider) token(ctx context.Context, ts oauth2.TokenSource, wip string) error {
-	type result struct{ err error }
-	done := make(chan result, 1)
-	go func() {
-		_, err := ts.Token()
-		done <- result{err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			return fmt.Errorf("no access token for workload identity provider %s: exchanging the attestation token (%s) at the Security Token Service %s failed: %w", wip, p.cfg.TokenFile, p.cfg.TokenURL, r.err)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("no access token for workload identity provider %s: the Security Token Service %s did not answer in time: %w", wip, p.cfg.TokenURL, ctx.Err())
-	}
+	return gcpauth.Check(ctx, p.auth(), ts, wip)
+}
+
+// auth is where the workload's credentials come from (gcpauth).
+func (p *Provider) auth() gcpauth.Config {
+	return gcpauth.Config{TokenFile: p.cfg.TokenFile, TokenURL: p.cfg.TokenURL, Timeout: p.cfg.STSTimeout}
 }
 
 // Close closes every shared client. Sealers still open keep working until
